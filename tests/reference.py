@@ -1,0 +1,33 @@
+"""Access to the PyTorch reference implementations used by the parity tests.
+
+Import through these helpers so that a missing reference package skips the parity tests
+with a clear reason instead of failing at collection. torch, speechbrain and dac are only
+ever imported here and in the converters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def torch():
+    return pytest.importorskip("torch")
+
+
+def sb_losses():
+    return pytest.importorskip("speechbrain.nnet.losses")
+
+
+def sb_autoencoders():
+    return pytest.importorskip("speechbrain.nnet.autoencoders")
+
+
+def to_torch(x, dtype=None):
+    t = torch()
+    out = t.from_numpy(np.ascontiguousarray(x))
+    return out if dtype is None else out.to(dtype)
+
+
+def to_numpy(x):
+    return x.detach().cpu().numpy()
