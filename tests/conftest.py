@@ -54,7 +54,10 @@ def _install_torchaudio_stub() -> None:
             y = scipy.signal.lfilter(b, a, x, axis=-1)
         else:  # one filter per channel (second-to-last axis), as torchaudio's batching mode
             y = np.stack(
-                [scipy.signal.lfilter(b[i], a[i], x[..., i, :], axis=-1) for i in range(a.shape[0])],
+                [
+                    scipy.signal.lfilter(b[i], a[i], x[..., i, :], axis=-1)
+                    for i in range(a.shape[0])
+                ],
                 axis=-2,
             )
         if clamp:

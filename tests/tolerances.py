@@ -35,6 +35,20 @@ TOLERANCES: dict[str, Tolerance] = {
     # --- losses ------------------------------------------------------------------------------
     # --- autoencoders ------------------------------------------------------------------------
     # --- converters / layers -----------------------------------------------------------------
+    "layer_f32": Tolerance(
+        "one torch layer vs its jaxlatent target (conv, transposed conv, weight norm, "
+        "BatchNorm, LayerNorm, Linear), float32 CPU",
+        1e-5,
+        1e-5,
+        "same float32 maths, different accumulation order inside XLA's and oneDNN's convolution "
+        "kernels: measured max error ~3e-6 on unit-variance inputs",
+    ),
+    "batchnorm_stats": Tolerance(
+        "BatchNorm running mean/var after two training steps",
+        1e-6,
+        1e-6,
+        "batch mean/variance reduced in a different order (float32 round-off only)",
+    ),
 }
 
 

@@ -1,0 +1,483 @@
+"""Shared machinery of every jaxlatent converter: PyTorch state_dicts <-> NNX modules.
+
+A converter is a **table** ``{torch_key: Rule(jax_path, transform)}`` built by small functions
+per torch layer (:func:`linear`, :func:`conv`, :func:`conv_transpose`, :func:`weight_norm_conv`,
+:func:`batch_norm`, :func:`layer_norm`, :func:`embedding`, :func:`tensor`). The same table
+drives both directions:
+
+* :func:`assign_strict` copies a state_dict into a module: every source key must be used,
+  every target variable filled, every shape must agree, otherwise a :class:`ConversionError`
+  lists what is missing, unexpected or mis-shaped — nothing is assigned on error.
+* :func:`export_state_dict` turns the module back into a torch-layout state_dict.
+
+Transforms are named pairs of inverse functions (torch layout -> JAX layout and back); JAX paths
+are '/'-joined NNX attribute paths (``"encoder/layers/0/kernel"``).
+
+torch is imported only inside :func:`load_torch_checkpoint` and :func:`save_torch_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+import numpy as np
+from flax import nnx
+
+WeightNormStyle = Literal["legacy", "parametrizations"]
+
+
+class ConversionError(ValueError):
+    """A state_dict does not fit the target model (lists every problem at once)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        missing: Iterable[str] = (),
+        unexpected: Iterable[str] = (),
+        mismatched: Iterable[str] = (),
+    ):
+        self.missing = sorted(missing)
+        self.unexpected = sorted(unexpected)
+        self.mismatched = sorted(mismatched)
+        parts = [message]
+        for title, items in (
+            ("missing (needed, not in the checkpoint)", self.missing),
+            ("unexpected (in the checkpoint, not used)", self.unexpected),
+            ("mis-shaped", self.mismatched),
+        ):
+            if items:
+                parts.append(f"{title}: {len(items)}\n  " + "\n  ".join(items))
+        super().__init__("\n".join(parts))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read (missing, truncated, corrupt, or unsafe)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Transforms
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """A named layout change: `to_jax` maps a torch array to JAX layout, `to_torch` inverts it."""
+
+    name: str
+    to_jax: Callable[[np.ndarray], np.ndarray]
+    to_torch: Callable[[np.ndarray], np.ndarray]
+
+    def torch_shape(self, jax_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.to_torch(np.empty(jax_shape, np.float32)).shape
+
+
+def _move_first_two_last(w: np.ndarray) -> np.ndarray:
+    # torch (A, B, *k) -> (*k, B, A)
+    n = w.ndim
+    return np.transpose(w, (*range(2, n), 1, 0))
+
+
+def _move_last_two_first(w: np.ndarray) -> np.ndarray:
+    # (*k, B, A) -> (A, B, *k)
+    n = w.ndim
+    return np.transpose(w, (n - 1, n - 2, *range(n - 2)))
+
+
+def _transpose_kernel_to_jax(w: np.ndarray) -> np.ndarray:
+    # torch ConvTranspose (in, out, *k) -> (*k, in, out)
+    n = w.ndim
+    return np.transpose(w, (*range(2, n), 0, 1))
+
+
+def _transpose_kernel_to_torch(w: np.ndarray) -> np.ndarray:
+    n = w.ndim
+    return np.transpose(w, (n - 2, n - 1, *range(n - 2)))
+
+
+def _squeeze_channel_vector(w: np.ndarray) -> np.ndarray:
+    if w.ndim == 1:
+        return w
+    if any(d != 1 for d in w.shape[1:]):
+        raise ValueError(f"expected a per-channel tensor [C, 1, ...], got shape {w.shape}")
+    return w.reshape(w.shape[0])
+
+
+IDENTITY = Transform("identity", lambda w: w, lambda w: w)
+#: `nn.Linear.weight` ``[out, in]`` <-> ``kernel [in, out]``.
+LINEAR_KERNEL = Transform("linear_kernel", lambda w: w.T, lambda w: w.T)
+#: `nn.ConvNd.weight` ``[out, in/g, *k]`` <-> ``kernel [*k, in/g, out]``.
+CONV_KERNEL = Transform("conv_kernel", _move_first_two_last, _move_last_two_first)
+#: `nn.ConvTransposeNd.weight` ``[in, out, *k]`` <-> ``kernel [*k, in, out]``.
+CONV_TRANSPOSE_KERNEL = Transform(
+    "conv_transpose_kernel", _transpose_kernel_to_jax, _transpose_kernel_to_torch
+)
+
+
+def channel_vector(torch_ndim: int) -> Transform:
+    """Per-channel tensor ``[C, 1, ..., 1]`` (torch_ndim axes) <-> ``[C]`` (weight-norm g)."""
+    return Transform(
+        f"channel_vector_{torch_ndim}d",
+        _squeeze_channel_vector,
+        lambda w: w.reshape(w.shape[0], *([1] * (torch_ndim - 1))),
+    )
+
+
+def channels_first_to_last(torch_ndim: int) -> Transform:
+    """A broadcast parameter ``[1, C, 1...]`` <-> ``[1, 1..., C]`` (e.g. Snake's alpha)."""
+    to_jax = (0, *range(2, torch_ndim), 1)
+    to_torch = tuple(int(i) for i in np.argsort(to_jax))
+    return Transform(
+        f"channels_first_to_last_{torch_ndim}d",
+        lambda w: np.transpose(w, to_jax),
+        lambda w: np.transpose(w, to_torch),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """Where a torch tensor goes: the '/'-joined NNX path and the layout transform."""
+
+    jax_path: str
+    transform: Transform = IDENTITY
+
+
+Table = dict[str, Rule]
+
+
+def _join(prefix: str, name: str, sep: str) -> str:
+    return f"{prefix}{sep}{name}" if prefix else name
+
+
+def tensor(torch_key: str, jax_path: str, transform: Transform = IDENTITY) -> Table:
+    """A single tensor (parameter or buffer)."""
+    return {torch_key: Rule(jax_path, transform)}
+
+
+def linear(torch_prefix: str, jax_prefix: str, *, bias: bool = True) -> Table:
+    """`nn.Linear` -> `flax.nnx.Linear` (``kernel``, ``bias``)."""
+    table = tensor(
+        _join(torch_prefix, "weight", "."), _join(jax_prefix, "kernel", "/"), LINEAR_KERNEL
+    )
+    if bias:
+        table |= tensor(_join(torch_prefix, "bias", "."), _join(jax_prefix, "bias", "/"))
+    return table
+
+
+def conv(torch_prefix: str, jax_prefix: str, *, bias: bool = True) -> Table:
+    """`nn.Conv1d/2d` -> `jaxlatent.nn.Conv1d/2d` or `flax.nnx.Conv` (``kernel``, ``bias``)."""
+    table = tensor(
+        _join(torch_prefix, "weight", "."), _join(jax_prefix, "kernel", "/"), CONV_KERNEL
+    )
+    if bias:
+        table |= tensor(_join(torch_prefix, "bias", "."), _join(jax_prefix, "bias", "/"))
+    return table
+
+
+def conv_transpose(torch_prefix: str, jax_prefix: str, *, bias: bool = True) -> Table:
+    """`nn.ConvTranspose1d/2d` -> `jaxlatent.nn.ConvTranspose1d/2d` (``kernel``, ``bias``)."""
+    table = tensor(
+        _join(torch_prefix, "weight", "."),
+        _join(jax_prefix, "kernel", "/"),
+        CONV_TRANSPOSE_KERNEL,
+    )
+    if bias:
+        table |= tensor(_join(torch_prefix, "bias", "."), _join(jax_prefix, "bias", "/"))
+    return table
+
+
+def weight_norm_names(style: WeightNormStyle) -> tuple[str, str]:
+    """torch key suffixes of (g, v) for the legacy and the parametrizations weight norm."""
+    if style == "legacy":  # torch.nn.utils.weight_norm (official DAC checkpoints)
+        return "weight_g", "weight_v"
+    if style == "parametrizations":  # torch.nn.utils.parametrizations.weight_norm
+        return "parametrizations.weight.original0", "parametrizations.weight.original1"
+    raise ValueError(
+        f"unknown weight-norm style {style!r}; expected 'legacy' or 'parametrizations'"
+    )
+
+
+def weight_norm_conv(
+    torch_prefix: str,
+    jax_prefix: str,
+    *,
+    style: WeightNormStyle,
+    transposed: bool = False,
+    ndim: int = 1,
+    bias: bool = True,
+) -> Table:
+    """Weight-normed (transposed) conv -> `jaxlatent.nn.WNConv*` (``weight_g``, ``weight_v``).
+
+    Both torch key styles are supported (`style`): ``weight_g``/``weight_v`` and
+    ``parametrizations.weight.original0/1``. For a transposed conv, g is per input channel.
+    """
+    g_name, v_name = weight_norm_names(style)
+    table = tensor(
+        _join(torch_prefix, g_name, "."),
+        _join(jax_prefix, "weight_g", "/"),
+        channel_vector(ndim + 2),
+    )
+    table |= tensor(
+        _join(torch_prefix, v_name, "."),
+        _join(jax_prefix, "weight_v", "/"),
+        CONV_TRANSPOSE_KERNEL if transposed else CONV_KERNEL,
+    )
+    if bias:
+        table |= tensor(_join(torch_prefix, "bias", "."), _join(jax_prefix, "bias", "/"))
+    return table
+
+
+def batch_norm(
+    torch_prefix: str, jax_prefix: str, *, affine: bool = True, track_running_stats: bool = True
+) -> Table:
+    """`nn.BatchNorm1d/2d` -> `jaxlatent.nn.BatchNorm` (running statistics included)."""
+    table: Table = {}
+    if affine:
+        table |= tensor(_join(torch_prefix, "weight", "."), _join(jax_prefix, "scale", "/"))
+        table |= tensor(_join(torch_prefix, "bias", "."), _join(jax_prefix, "bias", "/"))
+    if track_running_stats:
+        for src, dst in (
+            ("running_mean", "mean"),
+            ("running_var", "var"),
+            ("num_batches_tracked", "num_batches_tracked"),
+        ):
+            table |= tensor(_join(torch_prefix, src, "."), _join(jax_prefix, dst, "/"))
+    return table
+
+
+def layer_norm(torch_prefix: str, jax_prefix: str, *, affine: bool = True) -> Table:
+    """`nn.LayerNorm` (over the last axis) -> `flax.nnx.LayerNorm` (``scale``, ``bias``)."""
+    if not affine:
+        return {}
+    return tensor(_join(torch_prefix, "weight", "."), _join(jax_prefix, "scale", "/")) | tensor(
+        _join(torch_prefix, "bias", "."), _join(jax_prefix, "bias", "/")
+    )
+
+
+def embedding(torch_prefix: str, jax_prefix: str, *, jax_name: str = "embedding") -> Table:
+    """`nn.Embedding` ``weight [N, D]`` -> `flax.nnx.Embed` ``embedding [N, D]``."""
+    return tensor(_join(torch_prefix, "weight", "."), _join(jax_prefix, jax_name, "/"))
+
+
+def detect_weight_norm_style(state_dict: Mapping[str, Any]) -> WeightNormStyle | None:
+    """Which weight-norm key style a state_dict uses (None if it has no weight-normed layer).
+
+    Raises:
+      ConversionError: if the state_dict mixes both styles.
+    """
+    legacy = any(k.endswith(".weight_g") or k == "weight_g" for k in state_dict)
+    param = any("parametrizations.weight.original" in k for k in state_dict)
+    if legacy and param:
+        raise ConversionError(
+            "the state_dict mixes legacy (weight_g/weight_v) and parametrizations weight-norm keys"
+        )
+    return "legacy" if legacy else ("parametrizations" if param else None)
+
+
+# --------------------------------------------------------------------------------------------
+# Assignment and export
+# --------------------------------------------------------------------------------------------
+
+
+def _path_str(path: tuple[Any, ...]) -> str:
+    return "/".join(str(p) for p in path)
+
+
+def module_variables(module: nnx.Module) -> dict[str, nnx.Variable]:
+    """'/'-joined path -> Variable of every Param/BatchStat-like variable (RNG state excluded)."""
+    state = nnx.state(module, nnx.Not(nnx.RngState))
+    return {_path_str(path): var for path, var in nnx.to_flat_state(state)}
+
+
+def _check_table(table: Table) -> None:
+    seen: dict[str, str] = {}
+    for key, rule in table.items():
+        if rule.jax_path in seen:
+            raise ValueError(
+                f"conversion table maps both {seen[rule.jax_path]!r} and {key!r} to "
+                f"{rule.jax_path!r}"
+            )
+        seen[rule.jax_path] = key
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A torch tensor or array-like as a numpy array (bfloat16/float16 through float32)."""
+    if hasattr(value, "detach"):  # torch.Tensor, without importing torch
+        value = value.detach().cpu()
+        if str(value.dtype) in ("torch.bfloat16", "torch.float16"):
+            value = value.float()
+        return value.numpy()
+    return np.asarray(value)
+
+
+def assign_strict(
+    module: nnx.Module,
+    state_dict: Mapping[str, Any],
+    table: Table,
+    *,
+    dont_load: Iterable[str] = (),
+) -> None:
+    """Copy `state_dict` into `module` through `table`, strictly and atomically.
+
+    Args:
+      module: the target NNX module (its variables are overwritten in place).
+      state_dict: torch-layout tensors (torch tensors or numpy arrays) by key.
+      table: the converter table.
+      dont_load: torch keys allowed to be present but ignored (an explicit allow-list).
+
+    Raises:
+      ConversionError: listing every checkpoint key the table does not use, every table key
+        absent from the checkpoint, every target path missing from the module, every module
+        variable the table does not fill, and every shape mismatch. Nothing is assigned.
+    """
+    _check_table(table)
+    dont_load = set(dont_load)
+    variables = module_variables(module)
+    unexpected = [k for k in state_dict if k not in table and k not in dont_load]
+    missing = [f"{k} -> {r.jax_path}" for k, r in table.items() if k not in state_dict]
+    bad_targets = [
+        f"{r.jax_path} (from {k})" for k, r in table.items() if r.jax_path not in variables
+    ]
+    covered = {r.jax_path for r in table.values()}
+    unfilled = [
+        f"{p} (module variable, no checkpoint key maps to it)"
+        for p in variables
+        if p not in covered
+    ]
+    mismatched = []
+    values: dict[str, np.ndarray] = {}
+    for key, rule in table.items():
+        if key not in state_dict or rule.jax_path not in variables:
+            continue
+        src = to_numpy(state_dict[key])
+        var = variables[rule.jax_path]
+        target = var.get_value()
+        try:
+            value = rule.transform.to_jax(src)
+        except ValueError as e:
+            mismatched.append(f"{key}: {e}")
+            continue
+        if tuple(value.shape) != tuple(target.shape):
+            mismatched.append(
+                f"{key} {tuple(src.shape)} -> {rule.jax_path}: got {tuple(value.shape)} after "
+                f"{rule.transform.name}, expected {tuple(target.shape)}"
+            )
+            continue
+        values[rule.jax_path] = value.astype(target.dtype)
+    if unexpected or missing or bad_targets or unfilled or mismatched:
+        raise ConversionError(
+            f"checkpoint does not match {type(module).__name__}",
+            missing=missing + bad_targets + unfilled,
+            unexpected=unexpected,
+            mismatched=mismatched,
+        )
+    for path, value in values.items():
+        variables[path].set_value(value)
+
+
+def export_state_dict(module: nnx.Module, table: Table) -> dict[str, np.ndarray]:
+    """The torch-layout state_dict of `module` (numpy arrays), through the same `table`.
+
+    Raises:
+      ConversionError: if a table path is missing from the module or a module variable is not
+        covered by the table.
+    """
+    _check_table(table)
+    variables = module_variables(module)
+    missing = [r.jax_path for r in table.values() if r.jax_path not in variables]
+    covered = {r.jax_path for r in table.values()}
+    unexported = [p for p in variables if p not in covered]
+    if missing or unexported:
+        raise ConversionError(
+            f"table does not match {type(module).__name__}",
+            missing=missing,
+            unexpected=unexported,
+        )
+    return {
+        key: np.asarray(rule.transform.to_torch(np.asarray(variables[rule.jax_path].get_value())))
+        for key, rule in table.items()
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def load_torch_checkpoint(path: str | os.PathLike) -> Any:
+    """Load a torch checkpoint (``.pth``/``.pt``/``.ckpt``) safely on CPU.
+
+    Uses ``torch.load(map_location="cpu", weights_only=True)``: tensors, containers and plain
+    Python values load; arbitrary pickled objects are refused.
+
+    Raises:
+      FileNotFoundError: if `path` does not exist.
+      CheckpointError: if the file is empty, truncated, not a torch checkpoint, or needs
+        unpickling of arbitrary objects.
+    """
+    import torch
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"checkpoint is empty: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refusing to unpickle objects other than tensors and plain containers "
+            f"(weights_only=True): {str(e).splitlines()[0]}"
+        ) from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, OSError) as e:
+        raise CheckpointError(
+            f"{path} is truncated or not a torch checkpoint: {str(e).splitlines()[0]}"
+        ) from e
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same directory and a rename."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_torch_checkpoint(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` `obj` (numpy arrays become tensors) atomically to `path`."""
+    import torch
+
+    def convert(x):
+        if isinstance(x, np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(x))
+        if isinstance(x, Mapping):
+            return {k: convert(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return type(x)(convert(v) for v in x)
+        return x
+
+    buffer = io.BytesIO()
+    torch.save(convert(obj), buffer)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,12 @@
+"""Building blocks with PyTorch semantics on channels-last arrays (converter targets)."""
+
+from jaxlatent.nn.batch_norm import BatchNorm as BatchNorm
+from jaxlatent.nn.conv import Conv1d as Conv1d
+from jaxlatent.nn.conv import Conv2d as Conv2d
+from jaxlatent.nn.conv import ConvTranspose1d as ConvTranspose1d
+from jaxlatent.nn.conv import ConvTranspose2d as ConvTranspose2d
+from jaxlatent.nn.weight_norm import WNConv1d as WNConv1d
+from jaxlatent.nn.weight_norm import WNConv2d as WNConv2d
+from jaxlatent.nn.weight_norm import WNConvTranspose1d as WNConvTranspose1d
+from jaxlatent.nn.weight_norm import WNConvTranspose2d as WNConvTranspose2d
+from jaxlatent.nn.weight_norm import weight_norm_kernel as weight_norm_kernel

@@ -1,0 +1,195 @@
+"""Channels-last convolutions with PyTorch's arguments and arithmetic.
+
+`Conv1d`/`Conv2d` and `ConvTranspose1d`/`ConvTranspose2d` take the arguments of their torch
+namesakes (`stride`, `padding`, `dilation`, `groups`, `output_padding`) and produce the same
+output sizes and values, but work on channels-last arrays (`[batch, time, channels]`,
+`[batch, height, width, channels]`). Kernels are stored as ``[*kernel_size, in/groups, out]``
+(the layout of `flax.nnx.Conv`) for both convolutions and transposed convolutions, so a torch
+checkpoint converts with a fixed axis permutation (see `converters.common`).
+
+A transposed convolution is computed as the gradient-free "fractionally strided" convolution:
+the input is dilated by `stride`, padded by ``dilation*(k-1) - padding`` (plus `output_padding`
+on the right; negative values crop), and correlated with the spatially flipped kernel. That is
+exactly torch's ``ConvTranspose`` (checked against torch in tests/parity/test_layers.py).
+
+Initialisation follows torch's defaults (uniform in ``±1/sqrt(fan_in)`` for kernel and bias),
+so models trained from scratch start from the same distribution as their torch counterparts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+IntOrTuple = int | Sequence[int]
+
+_DIMENSION_NUMBERS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
+
+
+def _tuple(value: IntOrTuple, n: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * n
+    value = tuple(int(v) for v in value)
+    if len(value) != n:
+        raise ValueError(f"{name} must have {n} entries, got {value}")
+    return value
+
+
+def _torch_uniform(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int, dtype) -> Array:
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    return jax.random.uniform(rngs.params(), shape, dtype, -bound, bound)
+
+
+class _ConvNd(nnx.Module):
+    """Shared implementation of the channels-last convolutions (private)."""
+
+    ndim: int
+    transposed: bool
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: IntOrTuple = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        bias: bool = True,
+        output_padding: IntOrTuple = 0,
+        *,
+        param_dtype=jnp.float32,
+        precision: jax.lax.PrecisionLike = None,
+        rngs: nnx.Rngs,
+    ):
+        n = self.ndim
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"in_channels={in_channels} and out_channels={out_channels} must be divisible "
+                f"by groups={groups}"
+            )
+        if self.transposed and groups != 1:
+            raise NotImplementedError("grouped transposed convolutions are not supported")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _tuple(kernel_size, n, "kernel_size")
+        self.stride = _tuple(stride, n, "stride")
+        self.padding = _tuple(padding, n, "padding")
+        self.dilation = _tuple(dilation, n, "dilation")
+        self.output_padding = _tuple(output_padding, n, "output_padding")
+        self.groups = groups
+        self.precision = precision
+        receptive = math.prod(self.kernel_size)
+        # torch's fan_in is weight.size(1) * prod(kernel): in/groups for Conv, out for ConvTranspose.
+        fan_in = (out_channels if self.transposed else in_channels // groups) * receptive
+        shape = (*self.kernel_size, in_channels // groups, out_channels)
+        self.kernel = nnx.Param(_torch_uniform(rngs, shape, fan_in, param_dtype))
+        self.bias = (
+            nnx.Param(_torch_uniform(rngs, (out_channels,), fan_in, param_dtype)) if bias else None
+        )
+
+    def _weight(self) -> Array:
+        """The kernel used in the forward pass, ``[*kernel_size, in/groups, out]``."""
+        return self.kernel[...]
+
+    def _check_input(self, x: Array) -> None:
+        if x.ndim != self.ndim + 2 or x.shape[-1] != self.in_channels:
+            kind = "[batch, time, channels]" if self.ndim == 1 else "[batch, H, W, channels]"
+            raise ValueError(
+                f"{type(self).__name__} expects {kind} with {self.in_channels} channels, "
+                f"got shape {tuple(x.shape)}"
+            )
+
+    def __call__(self, x: Array) -> Array:
+        """Apply the convolution.
+
+        Args:
+          x: ``[batch, *spatial, in_channels]`` (channels-last).
+
+        Returns:
+          ``[batch, *spatial_out, out_channels]`` with torch's output sizes.
+
+        Raises:
+          ValueError: if `x` does not have the expected rank or channel count.
+        """
+        self._check_input(x)
+        w = self._weight().astype(x.dtype)
+        if self.transposed:
+            pads = [
+                (d * (k - 1) - p, d * (k - 1) - p + op)
+                for k, p, d, op in zip(
+                    self.kernel_size, self.padding, self.dilation, self.output_padding
+                )
+            ]
+            w = jnp.flip(w, axis=tuple(range(self.ndim)))
+            y = jax.lax.conv_general_dilated(
+                x,
+                w,
+                window_strides=(1,) * self.ndim,
+                padding=pads,
+                lhs_dilation=self.stride,
+                rhs_dilation=self.dilation,
+                dimension_numbers=_DIMENSION_NUMBERS[self.ndim],
+                precision=self.precision,
+            )
+        else:
+            y = jax.lax.conv_general_dilated(
+                x,
+                w,
+                window_strides=self.stride,
+                padding=[(p, p) for p in self.padding],
+                rhs_dilation=self.dilation,
+                dimension_numbers=_DIMENSION_NUMBERS[self.ndim],
+                feature_group_count=self.groups,
+                precision=self.precision,
+            )
+        if self.bias is not None:
+            y = y + self.bias[...].astype(y.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
+        return y
+
+
+class Conv1d(_ConvNd):
+    """`torch.nn.Conv1d` on ``[batch, time, channels]``; kernel ``[k, in/groups, out]``.
+
+    Example:
+      >>> conv = Conv1d(2, 4, kernel_size=3, stride=2, padding=1, rngs=nnx.Rngs(0))
+      >>> conv.kernel.shape, conv(jnp.ones((1, 10, 2))).shape
+      ((3, 2, 4), (1, 5, 4))
+    """
+
+    ndim = 1
+    transposed = False
+
+
+class Conv2d(_ConvNd):
+    """`torch.nn.Conv2d` on ``[batch, H, W, channels]``; kernel ``[kh, kw, in/groups, out]``."""
+
+    ndim = 2
+    transposed = False
+
+
+class ConvTranspose1d(_ConvNd):
+    """`torch.nn.ConvTranspose1d` on ``[batch, time, channels]``; kernel ``[k, in, out]``.
+
+    Output length ``(L - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``.
+
+    Example:
+      >>> up = ConvTranspose1d(4, 2, kernel_size=4, stride=2, padding=1, rngs=nnx.Rngs(0))
+      >>> up(jnp.ones((1, 5, 4))).shape
+      (1, 10, 2)
+    """
+
+    ndim = 1
+    transposed = True
+
+
+class ConvTranspose2d(_ConvNd):
+    """`torch.nn.ConvTranspose2d` on ``[batch, H, W, channels]``; kernel ``[kh, kw, in, out]``."""
+
+    ndim = 2
+    transposed = True

@@ -1,0 +1,121 @@
+"""The strict assignment, export and safe loading rules every converter relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from converters import common
+
+
+class _Pair(nnx.Module):
+    def __init__(self):
+        self.a = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+        self.b = nnx.Linear(2, 4, use_bias=False, rngs=nnx.Rngs(0))
+
+
+TABLE = common.linear("enc", "a") | common.linear("dec", "b", bias=False)
+
+
+def _state_dict():
+    rng = np.random.default_rng(0)
+    return {
+        "enc.weight": rng.standard_normal((2, 3)).astype(np.float32),
+        "enc.bias": rng.standard_normal((2,)).astype(np.float32),
+        "dec.weight": rng.standard_normal((4, 2)).astype(np.float32),
+    }
+
+
+def test_assign_and_export_round_trip():
+    m = _Pair()
+    sd = _state_dict()
+    common.assign_strict(m, sd, TABLE)
+    np.testing.assert_array_equal(m.a.kernel[...], sd["enc.weight"].T)
+    out = common.export_state_dict(m, TABLE)
+    assert out.keys() == sd.keys()
+    for k in sd:
+        np.testing.assert_array_equal(out[k], sd[k])
+
+
+def test_every_problem_is_reported_and_nothing_assigned():
+    m = _Pair()
+    before = np.asarray(m.a.kernel[...]).copy()
+    sd = _state_dict()
+    sd["extra.weight"] = np.zeros(3, np.float32)
+    del sd["enc.bias"]
+    sd["dec.weight"] = np.zeros((4, 3), np.float32)
+    sd["enc.weight"] = sd["enc.weight"] * 0 + 7
+    with pytest.raises(common.ConversionError) as info:
+        common.assign_strict(m, sd, TABLE)
+    err = info.value
+    assert err.unexpected == ["extra.weight"]
+    assert any("enc.bias" in s for s in err.missing)
+    assert len(err.mismatched) == 1 and "dec.weight" in err.mismatched[0]
+    assert "(4, 3)" in str(err) and "(2, 4)" in str(err)
+    np.testing.assert_array_equal(m.a.kernel[...], before)  # atomic: nothing assigned
+
+
+def test_unfilled_module_variable_is_an_error():
+    m = _Pair()
+    table = common.linear("enc", "a")
+    sd = {k: v for k, v in _state_dict().items() if k.startswith("enc")}
+    with pytest.raises(common.ConversionError, match="b/kernel"):
+        common.assign_strict(m, sd, table)
+
+
+def test_dont_load_allow_list():
+    m = _Pair()
+    sd = _state_dict() | {"ignored.thing": np.zeros(1, np.float32)}
+    common.assign_strict(m, sd, TABLE, dont_load=["ignored.thing"])
+
+
+def test_duplicate_target_in_table_is_rejected():
+    table = common.tensor("x", "a/bias") | common.tensor("y", "a/bias")
+    with pytest.raises(ValueError, match="both"):
+        common.assign_strict(_Pair(), {}, table)
+
+
+def test_weight_norm_style_detection():
+    assert common.detect_weight_norm_style({"l.weight_g": 0, "l.weight_v": 0}) == "legacy"
+    assert common.detect_weight_norm_style({"l.weight": 0}) is None
+    with pytest.raises(common.ConversionError, match="mixes"):
+        common.detect_weight_norm_style({"a.weight_g": 0, "b.parametrizations.weight.original0": 0})
+    with pytest.raises(ValueError, match="unknown weight-norm style"):
+        common.weight_norm_names("new")
+
+
+def test_load_rejects_missing_empty_truncated_and_pickled_code(tmp_path):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(FileNotFoundError):
+        common.load_torch_checkpoint(tmp_path / "nope.pth")
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(common.CheckpointError, match="empty"):
+        common.load_torch_checkpoint(empty)
+    good = tmp_path / "good.pth"
+    common.save_torch_checkpoint({"state_dict": _state_dict(), "meta": {"n": 1}}, good)
+    loaded = common.load_torch_checkpoint(good)
+    np.testing.assert_array_equal(loaded["state_dict"]["enc.bias"], _state_dict()["enc.bias"])
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(common.CheckpointError, match="truncated"):
+        common.load_torch_checkpoint(truncated)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, evil)
+    with pytest.raises(common.CheckpointError, match="refusing"):
+        common.load_torch_checkpoint(evil)
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "out.bin"
+
+    with pytest.raises(TypeError):
+        common.atomic_write_bytes(target, object())  # type: ignore[arg-type]
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
