@@ -85,7 +85,7 @@ class _ConvNd(nnx.Module):
         self.groups = groups
         self.precision = precision
         receptive = math.prod(self.kernel_size)
-        # torch's fan_in is weight.size(1) * prod(kernel): in/groups for Conv, out for ConvTranspose.
+        # torch fan_in = weight.size(1) * prod(kernel): in/groups (Conv), out (ConvTranspose).
         fan_in = (out_channels if self.transposed else in_channels // groups) * receptive
         shape = (*self.kernel_size, in_channels // groups, out_channels)
         self.kernel = nnx.Param(_torch_uniform(rngs, shape, fan_in, param_dtype))
@@ -123,7 +123,7 @@ class _ConvNd(nnx.Module):
             pads = [
                 (d * (k - 1) - p, d * (k - 1) - p + op)
                 for k, p, d, op in zip(
-                    self.kernel_size, self.padding, self.dilation, self.output_padding
+                    self.kernel_size, self.padding, self.dilation, self.output_padding, strict=True
                 )
             ]
             w = jnp.flip(w, axis=tuple(range(self.ndim)))
