@@ -33,6 +33,35 @@ TOLERANCES: dict[str, Tolerance] = {
         "(a few ulp)",
     ),
     # --- losses ------------------------------------------------------------------------------
+    "seq_ctc": Tolerance(
+        "ctc_loss / ctc_loss_kd values and gradients vs PyTorch's CPU CTC (float32)",
+        1e-5,
+        2e-6,
+        "same float32 log-space recursions as PyTorch's kernel; the per-class alpha*beta "
+        "log-sum is summed in a different order and exp/log differ by an ulp between "
+        "XLA and libm, so gradients differ by a few 1e-7",
+    ),
+    "seq_transducer": Tolerance(
+        "transducer_loss value and gradient vs SpeechBrain's Numba kernel (CUDA simulator)",
+        1e-5,
+        2e-6,
+        "the simulator runs the kernel in Python with float64 intermediates stored to "
+        "float32 buffers; JAX computes in float32 along anti-diagonals (same recursion)",
+    ),
+    "seq_transducer_oracle": Tolerance(
+        "transducer_loss (float32) vs a float64 brute-force sum over all alignments and "
+        "float64 central finite differences of it",
+        1e-5,
+        1e-6,
+        "float32 rounding of ~T+U log-space additions against a float64 oracle; central "
+        "differences with h=1e-6 in float64 are accurate to ~1e-9",
+    ),
+    "seq_kd": Tolerance(
+        "ce_kd / nll_loss_kd values and gradients (float32)",
+        1e-6,
+        1e-6,
+        "same float32 products; only the summation order of the reductions differs",
+    ),
     # --- autoencoders ------------------------------------------------------------------------
     # --- converters / layers -----------------------------------------------------------------
     "layer_f32": Tolerance(
