@@ -5,3 +5,19 @@ smoothing and relative-length masking as the reference; all usable under `jax.ji
 `jax.grad`. Layouts follow SpeechBrain's, which is already channels-last for sequences
 (`[batch, time, features]`).
 """
+
+# --- misc losses: pit.py, separation.py, margin.py, contrastive.py, laplacian.py ---
+from .contrastive import ContrastiveLoss as ContrastiveLoss
+from .contrastive import ContrastiveOutput as ContrastiveOutput
+from .laplacian import Laplacian as Laplacian
+from .laplacian import LaplacianVarianceLoss as LaplacianVarianceLoss
+from .margin import AdditiveAngularMargin as AdditiveAngularMargin
+from .margin import AngularMargin as AngularMargin
+from .margin import LogSoftmaxWrapper as LogSoftmaxWrapper
+from .pit import PitOutput as PitOutput
+from .pit import PitWrapper as PitWrapper
+from .separation import cal_si_snr as cal_si_snr
+from .separation import cal_snr as cal_snr
+from .separation import get_mask as get_mask
+from .separation import get_si_snr_with_pitwrapper as get_si_snr_with_pitwrapper
+from .separation import get_snr_with_pitwrapper as get_snr_with_pitwrapper
