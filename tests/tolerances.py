@@ -51,7 +51,7 @@ TOLERANCES: dict[str, Tolerance] = {
         "jax.grad vs torch autograd of AdditiveAngularMargin (scale 30)",
         1e-6,
         1e-5,
-        "derivative of sqrt(1 - cos²) has a 1/sin factor (up to ~2e3 near |cos| = 1) "
+        "derivative of sqrt(1 - cos²) has a 1/sin factor (up to ~2e3 near cos = ±1) "
         "evaluated by differently ordered float32 ops; ~1 ulp of values up to 1e4",
     ),
     "misc_contrastive": Tolerance(
