@@ -7,8 +7,23 @@ smoothing and relative-length masking as the reference; all usable under `jax.ji
 """
 
 # sequence losses: ctc.py, transducer.py, distillation.py
+# --- misc losses: pit.py, separation.py, margin.py, contrastive.py, laplacian.py ---
+from .contrastive import ContrastiveLoss as ContrastiveLoss
+from .contrastive import ContrastiveOutput as ContrastiveOutput
 from .ctc import ctc_loss as ctc_loss
 from .distillation import ce_kd as ce_kd
 from .distillation import ctc_loss_kd as ctc_loss_kd
 from .distillation import nll_loss_kd as nll_loss_kd
+from .laplacian import Laplacian as Laplacian
+from .laplacian import LaplacianVarianceLoss as LaplacianVarianceLoss
+from .margin import AdditiveAngularMargin as AdditiveAngularMargin
+from .margin import AngularMargin as AngularMargin
+from .margin import LogSoftmaxWrapper as LogSoftmaxWrapper
+from .pit import PitOutput as PitOutput
+from .pit import PitWrapper as PitWrapper
+from .separation import cal_si_snr as cal_si_snr
+from .separation import cal_snr as cal_snr
+from .separation import get_mask as get_mask
+from .separation import get_si_snr_with_pitwrapper as get_si_snr_with_pitwrapper
+from .separation import get_snr_with_pitwrapper as get_snr_with_pitwrapper
 from .transducer import transducer_loss as transducer_loss
