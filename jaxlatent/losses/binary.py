@@ -26,10 +26,10 @@ def _bce_with_logits(weight, pos_weight):
             pw, t = broadcast_arrays(
                 "bce_loss: pos_weight and targets", pos_weight=pos_weight, targets=targets
             )
-            log_sigmoid = mul_in_place("bce_loss: pos_weight", log_sigmoid, (pw - 1) * t + 1)
+            log_sigmoid = mul_in_place("bce_loss", log_sigmoid, (pw - 1) * t + 1, "pos_weight")
         loss = (1 - targets) * inputs - log_sigmoid
         if weight is not None:
-            loss = mul_in_place("bce_loss: weight", loss, weight)
+            loss = mul_in_place("bce_loss", loss, weight, "weight")
         return loss.astype(targets.dtype)
 
     return loss_fn

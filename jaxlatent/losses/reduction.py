@@ -68,19 +68,22 @@ def broadcast_arrays(what: str, **arrays: Array) -> list[Array]:
     return [jnp.broadcast_to(a, shape) for a in arrays.values()]
 
 
-def mul_in_place(what: str, loss: Array, mask: Array) -> Array:
-    """``loss * mask`` with torch in-place semantics (``loss *= mask``).
+def mul_in_place(what: str, loss: Array, factor: Array, factor_name: str = "mask") -> Array:
+    """``loss * factor`` with torch in-place semantics (``loss *= factor``).
 
-    The mask must broadcast *to* the shape of `loss`, and the result keeps the dtype of
-    `loss`.
+    The factor must broadcast *to* the shape of `loss`, and the result keeps the dtype of
+    `loss`; otherwise ValueError naming `factor_name` and both shapes.
     """
-    shape = broadcast_shapes(what, ("loss", loss.shape), ("mask", mask.shape))
+    try:
+        shape = tuple(np.broadcast_shapes(tuple(loss.shape), tuple(factor.shape)))
+    except ValueError:
+        shape = None
     if shape != tuple(loss.shape):
         raise ValueError(
-            f"{what}: the mask of shape {shape_str(mask)} does not broadcast to the loss "
-            f"of shape {shape_str(loss)}"
+            f"{what}: the {factor_name} of shape {shape_str(factor)} does not broadcast to "
+            f"the loss of shape {shape_str(loss)}"
         )
-    return loss * jnp.broadcast_to(mask, loss.shape).astype(loss.dtype)
+    return loss * jnp.broadcast_to(factor, loss.shape).astype(loss.dtype)
 
 
 def truncate(predictions, targets, allowed_len_diff: int = 3) -> Truncated:

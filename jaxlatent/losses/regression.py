@@ -24,6 +24,7 @@ Array = jax.Array
 
 def _broadcast_pair(predictions: Array, targets: Array) -> tuple[Array, Array]:
     """torch's `broadcast_tensors` of input and target, with torch's size-mismatch warning."""
+    p, t = broadcast_arrays("predictions and targets", predictions=predictions, targets=targets)
     if predictions.shape != targets.shape:
         warnings.warn(
             f"Using a target size ({shape_str(targets)}) that is different to the input size "
@@ -32,7 +33,6 @@ def _broadcast_pair(predictions: Array, targets: Array) -> tuple[Array, Array]:
             UserWarning,
             stacklevel=4,
         )
-    p, t = broadcast_arrays("predictions and targets", predictions=predictions, targets=targets)
     return p, t
 
 

@@ -121,9 +121,16 @@ def test_truncate(rng, t_pred, t_tgt):
 # --- mse / l1 ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["mse_loss", "l1_loss"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize(("t_pred", "t_tgt", "length"), [(T, T + 2, LENGTHS), (T + 1, T, None)])
+@pytest.mark.parametrize(
+    ("name", "t_pred", "t_tgt", "length"),
+    [
+        ("mse_loss", T, T + 2, LENGTHS),
+        ("l1_loss", T, T + 2, LENGTHS),
+        ("mse_loss", T + 1, T, None),
+        ("l1_loss", T + 1, T, None),
+    ],
+)
 def test_regression(rng, name, reduction, t_pred, t_tgt, length):
     sb = ref.sb_losses()
     p = rng.normal(size=(B, t_pred, F)).astype(np.float32)
@@ -284,10 +291,15 @@ def test_classification_error(rng, reduction, p_shape, t_shape, length):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize(
-    ("in_shape", "t_shape", "use_length"),
-    [((B, T + 2, 1), (B, T), True), ((B, T), (B, T + 1), True), ((B,), (B,), False)],
+    ("in_shape", "t_shape", "use_length", "weights"),
+    [
+        ((B, T + 2, 1), (B, T), True, True),
+        ((B, T + 2, 1), (B, T), True, False),
+        ((B, T), (B, T + 1), True, True),
+        ((B,), (B,), False, True),
+        ((B,), (B,), False, False),
+    ],
 )
-@pytest.mark.parametrize("weights", [False, True])
 def test_bce_loss(rng, reduction, in_shape, t_shape, use_length, weights):
     sb = ref.sb_losses()
     logits = (3 * rng.normal(size=in_shape)).astype(np.float32)
