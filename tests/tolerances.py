@@ -103,6 +103,35 @@ TOLERANCES: dict[str, Tolerance] = {
         1e-6,
         "two-pass masked variance in JAX vs Welford in ATen, over values of size ~10-100",
     ),
+    "core_f32": Tolerance(
+        "masked float32 losses and their reductions (mse, l1, nll, kldiv, classification error, "
+        "reduce_loss, compute_masked_loss)",
+        2e-6,
+        1e-6,
+        "same float32 formulas; only the summation order of 'mean'/'batchmean'/'batch' sums "
+        "differs (XLA vs torch's vectorised sums)",
+    ),
+    "core_bce_f32": Tolerance(
+        "bce_loss on logits",
+        1e-5,
+        1e-6,
+        "same formula (1 - t) x - w log_sigmoid(x), but XLA's exp/log1p in log_sigmoid differ "
+        "from torch's by a few ulp",
+    ),
+    "core_exp_f32": Tolerance(
+        "distance_diff_loss values and gradients",
+        1e-5,
+        1e-6,
+        "exp(beta |i - y|) - 1 loses relative precision near y; XLA's and torch's exp differ "
+        "by an ulp",
+    ),
+    "core_grad_f32": Tolerance(
+        "gradients w.r.t. predictions (mse, l1, nll, bce, kldiv, compute_masked_loss)",
+        1e-5,
+        1e-7,
+        "JAX autodiff vs torch autograd: same derivative, evaluated in a different order (bce: "
+        "torch's sigmoid(x) - t vs d/dx log_sigmoid, a cancellation of ~1 ulp of 1)",
+    ),
     # --- autoencoders ------------------------------------------------------------------------
     # --- converters / layers -----------------------------------------------------------------
     "layer_f32": Tolerance(

@@ -8,9 +8,15 @@ smoothing and relative-length masking as the reference; all usable under `jax.ji
 
 # sequence losses: ctc.py, transducer.py, distillation.py
 # --- misc losses: pit.py, separation.py, margin.py, contrastive.py, laplacian.py ---
+# reduction.py, regression.py, classification.py, binary.py, distance.py (masked losses)
+from .binary import bce_loss as bce_loss
+from .classification import classification_error as classification_error
+from .classification import kldiv_loss as kldiv_loss
+from .classification import nll_loss as nll_loss
 from .contrastive import ContrastiveLoss as ContrastiveLoss
 from .contrastive import ContrastiveOutput as ContrastiveOutput
 from .ctc import ctc_loss as ctc_loss
+from .distance import distance_diff_loss as distance_diff_loss
 from .distillation import ce_kd as ce_kd
 from .distillation import ctc_loss_kd as ctc_loss_kd
 from .distillation import nll_loss_kd as nll_loss_kd
@@ -21,6 +27,14 @@ from .margin import AngularMargin as AngularMargin
 from .margin import LogSoftmaxWrapper as LogSoftmaxWrapper
 from .pit import PitOutput as PitOutput
 from .pit import PitWrapper as PitWrapper
+from .reduction import REDUCTIONS as REDUCTIONS
+from .reduction import Truncated as Truncated
+from .reduction import compute_length_mask as compute_length_mask
+from .reduction import compute_masked_loss as compute_masked_loss
+from .reduction import reduce_loss as reduce_loss
+from .reduction import truncate as truncate
+from .regression import l1_loss as l1_loss
+from .regression import mse_loss as mse_loss
 from .separation import cal_si_snr as cal_si_snr
 from .separation import cal_snr as cal_snr
 from .separation import get_mask as get_mask
