@@ -372,6 +372,21 @@ def test_converter_rejects_mismatched_models():
     parts[3] = jnn.SpeechBrainConv1d(Z, 5, in_channels=H, rngs=nnx.Rngs(0))  # reflect
     with pytest.raises(common.ConversionError, match="padding_mode"):
         sbconv.convert_autoencoder(tvae, VariationalAutoencoder(*parts), VAE_TABLE)
+    # GlobalNorm settings and SpeechBrain-only Linear features are checked too.
+    features = ref.speechbrain("processing.features")
+    with pytest.raises(common.ConversionError, match="update_steps"):
+        sbconv.convert_autoencoder(
+            features.GlobalNorm(update_steps=3),
+            jnn.GlobalNorm(),
+            sbconv.global_norm("", ""),
+        )
+    lin, _ = _sb_layers()
+    with pytest.raises(common.ConversionError, match="max_norm"):
+        sbconv.convert_autoencoder(
+            lin.Linear(3, input_size=2, max_norm=1.0),
+            nnx.Linear(2, 3, rngs=nnx.Rngs(0)),
+            sbconv.linear("", ""),
+        )
     # A table that misses a submodule reports the unused keys; nothing is assigned.
     partial_table = sbconv.variational_autoencoder_table(
         encoder=ENCODER, decoder=DECODER, mean=sbconv.linear, log_var=lambda t, j: {}
