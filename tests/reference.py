@@ -31,3 +31,8 @@ def to_torch(x, dtype=None):
 
 def to_numpy(x):
     return x.detach().cpu().numpy()
+
+
+def speechbrain(module: str):
+    """Any SpeechBrain submodule, e.g. ``speechbrain("nnet.CNN")`` (skips if unavailable)."""
+    return pytest.importorskip(f"speechbrain.{module}")

@@ -133,6 +133,30 @@ TOLERANCES: dict[str, Tolerance] = {
         "torch's sigmoid(x) - t vs d/dx log_sigmoid, a cancellation of ~1 ulp of 1)",
     ),
     # --- autoencoders ------------------------------------------------------------------------
+    "ae_model_f32": Tolerance(
+        "SpeechBrain VAE / NormalizingAutoencoder / GlobalNorm / Conv1d outputs (3-4 "
+        "Linear + SpeechBrain Conv1d layers), float32 CPU",
+        2e-6,
+        2e-6,
+        "same float32 maths; XLA and oneDNN accumulate matmuls/convolutions in different "
+        "orders, compounded over the layers and GlobalNorm's division by the std: measured "
+        "max abs error 5e-7 on unit-variance inputs",
+    ),
+    "ae_global_norm_stats": Tolerance(
+        "GlobalNorm running_mean / running_std after several updates",
+        1e-6,
+        1e-7,
+        "scalar sums over all elements reduced in a different order: measured 3e-7 relative "
+        "(2e-8 abs); the element count `weight` and `step_count` are compared exactly",
+    ),
+    "ae_loss_f32": Tolerance(
+        "VariationalAutoencoderLoss / AutoencoderLoss values (all reductions) and their "
+        "gradients w.r.t. rec, mean, log_var",
+        1e-6,
+        1e-6,
+        "same elementwise float32 formulas; only the summation order of the reductions "
+        "differs (a few ulp)",
+    ),
     # --- converters / layers -----------------------------------------------------------------
     "layer_f32": Tolerance(
         "one torch layer vs its jaxlatent target (conv, transposed conv, weight norm, "

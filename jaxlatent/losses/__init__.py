@@ -9,6 +9,15 @@ smoothing and relative-length masking as the reference; all usable under `jax.ji
 # sequence losses: ctc.py, transducer.py, distillation.py
 # --- misc losses: pit.py, separation.py, margin.py, contrastive.py, laplacian.py ---
 # reduction.py, regression.py, classification.py, binary.py, distance.py (masked losses)
+# autoencoder.py (VariationalAutoencoderLoss, AutoencoderLoss)
+from jaxlatent.losses.autoencoder import AutoencoderLoss as AutoencoderLoss
+from jaxlatent.losses.autoencoder import AutoencoderLossDetails as AutoencoderLossDetails
+from jaxlatent.losses.autoencoder import VariationalAutoencoderLoss as VariationalAutoencoderLoss
+from jaxlatent.losses.autoencoder import (
+    VariationalAutoencoderLossDetails as VariationalAutoencoderLossDetails,
+)
+from jaxlatent.losses.autoencoder import reduce_autoencoder_loss as reduce_autoencoder_loss
+
 from .binary import bce_loss as bce_loss
 from .classification import classification_error as classification_error
 from .classification import kldiv_loss as kldiv_loss

@@ -10,3 +10,8 @@ from jaxlatent.nn.weight_norm import WNConv2d as WNConv2d
 from jaxlatent.nn.weight_norm import WNConvTranspose1d as WNConvTranspose1d
 from jaxlatent.nn.weight_norm import WNConvTranspose2d as WNConvTranspose2d
 from jaxlatent.nn.weight_norm import weight_norm_kernel as weight_norm_kernel
+
+# isort: split
+# global_norm.py, speechbrain_conv.py (SpeechBrain autoencoders)
+from jaxlatent.nn.global_norm import GlobalNorm as GlobalNorm
+from jaxlatent.nn.speechbrain_conv import SpeechBrainConv1d as SpeechBrainConv1d
