@@ -2,7 +2,8 @@
 
 Parity tests look their tolerance up here by name, so a tolerance cannot be loosened
 without this table (and the README table generated from it) saying why.
-`python -m tests.tolerances` prints the table as Markdown.
+`python -m tests.tolerances` prints the table as Markdown; `--update-readme` writes it into
+README.md, and tests/unit/test_readme.py fails when the two differ.
 
 Discrete outputs (codes, indices, permutations, masks) are never in this table: they must
 match exactly.
@@ -194,5 +195,23 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
+README_START = "<!-- tolerances:start -->"
+README_END = "<!-- tolerances:end -->"
+
+
+def readme_with_table(readme: str) -> str:
+    """`readme` with the text between the tolerance markers replaced by the current table."""
+    head, rest = readme.split(README_START)
+    _, tail = rest.split(README_END)
+    return f"{head}{README_START}\n{markdown_table()}\n{README_END}{tail}"
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    import pathlib
+    import sys
+
+    if "--update-readme" in sys.argv:
+        path = pathlib.Path(__file__).parent.parent / "README.md"
+        path.write_text(readme_with_table(path.read_text()))
+    else:
+        print(markdown_table())

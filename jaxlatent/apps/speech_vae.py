@@ -174,8 +174,6 @@ def run(out_dir: str, cfg: SpeechVAEDemoConfig = SpeechVAEDemoConfig(), progress
         "reconstruction_mse_utterance0": rec_err,
         "history": history,
     }
-    _atomic_write(
-        os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2).encode()
-    )
+    _atomic_write(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2).encode())
     _save_figure(os.path.join(out_dir, "reconstruction.png"), spec[0], np.asarray(rec)[0])
     return metrics
