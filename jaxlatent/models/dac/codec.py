@@ -44,9 +44,15 @@ class Encoder(nnx.Module):
     Source: ``dac.model.dac.Encoder``.
 
     Example:
-      >>> enc = Encoder(4, (2, 4), 8, rngs=nnx.Rngs(0))
-      >>> enc(jnp.zeros((2, 64, 1))).shape
-      (2, 8, 8)
+      Shapes of the 44.1 kHz encoder on one second of audio (86 frames of 512 samples),
+      evaluated abstractly (no parameters allocated, nothing computed):
+
+      >>> from jaxlatent.models.dac import DACConfig
+      >>> config = DACConfig.dac_44khz_8kbps()
+      >>> encoder = nnx.eval_shape(lambda: Encoder.from_config(config, rngs=nnx.Rngs(0)))
+      >>> audio = jax.ShapeDtypeStruct((1, 86 * 512, 1), jnp.float32)
+      >>> nnx.eval_shape(lambda m, x: m(x), encoder, audio).shape
+      (1, 86, 1024)
     """
 
     def __init__(
@@ -114,9 +120,15 @@ class Decoder(nnx.Module):
     Source: ``dac.model.dac.Decoder``.
 
     Example:
-      >>> dec = Decoder(8, 16, (5, 2), rngs=nnx.Rngs(0))
-      >>> dec(jnp.zeros((2, 4, 8))).shape  # (4 * 5 - 1) * 2
-      (2, 38, 1)
+      The 16 kHz decoder returns 8 samples fewer than ``320 * frames`` (shapes evaluated
+      abstractly):
+
+      >>> from jaxlatent.models.dac import DACConfig
+      >>> config = DACConfig.dac_16khz()
+      >>> decoder = nnx.eval_shape(lambda: Decoder.from_config(config, rngs=nnx.Rngs(0)))
+      >>> z = jax.ShapeDtypeStruct((1, 50, config.latent_dim), jnp.float32)
+      >>> nnx.eval_shape(lambda m, z: m(z), decoder, z).shape
+      (1, 15992, 1)
     """
 
     def __init__(

@@ -153,9 +153,10 @@ class EncoderBlock(nnx.Module):
     Source: ``dac.model.dac.EncoderBlock``.
 
     Example:
-      >>> block = EncoderBlock(8, stride=2, rngs=nnx.Rngs(0))
-      >>> block(jnp.zeros((1, 20, 4))).shape
-      (1, 10, 8)
+      >>> block = nnx.eval_shape(lambda: EncoderBlock(8, stride=5, rngs=nnx.Rngs(0)))
+      >>> x = jax.ShapeDtypeStruct((1, 24, 4), jnp.float32)
+      >>> nnx.eval_shape(lambda m, x: m(x), block, x).shape  # (24 + 1) // 5
+      (1, 5, 8)
     """
 
     def __init__(
@@ -199,8 +200,9 @@ class DecoderBlock(nnx.Module):
     Source: ``dac.model.dac.DecoderBlock``.
 
     Example:
-      >>> block = DecoderBlock(8, 4, stride=5, rngs=nnx.Rngs(0))
-      >>> block(jnp.zeros((1, 6, 8))).shape
+      >>> block = nnx.eval_shape(lambda: DecoderBlock(8, 4, stride=5, rngs=nnx.Rngs(0)))
+      >>> x = jax.ShapeDtypeStruct((1, 6, 8), jnp.float32)
+      >>> nnx.eval_shape(lambda m, x: m(x), block, x).shape  # 6 * 5 - 1
       (1, 29, 4)
     """
 
