@@ -31,3 +31,14 @@ def to_torch(x, dtype=None):
 
 def to_numpy(x):
     return x.detach().cpu().numpy()
+
+
+# --- dac ---------------------------------------------------------------------------------------
+def dac():
+    """The official descript-audio-codec package (``dac``)."""
+    return pytest.importorskip("dac")
+
+
+def sb_dac():
+    """SpeechBrain's DAC port (``speechbrain.lobes.models.discrete.dac``)."""
+    return pytest.importorskip("speechbrain.lobes.models.discrete.dac")
