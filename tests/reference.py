@@ -36,3 +36,14 @@ def to_numpy(x):
 def speechbrain(module: str):
     """Any SpeechBrain submodule, e.g. ``speechbrain("nnet.CNN")`` (skips if unavailable)."""
     return pytest.importorskip(f"speechbrain.{module}")
+
+
+# --- dac ---------------------------------------------------------------------------------------
+def dac():
+    """The official descript-audio-codec package (``dac``)."""
+    return pytest.importorskip("dac")
+
+
+def sb_dac():
+    """SpeechBrain's DAC port (``speechbrain.lobes.models.discrete.dac``)."""
+    return pytest.importorskip("speechbrain.lobes.models.discrete.dac")

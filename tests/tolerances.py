@@ -158,6 +158,38 @@ TOLERANCES: dict[str, Tolerance] = {
         "same elementwise float32 formulas; only the summation order of the reductions "
         "differs (a few ulp)",
     ),
+    # --- dac ---------------------------------------------------------------------------------
+    "dac_snake_f32": Tolerance(
+        "Snake activation, float32 CPU",
+        1e-6,
+        1e-6,
+        "same float32 formula; torch's and XLA's vectorised sin differ by an ulp or two "
+        "(measured max 5e-7 on |y| up to ~12)",
+    ),
+    "dac_block_f32": Tolerance(
+        "DAC residual unit / encoder block / decoder block / small encoder and decoder, "
+        "float32 CPU, weights converted by converters.dac",
+        1e-5,
+        1e-5,
+        "a few weight-normed convolutions and Snakes in float32; only the accumulation order "
+        "of XLA's and oneDNN's convolutions differs (as layer_f32; measured max 5e-7)",
+    ),
+    "dac_codec_f32": Tolerance(
+        "full-size DAC encoder z and decoder audio of the released configurations, float32 CPU",
+        1e-5,
+        1e-5,
+        "~20 convolutions of up to 1536 channels (fan-in up to 10k terms) compound the "
+        "accumulation-order round-off: measured max 1.1e-6 on z (|z| ~1), 2e-7 on audio; rtol "
+        "keeps the check relative for trained weights with larger latents",
+    ),
+    "dac_grad_f32": Tolerance(
+        "gradients of DAC blocks w.r.t. input, alpha, weight_g, weight_v and bias, float32 CPU",
+        1e-4,
+        1e-5,
+        "backward passes of weight norm (through ||v||) and transposed convolutions sum "
+        "hundreds of terms in a different order: measured max 2.5e-5 absolute on gradients "
+        "up to ~50 in magnitude (under 1e-5 relative beyond atol)",
+    ),
     # --- converters / layers -----------------------------------------------------------------
     "layer_f32": Tolerance(
         "one torch layer vs its jaxlatent target (conv, transposed conv, weight norm, "

@@ -1,4 +1,7 @@
-"""Autoencoder models (Flax NNX), channels-last."""
+"""Autoencoder models (Flax NNX), channels-last.
+
+The DAC codec lives in `jaxlatent.models.dac`.
+"""
 
 # autoencoders.py, normalizing_autoencoder.py, padding.py (SpeechBrain's nnet.autoencoders)
 from jaxlatent.models.autoencoders import Autoencoder as Autoencoder

@@ -1,0 +1,17 @@
+"""The Descript Audio Codec (DAC) in Flax NNX, channels-last.
+
+Kumar et al. 2023, "High-Fidelity Audio Compression with Improved RVQGAN" (arXiv:2306.06546);
+reference: descript-audio-codec 1.0.0 (``dac``) and SpeechBrain 1.1.2
+``speechbrain.lobes.models.discrete.dac``. Checkpoints convert with :mod:`converters.dac`.
+"""
+
+# codec.py, config.py, layers.py
+from jaxlatent.models.dac.codec import Decoder as Decoder
+from jaxlatent.models.dac.codec import Encoder as Encoder
+from jaxlatent.models.dac.config import DACConfig as DACConfig
+from jaxlatent.models.dac.layers import DecoderBlock as DecoderBlock
+from jaxlatent.models.dac.layers import EncoderBlock as EncoderBlock
+from jaxlatent.models.dac.layers import ResidualUnit as ResidualUnit
+from jaxlatent.models.dac.layers import Snake1d as Snake1d
+from jaxlatent.models.dac.layers import init_weights as init_weights
+from jaxlatent.models.dac.layers import snake as snake
