@@ -1,0 +1,8 @@
+"""Vector quantizers: exact chunked nearest-code search, straight-through gradients, codebook
+statistics, and the DAC (residual) vector quantizers.
+"""
+
+# search.py
+from jaxlatent.quantizers.search import l2_normalize as l2_normalize
+from jaxlatent.quantizers.search import lookup_codes as lookup_codes
+from jaxlatent.quantizers.search import nearest_code as nearest_code

@@ -1,0 +1,158 @@
+"""Invariants of jaxlatent.quantizers (no torch): search, straight-through, statistics, DAC VQ."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlatent import quantizers as q
+
+# --------------------------------------------------------------------------------------------
+# search
+# --------------------------------------------------------------------------------------------
+
+
+def _dense_reference(x, codebook, metric="l2", form="dac"):
+    """Unchunked float32 distances with the same association as `nearest_code` (numpy)."""
+    x = np.asarray(x, np.float32).reshape(-1, codebook.shape[1])
+    c = np.asarray(codebook, np.float32)
+    if metric == "cosine":
+        x = np.asarray(q.l2_normalize(x))
+        c = np.asarray(q.l2_normalize(c))
+    dot = np.asarray(jnp.dot(jnp.asarray(x), jnp.asarray(c).T, precision=jax.lax.Precision.HIGHEST))
+    x2 = np.asarray(jnp.sum(jnp.asarray(x) ** 2, axis=1))[:, None]
+    c2 = np.asarray(jnp.sum(jnp.asarray(c) ** 2, axis=1))[None, :]
+    d = (x2 - 2 * dot) + c2 if form == "dac" else (c2 + x2) - 2 * dot
+    return np.argmin(d, axis=1)
+
+
+@pytest.mark.parametrize("metric,form", [("l2", "addmm"), ("cosine", "dac")])
+def test_search_matches_dense_argmin(rng, metric, form):
+    x = rng.standard_normal((3, 37, 6)).astype(np.float32)
+    codebook = rng.standard_normal((50, 6)).astype(np.float32)
+    idx = q.nearest_code(x, codebook, metric=metric, form=form)
+    assert idx.shape == (3, 37) and idx.dtype == jnp.int32
+    np.testing.assert_array_equal(
+        np.asarray(idx).reshape(-1), _dense_reference(x, codebook, metric, form)
+    )
+
+
+def test_search_is_nearest_in_float64(rng):
+    # well-separated problem: the float32 argmin is the true (float64) nearest code
+    x = rng.standard_normal((200, 4))
+    codebook = rng.standard_normal((30, 4))
+    d = ((x[:, None, :] - codebook[None, :, :]) ** 2).sum(-1)
+    idx = np.asarray(q.nearest_code(x.astype(np.float32), codebook.astype(np.float32)))
+    assert (idx >= 0).all() and (idx < 30).all()
+    np.testing.assert_array_equal(idx, d.argmin(1))
+
+
+@pytest.mark.parametrize(
+    "vector_chunk,code_chunk,metric", [(7, 5, "l2"), (64, 13, "cosine"), (1000, 1, "cosine")]
+)
+def test_chunked_equals_unchunked(rng, metric, vector_chunk, code_chunk):
+    x = rng.standard_normal((2, 45, 5)).astype(np.float32)  # 90 vectors: last chunk padded
+    codebook = rng.standard_normal((23, 5)).astype(np.float32)
+    full = q.nearest_code(x, codebook, metric=metric, vector_chunk=10_000, code_chunk=10_000)
+    chunked = q.nearest_code(
+        x, codebook, metric=metric, vector_chunk=vector_chunk, code_chunk=code_chunk
+    )
+    np.testing.assert_array_equal(chunked, full)
+
+
+@pytest.mark.parametrize("code_chunk,metric", [(2, "l2"), (3, "cosine"), (100, "l2")])
+def test_ties_resolve_to_lowest_index(code_chunk, metric):
+    # codes 1, 4 and 6 are identical (4 and 6 lie in later chunks for small code_chunk)
+    codebook = jnp.array(
+        [[5.0, 5.0], [1.0, 0.0], [0.0, 3.0], [-4.0, 0.0], [1.0, 0.0], [0.0, -9.0], [1.0, 0.0]]
+    )
+    x = jnp.array([[1.0, 0.0], [0.9, 0.1], [2.0, 0.0]])
+    idx = q.nearest_code(x, codebook, metric=metric, code_chunk=code_chunk, vector_chunk=2)
+    np.testing.assert_array_equal(idx, [1, 1, 1])
+    # a vector equidistant from two distinct codes takes the lower index
+    x = jnp.array([[0.0, 0.0]])
+    cb = jnp.array([[3.0, 0.0], [0.0, 1.0], [0.0, -1.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(q.nearest_code(x, cb, code_chunk=code_chunk), [1])
+
+
+def test_search_low_precision_inputs_are_searched_in_float32(rng):
+    x = rng.standard_normal((64, 8)).astype(np.float32)
+    codebook = rng.standard_normal((40, 8)).astype(np.float32)
+    xb = jnp.asarray(x, jnp.bfloat16)
+    expected = q.nearest_code(xb.astype(jnp.float32), codebook)
+    np.testing.assert_array_equal(q.nearest_code(xb, codebook), expected)
+    cb16 = jnp.asarray(codebook, jnp.float16)
+    np.testing.assert_array_equal(
+        q.nearest_code(xb, cb16),
+        q.nearest_code(xb.astype(jnp.float32), cb16.astype(jnp.float32)),
+    )
+
+
+def test_search_jit_does_not_retrace(rng):
+    traces = []
+
+    @jax.jit
+    def f(x, codebook):
+        traces.append(1)
+        return q.nearest_code(x, codebook, code_chunk=8, vector_chunk=16)
+
+    codebook = rng.standard_normal((20, 3)).astype(np.float32)
+    for _ in range(3):
+        x = rng.standard_normal((2, 30, 3)).astype(np.float32)
+        np.testing.assert_array_equal(f(x, codebook), q.nearest_code(x, codebook))
+    assert len(traces) == 1
+
+
+def test_search_under_vmap_and_grad(rng):
+    x = rng.standard_normal((4, 10, 3)).astype(np.float32)
+    codebook = rng.standard_normal((9, 3)).astype(np.float32)
+    batched = jax.vmap(lambda xi: q.nearest_code(xi, codebook, vector_chunk=4))(x)
+    np.testing.assert_array_equal(batched, q.nearest_code(x, codebook))
+
+    def loss(cb, xi):  # gradient flows through the gather only
+        return jnp.sum(q.lookup_codes(cb, q.nearest_code(xi, cb)) ** 2)
+
+    g = jax.jit(jax.grad(loss))(jnp.asarray(codebook), jnp.asarray(x))
+    idx = np.asarray(q.nearest_code(x, codebook)).reshape(-1)
+    counts = np.bincount(idx, minlength=9)[:, None]
+    np.testing.assert_allclose(g, 2 * codebook * counts, rtol=1e-6)
+
+
+def test_lookup_codes(rng):
+    codebook = rng.standard_normal((6, 2)).astype(np.float32)
+    idx = np.array([[0, 5], [2, 2]])
+    np.testing.assert_array_equal(q.lookup_codes(codebook, idx), codebook[idx])
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"x": np.ones((3, 4), np.int32)}, "x must be a floating-point array"),
+        ({"codebook": np.ones((5, 4), np.int32)}, "codebook must be a floating-point array"),
+        ({"x": np.ones((3, 5), np.float32)}, r"feature dimension mismatch.*\(3, 5\).*\(5, 4\)"),
+        ({"codebook": np.ones((4,), np.float32)}, r"codebook must be 2-D.*\(4,\)"),
+        ({"codebook": np.ones((0, 4), np.float32)}, "codebook is empty"),
+        ({"metric": "dot"}, "unknown metric 'dot'"),
+        ({"form": "cdist"}, "unknown form 'cdist'"),
+        ({"code_chunk": 0}, "code_chunk must be a positive int"),
+        ({"vector_chunk": 2.5}, "vector_chunk must be a positive int"),
+    ],
+)
+def test_search_bad_input(kwargs, match):
+    args = {"x": np.ones((3, 4), np.float32), "codebook": np.ones((5, 4), np.float32)} | kwargs
+    with pytest.raises(ValueError, match=match):
+        q.nearest_code(**args)
+
+
+def test_lookup_codes_bad_input():
+    codebook = np.ones((5, 2), np.float32)
+    with pytest.raises(ValueError, match=r"indices out of range: values in \[0, 5\].*5 codes"):
+        q.lookup_codes(codebook, np.array([0, 5]))
+    with pytest.raises(ValueError, match=r"indices out of range: values in \[-1, 1\]"):
+        q.lookup_codes(codebook, np.array([-1, 1]))
+    with pytest.raises(ValueError, match="indices must be an integer array"):
+        q.lookup_codes(codebook, np.array([0.0]))
+    with pytest.raises(ValueError, match="codebook must be a floating-point array"):
+        q.lookup_codes(np.ones((5, 2), np.int32), np.array([0]))
