@@ -6,3 +6,6 @@ statistics, and the DAC (residual) vector quantizers.
 from jaxlatent.quantizers.search import l2_normalize as l2_normalize
 from jaxlatent.quantizers.search import lookup_codes as lookup_codes
 from jaxlatent.quantizers.search import nearest_code as nearest_code
+
+# straight_through.py
+from jaxlatent.quantizers.straight_through import straight_through as straight_through

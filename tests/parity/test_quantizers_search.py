@@ -18,6 +18,7 @@ import pytest
 
 from jaxlatent import quantizers as q
 from tests import reference as ref
+from tests.tolerances import assert_close
 
 pytestmark = pytest.mark.parity
 
@@ -77,3 +78,28 @@ def test_search_under_jit_matches_dac(rng):
     codebook = jnp.asarray(ref.to_numpy(vq.codebook.weight))
     search = jax.jit(lambda x, c: q.nearest_code(x, c, metric="cosine", code_chunk=64))
     np.testing.assert_array_equal(search(latents, codebook), ref.to_numpy(expected))
+
+
+def test_straight_through_gradients_match_torch_autograd(rng):
+    """Same loss in both frameworks: DAC's STE + codebook loss; gradients w.r.t. z and codebook."""
+    torch = ref.torch()
+    z = rng.standard_normal((2, 50, 8)).astype(np.float32)
+    codebook = rng.standard_normal((64, 8)).astype(np.float32)
+    w = rng.standard_normal(z.shape).astype(np.float32)
+
+    idx = np.asarray(q.nearest_code(z, codebook))
+    zt = ref.to_torch(z).requires_grad_(True)
+    cbt = ref.to_torch(codebook).requires_grad_(True)
+    zq = torch.nn.functional.embedding(ref.to_torch(idx.astype(np.int64)), cbt)
+    st = zt + (zq - zt).detach()  # dac.nn.quantize.VectorQuantize.forward
+    codebook_loss = torch.nn.functional.mse_loss(zq, zt.detach())
+    (ref.to_torch(w) * st**2).sum().add(codebook_loss).backward()
+
+    def loss(z, cb):
+        zq = q.lookup_codes(cb, idx)
+        codebook_loss = jnp.mean((zq - jax.lax.stop_gradient(z)) ** 2)
+        return jnp.sum(w * q.straight_through(z, zq) ** 2) + codebook_loss
+
+    gz, gcb = jax.jit(jax.grad(loss, argnums=(0, 1)))(jnp.asarray(z), jnp.asarray(codebook))
+    assert_close(gz, ref.to_numpy(zt.grad), "vq_ste_grad", err_msg="d/dz")
+    assert_close(gcb, ref.to_numpy(cbt.grad), "vq_ste_grad", err_msg="d/dcodebook")

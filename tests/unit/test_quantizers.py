@@ -156,3 +156,81 @@ def test_lookup_codes_bad_input():
         q.lookup_codes(codebook, np.array([0.0]))
     with pytest.raises(ValueError, match="codebook must be a floating-point array"):
         q.lookup_codes(np.ones((5, 2), np.int32), np.array([0]))
+
+
+# --------------------------------------------------------------------------------------------
+# straight-through
+# --------------------------------------------------------------------------------------------
+
+
+def _codes_for(rng, shape=(4, 6, 3), k=11):
+    x = rng.standard_normal(shape).astype(np.float32)
+    codebook = rng.standard_normal((k, shape[-1])).astype(np.float32)
+    idx = q.nearest_code(x, codebook)
+    return jnp.asarray(x), jnp.asarray(codebook), idx, q.lookup_codes(codebook, idx)
+
+
+def test_straight_through_forward_is_exactly_the_code(rng):
+    x, codebook, idx, codes = _codes_for(rng)
+    out = jax.jit(q.straight_through)(x, codes)
+    np.testing.assert_array_equal(out, codes)
+    # decode(indices) == quantized, bit for bit
+    np.testing.assert_array_equal(out, q.lookup_codes(codebook, idx))
+    # (the stop_gradient form rounds: x + (q - x) != q for some entries)
+    assert not np.array_equal(x + jax.lax.stop_gradient(codes - x), codes)
+
+
+def test_straight_through_gradient_is_identity(rng):
+    x, codebook, idx, codes = _codes_for(rng)
+    w = jnp.asarray(rng.standard_normal(x.shape).astype(np.float32))
+
+    def loss(x, cb):
+        return jnp.sum(w * q.straight_through(x, q.lookup_codes(cb, idx)))
+
+    gx, gcb = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, codebook)
+    np.testing.assert_array_equal(gx, w)  # unchanged cotangent
+    np.testing.assert_array_equal(gcb, np.zeros_like(codebook))  # nothing to the codebook
+    # vmap over the batch axis: per-item gradients are the per-item cotangents
+    per_item = jax.vmap(jax.grad(lambda xi, qi, wi: jnp.sum(wi * q.straight_through(xi, qi))))(
+        x, codes, w
+    )
+    np.testing.assert_array_equal(per_item, w)
+
+
+def test_straight_through_dtypes(rng):
+    x, _, _, codes = _codes_for(rng)
+    xb = x.astype(jnp.bfloat16)
+    out = q.straight_through(xb, codes)
+    assert out.dtype == jnp.float32
+    np.testing.assert_array_equal(out, codes)
+    g = jax.grad(lambda x: jnp.sum(q.straight_through(x, codes) * 2.0))(xb)
+    assert g.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(g, np.full(x.shape, 2.0, np.float32))
+
+
+def test_straight_through_under_shard_map_and_pmap(rng):
+    n = jax.device_count()
+    x, _, _, codes = _codes_for(rng, shape=(n, 5, 3))
+    w = jnp.asarray(rng.standard_normal(x.shape).astype(np.float32))
+    mesh = jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+    spec, replicated = jax.sharding.PartitionSpec("data"), jax.sharding.PartitionSpec()
+
+    def local_loss(x, codes, w):
+        return jax.lax.psum(jnp.sum(w * q.straight_through(x, codes) ** 2), "data")
+
+    sharded = jax.shard_map(local_loss, mesh=mesh, in_specs=(spec,) * 3, out_specs=replicated)
+    with jax.set_mesh(mesh):
+        args = [jax.device_put(a, jax.NamedSharding(mesh, spec)) for a in (x, codes, w)]
+        g = jax.jit(jax.grad(sharded))(*args)
+    np.testing.assert_allclose(g, 2 * w * codes, rtol=1e-6)
+    gp = jax.pmap(jax.grad(lambda x, c, w: jnp.sum(w * q.straight_through(x, c))))(x, codes, w)
+    np.testing.assert_array_equal(gp, w)
+
+
+def test_straight_through_bad_input():
+    with pytest.raises(ValueError, match=r"same shape, got x \(2, 3\) and q \(1, 3\)"):
+        q.straight_through(jnp.ones((2, 3)), jnp.ones((1, 3)))
+    with pytest.raises(ValueError, match="q must be a floating-point array"):
+        q.straight_through(jnp.ones((2,)), jnp.ones((2,), jnp.int32))
+    with pytest.raises(ValueError, match="x must be a floating-point array"):
+        q.straight_through(jnp.ones((2,), jnp.int32), jnp.ones((2,)))
