@@ -234,3 +234,47 @@ def test_straight_through_bad_input():
         q.straight_through(jnp.ones((2,)), jnp.ones((2,), jnp.int32))
     with pytest.raises(ValueError, match="x must be a floating-point array"):
         q.straight_through(jnp.ones((2,), jnp.int32), jnp.ones((2,)))
+
+
+# --------------------------------------------------------------------------------------------
+# statistics
+# --------------------------------------------------------------------------------------------
+
+
+def test_stats_match_numpy(rng):
+    k = 16
+    idx = rng.integers(0, 10, (3, 40))  # codes 10..15 never used
+    mask = rng.random((3, 40)) < 0.7
+    stats = jax.jit(lambda i, m: q.codebook_stats(i, k, mask=m, dead_threshold=3))(idx, mask)
+    counts = np.bincount(idx[mask], minlength=k)
+    np.testing.assert_array_equal(stats.counts, counts)
+    assert stats.counts.dtype == jnp.int32
+    p = counts[counts > 0] / counts.sum()
+    np.testing.assert_allclose(stats.perplexity, np.exp(-(p * np.log(p)).sum()), rtol=1e-6)
+    np.testing.assert_allclose(stats.dead_fraction, (counts < 3).mean())
+
+
+def test_stats_extremes():
+    k = 8
+    assert float(q.perplexity(q.code_counts(jnp.full((50,), 3), k))) == 1.0
+    np.testing.assert_allclose(q.perplexity(q.code_counts(jnp.arange(32) % k, k)), k, rtol=1e-6)
+    assert float(q.perplexity(jnp.zeros((k,)))) == 1.0  # nothing counted
+    assert float(q.dead_code_fraction(jnp.zeros((k,), jnp.int32))) == 1.0
+    np.testing.assert_allclose(q.perplexity(jnp.array([0.5, 1.5, 0.0, 2.0])), 2.649351, rtol=1e-6)
+    counts = q.code_counts(jnp.array([1, 1]), k, mask=jnp.array([False, False]))
+    np.testing.assert_array_equal(counts, np.zeros(k))
+
+
+def test_stats_bad_input():
+    with pytest.raises(ValueError, match=r"indices out of range: values in \[0, 4\]"):
+        q.code_counts(jnp.array([0, 4]), 4)
+    with pytest.raises(ValueError, match="indices must be an integer array"):
+        q.code_counts(jnp.array([0.0]), 4)
+    with pytest.raises(ValueError, match="codebook_size must be a positive int"):
+        q.code_counts(jnp.array([0]), 0)
+    with pytest.raises(ValueError, match=r"mask must have the shape of indices \(2,\), got \(3,\)"):
+        q.code_counts(jnp.array([0, 1]), 4, mask=jnp.ones(3, bool))
+    with pytest.raises(ValueError, match=r"counts must be 1-D .* got shape \(2, 2\)"):
+        q.perplexity(jnp.ones((2, 2)))
+    with pytest.raises(ValueError, match="counts must be a floating-point array"):
+        q.dead_code_fraction(jnp.ones((2,), bool))
