@@ -3,6 +3,13 @@ statistics, and the DAC (residual) vector quantizers.
 """
 
 # search.py
+# dac_vq.py
+from jaxlatent.quantizers.dac_vq import ResidualVectorQuantize as ResidualVectorQuantize
+from jaxlatent.quantizers.dac_vq import RVQDecoded as RVQDecoded
+from jaxlatent.quantizers.dac_vq import RVQOutput as RVQOutput
+from jaxlatent.quantizers.dac_vq import VectorQuantize as VectorQuantize
+from jaxlatent.quantizers.dac_vq import VQOutput as VQOutput
+from jaxlatent.quantizers.dac_vq import dropout_depths as dropout_depths
 from jaxlatent.quantizers.search import l2_normalize as l2_normalize
 from jaxlatent.quantizers.search import lookup_codes as lookup_codes
 from jaxlatent.quantizers.search import nearest_code as nearest_code

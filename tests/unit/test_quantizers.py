@@ -278,3 +278,147 @@ def test_stats_bad_input():
         q.perplexity(jnp.ones((2, 2)))
     with pytest.raises(ValueError, match="counts must be a floating-point array"):
         q.dead_code_fraction(jnp.ones((2,), bool))
+
+
+# --------------------------------------------------------------------------------------------
+# DAC VectorQuantize / ResidualVectorQuantize
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rvq():
+    from flax import nnx
+
+    return q.ResidualVectorQuantize(12, 3, 16, (4, 2, 4), quantizer_dropout=0.5, rngs=nnx.Rngs(3))
+
+
+def _z(rng, batch=4, time=9, dim=12):
+    return jnp.asarray(rng.standard_normal((batch, time, dim)).astype(np.float32))
+
+
+def test_vq_decode_indices_equals_quantized(rng, rvq):
+    vq = rvq.quantizers[0]
+    out = vq(_z(rng))
+    assert out.indices.dtype == jnp.int32 and out.indices.shape == (4, 9)
+    assert (np.asarray(out.indices) >= 0).all() and (np.asarray(out.indices) < 16).all()
+    # the straight-through value is the code vector itself: decoding the indices is bit-exact
+    np.testing.assert_array_equal(out.z_q, vq.out_proj(vq.decode_code(out.indices)))
+    np.testing.assert_array_equal(vq.decode_latents(out.z_e)[1], out.indices)
+    codes = vq.embed_code(out.indices)
+    np.testing.assert_allclose(out.commitment_loss, ((out.z_e - codes) ** 2).mean((1, 2)))
+    np.testing.assert_array_equal(out.commitment_loss, out.codebook_loss)
+
+
+def test_vq_loss_gradients_are_routed(rng, rvq):
+    from flax import nnx
+
+    vq = rvq.quantizers[1]
+    z = _z(rng)
+    grads = nnx.grad(lambda m: jnp.sum(m(z).codebook_loss))(vq)
+    assert not np.any(grads["in_proj"]["weight_v"][...])  # codebook loss: codebook only
+    assert np.any(grads["codebook"][...])
+    grads = nnx.grad(lambda m: jnp.sum(m(z).commitment_loss))(vq)
+    assert not np.any(grads["codebook"][...])  # commitment loss: input projection only
+    assert np.any(grads["in_proj"]["weight_v"][...])
+    # straight-through: d z_q / d z_e is out_proj's Jacobian (identity through the quantizer)
+    out = vq(z)
+    codes = vq.decode_code(out.indices)
+    w = jnp.asarray(rng.standard_normal(out.z_q.shape).astype(np.float32))
+    g = jax.grad(lambda ze: jnp.sum(w * vq.out_proj(q.straight_through(ze, codes))))(out.z_e)
+    _, vjp = jax.vjp(vq.out_proj, codes)
+    np.testing.assert_array_equal(g, vjp(w)[0])
+
+
+def test_rvq_eval_truncation_and_decoding(rng, rvq):
+    z = _z(rng)
+    full = rvq(z)
+    assert full.codes.shape == (4, 3, 9) and full.codes.dtype == jnp.int32
+    assert full.latents.shape == (4, 9, 10)
+    np.testing.assert_array_equal(rvq.from_codes(full.codes).z, full.z)
+    decoded = rvq.from_latents(full.latents)
+    np.testing.assert_array_equal(decoded.codes, full.codes)
+    np.testing.assert_array_equal(decoded.z_p, rvq.from_codes(full.codes).z_p)
+    for n in (1, 2):
+        part = rvq(z, n_quantizers=n)
+        np.testing.assert_array_equal(part.codes, full.codes[:, :n])
+        np.testing.assert_array_equal(rvq.from_codes(part.codes).z, part.z)
+    # from_latents uses the quantizers whose dimensions fit: 7 channels -> (4, 2) -> 2 codebooks
+    assert rvq.from_latents(full.latents[..., :7]).codes.shape == (4, 2, 9)
+
+
+def test_rvq_train_dropout_semantics(rng, rvq, key):
+    from flax import nnx
+
+    z = _z(rng, batch=5)
+    ev = rvq(z)
+    tr = rvq(z, n_quantizers=1, train=True, key=key)  # n_quantizers ignored in training
+    assert tr.codes.shape == (5, 3, 9)
+    np.testing.assert_array_equal(tr.codes, ev.codes)  # every quantizer runs, unmasked residual
+    np.testing.assert_array_equal(tr.latents, ev.latents)
+    depths = np.asarray(q.dropout_depths(key, 5, 3, 0.5))
+    assert (depths[2:] == 4).all() and ((depths[:2] >= 1) & (depths[:2] <= 3)).all()
+    for b in range(5):  # item b is the sum of its first depths[b] quantizer outputs
+        d = min(int(depths[b]), 3)
+        np.testing.assert_allclose(
+            tr.z[b], rvq.from_codes(ev.codes[b : b + 1, :d]).z[0], rtol=1e-6, atol=1e-6
+        )
+    again = rvq(z, train=True, key=key)
+    np.testing.assert_array_equal(again.z, tr.z)  # deterministic given the key
+    # the loss is the batch mean of masked per-item losses, summed over quantizers
+    residual, expected = z, 0.0
+    for i in range(3):
+        out = rvq.quantizers[i](residual)
+        expected += float(jnp.mean(out.commitment_loss * (i < depths)))
+        residual = residual - out.z_q
+    np.testing.assert_allclose(tr.commitment_loss, expected, rtol=1e-6)
+    # without dropout (or without any dropped item), training equals evaluation
+    no_drop = q.ResidualVectorQuantize(12, 3, 16, (4, 2, 4), rngs=nnx.Rngs(3))
+    np.testing.assert_array_equal(no_drop(z, train=True).z, ev.z)
+    np.testing.assert_array_equal(rvq(z[:1], train=True).z, ev.z[:1])  # int(1 * 0.5) == 0
+
+
+def test_rvq_jit_does_not_retrace(rng, rvq, key):
+    from flax import nnx
+
+    traces = []
+
+    @nnx.jit(static_argnames=("train",))
+    def step(model, z, key, train):
+        traces.append(1)
+        return model(z, train=train, key=key)
+
+    for i in range(3):
+        z, k = _z(rng), jax.random.fold_in(key, i)
+        out = step(rvq, z, k, True)
+    assert len(traces) == 1
+    eager = rvq(z, train=True, key=k)
+    np.testing.assert_array_equal(out.codes, eager.codes)
+    np.testing.assert_allclose(out.z, eager.z, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda m, z: m(z, n_quantizers=4), r"n_quantizers=4 must lie in \[1, n_codebooks=3\]"),
+        (lambda m, z: m(z, n_quantizers=0), r"n_quantizers=0 must lie in \[1, n_codebooks=3\]"),
+        (lambda m, z: m(z[..., :5]), r"z must be \[batch, time, 12\].*\(4, 9, 5\)"),
+        (lambda m, z: m(z.astype(jnp.int32)), "z must be a floating-point array"),
+        (lambda m, z: m(z, train=True), "key is required in training"),
+        (lambda m, z: m.from_codes(jnp.zeros((2, 4, 3), jnp.int32)), r"1 <= n <= n_codebooks"),
+        (lambda m, z: m.from_codes(jnp.full((2, 1, 3), 16)), r"codes out of range.*16 codes"),
+        (lambda m, z: m.from_latents(z[..., :3]), "fewer than the first codebook's dimension 4"),
+        (lambda m, z: m.quantizers[0].decode_latents(z), r"latents must be \[batch, time, 4\]"),
+    ],
+)
+def test_rvq_bad_input(rng, rvq, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(rvq, _z(rng))
+
+
+def test_rvq_bad_construction():
+    from flax import nnx
+
+    with pytest.raises(ValueError, match="codebook_dim has 2 entries but n_codebooks=3"):
+        q.ResidualVectorQuantize(8, 3, 4, (2, 2), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"quantizer_dropout must lie in \[0, 1\], got 1.5"):
+        q.ResidualVectorQuantize(8, 3, 4, 2, quantizer_dropout=1.5, rngs=nnx.Rngs(0))
