@@ -47,3 +47,16 @@ def dac():
 def sb_dac():
     """SpeechBrain's DAC port (``speechbrain.lobes.models.discrete.dac``)."""
     return pytest.importorskip("speechbrain.lobes.models.discrete.dac")
+
+
+# --- quantizers ---------------------------------------------------------------------------------
+
+
+def dac_quantize():
+    """The official `dac.nn.quantize` (descript-audio-codec 1.0.0, legacy weight-norm keys)."""
+    return pytest.importorskip("dac.nn.quantize")
+
+
+def sb_piq():
+    """SpeechBrain 1.1.2 `speechbrain.lobes.models.PIQ`."""
+    return pytest.importorskip("speechbrain.lobes.models.PIQ")
