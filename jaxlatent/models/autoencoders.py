@@ -244,25 +244,18 @@ class VariationalAutoencoder(Autoencoder):
                 "latent_stochastic=False needs a latent_padding function: the returned latent "
                 "is latent_padding(mean, length=length) (SpeechBrain raises TypeError here)"
             )
-        if out_mask_value is None:
-            out_mask_value = self.out_mask_value
-        if latent_mask_value is None:
-            latent_mask_value = self.latent_mask_value
         h = self.encoder(x)
         mean = self.mean(h)
         log_var = self.log_var(h)
         latent_sample = self.reparameterize(mean, log_var, key=key, noise=noise)
-        if self.latent_padding is not None:
-            latent_sample, latent_length = self.latent_padding(latent_sample, length=length)
-        else:
-            latent_length = length
-        if self.mask_latent and length is not None:
-            latent_sample = clean_padding(
-                latent_sample, latent_length, len_dim=self.len_dim, mask_value=latent_mask_value
-            )
-        x_rec = trim_as(self.decode(latent_sample), x)
-        if self.mask_out and length is not None:
-            x_rec = clean_padding(x_rec, length, len_dim=self.len_dim, mask_value=out_mask_value)
+        latent_sample, latent_length, x_rec = pad_mask_and_decode(
+            self,
+            latent_sample,
+            x,
+            length,
+            out_mask_value=out_mask_value,
+            latent_mask_value=latent_mask_value,
+        )
         if self.latent_stochastic:
             latent = latent_sample
         else:
@@ -270,3 +263,40 @@ class VariationalAutoencoder(Autoencoder):
         return VariationalAutoencoderOutput(
             x_rec, latent, mean, log_var, latent_sample, latent_length
         )
+
+
+def pad_mask_and_decode(
+    model: Any,
+    latent: Array,
+    x: Array,
+    length: Array | None,
+    *,
+    out_mask_value: float | None,
+    latent_mask_value: float | None,
+) -> tuple[Array, Array | None, Array]:
+    """The shared tail of SpeechBrain's `train_sample` for both autoencoders.
+
+    Pads `latent` with ``model.latent_padding`` (if any), masks it (rule "plain ceil") when
+    ``model.mask_latent``, decodes, crops the reconstruction to ``x.shape`` on every axis and
+    masks it when ``model.mask_out``. None mask values fall back to the model's defaults.
+
+    Returns:
+      ``(latent, latent_length, x_rec)``: the latent the decoder received, its relative
+      lengths, and the reconstruction.
+    """
+    if out_mask_value is None:
+        out_mask_value = model.out_mask_value
+    if latent_mask_value is None:
+        latent_mask_value = model.latent_mask_value
+    if model.latent_padding is not None:
+        latent, latent_length = model.latent_padding(latent, length=length)
+    else:
+        latent_length = length
+    if model.mask_latent and length is not None:
+        latent = clean_padding(
+            latent, latent_length, len_dim=model.len_dim, mask_value=latent_mask_value
+        )
+    x_rec = trim_as(model.decode(latent), x)
+    if model.mask_out and length is not None:
+        x_rec = clean_padding(x_rec, length, len_dim=model.len_dim, mask_value=out_mask_value)
+    return latent, latent_length, x_rec

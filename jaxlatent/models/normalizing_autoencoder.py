@@ -9,9 +9,13 @@ from typing import Any
 
 import jax
 
-from jaxlatent.masking import clean_padding
-from jaxlatent.models.autoencoders import Autoencoder, AutoencoderOutput, LatentPadding
-from jaxlatent.models.padding import check_length, trim_as
+from jaxlatent.models.autoencoders import (
+    Autoencoder,
+    AutoencoderOutput,
+    LatentPadding,
+    pad_mask_and_decode,
+)
+from jaxlatent.models.padding import check_length
 from jaxlatent.nn.global_norm import GlobalNorm
 
 Array = jax.Array
@@ -107,20 +111,12 @@ class NormalizingAutoencoder(Autoencoder):
           ValueError: for a bad `length` or `len_dim`, or a reconstruction smaller than `x`.
         """
         check_length(length, x, self.len_dim)
-        if out_mask_value is None:
-            out_mask_value = self.out_mask_value
-        if latent_mask_value is None:
-            latent_mask_value = self.latent_mask_value
-        latent = self.encode(x, length=length)
-        if self.latent_padding is not None:
-            latent, latent_length = self.latent_padding(latent, length=length)
-        else:
-            latent_length = length
-        if self.mask_latent and length is not None:
-            latent = clean_padding(
-                latent, latent_length, len_dim=self.len_dim, mask_value=latent_mask_value
-            )
-        x_rec = trim_as(self.decode(latent), x)
-        if self.mask_out and length is not None:
-            x_rec = clean_padding(x_rec, length, len_dim=self.len_dim, mask_value=out_mask_value)
+        latent, latent_length, x_rec = pad_mask_and_decode(
+            self,
+            self.encode(x, length=length),
+            x,
+            length,
+            out_mask_value=out_mask_value,
+            latent_mask_value=latent_mask_value,
+        )
         return AutoencoderOutput(x_rec, latent, latent_length)
