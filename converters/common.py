@@ -437,10 +437,14 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"{path}: refusing to unpickle objects other than tensors and plain containers "
-            f"(weights_only=True): {str(e).splitlines()[0]}"
-        ) from e
+        message = str(e)
+        if "Unsupported global" in message:  # a pickled object that is not data
+            detail = next(line for line in message.splitlines() if "Unsupported global" in line)
+            raise CheckpointError(
+                f"{path}: refusing to unpickle objects other than tensors and plain containers "
+                f"(weights_only=True): {detail.strip()}"
+            ) from e
+        raise CheckpointError(f"{path} is corrupt or not a torch checkpoint") from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, OSError) as e:
         raise CheckpointError(
             f"{path} is truncated or not a torch checkpoint: {str(e).splitlines()[0]}"
