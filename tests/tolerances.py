@@ -114,6 +114,38 @@ TOLERANCES: dict[str, Tolerance] = {
         "bit-exactly, torch's z + (q - z) rounds to an ulp of |z|, ~2e-7 at |z| ~ 2), and that "
         "absolute error enters the derivative 2 w st of the test loss",
     ),
+    "vq_dac_z": Tolerance(
+        "DAC (R)VQ quantized output z / z_q, from_codes and from_latents vs dac.nn.quantize "
+        "and SpeechBrain discrete.dac, float32 CPU",
+        1e-5,
+        2e-6,
+        "weight-normed 1x1 convolutions summed over quantizers, accumulated in a different "
+        "order by XLA and oneDNN, and torch's straight-through value z_e + (z_q - z_e) is an "
+        "ulp off the code; measured max abs error 1e-6 on values up to ~5",
+    ),
+    "vq_dac_latents": Tolerance(
+        "DAC (R)VQ projected latents z_e of every quantizer",
+        1e-5,
+        2e-6,
+        "in_proj of residuals that carry the previous quantizers' float32 round-off; measured "
+        "max abs error 1.2e-6",
+    ),
+    "vq_dac_loss": Tolerance(
+        "DAC (R)VQ commitment and codebook losses (per item and batch-summed)",
+        2e-6,
+        1e-7,
+        "means of squared differences over time x codebook_dim reduced in a different order; "
+        "measured max relative error 2.2e-7",
+    ),
+    "vq_dac_grad": Tolerance(
+        "gradients of commitment + codebook + sum(w * z) w.r.t. every RVQ parameter "
+        "(weight_g, weight_v, bias, codebook) vs torch autograd",
+        1e-5,
+        5e-5,
+        "each gradient sums ~100 float32 products over batch x time in another order; "
+        "gradients reach ~50, the measured error is <= 1.2e-6 of a gradient's largest entry "
+        "(needs atol 1.1e-5 at rtol 1e-5 over 5 seeds)",
+    ),
     # --- piq ---
     "piq_st_grad": Tolerance(
         "PIQ straight-through gradients (inputs and codebook, both VQEmbedding branches) vs "

@@ -122,10 +122,10 @@ class VectorQuantize(nnx.Module):
     `speechbrain.lobes.models.discrete.dac.VectorQuantize`.
 
     Example:
-      >>> vq = VectorQuantize(16, 32, 4, rngs=nnx.Rngs(0))
-      >>> out = vq(jnp.ones((2, 5, 16)))
+      >>> vq = VectorQuantize(12, 16, 4, rngs=nnx.Rngs(0))
+      >>> out = vq(jnp.ones((2, 5, 12)))
       >>> out.z_q.shape, out.indices.shape, out.indices.dtype, out.commitment_loss.shape
-      ((2, 5, 16), (2, 5), dtype('int32'), (2,))
+      ((2, 5, 12), (2, 5), dtype('int32'), (2,))
     """
 
     def __init__(
@@ -253,12 +253,12 @@ class ResidualVectorQuantize(nnx.Module):
     SpeechBrain 1.1.2 `speechbrain.lobes.models.discrete.dac.ResidualVectorQuantize`.
 
     Example:
-      >>> rvq = ResidualVectorQuantize(16, 3, 32, 4, rngs=nnx.Rngs(0))
-      >>> out = rvq(jnp.ones((2, 5, 16)), n_quantizers=2)
+      >>> rvq = ResidualVectorQuantize(12, 3, 16, 4, rngs=nnx.Rngs(0))
+      >>> out = rvq(jnp.ones((2, 5, 12)), n_quantizers=2)
       >>> out.z.shape, out.codes.shape, out.latents.shape, out.commitment_loss.shape
-      ((2, 5, 16), (2, 2, 5), (2, 5, 8), ())
+      ((2, 5, 12), (2, 2, 5), (2, 5, 8), ())
       >>> rvq.from_codes(out.codes).z.shape
-      (2, 5, 16)
+      (2, 5, 12)
     """
 
     def __init__(
