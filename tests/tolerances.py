@@ -232,6 +232,41 @@ TOLERANCES: dict[str, Tolerance] = {
         "gradients reach ~50, the measured error is <= 1.2e-6 of a gradient's largest entry "
         "(needs atol 1.1e-5 at rtol 1e-5 over 5 seeds)",
     ),
+    # --- piq ---
+    "piq_st_grad": Tolerance(
+        "PIQ straight-through gradients (inputs and codebook, both VQEmbedding branches) vs "
+        "torch autograd, float32",
+        1e-6,
+        1e-7,
+        "same identity / index_add_ routing of the same cotangents (observed bit-equal); "
+        "margin for the summation order of codebook rows selected several times",
+    ),
+    "piq_model_f32": Tolerance(
+        "PIQ Conv2dEncoder_v2 / PSI model outputs (eval and train mode) and training loss vs "
+        "SpeechBrain, float32",
+        1e-5,
+        1e-5,
+        "stacks of up to 7 convs and transposed convs summed in a different order by XLA and "
+        "oneDNN, renormalised by BatchNorm; observed max abs error 1.7e-5 on outputs of size "
+        "~18 (relative < 1e-6 there)",
+    ),
+    "piq_grad_f32": Tolerance(
+        "PIQ PSI parameter gradients of a training loss (train-mode BatchNorm) vs torch "
+        "autograd, float32",
+        1e-4,
+        1e-6,
+        "backward through 5 transposed convs and 6 train-mode BatchNorms, whose gradient "
+        "subtracts nearly equal batch sums; observed max abs error 6e-6 (relative 1.5e-5 "
+        "beyond atol) on the smallest gradients",
+    ),
+    "piq_running_stats": Tolerance(
+        "PIQ BatchNorm running statistics (and converted-back parameters) after a training "
+        "forward vs SpeechBrain",
+        1e-6,
+        1e-6,
+        "0.9 * running + 0.1 * batch statistic of conv outputs that agree to ~1e-6; observed "
+        "max abs error 1.2e-7",
+    ),
     # --- converters / layers -----------------------------------------------------------------
     "layer_f32": Tolerance(
         "one torch layer vs its jaxlatent target (conv, transposed conv, weight norm, "

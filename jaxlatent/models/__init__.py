@@ -1,6 +1,6 @@
 """Autoencoder models (Flax NNX), channels-last.
 
-The DAC codec lives in `jaxlatent.models.dac`.
+The DAC codec lives in `jaxlatent.models.dac`, the PIQ models in `jaxlatent.models.piq`.
 """
 
 # autoencoders.py, normalizing_autoencoder.py, padding.py (SpeechBrain's nnet.autoencoders)

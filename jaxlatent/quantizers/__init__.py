@@ -10,6 +10,22 @@ from jaxlatent.quantizers.dac_vq import RVQOutput as RVQOutput
 from jaxlatent.quantizers.dac_vq import VectorQuantize as VectorQuantize
 from jaxlatent.quantizers.dac_vq import VQOutput as VQOutput
 from jaxlatent.quantizers.dac_vq import dropout_depths as dropout_depths
+
+# piq.py, piq_partition.py (SpeechBrain PIQ's class-partitioned quantizer)
+from jaxlatent.quantizers.piq import VectorQuantization as VectorQuantization
+from jaxlatent.quantizers.piq import (
+    VectorQuantizationStraightThrough as VectorQuantizationStraightThrough,
+)
+from jaxlatent.quantizers.piq import VQEmbedding as VQEmbedding
+from jaxlatent.quantizers.piq import VQEmbeddingOutput as VQEmbeddingOutput
+from jaxlatent.quantizers.piq import VQStraightThroughOutput as VQStraightThroughOutput
+from jaxlatent.quantizers.piq import vector_quantization as vector_quantization
+from jaxlatent.quantizers.piq import (
+    vector_quantization_straight_through as vector_quantization_straight_through,
+)
+from jaxlatent.quantizers.piq_partition import class_of_code as class_of_code
+from jaxlatent.quantizers.piq_partition import get_irrelevant_regions as get_irrelevant_regions
+from jaxlatent.quantizers.piq_partition import torch_linspace_f32 as torch_linspace_f32
 from jaxlatent.quantizers.search import l2_normalize as l2_normalize
 from jaxlatent.quantizers.search import lookup_codes as lookup_codes
 from jaxlatent.quantizers.search import nearest_code as nearest_code

@@ -30,6 +30,13 @@ does (``v / max(‖v‖, 1e-12)``) and then takes the same squared L2 distance: 
 ``‖x - c‖² = 2 - 2 cos(x, c)``, so this is the cosine-similarity argmax of DAC's lookup
 (Yu et al. 2022, "Vector-quantized Image Modeling with Improved VQGAN", arXiv:2110.04627).
 
+Codes can be excluded per vector with `forbidden` (their distance is taken as ``+inf``, as
+SpeechBrain PIQ's class partitioning does with ``distances[irrelevant] = inf``): either a
+boolean mask ``[..., codebook_size]`` per vector, or a boolean table ``[rows, codebook_size]``
+with `forbidden_rows` choosing one table row per vector (memory ``rows × codebook_size``, not
+``N × codebook_size``). A vector whose codes are all forbidden gets index 0 (`torch.min` of an
+all-``inf`` row).
+
 Code vectors are gathered with :func:`lookup_codes` (`jnp.take`; its gradient is a
 scatter-add into the used rows, never an ``N × K`` one-hot matmul).
 """
@@ -119,10 +126,47 @@ def _block_distances(x: Array, x_sqr: Array, c: Array, c_sqr: Array, form: str) 
     return (c_sqr[None, :] + x_sqr[:, None]) - 2.0 * dot
 
 
+def _check_forbidden(x, codebook, forbidden, forbidden_rows) -> None:
+    lead, k = tuple(jnp.shape(x))[:-1], jnp.shape(codebook)[0]
+    if forbidden is None:
+        if forbidden_rows is not None:
+            raise ValueError("forbidden_rows was given without a forbidden table")
+        return
+    if jnp.result_type(forbidden) != jnp.bool_:
+        raise ValueError(
+            f"forbidden must be a boolean array, got dtype {jnp.result_type(forbidden)}"
+        )
+    if forbidden_rows is None:
+        if tuple(jnp.shape(forbidden)) != (*lead, k):
+            raise ValueError(
+                f"forbidden must have shape {(*lead, k)} (x's leading axes, codebook_size), got "
+                f"{shape_str(forbidden)} for x {shape_str(x)} and codebook {shape_str(codebook)}"
+            )
+        return
+    if jnp.ndim(forbidden) != 2 or jnp.shape(forbidden)[1] != k:
+        raise ValueError(
+            f"with forbidden_rows, forbidden must be a table [rows, {k}], got shape "
+            f"{shape_str(forbidden)} for codebook {shape_str(codebook)}"
+        )
+    if tuple(jnp.shape(forbidden_rows)) != lead:
+        raise ValueError(
+            f"forbidden_rows must have shape {lead} (x's leading axes), got "
+            f"{shape_str(forbidden_rows)} for x {shape_str(x)}"
+        )
+    check_code_indices(forbidden_rows, jnp.shape(forbidden)[0], name="forbidden_rows")
+
+
 @functools.partial(jax.jit, static_argnames=("metric", "form", "vector_chunk", "code_chunk"))
-def _nearest_code(x, codebook, *, metric, form, vector_chunk, code_chunk):
+def _nearest_code(
+    x, codebook, forbidden, forbidden_rows, *, metric, form, vector_chunk, code_chunk
+):
     lead = x.shape[:-1]
     dim = x.shape[-1]
+    masked = forbidden is not None
+    if masked and forbidden_rows is None:  # per-vector mask: a table with one row per vector
+        forbidden = forbidden.reshape(-1, forbidden.shape[-1])
+        forbidden_rows = jnp.arange(forbidden.shape[0], dtype=jnp.int32)
+    rows = forbidden_rows.reshape(-1).astype(jnp.int32) if masked else None
     # No gradient flows through an argmin: stop it so transforms do not differentiate the search.
     x = jax.lax.stop_gradient(x).astype(jnp.float32).reshape(-1, dim)
     codebook = jax.lax.stop_gradient(codebook).astype(jnp.float32)
@@ -141,22 +185,30 @@ def _nearest_code(x, codebook, *, metric, form, vector_chunk, code_chunk):
     c_blocks = _pad_rows(codebook, n_cchunks * cc).reshape(n_cchunks, cc, dim)
     c_sqr_blocks = c_sqr.reshape(n_cchunks, cc)
     offsets = jnp.arange(n_cchunks, dtype=jnp.int32) * cc
+    if masked:  # [rows, K] -> [n_cchunks, rows, cc]; padded codes are forbidden
+        table = jnp.pad(forbidden, ((0, 0), (0, n_cchunks * cc - k)), constant_values=True)
+        table_blocks = jnp.moveaxis(table.reshape(-1, n_cchunks, cc), 1, 0)
+    else:  # a dummy scan input, never read
+        table_blocks = jnp.zeros((n_cchunks, 1, 1), jnp.bool_)
 
-    def search_block(xb: Array) -> Array:
+    def search_block(block) -> Array:
+        xb, rb = block
         xb_sqr = jnp.sum(xb * xb, axis=1)
 
-        def local(c, c2):
+        def local(c, c2, t):
             d = _block_distances(xb, xb_sqr, c, c2, form)
+            if masked:
+                d = jnp.where(jnp.take(t, rb, axis=0), jnp.float32(jnp.inf), d)
             idx = jnp.argmin(d, axis=1).astype(jnp.int32)  # first index on ties
             return jnp.take_along_axis(d, idx[:, None], axis=1)[:, 0], idx
 
         if n_cchunks == 1:
-            return local(c_blocks[0], c_sqr_blocks[0])[1]
+            return local(c_blocks[0], c_sqr_blocks[0], table_blocks[0])[1]
 
         def step(carry, block):
             best_d, best_i = carry
-            c, c2, offset = block
-            d, i = local(c, c2)
+            c, c2, offset, t = block
+            d, i = local(c, c2, t)
             better = d < best_d  # strict: an earlier (lower-index) chunk wins ties
             return (jnp.where(better, d, best_d), jnp.where(better, i + offset, best_i)), None
 
@@ -164,14 +216,17 @@ def _nearest_code(x, codebook, *, metric, form, vector_chunk, code_chunk):
             jnp.full((xb.shape[0],), jnp.inf, jnp.float32),
             jnp.zeros((xb.shape[0],), jnp.int32),
         )
-        (_, best_i), _ = jax.lax.scan(step, init, (c_blocks, c_sqr_blocks, offsets))
+        (_, best_i), _ = jax.lax.scan(step, init, (c_blocks, c_sqr_blocks, offsets, table_blocks))
         return best_i
 
+    if rows is None:
+        rows = jnp.zeros((n,), jnp.int32)  # unused
     if n_vchunks == 1:
-        indices = search_block(x)
+        indices = search_block((x, rows))
     else:
         xs = _pad_rows(x, n_vchunks * vc).reshape(n_vchunks, vc, dim)
-        indices = jax.lax.map(search_block, xs).reshape(-1)[:n]
+        rs = _pad_rows(rows, n_vchunks * vc).reshape(n_vchunks, vc)
+        indices = jax.lax.map(search_block, (xs, rs)).reshape(-1)[:n]
     return indices.reshape(lead)
 
 
@@ -183,6 +238,8 @@ def nearest_code(
     form: Form = "dac",
     vector_chunk: int = VECTOR_CHUNK,
     code_chunk: int = CODE_CHUNK,
+    forbidden=None,
+    forbidden_rows=None,
 ) -> Array:
     """Index of the nearest codebook row for every vector (exact, lowest index on ties).
 
@@ -196,13 +253,20 @@ def nearest_code(
       vector_chunk: vectors per chunk (static). Peak temporary memory is about
         ``4 · vector_chunk · code_chunk`` bytes.
       code_chunk: codes per chunk (static).
+      forbidden: optional boolean mask of codes excluded from the search (distance ``+inf``):
+        ``[..., codebook_size]`` per vector, or a table ``[rows, codebook_size]`` when
+        `forbidden_rows` is given. Vectors with every code forbidden get index 0.
+      forbidden_rows: optional integer ``[...]`` (the leading axes of `x`): the row of the
+        `forbidden` table that applies to each vector.
 
     Returns:
       int32 array ``[...]`` (the leading axes of `x`) of indices in ``[0, codebook_size)``.
 
     Raises:
       ValueError: if either input is not floating, `codebook` is not 2-D or empty, the
-        feature dimensions differ, or `metric`/`form`/the chunk sizes are invalid.
+        feature dimensions differ, `metric`/`form`/the chunk sizes are invalid, or
+        `forbidden`/`forbidden_rows` have the wrong dtype or shape (or, when concrete,
+        `forbidden_rows` holds values outside ``[0, rows)``).
 
     Source: the lookups of `dac.nn.quantize.VectorQuantize` (descript-audio-codec 1.0.0) and
     SpeechBrain 1.1.2 `speechbrain.lobes.models.PIQ.VectorQuantization` (without its class
@@ -214,15 +278,22 @@ def nearest_code(
       Array([1, 3, 0], dtype=int32)
       >>> nearest_code(jnp.array([[3.0, 2.9]]), codebook, metric="cosine")
       Array([1], dtype=int32)
+      >>> table = jnp.array([[False, True, True, False], [True, True, False, True]])
+      >>> nearest_code(jnp.array([[0.9, 1.2], [0.9, 1.2]]), codebook, forbidden=table,
+      ...              forbidden_rows=jnp.array([0, 1]))
+      Array([0, 2], dtype=int32)
     """
     check_choice("metric", metric, ("l2", "cosine"))
     check_choice("form", form, ("dac", "addmm"))
     _check_chunk("vector_chunk", vector_chunk)
     _check_chunk("code_chunk", code_chunk)
     _check_search_inputs(x, codebook)
+    _check_forbidden(x, codebook, forbidden, forbidden_rows)
     return _nearest_code(
         jnp.asarray(x),
         jnp.asarray(codebook),
+        None if forbidden is None else jnp.asarray(forbidden),
+        None if forbidden_rows is None else jnp.asarray(forbidden_rows),
         metric=metric,
         form=form,
         vector_chunk=int(vector_chunk),
