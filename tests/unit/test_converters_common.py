@@ -108,7 +108,7 @@ def test_load_rejects_missing_empty_truncated_and_pickled_code(tmp_path):
 
     evil = tmp_path / "evil.pth"
     torch.save({"x": Evil()}, evil)
-    with pytest.raises(common.CheckpointError, match="refusing.*GLOBAL print"):
+    with pytest.raises(common.CheckpointError, match=r"refusing.*GLOBAL print"):
         common.load_torch_checkpoint(evil)
     noise = tmp_path / "noise.pth"
     noise.write_bytes(np.random.default_rng(0).bytes(1000))
