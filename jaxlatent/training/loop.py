@@ -15,6 +15,7 @@ step, save a checkpoint of that step and return (a second SIGINT interrupts at o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -164,7 +165,7 @@ def fit(
         keep=keep_checkpoints,
         async_save=async_checkpoints,
     )
-    metrics_log = tb = bar = None
+    outputs = _Outputs(ckpt)
     try:
         start = 0
         if resume and ckpt.latest_step() is not None:
@@ -174,30 +175,29 @@ def fit(
             start = meta["step"]
         if primary:
             resume_step = start if resume else None
-            metrics_log = JsonlMetrics(
+            outputs.metrics = JsonlMetrics(
                 os.path.join(out_dir, "metrics.jsonl"), resume_step=resume_step
             )
             if tensorboard:
-                tb = TensorBoardLog(os.path.join(out_dir, "tensorboard"), resume_step=resume_step)
+                outputs.tb = TensorBoardLog(
+                    os.path.join(out_dir, "tensorboard"), resume_step=resume_step
+                )
             if progress:
                 from tqdm.auto import tqdm
 
-                bar = tqdm(total=steps, initial=start, desc="train", dynamic_ncols=True)
-        summary = _run(
-            trainer,
-            state,
-            data,
-            ckpt,
-            metrics_log,
-            tb,
-            bar,
-            start=start,
-            steps=steps,
-            log_every=log_every,
-            handle_signals=handle_signals,
-            on_step=on_step,
-        )
-        state = summary.pop("_state")
+                outputs.bar = tqdm(total=steps, initial=start, desc="train", dynamic_ncols=True)
+        with _stop_on_signals(handle_signals) as flag:
+            state, summary = _run(
+                trainer,
+                state,
+                data,
+                outputs,
+                flag,
+                start=start,
+                steps=steps,
+                log_every=log_every,
+                on_step=on_step,
+            )
         ckpt.wait()
         summary["checkpoints"] = ckpt.all_steps()
         if primary:
@@ -208,73 +208,85 @@ def fit(
                 print(format_summary(summary), file=sys.stderr)
         return FitResult(state, summary)
     finally:
-        if bar is not None:
-            bar.close()
-        for log in (metrics_log, tb):
-            if log is not None:
-                log.close()
-        ckpt.close()
+        outputs.close()
+
+
+@dataclasses.dataclass
+class _Outputs:
+    """Where a run writes: checkpoints (all processes), logs and progress (primary only)."""
+
+    ckpt: Checkpointer
+    metrics: JsonlMetrics | None = None
+    tb: TensorBoardLog | None = None
+    bar: Any = None
+
+    def log(self, record: dict[str, float]) -> None:
+        if self.metrics is not None:
+            self.metrics.write({**record, "time": time.time()})
+        if self.tb is not None:
+            self.tb.scalars(record["step"], {k: v for k, v in record.items() if k != "step"})
+        if self.bar is not None:
+            rate = record["examples_per_sec"]
+            self.bar.set_postfix(loss=f"{record['loss']:.4g}", ex_s=f"{rate:.1f}")
+
+    def close(self) -> None:
+        for sink in (self.bar, self.metrics, self.tb):
+            if sink is not None:
+                sink.close()
+        self.ckpt.close()
 
 
 def _run(
     trainer,
     state,
     data,
-    ckpt,
-    metrics_log,
-    tb,
-    bar,
+    outputs: _Outputs,
+    flag: _StopFlag,
     *,
-    start,
-    steps,
-    log_every,
-    handle_signals,
+    start: int,
+    steps: int,
+    log_every: int,
     on_step,
-) -> dict[str, Any]:
+) -> tuple[TrainState, dict[str, Any]]:
+    """The step loop of `fit`; returns the final state and the summary (without checkpoints)."""
     batch_size = data.batch_size
     t_start = time.perf_counter()
     t_log, step_log = t_start, start
-    t_first = None  # end of the first step of this session (compilation excluded after it)
-    metrics = {}
+    t_first = None  # end of this session's first step: throughput excludes compilation
+    metrics: dict[str, float] = {}
+    device_metrics = None
     stopped_by = None
     step = start
-    with _stop_on_signals(handle_signals) as flag:
-        while step < steps:
-            state, device_metrics = trainer(state, trainer.put_batch(next(data)))
-            step += 1
-            logged = None
-            if step % log_every == 0 or step == steps:
-                metrics = _host(device_metrics)
-                now = time.perf_counter()
-                rate = (step - step_log) * batch_size / max(now - t_log, 1e-9)
-                t_log, step_log = now, step
-                logged = {"step": step, **metrics, "examples_per_sec": rate}
-                if metrics_log is not None:
-                    metrics_log.write({**logged, "time": time.time()})
-                if tb is not None:
-                    tb.scalars(step, {k: v for k, v in logged.items() if k != "step"})
-                if bar is not None:
-                    bar.set_postfix(loss=f"{metrics['loss']:.4g}", ex_s=f"{rate:.1f}")
-            if bar is not None:
-                bar.update(1)
-            if t_first is None:
-                jax.block_until_ready(state.step)
-                t_first = time.perf_counter()
-            ckpt.save(state, data_state=data.get_state(), step=step)
-            if on_step is not None:
-                on_step(step, state, logged)
-            if any_process(flag.signum is not None):
-                stopped_by = signal.Signals(flag.signum or signal.SIGTERM).name
-                break
-        jax.block_until_ready(state.step)
-        t_end = time.perf_counter()
-        ckpt.save(state, data_state=data.get_state(), force=True, step=step)
-    if not metrics and step > start:
+    while step < steps:
+        state, device_metrics = trainer(state, trainer.put_batch(next(data)))
+        step += 1
+        logged = None
+        if step % log_every == 0 or step == steps:
+            metrics = _host(device_metrics)
+            now = time.perf_counter()
+            rate = (step - step_log) * batch_size / max(now - t_log, 1e-9)
+            t_log, step_log = now, step
+            logged = {"step": step, **metrics, "examples_per_sec": rate}
+            outputs.log(logged)
+        if outputs.bar is not None:
+            outputs.bar.update(1)
+        if t_first is None:
+            jax.block_until_ready(state.step)
+            t_first = time.perf_counter()
+        outputs.ckpt.save(state, data_state=data.get_state(), step=step)
+        if on_step is not None:
+            on_step(step, state, logged)
+        if any_process(flag.signum is not None):
+            stopped_by = signal.Signals(flag.signum or signal.SIGTERM).name
+            break
+    jax.block_until_ready(state.step)
+    t_end = time.perf_counter()
+    outputs.ckpt.save(state, data_state=data.get_state(), force=True, step=step)
+    if not metrics and device_metrics is not None:
         metrics = _host(device_metrics)
     timed = step - start - 1
     steady = timed * batch_size / (t_end - t_first) if timed > 0 and t_end > t_first else None
-    return {
-        "_state": state,
+    return state, {
         "start_step": start,
         "final_step": step,
         "steps_run": step - start,

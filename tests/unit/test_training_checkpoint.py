@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 from jax.sharding import NamedSharding, SingleDeviceSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxlatent import training
 from tests.training_job import conv_bn_autoencoder, mse_loss_fn
@@ -63,32 +64,48 @@ def test_round_trip_and_keep_last_k(tmp_path):
         assert ckpt.restore(_template(trainer), step=4)[1]["data"] == {"p": 4}
 
 
+def _split_over_devices(state, mesh):
+    """The template with every array whose last axis divides by 8 split over the devices."""
+
+    def place(x):
+        spec = P(*([None] * (x.ndim - 1)), "data") if x.ndim and x.shape[-1] % 8 == 0 else P()
+        return jax.device_put(x, NamedSharding(mesh, spec))
+
+    return state.replace(
+        params=jax.tree.map(place, state.params), opt_state=jax.tree.map(place, state.opt_state)
+    )
+
+
 def test_restore_across_device_layouts(tmp_path):
-    """Save replicated over 8 devices, restore on 1, save there, restore on 8 again."""
+    """Save on 8 devices (replicated, then split), restore on 1 device and back on 8."""
     eight = training.ShardedDataParallel(mse_loss_fn, TX)
     one = training.SingleDevice(mse_loss_fn, TX)
     state8 = _trained_state(eight)
     assert len(state8.params["conv"]["kernel"].sharding.device_set) == 8
     with training.Checkpointer(tmp_path / "a") as ckpt:
         ckpt.save(state8, force=True)
-        ckpt.wait()
         state1, _ = ckpt.restore(_template(one))
+        split, _ = ckpt.restore(_split_over_devices(_template(eight), eight.mesh))
     for leaf in jax.tree.leaves(state1.arrays()):
         assert leaf.sharding == SingleDeviceSharding(one.device)
     _assert_states_equal(state1, state8)
-    state1, _ = one(state1, one.put_batch({"x": np.ones((8, 10, 3), np.float32)}))
+    kernel = split.params["conv"]["kernel"][...]  # [3, 3, 8]: one output channel per device
+    assert kernel.sharding.spec == P(None, None, "data")
+    assert {s.data.shape for s in kernel.addressable_shards} == {(3, 3, 1)}
+    _assert_states_equal(split, state8)
     with training.Checkpointer(tmp_path / "b") as ckpt:
-        ckpt.save(state1, force=True)
-        ckpt.wait()
+        ckpt.save(split, force=True)  # written shard by shard
+        back1, _ = ckpt.restore(_template(one))
         back8, _ = ckpt.restore(_template(eight))
+    _assert_states_equal(back1, state8)
     for leaf in jax.tree.leaves(back8.arrays()):
         assert isinstance(leaf.sharding, NamedSharding) and len(leaf.sharding.device_set) == 8
-    _assert_states_equal(back8, state1)
-    # the restored 8-device state trains on: same step as the 1-device state
+    _assert_states_equal(back8, state8)
+    # training continues from the restored layouts in step
     batch = {"x": np.full((8, 10, 3), 0.5, np.float32)}
     a, _ = eight(back8, eight.put_batch(batch))
     b, _ = one(state1, one.put_batch(batch))
-    assert int(a.step) == int(b.step) == 4
+    assert int(a.step) == int(b.step) == 3
 
 
 def test_unfinalized_checkpoint_is_never_picked_up(tmp_path):

@@ -6,6 +6,7 @@ share a persistent compilation cache, so only the first job of the session compi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -32,10 +33,15 @@ def _data(batch_size=8):
     return training.ArrayDataIterator({"x": x}, batch_size, seed=1)
 
 
+@functools.cache
+def _single_device():
+    return training.SingleDevice(mse_loss_fn, TX)  # one object: compiled once
+
+
 def _fit(out, steps, **kw):
     state = training.TrainState.create(conv_bn_autoencoder(), TX, key=0)
     kw.setdefault("checkpoint_every", 2)
-    trainer = kw.pop("trainer", None) or training.SingleDevice(mse_loss_fn, TX)
+    trainer = kw.pop("trainer", None) or _single_device()
     return training.fit(
         trainer, state, kw.pop("data", None) or _data(), steps=steps, out_dir=str(out), **kw
     )
@@ -79,6 +85,19 @@ def test_fit_outputs_and_in_process_resume(tmp_path, capfd):
     assert [r["step"] for r in training.read_jsonl(str(out / "metrics.jsonl"))] == [1]
 
 
+def test_sigint_stops_after_the_step_with_a_checkpoint(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+
+    def interrupt(step, state, metrics):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C would
+
+    result = _fit(tmp_path, 50, checkpoint_every=None, on_step=interrupt, progress=False)
+    assert result.summary["stopped_by"] == "SIGINT" and result.summary["final_step"] == 3
+    assert result.summary["checkpoints"] == [3]
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
+
+
 def test_fit_bad_input_fails_before_writing(tmp_path):
     out = tmp_path / "run"
     pmap = training.PmapDataParallel(mse_loss_fn, TX)
@@ -92,6 +111,17 @@ def test_fit_bad_input_fails_before_writing(tmp_path):
 # --- subprocess tests ---------------------------------------------------------------------
 
 
+@pytest.fixture
+def jobs():
+    """Started subprocesses; any still running when the test ends (a failure) is killed."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def job_env(tmp_path_factory):
     env = dict(os.environ)
@@ -103,10 +133,12 @@ def job_env(tmp_path_factory):
     return env
 
 
-def _start(env, log: pathlib.Path, *args) -> subprocess.Popen:
+def _start(jobs, env, log: pathlib.Path, *args) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "tests.training_job", *map(str, args)]
     with open(log, "w") as f:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+    jobs.append(proc)
+    return proc
 
 
 def _finish(proc: subprocess.Popen, log: pathlib.Path, timeout=240) -> None:
@@ -125,13 +157,14 @@ def _wait_for(path: pathlib.Path, proc: subprocess.Popen, log: pathlib.Path, tim
         time.sleep(0.05)
 
 
-def test_sigkill_mid_run_then_resume_equals_uninterrupted_run_bit_exactly(tmp_path, job_env):
+def test_sigkill_mid_run_then_resume_equals_uninterrupted_run_bit_exactly(tmp_path, job_env, jobs):
     common = ("--steps", 10, "--checkpoint-every", 3)
     run = tmp_path / "run"
-    killed = _start(job_env, tmp_path / "killed.log", "--out", run, *common, "--hang-at", 7)
+    killed = _start(jobs, job_env, tmp_path / "killed.log", "--out", run, *common, "--hang-at", 7)
     _wait_for(run / "hang.marker", killed, tmp_path / "killed.log")
     # the uninterrupted run starts now, so it finds the step compiled in the cache
     full = _start(
+        jobs,
         job_env,
         tmp_path / "full.log",
         "--out",
@@ -147,6 +180,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted_run_bit_exactly(tmp_pa
     assert [r["step"] for r in training.read_jsonl(str(run / "metrics.jsonl"))] == list(range(1, 8))
 
     resumed = _start(
+        jobs,
         job_env,
         tmp_path / "resumed.log",
         "--out",
@@ -172,11 +206,21 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted_run_bit_exactly(tmp_pa
     assert summary["start_step"] == 6 and summary["final_step"] == 10
 
 
-def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, job_env):
+def test_sigterm_saves_a_checkpoint_and_stops(tmp_path, job_env, jobs):
     out = tmp_path / "run"
     log = tmp_path / "job.log"
     job = _start(
-        job_env, log, "--out", out, "--steps", 500, "--checkpoint-every", 1000, "--slow-after", 2
+        jobs,
+        job_env,
+        log,
+        "--out",
+        out,
+        "--steps",
+        500,
+        "--checkpoint-every",
+        1000,
+        "--slow-after",
+        2,
     )
     _wait_for(out / "hang.marker", job, log)
     job.send_signal(signal.SIGTERM)
@@ -196,7 +240,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_agree_with_one(tmp_path, job_env):
+def test_two_processes_agree_with_one(tmp_path, job_env, jobs):
     """2 local processes x 4 CPU devices (loopback gloo) vs this process on one device."""
     env = {**job_env, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     port = _free_port()
@@ -219,7 +263,7 @@ def test_two_processes_agree_with_one(tmp_path, job_env):
         tmp_path / "p{process}.npz",
     )
     logs = [tmp_path / f"p{i}.log" for i in range(2)]
-    procs = [_start(env, logs[i], *args, "--process-id", i) for i in range(2)]
+    procs = [_start(jobs, env, logs[i], *args, "--process-id", i) for i in range(2)]
     reference = flat_params(run_in_process("single", "sgd", steps=4))
     for proc, log in zip(procs, logs, strict=True):
         _finish(proc, log)
