@@ -19,9 +19,18 @@ object runs a train step, ``evaluate`` an eval step. The state keeps the same lo
   reduced again (inside shard_map they are already summed over replicated parameters).
 
 With the same global batch all four give the same parameters up to float32 round-off
-(tests/unit/test_training_parallel.py). Multi-process runs (see `jaxlatent.training.
-distributed`) use `ShardedDataParallel` or `ShardMapDataParallel` over all global devices;
-each process feeds its own slice of the global batch.
+(tests/unit/test_training_parallel.py), provided the loss is a mean over examples (equal
+per-device shards make the mean of per-device means the global mean; a loss averaged over
+a data-dependent count, e.g. valid frames of padded sequences, is averaged per device first
+under pmap/shard_map). Aux metrics are averaged the same way, so log means, not maxima.
+Randomness: sharded jit draws exactly the single-device numbers; pmap/shard_map fold the
+device index into the step key (independent per-device noise, not the same numbers), and
+RNG streams stored inside modules (``nnx.Rngs``, e.g. Dropout) are identical on every
+device, so prefer the `key` handed to the loss function.
+
+Multi-process runs (see `jaxlatent.training.distributed`) use `ShardedDataParallel` or
+`ShardMapDataParallel` over all global devices; each process feeds its own slice of the
+global batch. `PmapDataParallel` maps over local devices and is tested single-process only.
 """
 
 from __future__ import annotations
