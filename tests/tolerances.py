@@ -267,6 +267,30 @@ TOLERANCES: dict[str, Tolerance] = {
         "0.9 * running + 0.1 * batch statistic of conv outputs that agree to ~1e-6; observed "
         "max abs error 1.2e-7",
     ),
+    # --- training ----------------------------------------------------------------------------
+    "train_data_parallel": Tolerance(
+        "parameters and BatchNorm statistics after 3 SGD steps: 8-device pmap, sharded jit and "
+        "shard_map vs one device on the same global batch (float32 CPU)",
+        1e-5,
+        1e-6,
+        "the per-device partial sums plus all-reduce add the batch terms in another order than "
+        "one device; measured max difference 1.2e-7 (SGD: no Adam sign amplification)",
+    ),
+    "train_multiprocess": Tolerance(
+        "VAE parameters after 4 SGD steps: 2 processes x 4 CPU devices (gloo) vs one process "
+        "on one device, same global batch and PRNG key",
+        1e-5,
+        1e-7,
+        "sharded-jit reductions split over 8 devices are summed in another order than on one "
+        "device; measured max difference 1.5e-8",
+    ),
+    "train_bf16": Tolerance(
+        "loss of a bf16 mixed-precision step vs the float32 step (same params and batch)",
+        3e-2,
+        0.0,
+        "bfloat16 keeps 8 significant bits (relative rounding 2^-9 = 2e-3 per operation); "
+        "a few layers accumulate ~1e-2",
+    ),
     # --- converters / layers -----------------------------------------------------------------
     "layer_f32": Tolerance(
         "one torch layer vs its jaxlatent target (conv, transposed conv, weight norm, "

@@ -9,7 +9,11 @@ torch training runs:
   torch's cumulative average using `num_batches_tracked`;
 * `num_batches_tracked` is kept, so a torch state_dict converts key for key.
 
-Statistics are computed in float32 whatever the input dtype. Train/eval follows NNX: the
+Statistics are computed in float32 whatever the input dtype. With `axis_name` (inside
+`jax.pmap` / `jax.shard_map` over that named axis) the batch mean and variance are those of
+the global batch across devices, i.e. what one device computes on the concatenated batch
+(torch's SyncBatchNorm); under `jax.jit` with a batch-sharded input no axis name is needed.
+Train/eval follows NNX: the
 `use_running_average` attribute (set by ``model.eval()``/``model.train()``) or the call's
 keyword of the same name.
 """
@@ -38,6 +42,9 @@ class BatchNorm(nnx.Module):
       affine: learn `scale` and `bias` (torch `weight`/`bias`).
       track_running_stats: keep `mean`, `var` and `num_batches_tracked`.
       use_running_average: normalise with the running statistics (eval mode).
+      axis_name: named mapped axis (pmap/shard_map) over which batch statistics are
+        averaged, or None for per-device statistics. Must be bound when the layer runs in
+        training mode; `jaxlatent.training` sets it for data-parallel steps.
 
     Example:
       >>> bn = BatchNorm(3)
@@ -55,6 +62,7 @@ class BatchNorm(nnx.Module):
         track_running_stats: bool = True,
         *,
         use_running_average: bool = False,
+        axis_name: str | None = None,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs | None = None,
     ):
@@ -63,6 +71,7 @@ class BatchNorm(nnx.Module):
         self.eps = eps
         self.momentum = momentum
         self.use_running_average = use_running_average
+        self.axis_name = axis_name
         self.scale = nnx.Param(jnp.ones((num_features,), param_dtype)) if affine else None
         self.bias = nnx.Param(jnp.zeros((num_features,), param_dtype)) if affine else None
         if track_running_stats:
@@ -90,10 +99,12 @@ class BatchNorm(nnx.Module):
             mean, var = self.mean[...], self.var[...]
         else:
             axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(x32, axis=axes)
-            var = jnp.mean(jnp.square(x32 - _bcast(mean, x.ndim)), axis=axes)
+            mean = self._mean(jnp.mean(x32, axis=axes))
+            var = self._mean(jnp.mean(jnp.square(x32 - _bcast(mean, x.ndim)), axis=axes))
             if self.mean is not None and not use_running_average:
                 n = x.size // self.num_features
+                if self.axis_name is not None:
+                    n *= jax.lax.axis_size(self.axis_name)
                 count = self.num_batches_tracked[...] + 1
                 self.num_batches_tracked[...] = count
                 m = 1.0 / count.astype(jnp.float32) if self.momentum is None else self.momentum
@@ -105,3 +116,7 @@ class BatchNorm(nnx.Module):
             scale = _bcast(self.scale[...].astype(jnp.float32), x.ndim)
             y = y * scale + _bcast(self.bias[...].astype(jnp.float32), x.ndim)
         return y.astype(x.dtype)
+
+    def _mean(self, local: Array) -> Array:
+        """Average per-device statistics over `axis_name` (equal shards: the global mean)."""
+        return local if self.axis_name is None else jax.lax.pmean(local, self.axis_name)
