@@ -42,7 +42,10 @@ def _tuple(value: IntOrTuple, n: int, name: str) -> tuple[int, ...]:
 
 def _torch_uniform(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int, dtype) -> Array:
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-    return jax.random.uniform(rngs.params(), shape, dtype, -bound, bound)
+    # A flat draw reshaped gives the same values and compiles several times faster on CPU
+    # than a multi-dimensional one.
+    flat = jax.random.uniform(rngs.params(), (math.prod(shape),), dtype, -bound, bound)
+    return flat.reshape(shape)
 
 
 class _ConvNd(nnx.Module):
