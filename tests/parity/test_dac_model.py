@@ -162,7 +162,7 @@ def test_small_speechbrain_state_dict(rng):
         np.testing.assert_array_equal(exported[k], ref.to_numpy(v), err_msg=k)
 
 
-def test_small_fused_weights(small, rng):
+def test_small_fused_weights(small, tmp_path, rng):
     """Weight norm folded into plain ``weight`` tensors (torch ``remove_weight_norm``)."""
     torch = ref.torch()
     t_model, _, (config, wn_model) = small
@@ -173,8 +173,10 @@ def test_small_fused_weights(small, rng):
             torch.nn.utils.remove_weight_norm(module)
     state_dict = fused.state_dict()
     assert not any(k.endswith("weight_g") for k in state_dict)
-    checkpoint = {"state_dict": state_dict, "metadata": {"kwargs": dict(SMALL)}}
-    config2, model = cdac.convert_checkpoint(checkpoint)
+    path = tmp_path / "fused.pth"
+    torch.save({"state_dict": state_dict, "metadata": {"kwargs": dict(SMALL)}}, str(path))
+    assert cdac.read_release_checkpoint(path)[0] == config
+    config2, model = cdac.convert_checkpoint(path)
     assert config2 == config
     # the recomputed kernel g * v / ||v|| is the fused weight up to one float32 rounding
     kernel = model.decoder.blocks[0].conv_t1._weight()
