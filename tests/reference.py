@@ -31,3 +31,21 @@ def to_torch(x, dtype=None):
 
 def to_numpy(x):
     return x.detach().cpu().numpy()
+
+
+# --- quantizers ---------------------------------------------------------------------------------
+
+
+def dac_quantize():
+    """The official `dac.nn.quantize` (descript-audio-codec 1.0.0, legacy weight-norm keys)."""
+    return pytest.importorskip("dac.nn.quantize")
+
+
+def sb_dac():
+    """SpeechBrain 1.1.2 `speechbrain.lobes.models.discrete.dac` (parametrizations keys)."""
+    return pytest.importorskip("speechbrain.lobes.models.discrete.dac")
+
+
+def sb_piq():
+    """SpeechBrain 1.1.2 `speechbrain.lobes.models.PIQ`."""
+    return pytest.importorskip("speechbrain.lobes.models.PIQ")

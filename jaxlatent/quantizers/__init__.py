@@ -1,0 +1,25 @@
+"""Vector quantizers: exact chunked nearest-code search, straight-through gradients, codebook
+statistics, and the DAC (residual) vector quantizers.
+"""
+
+# search.py
+# dac_vq.py
+from jaxlatent.quantizers.dac_vq import ResidualVectorQuantize as ResidualVectorQuantize
+from jaxlatent.quantizers.dac_vq import RVQDecoded as RVQDecoded
+from jaxlatent.quantizers.dac_vq import RVQOutput as RVQOutput
+from jaxlatent.quantizers.dac_vq import VectorQuantize as VectorQuantize
+from jaxlatent.quantizers.dac_vq import VQOutput as VQOutput
+from jaxlatent.quantizers.dac_vq import dropout_depths as dropout_depths
+from jaxlatent.quantizers.search import l2_normalize as l2_normalize
+from jaxlatent.quantizers.search import lookup_codes as lookup_codes
+from jaxlatent.quantizers.search import nearest_code as nearest_code
+
+# stats.py
+from jaxlatent.quantizers.stats import CodebookStats as CodebookStats
+from jaxlatent.quantizers.stats import code_counts as code_counts
+from jaxlatent.quantizers.stats import codebook_stats as codebook_stats
+from jaxlatent.quantizers.stats import dead_code_fraction as dead_code_fraction
+from jaxlatent.quantizers.stats import perplexity as perplexity
+
+# straight_through.py
+from jaxlatent.quantizers.straight_through import straight_through as straight_through
