@@ -191,11 +191,23 @@ def _state_grads(model, grads) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("name", BUNDLES)
 def test_train_mode_bn_stats_and_gradients(name):
+    """One train-mode forward + backward from the freshly loaded state, as the recording.
+
+    Run eagerly: the per-operation compilations are shared by the bundles of equal shapes
+    (jit is covered by tests/unit). The BatchNorm updates of the differentiated forward are
+    kept by `nnx.value_and_grad`, so the running statistics are checked after it.
+    """
     meta, a = _meta(name), _arrays(name)
     cls = meta["cls"]
     model = _model(name)
     model.train()
-    out = _forward(model, cls, a, "train")
+
+    def loss_fn(model):
+        out = _forward(model, cls, a, "train")
+        loss = _loss(model, cls, a, out, "train", meta["kld_weight"])
+        return loss.loss, (out, loss)
+
+    (_, (out, loss)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
     for field in ("recons", "mu", "log_var", "z"):
         if f"train/{field}" in a:
             got = getattr(out, field)
@@ -203,6 +215,8 @@ def test_train_mode_bn_stats_and_gradients(name):
             _close(got, a[f"train/{field}"], "pvae_activations", f"train {field}")
     if cls == "VQVAE":
         assert_close(out.vq_loss, a["train/vq/vq_loss"], "pvae_loss", err_msg="train vq_loss")
+    _loss_close(loss, a, "train/loss/")
+
     state = cv.export_state_dict(model)
     bn_keys = [k for k in a if k.startswith("train/bn_after/")]
     assert bool(bn_keys) == (cls != "VQVAE")
@@ -213,18 +227,8 @@ def test_train_mode_bn_stats_and_gradients(name):
             np.testing.assert_array_equal(state[torch_key], a[key], err_msg=torch_key)
         else:
             _close(state[torch_key], a[key], "pvae_bn_stats", torch_key)
-    _loss_close(_loss(model, cls, a, out, "train", meta["kld_weight"]), a, "train/loss/")
 
-    # Gradients: one backward from the freshly loaded state. Run eagerly: the per-operation
-    # compilations are shared by the bundles of equal shapes (jit is tested in tests/unit).
-    model = _model(name)
-    model.train()
-
-    def loss_fn(model):
-        out = _forward(model, cls, a, "train")
-        return _loss(model, cls, a, out, "train", meta["kld_weight"]).loss
-
-    grads = _state_grads(model, nnx.grad(loss_fn)(model))
+    grads = _state_grads(model, grads)
     keys = [k for k in a if k.startswith("train/grad/")]
     assert keys == [f"train/grad/{k}" for k in meta["grads"]]
     for key in keys:
@@ -236,10 +240,10 @@ def test_train_mode_bn_stats_and_gradients(name):
     "name", ["beta_vae_b_tiny", pytest.param("beta_vae_b_default", marks=pytest.mark.slow)]
 )
 def test_beta_vae_capacity_schedule(name):
+    """The 'B' loss along the capacity schedule, on the recorded train-mode outputs."""
     meta, a = _meta(name), _arrays(name)
     model = _model(name)
-    model.train()
-    out = _forward(model, "BetaVAE", a, "train")
+    out = (_nhwc(a["train/recons"]), _nhwc(a["input/x"]), a["train/mu"], a["train/log_var"])
     for num_iter, c, loss in zip(
         a["train/capacity/num_iter"], a["train/capacity/C"], a["train/capacity/loss"], strict=True
     ):

@@ -19,7 +19,7 @@ from converters import common
 from converters import pytorch_vae as cv
 from jaxlatent.models import VQVAE, WAE_MMD, BetaVAE, ConditionalVAE, VanillaVAE
 
-B, LATENT, CLASSES = 3, 4, 5
+B, LATENT, CLASSES = 2, 4, 10  # the doctests' shapes: compiled operations are shared
 SMALL = {"hidden_dims": [8], "img_size": 2}  # 2×2 images, 1×1×8 bottleneck
 
 
@@ -65,27 +65,27 @@ def test_image_size_the_config_cannot_handle():
     with pytest.raises(ValueError, match=r"img_size \(60, 60\).*multiples of 2\*\*5 = 32"):
         nnx.eval_shape(lambda: VanillaVAE(3, 8, img_size=60, rngs=nnx.Rngs(0)))
     vae = _vanilla()
-    with pytest.raises(ValueError, match=r"\[batch, 2, 2, 3\].*got shape \(3, 4, 4, 3\)"):
+    with pytest.raises(ValueError, match=r"\[batch, 2, 2, 3\].*got shape \(2, 4, 4, 3\)"):
         vae.encode(_images(size=4))
-    with pytest.raises(ValueError, match=r"got shape \(3, 3, 2, 2\)"):  # NCHW by mistake
+    with pytest.raises(ValueError, match=r"got shape \(2, 3, 2, 2\)"):  # NCHW by mistake
         vae(jnp.moveaxis(_images(), -1, 1), eps=_eps())
-    with pytest.raises(ValueError, match=r"z of shape \[batch, 4\], got \(3, 5\)"):
+    with pytest.raises(ValueError, match=r"z of shape \[batch, 4\], got \(2, 5\)"):
         vae.decode(jnp.zeros((B, LATENT + 1)))
     vq = _build(VQVAE, in_channels=3, embedding_dim=8, num_embeddings=16, hidden_dims=[8])
-    with pytest.raises(ValueError, match=r"multiples of 2, got shape \(3, 3, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"multiples of 2, got shape \(2, 3, 3, 3\)"):
         vq(_images(size=3))
 
 
 def test_conditional_vae_label_width():
     cvae = _build(ConditionalVAE, in_channels=3, num_classes=CLASSES, latent_dim=LATENT, **SMALL)
     x = _images()
-    with pytest.raises(ValueError, match=r"labels of shape \[3, 5\], got \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"labels of shape \[2, 10\], got \(2, 9\)"):
         cvae(x, labels=jnp.zeros((B, CLASSES - 1)), eps=_eps())
-    with pytest.raises(ValueError, match=r"labels of shape \[3, 5\], got \(2, 5\)"):
-        cvae(x, labels=jnp.zeros((2, CLASSES)), eps=_eps())
-    with pytest.raises(ValueError, match=r"labels of shape \[2, 5\], got \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"labels of shape \[2, 10\], got \(3, 10\)"):
+        cvae(x, labels=jnp.zeros((3, CLASSES)), eps=_eps())
+    with pytest.raises(ValueError, match=r"labels of shape \[2, 10\], got \(2, 3\)"):
         cvae.sample(2, labels=jnp.zeros((2, 3)), rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"z of shape \[batch, 9\], got \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"z of shape \[batch, 14\], got \(2, 4\)"):
         cvae.decode(jnp.zeros((B, LATENT)))  # decode needs concat([z, labels])
 
 
@@ -157,18 +157,20 @@ def test_noise_arguments():
         vae(x)
     with pytest.raises(ValueError, match=r"exactly one of rngs= .* and eps="):
         vae(x, rngs=nnx.Rngs(0), eps=_eps())
-    with pytest.raises(ValueError, match=r"eps must have shape \(3, 4\), got \(3, 5\)"):
+    with pytest.raises(ValueError, match=r"eps must have shape \(2, 4\), got \(2, 5\)"):
         vae(x, eps=np.zeros((B, LATENT + 1), np.float32))
     wae = _build(WAE_MMD, in_channels=3, latent_dim=LATENT, **SMALL)
     with pytest.raises(ValueError, match="prior_z="):
         wae.loss_function(*wae(x))
+    with pytest.raises(ValueError, match=r"batch >= 2.*\(1, 4\)"):
+        wae.loss_function(*wae(x[:1]), prior_z=np.zeros((1, LATENT), np.float32))
 
 
 def test_reconstruction_shape_mismatch():
     vae = _vanilla(in_channels=1)  # the original's 3 output channels against 1-channel data
     out = vae(_images(channels=1), eps=_eps())
     assert out.recons.shape == (B, 2, 2, 3)
-    with pytest.raises(ValueError, match=r"\(3, 2, 2, 3\) and \(3, 2, 2, 1\)"):
+    with pytest.raises(ValueError, match=r"\(2, 2, 2, 3\) and \(2, 2, 2, 1\)"):
         vae.loss_function(*out, M_N=1.0)
 
 
@@ -193,6 +195,16 @@ def test_any_image_size_channels_and_activation():
     assert float(out.recons.min()) >= 0.0 and float(out.recons.max()) <= 1.0
     assert vae.bottleneck == (1, 2, 16) and vae.fc_mu.kernel.shape == (32, LATENT)
     assert np.isfinite(float(vae.loss_function(*out, M_N=1.0).loss))
+
+
+def test_config_model_params_with_name():
+    for cls, params in (
+        (BetaVAE, {"name": "BetaVAE", "in_channels": 3, "latent_dim": 4, "loss_type": "H"}),
+        (VQVAE, {"name": "VQVAE", "in_channels": 3, "embedding_dim": 8, "num_embeddings": 16}),
+    ):
+        assert nnx.eval_shape(lambda: cls(**params, rngs=nnx.Rngs(0))).in_channels == 3  # noqa: B023
+    with pytest.raises(TypeError, match="latent_size"):
+        VanillaVAE(3, 4, latent_size=3, rngs=nnx.Rngs(0))
 
 
 def test_hidden_dims_reversal_in_place_is_optional():

@@ -60,20 +60,31 @@ class VAELoss(NamedTuple):
     KLD: Array
 
 
+def uniform_init(bound: float):
+    """Initialiser drawing U(-bound, bound).
+
+    The values are drawn as a flat vector and reshaped: with JAX's default partitionable
+    threefry, compiling a draw of a multi-dimensional shape costs about ten times more.
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        flat = jax.random.uniform(key, (math.prod(shape),), dtype, -bound, bound)
+        return flat.reshape(shape)
+
+    return init
+
+
 def torch_linear(
     in_features: int, out_features: int, *, precision: Any = None, rngs: nnx.Rngs
 ) -> nnx.Linear:
-    """`nnx.Linear` initialised as `torch.nn.Linear` (uniform in ``±1/sqrt(in_features)``)."""
+    """`nnx.Linear` initialised as `torch.nn.Linear` (kernel and bias uniform in
+    ``±1/sqrt(in_features)``)."""
     bound = 1.0 / math.sqrt(in_features)
-
-    def bias_init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
     return nnx.Linear(
         in_features,
         out_features,
-        kernel_init=nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
-        bias_init=bias_init,
+        kernel_init=uniform_init(bound),
+        bias_init=uniform_init(bound),
         precision=precision,
         rngs=rngs,
     )

@@ -49,7 +49,8 @@ class ConditionalVAE(ConvVAEBackbone):
       hidden_dims: encoder widths (default ``[32, 64, 128, 256, 512]``).
       img_size: image size, int or ``(H, W)`` (default 64); the label embedding has H·W
         outputs, so inputs must have exactly this size.
-      **see VanillaVAE** for the keyword options.
+      out_channels, output_activation, reverse_hidden_dims_in_place, negate_logged_kld,
+        precision, name, rngs: keyword options, as VanillaVAE.
 
     Example:
       >>> import jax.numpy as jnp
@@ -74,8 +75,10 @@ class ConditionalVAE(ConvVAEBackbone):
         reverse_hidden_dims_in_place: bool = True,
         negate_logged_kld: bool = True,
         precision: Any = None,
+        name: str | None = None,
         rngs: nnx.Rngs,
     ):
+        del name  # a config's model_params "name" entry, swallowed by the original's **kwargs
         super().__init__(
             encoder_in_channels=in_channels + 1,  # the extra label channel
             decoder_in_features=latent_dim + num_classes,

@@ -54,6 +54,9 @@ class VanillaVAE(ConvVAEBackbone):
       out_channels, output_activation, reverse_hidden_dims_in_place, negate_logged_kld: see
         above.
       precision: conv/matmul precision (None: JAX's default).
+      name: ignored; accepted so that a PyTorch-VAE config's ``model_params`` (which include
+        the class ``name``) can be passed as ``**model_params``. Other unknown keywords raise
+        TypeError (the original's ``**kwargs`` swallows them).
       rngs: parameter initialisation (torch's default initialisers).
 
     Example:
@@ -78,8 +81,10 @@ class VanillaVAE(ConvVAEBackbone):
         reverse_hidden_dims_in_place: bool = True,
         negate_logged_kld: bool = True,
         precision: Any = None,
+        name: str | None = None,
         rngs: nnx.Rngs,
     ):
+        del name  # a config's model_params "name" entry, swallowed by the original's **kwargs
         super().__init__(
             encoder_in_channels=in_channels,
             decoder_in_features=latent_dim,

@@ -18,6 +18,7 @@ from jaxlatent.models.pytorch_vae.base import (
     mse_loss,
     output_activation_fn,
     take_hidden_dims,
+    uniform_init,
 )
 from jaxlatent.quantizers.search import check_code_indices, lookup_codes, nearest_code
 from jaxlatent.quantizers.straight_through import straight_through
@@ -84,13 +85,10 @@ class VectorQuantizer(nnx.Module):
         self.K = num_embeddings
         self.D = embedding_dim
         self.beta = beta
-        bound = 1.0 / num_embeddings
         self.embedding = nnx.Embed(
             num_embeddings,
             embedding_dim,
-            embedding_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-                key, shape, dtype, -bound, bound
-            ),
+            embedding_init=uniform_init(1.0 / num_embeddings),
             rngs=rngs,
         )
 
@@ -184,8 +182,8 @@ class VQVAE(BaseVAE):
       hidden_dims: encoder widths (default ``[128, 256]``).
       beta: commitment weight (0.25).
       img_size: kept for signature compatibility (unused).
-      out_channels, output_activation, reverse_hidden_dims_in_place, precision, rngs: see
-        VanillaVAE.
+      out_channels, output_activation, reverse_hidden_dims_in_place, precision, name, rngs:
+        see VanillaVAE.
 
     Example:
       >>> import jax.numpy as jnp
@@ -210,8 +208,10 @@ class VQVAE(BaseVAE):
         output_activation: str = "tanh",
         reverse_hidden_dims_in_place: bool = True,
         precision: Any = None,
+        name: str | None = None,
         rngs: nnx.Rngs,
     ):
+        del name  # a config's model_params "name" entry, swallowed by the original's **kwargs
         dims = take_hidden_dims(
             hidden_dims, DEFAULT_HIDDEN_DIMS, reverse_in_place=reverse_hidden_dims_in_place
         )

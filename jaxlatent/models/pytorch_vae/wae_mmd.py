@@ -69,12 +69,13 @@ class WAE_MMD(ConvVAEBackbone):
       kernel_type: "imq" (default) or "rbf".
       latent_var: prior variance scale in C (default 2.0).
       mmd_estimator: "original" (default) or "unbiased".
-      **options: keyword options of VanillaVAE (``img_size``, ``precision``, ``rngs``, ...).
+      img_size, out_channels, output_activation, reverse_hidden_dims_in_place, precision,
+        name, rngs: keyword options, as VanillaVAE.
 
     Example:
       >>> import jax.numpy as jnp
       >>> wae = WAE_MMD(3, 4, [8], img_size=2, rngs=nnx.Rngs(0))
-      >>> out = wae(jnp.ones((3, 2, 2, 3)))
+      >>> out = wae(jnp.ones((2, 2, 2, 3)))
       >>> wae.loss_function(*out, rngs=nnx.Rngs(1)).MMD.shape
       ()
     """
@@ -94,8 +95,10 @@ class WAE_MMD(ConvVAEBackbone):
         output_activation: str = "tanh",
         reverse_hidden_dims_in_place: bool = True,
         precision: Any = None,
+        name: str | None = None,
         rngs: nnx.Rngs,
     ):
+        del name  # a config's model_params "name" entry, swallowed by the original's **kwargs
         check_choice("kernel_type", kernel_type, ("imq", "rbf"))
         check_choice("mmd_estimator", mmd_estimator, ("original", "unbiased"))
         super().__init__(
@@ -141,11 +144,19 @@ class WAE_MMD(ConvVAEBackbone):
         return jnp.exp(-(jnp.sum(_pairwise_sq(x1, x2), axis=-1) / c))
 
     def compute_mmd(self, z: Array, prior_z: Array) -> Array:
-        """The MMD term (already weighted) between z and a prior sample, both ``[N, D]``."""
+        """The MMD term (already weighted) between z and a prior sample, both ``[N, D]``.
+
+        Raises:
+          ValueError: if the shapes differ or N < 2.
+        """
         n = z.shape[0]
+        if n < 2 or prior_z.shape != z.shape:
+            raise ValueError(
+                "the MMD needs z and prior_z of the same shape [batch >= 2, latent_dim] (the "
+                f"original divides by batch·(batch - 1)), got {tuple(z.shape)} and "
+                f"{tuple(prior_z.shape)}"
+            )
         if self.mmd_estimator == "unbiased":
-            if n < 2:
-                raise ValueError(f"the unbiased MMD needs a batch of at least 2, got {n}")
 
             def offdiag_mean(k):
                 return (jnp.sum(k) - jnp.sum(jnp.diagonal(k))) / (n * (n - 1))
@@ -154,7 +165,7 @@ class WAE_MMD(ConvVAEBackbone):
             zz = offdiag_mean(self.kernel(z, z))
             return self.reg_weight * (pp + zz - 2.0 * jnp.mean(self.kernel(prior_z, z)))
 
-        weight = self.reg_weight / (n * (n - 1))  # inf/nan for n = 1, as the original
+        weight = self.reg_weight / (n * (n - 1))
 
         def reduce(k):
             if self.kernel_type == "imq":  # the kernel function's own off-diagonal sum
@@ -188,7 +199,8 @@ class WAE_MMD(ConvVAEBackbone):
           `WAELoss` ``(loss, Reconstruction_Loss, MMD)``.
 
         Raises:
-          ValueError: unless exactly one of `rngs` and `prior_z` is given.
+          ValueError: unless exactly one of `rngs` and `prior_z` is given, or for a batch of
+            fewer than 2 (the original divides by zero).
         """
         del M_N
         prior = draw_noise(z, rngs=rngs, eps=prior_z, name="prior_z")
