@@ -326,6 +326,42 @@ TOLERANCES: dict[str, Tolerance] = {
         "bfloat16 keeps 8 significant bits (relative rounding 2^-9 = 2e-3 per operation); "
         "a few layers accumulate ~1e-2",
     ),
+    # --- pytorch-vae ---
+    "pvae_activations": Tolerance(
+        "PyTorch-VAE encode/decode/forward outputs, z and vq latents (eval and train mode) vs "
+        "the recorded torch outputs, both divided by the reference's max abs value",
+        0.0,
+        2e-5,
+        "same float32 maths; XLA and oneDNN sum conv/matmul products in different orders "
+        "(measured <= 4e-6 of the max on the tiny and default bundles, train-mode "
+        "reconstructions worst; the recording itself changes by 4.7e-6 of the max between 1 "
+        "and 2 torch threads)",
+    ),
+    "pvae_loss": Tolerance(
+        "PyTorch-VAE loss dict values (loss, Reconstruction_Loss, KLD, MMD, VQ_Loss, capacity "
+        "C) vs the recorded torch values",
+        2e-5,
+        1e-8,
+        "sums over 49152 pixels or the latent in a different order, on inputs that already "
+        "differ by a few ulp; MMD and VQ_Loss are small differences of such values "
+        "(measured <= 4.6e-6 relative, the WAE-IMQ train MMD worst)",
+    ),
+    "pvae_bn_stats": Tolerance(
+        "BatchNorm running_mean/running_var after one train-mode forward, divided by the "
+        "reference's max abs value",
+        0.0,
+        2e-6,
+        "batch moments of activations that differ by a few ulp, reduced in a different "
+        "order (measured <= 2e-7 of the max)",
+    ),
+    "pvae_grad": Tolerance(
+        "PyTorch-VAE parameter gradients of the train loss, divided by the reference's max "
+        "abs value",
+        0.0,
+        2e-5,
+        "backward convolutions and BatchNorm batch-statistic gradients accumulated in a "
+        "different order (measured <= 4.6e-6 of the max, first-conv weights worst)",
+    ),
     # --- converters / layers -----------------------------------------------------------------
     "layer_f32": Tolerance(
         "one torch layer vs its jaxlatent target (conv, transposed conv, weight norm, "

@@ -1,0 +1,188 @@
+"""The convolutional encoder/decoder shared by VanillaVAE, BetaVAE, ConditionalVAE and WAE_MMD.
+
+PyTorch-VAE builds the same network in each of these files:
+
+* ``encoder``: for each ``h`` in `hidden_dims`, Conv2d(k3, s2, p1) → BatchNorm2d → LeakyReLU;
+* ``decoder_input``: Linear(latent → hidden_dims[-1]·4), viewed as ``[batch, 512, 2, 2]``;
+* ``decoder``: for consecutive reversed hidden dims, ConvTranspose2d(k3, s2, p1,
+  output_padding=1) → BatchNorm2d → LeakyReLU;
+* ``final_layer``: ConvTranspose2d(h0 → h0, same geometry) → BatchNorm2d → LeakyReLU →
+  Conv2d(h0 → 3, k3, p1) → Tanh.
+
+Here the network is channels-last. The bottleneck is ``[batch, H/2^L, W/2^L, hidden_dims[-1]]``
+(``L = len(hidden_dims)``); for the original's only working configuration (64×64 images,
+``hidden_dims[-1] == 512``, L = 5) that is the original's 2×2×512.
+
+**Flatten order.** torch flattens NCHW feature maps channel-major before ``fc_mu``/``fc_var``
+and ``view``s the ``decoder_input`` output as NCHW. This module transposes to channels-first
+around those two reshapes (a tiny transpose of the bottleneck), so the Linear layers keep the
+torch weights unpermuted and a converter copies them with a plain transpose.
+
+Torch module paths map one to one: ``encoder.{i}.0/1`` → ``encoder/{i}/conv|bn``,
+``decoder.{i}.0/1`` → ``decoder/{i}/conv|bn``, ``final_layer.0/1/3`` →
+``final_layer/conv_transpose|bn|conv``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxlatent import nn as jnn
+from jaxlatent.models.pytorch_vae.base import (
+    BaseVAE,
+    check_images,
+    image_size,
+    leaky_relu,
+    output_activation_fn,
+    take_hidden_dims,
+    torch_linear,
+)
+
+Array = jax.Array
+
+#: `hidden_dims` of the original's constructors when None is passed.
+DEFAULT_HIDDEN_DIMS = (32, 64, 128, 256, 512)
+
+
+class ConvBlock(nnx.Module):
+    """Conv2d(k3, s2, p1) → BatchNorm → LeakyReLU (an ``encoder.{i}`` of the original)."""
+
+    def __init__(self, cin: int, cout: int, *, precision: Any, rngs: nnx.Rngs):
+        self.conv = jnn.Conv2d(cin, cout, 3, stride=2, padding=1, precision=precision, rngs=rngs)
+        self.bn = jnn.BatchNorm(cout)
+
+    def __call__(self, x: Array) -> Array:
+        return leaky_relu(self.bn(self.conv(x)))
+
+
+class DeconvBlock(nnx.Module):
+    """ConvTranspose2d(k3, s2, p1, output_padding 1) → BatchNorm → LeakyReLU (doubles H, W)."""
+
+    def __init__(self, cin: int, cout: int, *, precision: Any, rngs: nnx.Rngs):
+        self.conv = jnn.ConvTranspose2d(
+            cin, cout, 3, stride=2, padding=1, output_padding=1, precision=precision, rngs=rngs
+        )
+        self.bn = jnn.BatchNorm(cout)
+
+    def __call__(self, x: Array) -> Array:
+        return leaky_relu(self.bn(self.conv(x)))
+
+
+class FinalLayer(nnx.Module):
+    """The original's ``final_layer``: upsample, BatchNorm, LeakyReLU, Conv2d(k3) and Tanh."""
+
+    def __init__(
+        self, channels: int, out_channels: int, activation: str, *, precision, rngs: nnx.Rngs
+    ):
+        self.conv_transpose = jnn.ConvTranspose2d(
+            channels,
+            channels,
+            3,
+            stride=2,
+            padding=1,
+            output_padding=1,
+            precision=precision,
+            rngs=rngs,
+        )
+        self.bn = jnn.BatchNorm(channels)
+        self.conv = jnn.Conv2d(channels, out_channels, 3, padding=1, precision=precision, rngs=rngs)
+        self.activation = activation
+
+    def __call__(self, x: Array) -> Array:
+        x = leaky_relu(self.bn(self.conv_transpose(x)))
+        return output_activation_fn(self.activation)(self.conv(x))
+
+
+class ConvVAEBackbone(BaseVAE):
+    """Encoder, ``decoder_input``, decoder and ``final_layer`` of the Gaussian-family VAEs.
+
+    Subclasses add their heads (``fc_mu``/``fc_var`` or ``fc_z``) on `feature_size` inputs.
+
+    Args:
+      encoder_in_channels: channels entering the encoder.
+      decoder_in_features: width of the vectors entering `decode`.
+      hidden_dims: encoder widths (the decoder uses them reversed).
+      img_size: ``H`` (square) or ``(H, W)``; both must be multiples of ``2**len(hidden_dims)``.
+      out_channels: channels of the reconstruction (the original: always 3).
+      output_activation: "tanh" (the original), "sigmoid" (for [0, 1] data) or "identity".
+      reverse_hidden_dims_in_place: reverse a caller's `hidden_dims` list in place, as the
+        original does (see `take_hidden_dims`).
+      precision: matmul/conv precision (None: JAX's default; HIGHEST for exact float32 on
+        accelerators).
+      rngs: parameter initialisation (torch's default uniform initialisers).
+
+    Raises:
+      ValueError: for an image size the network cannot reproduce, an unknown activation, or
+        invalid `hidden_dims`.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder_in_channels: int,
+        decoder_in_features: int,
+        hidden_dims: Sequence[int] | None,
+        img_size: int | Sequence[int],
+        out_channels: int,
+        output_activation: str,
+        reverse_hidden_dims_in_place: bool,
+        precision: Any,
+        rngs: nnx.Rngs,
+    ):
+        dims = take_hidden_dims(
+            hidden_dims, DEFAULT_HIDDEN_DIMS, reverse_in_place=reverse_hidden_dims_in_place
+        )
+        height, width = image_size(img_size)
+        factor = 2 ** len(dims)
+        if height % factor or width % factor:
+            raise ValueError(
+                f"img_size {(height, width)} cannot be handled: the encoder halves height and "
+                f"width len(hidden_dims)={len(dims)} times and the decoder doubles them back, so "
+                f"both must be multiples of 2**{len(dims)} = {factor}"
+            )
+        output_activation_fn(output_activation)  # validates the name
+        self.hidden_dims = dims
+        self.img_size = (height, width)
+        self.encoder_in_channels = encoder_in_channels
+        self.out_channels = out_channels
+        self.bottleneck = (height // factor, width // factor, dims[-1])
+        self.feature_size = dims[-1] * (height // factor) * (width // factor)
+        cins = (encoder_in_channels, *dims[:-1])
+        kw = {"precision": precision, "rngs": rngs}
+        self.encoder = nnx.List([ConvBlock(a, b, **kw) for a, b in zip(cins, dims, strict=True)])
+        self.decoder_input = torch_linear(
+            decoder_in_features, self.feature_size, precision=precision, rngs=rngs
+        )
+        rev = dims[::-1]
+        self.decoder = nnx.List(
+            [DeconvBlock(a, b, precision=precision, rngs=rngs) for a, b in itertools.pairwise(rev)]
+        )
+        self.final_layer = FinalLayer(
+            rev[-1], out_channels, output_activation, precision=precision, rngs=rngs
+        )
+
+    def check_input(self, x: Array, name: str = "x") -> None:
+        """Raise ValueError unless `x` is ``[batch, H, W, encoder_in_channels]``."""
+        check_images(name, x, (*self.img_size, self.encoder_in_channels), type(self).__name__)
+
+    def encode_features(self, x: Array) -> Array:
+        """Encoder output flattened in torch's channel-major order, ``[batch, feature_size]``."""
+        self.check_input(x)
+        for block in self.encoder:
+            x = block(x)
+        return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
+
+    def decode_features(self, z: Array) -> Array:
+        """``decoder_input`` → view as ``[batch, C, h, w]`` → decoder → ``final_layer``."""
+        h, w, c = self.bottleneck
+        x = self.decoder_input(z).reshape(z.shape[0], c, h, w)
+        x = jnp.transpose(x, (0, 2, 3, 1))
+        for block in self.decoder:
+            x = block(x)
+        return self.final_layer(x)

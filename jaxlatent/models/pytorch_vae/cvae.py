@@ -1,0 +1,177 @@
+"""ConditionalVAE of AntixK/PyTorch-VAE (``models/cvae.py``) in Flax NNX, channels-last."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxlatent import nn as jnn
+from jaxlatent.models.pytorch_vae.base import (
+    VAELoss,
+    VAEOutput,
+    check_images,
+    check_vectors,
+    gaussian_kld,
+    mse_loss,
+    reparameterize,
+    torch_linear,
+)
+from jaxlatent.models.pytorch_vae.conv_vae import ConvVAEBackbone
+
+Array = jax.Array
+
+
+class ConditionalVAE(ConvVAEBackbone):
+    """Conditional VAE (Sohn et al. 2015) conditioned on label/attribute vectors.
+
+    Source: AntixK/PyTorch-VAE ``models/cvae.py`` (commit a6896b9). The labels ``[batch,
+    num_classes]`` (cast to float: one-hot classes or, as the repo trains it on CelebA, multi-hot
+    attributes) are embedded by ``embed_class`` = Linear(num_classes → H·W) into one extra image
+    channel; the image first goes through ``embed_data``, a 1×1 conv. The encoder sees
+    ``concat([embed_data(x), embedded labels], channels)``, and the decoder gets
+    ``concat([z, labels])`` (``latent_dim + num_classes`` wide). The rest is VanillaVAE's
+    network and loss (logged ``KLD = -KL``, not detached: no numeric difference).
+
+    Differences from the original (defaults reproduce it): the VanillaVAE options
+    (`img_size` may be ``(H, W)``, `out_channels`, `output_activation`,
+    `reverse_hidden_dims_in_place`, `negate_logged_kld`) apply; randomness is explicit;
+    `encode` takes the embedded input (as the original's ``encode``) and :meth:`embed` builds
+    it; labels of the wrong width raise ValueError naming the shapes.
+
+    Args:
+      in_channels: image channels.
+      num_classes: width of the label vectors.
+      latent_dim: latent size.
+      hidden_dims: encoder widths (default ``[32, 64, 128, 256, 512]``).
+      img_size: image size, int or ``(H, W)`` (default 64); the label embedding has H·W
+        outputs, so inputs must have exactly this size.
+      out_channels, output_activation, reverse_hidden_dims_in_place, negate_logged_kld,
+        precision, name, rngs: keyword options, as VanillaVAE.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> cvae = ConditionalVAE(3, 10, 4, [8], img_size=2, rngs=nnx.Rngs(0))
+      >>> labels = jnp.eye(10)[:2]
+      >>> cvae(jnp.ones((2, 2, 2, 3)), labels=labels, rngs=nnx.Rngs(1)).z.shape
+      (2, 14)
+      >>> cvae.sample(2, labels=labels, rngs=nnx.Rngs(2)).shape
+      (2, 2, 2, 3)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        latent_dim: int,
+        hidden_dims: Sequence[int] | None = None,
+        img_size: int | Sequence[int] = 64,
+        *,
+        out_channels: int = 3,
+        output_activation: str = "tanh",
+        reverse_hidden_dims_in_place: bool = True,
+        negate_logged_kld: bool = True,
+        precision: Any = None,
+        name: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        del name  # a config's model_params "name" entry, swallowed by the original's **kwargs
+        super().__init__(
+            encoder_in_channels=in_channels + 1,  # the extra label channel
+            decoder_in_features=latent_dim + num_classes,
+            hidden_dims=hidden_dims,
+            img_size=img_size,
+            out_channels=out_channels,
+            output_activation=output_activation,
+            reverse_hidden_dims_in_place=reverse_hidden_dims_in_place,
+            precision=precision,
+            rngs=rngs,
+        )
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.latent_dim = latent_dim
+        self.negate_logged_kld = negate_logged_kld
+        height, width = self.img_size
+        self.embed_class = torch_linear(num_classes, height * width, precision=precision, rngs=rngs)
+        self.embed_data = jnn.Conv2d(in_channels, in_channels, 1, precision=precision, rngs=rngs)
+        self.fc_mu = torch_linear(self.feature_size, latent_dim, precision=precision, rngs=rngs)
+        self.fc_var = torch_linear(self.feature_size, latent_dim, precision=precision, rngs=rngs)
+
+    def _labels(self, labels: Any, batch: int) -> Array:
+        if labels is None:
+            raise ValueError("ConditionalVAE needs labels= of shape [batch, num_classes]")
+        check_vectors("labels", labels, self.num_classes, "ConditionalVAE", batch=batch)
+        return jnp.asarray(labels).astype(jnp.float32)  # the original's labels.float()
+
+    def embed(self, x: Array, labels: Array) -> Array:
+        """The encoder input ``[batch, H, W, in_channels + 1]`` of images and labels.
+
+        Raises:
+          ValueError: if `x` is not ``[batch, *img_size, in_channels]`` or `labels` is not
+            ``[batch, num_classes]``.
+        """
+        check_images("x", x, (*self.img_size, self.in_channels), "ConditionalVAE")
+        y = self._labels(labels, x.shape[0])
+        height, width = self.img_size
+        embedded_class = self.embed_class(y).reshape(x.shape[0], height, width, 1)
+        return jnp.concatenate([self.embed_data(x), embedded_class], axis=-1)
+
+    def encode(self, x: Array) -> tuple[Array, Array]:
+        """``(mu, log_var)`` of an embedded input ``[batch, H, W, in_channels + 1]``."""
+        h = self.encode_features(x)
+        return self.fc_mu(h), self.fc_var(h)
+
+    def decode(self, z: Array) -> Array:
+        """Images of ``concat([z, labels])`` ``[batch, latent_dim + num_classes]``."""
+        check_vectors("z", z, self.latent_dim + self.num_classes, "ConditionalVAE")
+        return self.decode_features(z)
+
+    def reparameterize(
+        self, mu: Array, log_var: Array, *, rngs: nnx.Rngs | None = None, eps: Array | None = None
+    ) -> Array:
+        """``eps · exp(0.5 · log_var) + mu`` (see `base.reparameterize`)."""
+        return reparameterize(mu, log_var, rngs=rngs, eps=eps)
+
+    def __call__(
+        self,
+        x: Array,
+        *,
+        labels: Array,
+        rngs: nnx.Rngs | None = None,
+        eps: Array | None = None,
+    ) -> VAEOutput:
+        """The original's ``forward(x, labels=labels)``.
+
+        Returns:
+          `VAEOutput` whose `z` is the decoder input ``concat([z, labels])``.
+
+        Raises:
+          ValueError: for wrong image or label shapes, or unless exactly one of `rngs`/`eps`
+            is given.
+        """
+        mu, log_var = self.encode(self.embed(x, labels))
+        z = self.reparameterize(mu, log_var, rngs=rngs, eps=eps)
+        z = jnp.concatenate([z, self._labels(labels, x.shape[0])], axis=1)
+        return VAEOutput(self.decode(z), x, mu, log_var, z)
+
+    def loss_function(
+        self, recons: Array, input: Array, mu: Array, log_var: Array, *_: Any, M_N: Any
+    ) -> VAELoss:
+        """``mse + M_N · KL``; logged ``KLD = -KL`` unless ``negate_logged_kld=False``."""
+        recons_loss = mse_loss(recons, input)
+        kld = gaussian_kld(mu, log_var)
+        loss = recons_loss + M_N * kld
+        return VAELoss(loss, recons_loss, -kld if self.negate_logged_kld else kld)
+
+    def sample(self, num_samples: int, *, rngs: nnx.Rngs, labels: Array) -> Array:
+        """Decode ``num_samples`` N(0, I) latents with `labels` ``[num_samples, num_classes]``."""
+        y = self._labels(labels, num_samples)
+        z = jax.random.normal(rngs.noise(), (num_samples, self.latent_dim))
+        return self.decode(jnp.concatenate([z, y], axis=1))
+
+    def generate(self, x: Array, *, labels: Array, **kwargs: Any) -> Array:
+        """Reconstruction of `x` given `labels` (``rngs=`` or ``eps=`` as for `__call__`)."""
+        return self(x, labels=labels, **kwargs).recons

@@ -1,0 +1,174 @@
+"""VanillaVAE of AntixK/PyTorch-VAE (``models/vanilla_vae.py``) in Flax NNX, channels-last."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+from flax import nnx
+
+from jaxlatent.models.pytorch_vae.base import (
+    VAELoss,
+    VAEOutput,
+    check_vectors,
+    gaussian_kld,
+    mse_loss,
+    reparameterize,
+    torch_linear,
+)
+from jaxlatent.models.pytorch_vae.conv_vae import ConvVAEBackbone
+
+Array = jax.Array
+
+
+class VanillaVAE(ConvVAEBackbone):
+    """Gaussian VAE with a convolutional encoder/decoder (Kingma & Welling, arXiv:1312.6114).
+
+    Source: AntixK/PyTorch-VAE ``models/vanilla_vae.py`` (commit a6896b9). Architecture,
+    BatchNorm behaviour (torch semantics: batch statistics and an unbiased running-variance
+    update in train mode, running statistics in eval mode), LeakyReLU placements and the loss
+    are the original's, so a converted checkpoint gives the original's numbers
+    (`converters.pytorch_vae`). Images are channels-last ``[batch, H, W, C]``.
+
+    Differences from the original, each reproduced by default and correctable by an option:
+
+    * 64×64 inputs only (``view(-1, 512, 2, 2)`` and ``hidden_dims[-1]*4``): here the bottleneck
+      follows `img_size` (any multiple of ``2**len(hidden_dims)``) and ``hidden_dims[-1]``.
+      Inputs of another size than `img_size` raise ValueError (the original fails or
+      mis-reshapes).
+    * 3 output channels whatever `in_channels`: `out_channels` (default 3).
+    * Tanh output although the data are in [0, 1]: `output_activation` ("sigmoid").
+    * ``hidden_dims.reverse()`` mutates the caller's list: `reverse_hidden_dims_in_place`.
+    * the loss dict logs ``KLD = -kld_loss`` (a positive KL shows as negative):
+      `negate_logged_kld=False` logs +KL. The total loss uses +KL either way.
+
+    Other API differences: `__call__` (``forward``) needs the reparameterisation noise
+    explicitly (``rngs=`` or ``eps=``) and also returns z; ``sample`` takes an `nnx.Rngs`.
+
+    Args:
+      in_channels: input image channels.
+      latent_dim: latent size.
+      hidden_dims: encoder widths (default ``[32, 64, 128, 256, 512]``).
+      img_size: image size handled, int or ``(H, W)`` (default 64, the original's only size).
+      out_channels, output_activation, reverse_hidden_dims_in_place, negate_logged_kld: see
+        above.
+      precision: conv/matmul precision (None: JAX's default).
+      name: ignored; accepted so that a PyTorch-VAE config's ``model_params`` (which include
+        the class ``name``) can be passed as ``**model_params``. Other unknown keywords raise
+        TypeError (the original's ``**kwargs`` swallows them).
+      rngs: parameter initialisation (torch's default initialisers).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> vae = VanillaVAE(3, 4, hidden_dims=[8], img_size=2, rngs=nnx.Rngs(0))
+      >>> out = vae(jnp.ones((2, 2, 2, 3)), rngs=nnx.Rngs(1))
+      >>> out.recons.shape, out.mu.shape
+      ((2, 2, 2, 3), (2, 4))
+      >>> sorted(vae.loss_function(*out, M_N=0.00025)._asdict())
+      ['KLD', 'Reconstruction_Loss', 'loss']
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        latent_dim: int,
+        hidden_dims: Sequence[int] | None = None,
+        *,
+        img_size: int | Sequence[int] = 64,
+        out_channels: int = 3,
+        output_activation: str = "tanh",
+        reverse_hidden_dims_in_place: bool = True,
+        negate_logged_kld: bool = True,
+        precision: Any = None,
+        name: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        del name  # a config's model_params "name" entry, swallowed by the original's **kwargs
+        super().__init__(
+            encoder_in_channels=in_channels,
+            decoder_in_features=latent_dim,
+            hidden_dims=hidden_dims,
+            img_size=img_size,
+            out_channels=out_channels,
+            output_activation=output_activation,
+            reverse_hidden_dims_in_place=reverse_hidden_dims_in_place,
+            precision=precision,
+            rngs=rngs,
+        )
+        self.in_channels = in_channels
+        self.latent_dim = latent_dim
+        self.negate_logged_kld = negate_logged_kld
+        self.fc_mu = torch_linear(self.feature_size, latent_dim, precision=precision, rngs=rngs)
+        self.fc_var = torch_linear(self.feature_size, latent_dim, precision=precision, rngs=rngs)
+
+    def encode(self, x: Array) -> tuple[Array, Array]:
+        """``(mu, log_var)``, each ``[batch, latent_dim]``, of images ``[batch, H, W, C]``.
+
+        Raises:
+          ValueError: if `x` is not ``[batch, *img_size, in_channels]``.
+        """
+        h = self.encode_features(x)
+        return self.fc_mu(h), self.fc_var(h)
+
+    def decode(self, z: Array) -> Array:
+        """Images ``[batch, H, W, out_channels]`` of latents ``[batch, latent_dim]``.
+
+        Raises:
+          ValueError: if `z` is not ``[batch, latent_dim]``.
+        """
+        check_vectors("z", z, self.latent_dim, type(self).__name__)
+        return self.decode_features(z)
+
+    def reparameterize(
+        self, mu: Array, log_var: Array, *, rngs: nnx.Rngs | None = None, eps: Array | None = None
+    ) -> Array:
+        """``eps · exp(0.5 · log_var) + mu`` (see `base.reparameterize`)."""
+        return reparameterize(mu, log_var, rngs=rngs, eps=eps)
+
+    def __call__(
+        self, x: Array, *, rngs: nnx.Rngs | None = None, eps: Array | None = None
+    ) -> VAEOutput:
+        """The original's ``forward``: encode, reparameterise, decode.
+
+        Args:
+          x: images ``[batch, H, W, in_channels]``.
+          rngs: draws the reparameterisation noise; or
+          eps: the noise ``[batch, latent_dim]`` itself.
+
+        Returns:
+          `VAEOutput` ``(recons, input, mu, log_var, z)``.
+
+        Raises:
+          ValueError: for a wrong image shape or unless exactly one of `rngs`/`eps` is given.
+        """
+        mu, log_var = self.encode(x)
+        z = self.reparameterize(mu, log_var, rngs=rngs, eps=eps)
+        return VAEOutput(self.decode(z), x, mu, log_var, z)
+
+    def loss_function(
+        self, recons: Array, input: Array, mu: Array, log_var: Array, *_: Any, M_N: Any
+    ) -> VAELoss:
+        """``mse(recons, input) + M_N · KL`` (call as ``loss_function(*outputs, M_N=...)``).
+
+        Args:
+          recons, input, mu, log_var: the first four `VAEOutput` fields (extra positional
+            arguments, such as z, are ignored).
+          M_N: KL weight (experiment.py: ``kld_weight`` = 0.00025 in training, 1.0 in
+            validation).
+
+        Returns:
+          `VAELoss` with the total `loss`, `Reconstruction_Loss` and `KLD` (-KL unless
+          ``negate_logged_kld=False``; both logged terms are gradient-stopped, as the
+          original detaches them).
+        """
+        recons_loss = mse_loss(recons, input)
+        kld = gaussian_kld(mu, log_var)
+        loss = recons_loss + M_N * kld
+        logged = -kld if self.negate_logged_kld else kld
+        return VAELoss(loss, jax.lax.stop_gradient(recons_loss), jax.lax.stop_gradient(logged))
+
+    def sample(self, num_samples: int, *, rngs: nnx.Rngs) -> Array:
+        """Decode ``num_samples`` latents drawn from N(0, I): ``[num_samples, H, W, C_out]``."""
+        z = jax.random.normal(rngs.noise(), (num_samples, self.latent_dim))
+        return self.decode(z)
