@@ -45,6 +45,8 @@ class VanillaVAE(ConvVAEBackbone):
 
     Other API differences: `__call__` (``forward``) needs the reparameterisation noise
     explicitly (``rngs=`` or ``eps=``) and also returns z; ``sample`` takes an `nnx.Rngs`.
+    The bottleneck is flattened in torch's channel-major order (see
+    `jaxlatent.models.pytorch_vae.conv_vae`), so converted Linear weights are used unpermuted.
 
     Args:
       in_channels: input image channels.
@@ -58,6 +60,10 @@ class VanillaVAE(ConvVAEBackbone):
         the class ``name``) can be passed as ``**model_params``. Other unknown keywords raise
         TypeError (the original's ``**kwargs`` swallows them).
       rngs: parameter initialisation (torch's default initialisers).
+
+    Raises:
+      ValueError: if `img_size` is not a multiple of ``2**len(hidden_dims)``, or for an
+        unknown `output_activation` or invalid `hidden_dims`.
 
     Example:
       >>> import jax.numpy as jnp
