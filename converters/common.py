@@ -27,6 +27,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -384,7 +385,8 @@ def assign_strict(
             mismatched=mismatched,
         )
     for path, value in values.items():
-        variables[path].set_value(value)
+        # A JAX array (a copy): the module never aliases the caller's numpy buffers.
+        variables[path].set_value(jnp.asarray(value))
 
 
 def export_state_dict(module: nnx.Module, table: Table) -> dict[str, np.ndarray]:
@@ -406,7 +408,7 @@ def export_state_dict(module: nnx.Module, table: Table) -> dict[str, np.ndarray]
             unexpected=unexported,
         )
     return {
-        key: np.asarray(rule.transform.to_torch(np.asarray(variables[rule.jax_path].get_value())))
+        key: np.array(rule.transform.to_torch(np.asarray(variables[rule.jax_path].get_value())))
         for key, rule in table.items()
     }
 
