@@ -15,6 +15,7 @@ than the model takes (RGB for a grayscale model, or an alpha channel) are refuse
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import NamedTuple
 
@@ -57,14 +58,20 @@ def _channels(images: np.ndarray, channels: int, what: str) -> np.ndarray:
     )
 
 
+@functools.lru_cache(maxsize=4)
 def load_digits_images(size: int, channels: int) -> ImageData:
-    """scikit-learn's digits resized to ``size`` × ``size`` with `channels` channels."""
+    """scikit-learn's digits resized to ``size`` × ``size`` with `channels` channels.
+
+    Cached per ``(size, channels)``; the arrays are read-only.
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     images = (digits.images.astype(np.float32) / 16.0)[..., None]
     images = _channels(_resize(images, size), channels, "digits")
     labels = _one_hot(digits.target.astype(np.int64), 10)
+    images.flags.writeable = False
+    labels.flags.writeable = False
     return ImageData(images, labels, tuple(str(i) for i in range(10)), "digits")
 
 

@@ -227,7 +227,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     trainer.check_batch_size(cfg.batch_size)
     arrays = {"x": data.images, "labels": data.labels}
     it = training.ArrayDataIterator(arrays, cfg.batch_size, seed=cfg.seed)
-    model = spec.build(preset, len(data.class_names), nnx.Rngs(cfg.seed))
+    # one compiled initialiser instead of one small program per parameter
+    model = nnx.jit(lambda: spec.build(preset, len(data.class_names), nnx.Rngs(cfg.seed)))()
     state = training.TrainState.create(model, tx, key=cfg.seed)
     if cfg.resume:
         _check_resume(cfg, preset_name, state)

@@ -15,6 +15,28 @@ from jaxlatent.apps import image_data, registry
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """A persistent compilation cache for this module: every CLI run builds new jitted
+    functions, so runs of the same model would otherwise compile the same programs again."""
+    import jax
+    from jax._src import compilation_cache as cc
+
+    options = {
+        "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax_cache")),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+    }
+    before = {name: getattr(jax.config, name) for name in options}
+    for name, value in options.items():
+        jax.config.update(name, value)
+    cc.reset_cache()
+    yield
+    for name, value in before.items():
+        jax.config.update(name, value)
+    cc.reset_cache()
+
+
 def _train(out, *args, model="vanilla_vae", steps=2, batch=8):
     argv = ["train", "--model", model, "--preset", "micro", "--steps", str(steps)]
     argv += ["--batch-size", str(batch), "--out", str(out), "--quiet", *map(str, args)]
@@ -30,7 +52,14 @@ def _snapshot(root: pathlib.Path) -> dict[str, tuple[int, int]]:
     }
 
 
-@pytest.mark.parametrize("model", sorted(registry.MODELS))
+def _families():
+    """vanilla_vae in the quick set; the other families (~20 s of compilation each) are slow."""
+    for name in sorted(registry.MODELS):
+        marks = () if name == "vanilla_vae" else (pytest.mark.slow,)
+        yield pytest.param(name, marks=marks)
+
+
+@pytest.mark.parametrize("model", list(_families()))
 def test_each_model_trains_and_writes_outputs(model, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(out, "--parallel", "single", model=model) == 0
@@ -88,12 +117,12 @@ def previous_run(tmp_path_factory):
     return out
 
 
-def _rgb_folder(root: pathlib.Path) -> pathlib.Path:
+def _folder(root: pathlib.Path, name: str, shape: tuple[int, ...]) -> pathlib.Path:
     from PIL import Image
 
-    folder = root / "rgb"
+    folder = root / name
     folder.mkdir()
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.zeros(shape, np.uint8)).save(folder / "a.png")
     return folder
 
 
@@ -102,6 +131,10 @@ BAD = {
     "unknown preset": (["--preset", "huge"], "unknown preset 'huge' for model 'vanilla_vae'"),
     "empty folder": (["--data", "{empty}"], "has no usable image files"),
     "wrong channels": (["--data", "{rgb}"], "has 3 channels (RGB) but the model takes 1"),
+    "unlabelled folder": (
+        ["--model", "conditional_vae", "--data", "{gray}"],
+        "model 'conditional_vae' is conditioned on classes but",
+    ),
     "batch vs devices": (["--batch-size", "12"], "not divisible by the 8 devices"),
     "batch vs data": (["--batch-size", "4000", "--parallel", "single"], "batch_size must be in"),
     "out exists": (["--out", "{prev}"], "exists and is not empty; pass --resume"),
@@ -119,7 +152,12 @@ def test_bad_input_exits_2_before_writing(case, tmp_path, previous_run, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    names = {"empty": empty, "rgb": _rgb_folder(tmp_path), "prev": previous_run}
+    names = {
+        "empty": empty,
+        "rgb": _folder(tmp_path, "rgb", (8, 8, 3)),
+        "gray": _folder(tmp_path, "gray", (8, 8)),
+        "prev": previous_run,
+    }
     args = [a.format(**names) for a in args]
     out = tmp_path / "fresh"
     before = _snapshot(previous_run)
