@@ -85,8 +85,11 @@ def _trainer(cfg: TrainConfig, loss_fn, tx):
     return cls(loss_fn, tx)
 
 
-def _check_resume(cfg: TrainConfig, preset_name: str, template: training.TrainState) -> None:
-    """Refuse to resume a run of another model or preset (before anything is written)."""
+def _check_resume(cfg: TrainConfig, preset_name: str, template: training.TrainState) -> int | None:
+    """Refuse to resume a run of another model or preset (before anything is written).
+
+    Returns the step of the checkpoint the run will resume from (None: a fresh start).
+    """
     run_json = os.path.join(cfg.out, "run.json")
     if os.path.exists(run_json):
         with open(run_json) as f:
@@ -99,16 +102,26 @@ def _check_resume(cfg: TrainConfig, preset_name: str, template: training.TrainSt
             )
     ckpt_dir = os.path.join(cfg.out, "checkpoints")
     if not os.path.isdir(ckpt_dir):
-        return
+        return None
     with training.Checkpointer(ckpt_dir) as ckpt:
-        if ckpt.latest_step() is None:
-            return
+        latest = ckpt.latest_step()
+        if latest is None:
+            return None
         saved = ckpt.metadata()["signature"]
     if saved != training.state_signature(template):
         raise ValueError(
             f"the checkpoint in {ckpt_dir!r} is from another model or preset (its arrays "
             f"differ from {cfg.model!r} preset {preset_name!r}); use another --out or --overwrite"
         )
+    return latest
+
+
+def _truncate_eval_log(out: str, step: int | None) -> None:
+    """Drop eval records after the resumed checkpoint (an interrupted run's)."""
+    path = os.path.join(out, "eval.jsonl")
+    if os.path.exists(path):
+        kept = [r for r in training.read_jsonl(path) if step is not None and r["step"] <= step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _remove_app_artifacts(out: str) -> None:
@@ -178,15 +191,19 @@ class _Evaluator:
 
         self._pictures = jax.jit(pictures, static_argnums=0)
 
+    def compute(self, state: training.TrainState) -> tuple[np.ndarray, np.ndarray, float]:
+        """Reconstructions and samples (numpy) and the reconstruction MSE of `state`."""
+        local = jax.device_put(state, self.device)
+        key = jax.random.key(self.cfg.seed + 1)  # the same noise at every eval
+        return jax.device_get(
+            self._pictures(state.graphdef, local.params, local.model_state, self.batch, key)
+        )
+
     def __call__(self, step: int, state: training.TrainState, metrics: Any) -> None:
         every = self.cfg.eval_every
         if not (step == self.cfg.steps or (every and step % every == 0)):
             return
-        local = jax.device_put(state, self.device)
-        key = jax.random.key(self.cfg.seed + 1)  # the same noise at every eval
-        recons, samples, mse = jax.device_get(
-            self._pictures(state.graphdef, local.params, local.model_state, self.batch, key)
-        )
+        recons, samples, mse = self.compute(state)
         if jax.process_index() != 0:
             return
         os.makedirs(self.pictures, exist_ok=True)
@@ -230,13 +247,14 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     # one compiled initialiser instead of one small program per parameter
     model = nnx.jit(lambda: spec.build(preset, len(data.class_names), nnx.Rngs(cfg.seed)))()
     state = training.TrainState.create(model, tx, key=cfg.seed)
-    if cfg.resume:
-        _check_resume(cfg, preset_name, state)
+    resume_step = _check_resume(cfg, preset_name, state) if cfg.resume else None
 
     # --- all checks passed: write ---
     if cfg.overwrite and os.path.isdir(cfg.out):
         _remove_app_artifacts(cfg.out)
     os.makedirs(cfg.out, exist_ok=True)
+    if cfg.resume:
+        _truncate_eval_log(cfg.out, resume_step)
     run_info = {
         "model": cfg.model,
         "preset": preset_name,
@@ -253,6 +271,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     eval_idx = np.random.default_rng(cfg.seed).permutation(len(data.images))[:GRID]
     eval_batch = {k: v[eval_idx] for k, v in arrays.items()}
     evaluator = _Evaluator(spec, cfg, eval_batch, len(data.class_names))
+    evaluator.compute(state)  # compile before training: the throughput excludes it
     result = training.fit(
         trainer,
         state,

@@ -95,7 +95,11 @@ def test_resume_continues_and_eval_every(tmp_path):
         "step_000002_reconstructions.png",
         "step_000002_samples.png",
     ]
+    with open(out / "eval.jsonl", "a") as f:  # as if an interrupted run had got further
+        f.write(json.dumps({"step": 3, "reconstruction_mse": 0.5}) + "\n")
     assert _train(out, "--parallel", "single", "--resume", steps=4) == 0
+    evals = training.read_jsonl(str(out / "eval.jsonl"))
+    assert [e["step"] for e in evals] == [1, 2, 4]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["start_step"] == 2 and summary["final_step"] == 4
     assert [r["step"] for r in training.read_jsonl(str(out / "metrics.jsonl"))] == [1, 2, 3, 4]
