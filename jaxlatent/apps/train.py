@@ -1,0 +1,306 @@
+"""`jaxlatent train`: train a registered model on digits or a folder of images, resumably.
+
+Everything the user can get wrong is checked before anything is written: the model and
+preset names, the data, the batch size against the device count and the data size, the
+output folder (a previous run is only continued with ``resume`` or replaced with
+``overwrite``) and, when resuming, that the checkpoint belongs to the same model and preset.
+
+Output folder (besides `jaxlatent.training.fit`'s checkpoints/, metrics.jsonl,
+tensorboard/ and summary.json)::
+
+    run.json                    model, preset, data and settings of the run
+    eval.jsonl                  reconstruction MSE on a fixed eval batch, per eval
+    pictures/step_<N>_reconstructions.png, pictures/step_<N>_samples.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxlatent import training
+from jaxlatent.apps.image_data import load_images
+from jaxlatent.apps.registry import get_model
+from jaxlatent.training.logs import atomic_write_text
+
+#: what this app writes besides `fit`'s artefacts (deleted by ``overwrite``).
+APP_ARTIFACTS = ("run.json", "eval.jsonl", "pictures")
+PARALLEL = ("auto", "single", "sharded", "pmap", "shard_map")
+GRID = 16  # pictures per grid
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one `jaxlatent train` run (see ``jaxlatent train --help``)."""
+
+    model: str
+    out: str
+    steps: int
+    batch_size: int
+    preset: str | None = None
+    data: str = "digits"
+    resume: bool = False
+    overwrite: bool = False
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+    learning_rate: float | None = None
+    parallel: str = "auto"
+    seed: int = 0
+    progress: bool = True
+
+
+def _check_out_dir(cfg: TrainConfig) -> None:
+    if cfg.resume and cfg.overwrite:
+        raise ValueError("pass at most one of --resume and --overwrite")
+    if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
+        raise ValueError(f"output folder {cfg.out!r} exists and is not a folder")
+    if os.path.isdir(cfg.out) and os.listdir(cfg.out) and not (cfg.resume or cfg.overwrite):
+        raise ValueError(
+            f"output folder {cfg.out!r} exists and is not empty; pass --resume to continue "
+            "its run or --overwrite to replace it"
+        )
+
+
+def _trainer(cfg: TrainConfig, loss_fn, tx):
+    kind = cfg.parallel
+    if kind not in PARALLEL:
+        raise ValueError(f"unknown --parallel {kind!r}; choose one of: {', '.join(PARALLEL)}")
+    if kind == "auto":
+        kind = "sharded" if jax.device_count() > 1 else "single"
+    cls = {
+        "single": training.SingleDevice,
+        "sharded": training.ShardedDataParallel,
+        "pmap": training.PmapDataParallel,
+        "shard_map": training.ShardMapDataParallel,
+    }[kind]
+    return cls(loss_fn, tx)
+
+
+def _check_resume(cfg: TrainConfig, preset_name: str, template: training.TrainState) -> int | None:
+    """Refuse to resume a run of another model or preset (before anything is written).
+
+    Returns the step of the checkpoint the run will resume from (None: a fresh start).
+    """
+    run_json = os.path.join(cfg.out, "run.json")
+    if os.path.exists(run_json):
+        with open(run_json) as f:
+            run = json.load(f)
+        if (run.get("model"), run.get("preset")) != (cfg.model, preset_name):
+            raise ValueError(
+                f"the run in {cfg.out!r} trains model {run.get('model')!r} (preset "
+                f"{run.get('preset')!r}), not {cfg.model!r} (preset {preset_name!r}); use "
+                "another --out or --overwrite"
+            )
+    ckpt_dir = os.path.join(cfg.out, "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        return None
+    with training.Checkpointer(ckpt_dir) as ckpt:
+        latest = ckpt.latest_step()
+        if latest is None:
+            return None
+        saved = ckpt.metadata()["signature"]
+    if saved != training.state_signature(template):
+        raise ValueError(
+            f"the checkpoint in {ckpt_dir!r} is from another model or preset (its arrays "
+            f"differ from {cfg.model!r} preset {preset_name!r}); use another --out or --overwrite"
+        )
+    return latest
+
+
+def _truncate_eval_log(out: str, step: int | None) -> None:
+    """Drop eval records after the resumed checkpoint (an interrupted run's)."""
+    path = os.path.join(out, "eval.jsonl")
+    if os.path.exists(path):
+        kept = [r for r in training.read_jsonl(path) if step is not None and r["step"] <= step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _remove_app_artifacts(out: str) -> None:
+    for name in APP_ARTIFACTS:
+        path = os.path.join(out, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_grid(path: str, rows: list[tuple[str, np.ndarray]]) -> None:
+    """A PNG with one row of images ``[n, H, W, C]`` (in [0, 1]) per titled row, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.2 * len(rows) + 0.4), squeeze=False)
+    for ax, (title, images) in zip(axes[:, 0], rows, strict=True):
+        images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+        strip = np.concatenate(list(images), axis=1)  # [H, n·W, C]
+        if strip.shape[-1] == 1:
+            ax.imshow(strip[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            ax.imshow(strip)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+class _Evaluator:
+    """Pictures and reconstruction error of a fixed eval batch, every `every` steps."""
+
+    def __init__(self, spec, cfg: TrainConfig, eval_batch: dict, num_classes: int):
+        self.spec, self.cfg, self.batch = spec, cfg, eval_batch
+        self.device = jax.local_devices()[0]
+        self.pictures = os.path.join(cfg.out, "pictures")
+        self.last: dict[str, Any] | None = None
+
+        def pictures(graphdef, params, model_state, batch, key):
+            model = nnx.merge(graphdef, params, model_state)
+            model.eval()
+            k1, k2 = jax.random.split(key)
+            recons = spec.reconstruct(model, batch, k1)
+            samples = spec.sample(model, GRID, k2, num_classes)
+            return recons, samples, jnp.mean(jnp.square(recons - batch["x"]))
+
+        self._pictures = jax.jit(pictures, static_argnums=0)
+
+    def compute(self, state: training.TrainState) -> tuple[np.ndarray, np.ndarray, float]:
+        """Reconstructions and samples (numpy) and the reconstruction MSE of `state`."""
+        local = jax.device_put(state, self.device)
+        key = jax.random.key(self.cfg.seed + 1)  # the same noise at every eval
+        return jax.device_get(
+            self._pictures(state.graphdef, local.params, local.model_state, self.batch, key)
+        )
+
+    def __call__(self, step: int, state: training.TrainState, metrics: Any) -> None:
+        every = self.cfg.eval_every
+        if not (step == self.cfg.steps or (every and step % every == 0)):
+            return
+        recons, samples, mse = self.compute(state)
+        if jax.process_index() != 0:
+            return
+        os.makedirs(self.pictures, exist_ok=True)
+        stem = os.path.join(self.pictures, f"step_{step:06d}")
+        save_grid(
+            stem + "_reconstructions.png",
+            [("input", self.batch["x"]), (f"reconstruction (step {step})", recons)],
+        )
+        save_grid(stem + "_samples.png", [(f"{self.spec.sample_title} (step {step})", samples)])
+        self.last = {"step": step, "reconstruction_mse": float(mse)}
+        with open(os.path.join(self.cfg.out, "eval.jsonl"), "a") as f:
+            f.write(json.dumps(self.last) + "\n")
+
+
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """Check everything, train, write pictures; returns the summary.
+
+    Raises:
+      ValueError: for any bad input (before anything is written).
+    """
+    spec, preset_name, preset = get_model(cfg.model, cfg.preset)
+    if cfg.steps < 1:
+        raise ValueError(f"--steps must be positive, got {cfg.steps}")
+    for name in ("eval_every", "checkpoint_every"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    _check_out_dir(cfg)
+    data = load_images(cfg.data, preset.img_size, preset.channels)
+    if spec.needs_labels and len(data.class_names) < 2:
+        raise ValueError(
+            f"model {cfg.model!r} is conditioned on classes but {data.source!r} has "
+            f"{len(data.class_names)}; use --data digits or a folder with one subfolder per class"
+        )
+    lr = cfg.learning_rate or preset.learning_rate
+    tx = training.make_optimizer("adam", lr)
+    trainer = _trainer(cfg, spec.loss_fn(preset), tx)
+    trainer.check_batch_size(cfg.batch_size)
+    arrays = {"x": data.images, "labels": data.labels}
+    it = training.ArrayDataIterator(arrays, cfg.batch_size, seed=cfg.seed)
+    # one compiled initialiser instead of one small program per parameter
+    model = nnx.jit(lambda: spec.build(preset, len(data.class_names), nnx.Rngs(cfg.seed)))()
+    state = training.TrainState.create(model, tx, key=cfg.seed)
+    resume_step = _check_resume(cfg, preset_name, state) if cfg.resume else None
+
+    # --- all checks passed: write ---
+    if cfg.overwrite and os.path.isdir(cfg.out):
+        _remove_app_artifacts(cfg.out)
+    os.makedirs(cfg.out, exist_ok=True)
+    if cfg.resume:
+        _truncate_eval_log(cfg.out, resume_step)
+    run_info = {
+        "model": cfg.model,
+        "preset": preset_name,
+        "preset_settings": dataclasses.asdict(preset),
+        "data": data.source,
+        "examples": len(data.images),
+        "classes": list(data.class_names),
+        "batch_size": cfg.batch_size,
+        "learning_rate": lr,
+        "seed": cfg.seed,
+        "trainer": type(trainer).__name__,
+    }
+    atomic_write_text(os.path.join(cfg.out, "run.json"), json.dumps(run_info, indent=2) + "\n")
+    eval_idx = np.random.default_rng(cfg.seed).permutation(len(data.images))[:GRID]
+    eval_batch = {k: v[eval_idx] for k, v in arrays.items()}
+    evaluator = _Evaluator(spec, cfg, eval_batch, len(data.class_names))
+    evaluator.compute(state)  # compile before training: the throughput excludes it
+    result = training.fit(
+        trainer,
+        state,
+        it,
+        steps=cfg.steps,
+        out_dir=cfg.out,
+        checkpoint_every=cfg.checkpoint_every or max(cfg.steps // 4, 1),
+        log_every=max(min(10, cfg.steps // 10), 1),
+        resume=cfg.resume,
+        overwrite=cfg.overwrite,
+        progress=cfg.progress,
+        on_step=evaluator,
+    )
+    summary = dict(result.summary)
+    summary.update(model=cfg.model, preset=preset_name, data=data.source, eval=evaluator.last)
+    return summary
+
+
+def format_run_summary(summary: dict[str, Any], out: str) -> str:
+    """The few lines `jaxlatent train` prints at the end."""
+    loss = summary["final_metrics"].get("loss")
+    ev = summary["eval"]
+    parts = [
+        f"{summary['model']} ({summary['preset']}) on {summary['data']}: steps "
+        f"{summary['start_step']}→{summary['final_step']}",
+        f"loss {loss:.4g}" if loss is not None else "no steps run",
+    ]
+    if ev:
+        parts.append(f"eval reconstruction MSE {ev['reconstruction_mse']:.4g}")
+    if summary.get("examples_per_sec"):
+        parts.append(f"{summary['examples_per_sec']:.0f} examples/s")
+    return "; ".join(parts) + f"; outputs in {out}"
