@@ -5,7 +5,7 @@ reference: descript-audio-codec 1.0.0 (``dac``) and SpeechBrain 1.1.2
 ``speechbrain.lobes.models.discrete.dac``. Checkpoints convert with :mod:`converters.dac`.
 """
 
-# codec.py, config.py, layers.py
+# codec.py, config.py, layers.py, model.py
 from jaxlatent.models.dac.codec import Decoder as Decoder
 from jaxlatent.models.dac.codec import Encoder as Encoder
 from jaxlatent.models.dac.config import DACConfig as DACConfig
@@ -15,3 +15,7 @@ from jaxlatent.models.dac.layers import ResidualUnit as ResidualUnit
 from jaxlatent.models.dac.layers import Snake1d as Snake1d
 from jaxlatent.models.dac.layers import init_weights as init_weights
 from jaxlatent.models.dac.layers import snake as snake
+from jaxlatent.models.dac.model import DAC as DAC
+from jaxlatent.models.dac.model import TRACE_COUNTS as TRACE_COUNTS
+from jaxlatent.models.dac.model import DACEncoded as DACEncoded
+from jaxlatent.models.dac.model import DACOutput as DACOutput

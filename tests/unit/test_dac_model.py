@@ -1,0 +1,186 @@
+"""`jaxlatent.models.dac.DAC` without the reference: compilation reuse, shapes, bad input.
+
+The model is built shape-only (`nnx.eval_shape`) and filled with seeded numpy values, which
+avoids dozens of eager random-number compilations on a loaded CPU.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxlatent.models.dac import DAC, TRACE_COUNTS, DACConfig
+
+TINY = DACConfig(
+    encoder_dim=2,
+    encoder_rates=(2, 3),
+    latent_dim=6,
+    decoder_dim=8,
+    decoder_rates=(3, 2),
+    n_codebooks=3,
+    codebook_size=16,
+    codebook_dim=2,
+    quantizer_dropout=0.5,
+    sample_rate=6000,
+)
+
+
+def random_model(config: DACConfig = TINY, seed: int = 0) -> DAC:
+    """A concrete DAC with seeded random parameters (Snake alphas in [0.5, 1.5])."""
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: DAC(config, rngs=nnx.Rngs(0))))
+    rng = np.random.default_rng(seed)
+    flat = []
+    for path, var in nnx.to_flat_state(state):
+        shape, dtype = var.get_value().shape, var.get_value().dtype
+        if path[-1] == "alpha":
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.standard_normal(shape) * 0.5
+        flat.append((path, var.replace(jnp.asarray(value.astype(dtype)))))
+    return nnx.merge(graphdef, nnx.from_flat_state(flat))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model()
+
+
+def _audio(rng, batch=2, samples=30):
+    return (rng.standard_normal((batch, samples, 1)) * 0.3).astype(np.float32)
+
+
+def _traces(name):
+    return TRACE_COUNTS[name]
+
+
+def test_shapes_and_consistency(model, rng):
+    audio = _audio(rng, samples=25)  # not a multiple of the hop (6): padded to 30
+    out = model(audio, n_quantizers=2)
+    assert out.z.shape == (2, 5, 6) and out.codes.shape == (2, 2, 5)
+    assert out.latents.shape == (2, 5, 4) and out.codes.dtype == jnp.int32
+    assert out.commitment_loss.shape == () and out.codebook_loss.shape == ()
+    # decoder: 5 frames -> 5*3-1 = 14 -> 28 samples, cropped to the 25 input samples
+    assert out.audio.shape == (2, 25, 1)
+    padded = model.preprocess(audio, 6000)
+    assert padded.shape == (2, 30, 1)
+    np.testing.assert_array_equal(padded[:, 25:], 0)
+    enc = model.encode(padded, 2)
+    np.testing.assert_array_equal(enc.codes, out.codes)
+    np.testing.assert_allclose(enc.z, out.z, rtol=1e-6, atol=1e-6)
+    decoded = model.decode(enc.z)
+    assert decoded.shape == (2, 28, 1)
+    np.testing.assert_allclose(decoded[:, :25], out.audio, rtol=1e-6, atol=1e-6)
+    # from_codes reproduces z (code vectors through the output projections)
+    np.testing.assert_allclose(model.from_codes(enc.codes).z, enc.z, rtol=1e-5, atol=1e-5)
+    # uint16 codes (as stored in .dac files) are accepted
+    z16 = model.from_codes(np.asarray(enc.codes).astype(np.uint16)).z
+    np.testing.assert_array_equal(z16, model.from_codes(enc.codes).z)
+
+
+def test_no_recompilation_for_same_shapes(rng):
+    m1, m2 = random_model(seed=1), random_model(seed=2)
+    a, b = _audio(rng), _audio(rng)
+    names = ("encode", "decode", "from_codes", "forward")
+    m1.encode(a)  # (may compile)
+    m1.decode(m1.encode(a).z)
+    m1.from_codes(m1.encode(a).codes)
+    m1(a)
+    before = {n: _traces(n) for n in names}
+    # new data, another model with the same config, n_quantizers=None == n_codebooks,
+    # numpy or jax input, an unused key in evaluation: all reuse the compilations
+    enc = m2.encode(jnp.asarray(b), TINY.n_codebooks, key=jax.random.key(3))
+    m2.decode(enc.z)
+    m1.decode(enc.z)
+    m2.from_codes(enc.codes)
+    m2(b, 6000)
+    m1(a, None, None)
+    assert {n: _traces(n) for n in names} == before
+    # a new option or shape traces once, and only once
+    m1.encode(a, 1)
+    m2.encode(b, 1)
+    assert _traces("encode") == before["encode"] + 1
+    m1(_audio(rng, samples=12))
+    m2(_audio(rng, samples=12))
+    assert _traces("forward") == before["forward"] + 1
+
+
+def test_train_mode(model, rng):
+    audio = _audio(rng, batch=4)
+    with pytest.raises(ValueError, match="key is required"):
+        model.encode(audio, train=True)
+    out = model.encode(audio, 1, train=True, key=jax.random.key(0))
+    assert out.codes.shape == (4, 3, 5)  # n_quantizers ignored in training, as the reference
+    again = model.encode(audio, 1, train=True, key=jax.random.key(0))
+    np.testing.assert_array_equal(out.z, again.z)  # deterministic given the key
+
+
+def test_bad_audio(model, rng):
+    audio = _audio(rng)
+    with pytest.raises(ValueError, match=r"\[batch, samples, 1\].*\(2, 30\)"):
+        model.encode(audio[..., 0])
+    with pytest.raises(ValueError, match=r"\[batch, samples, 1\].*\(2, 30, 2\)"):
+        model(np.concatenate([audio, audio], -1))
+    with pytest.raises(ValueError, match="floating"):
+        model.encode((audio * 1000).astype(np.int16))
+    with pytest.raises(ValueError, match="empty"):
+        model(audio[:, :0])
+    for bad in (np.nan, np.inf):
+        x = audio.copy()
+        x[1, 3, 0] = bad
+        with pytest.raises(ValueError, match="audio contains NaN or Inf"):
+            model(x)
+    with pytest.raises(ValueError, match=r"sample_rate=16000 Hz does not match.*6000"):
+        model(audio, 16000)
+    with pytest.raises(ValueError, match="sample_rate=44100"):
+        model.preprocess(audio, 44100)
+    with pytest.raises(ValueError, match=r"z must be \[batch, frames, latent_dim=6\]"):
+        model.decode(np.zeros((1, 4, 5), np.float32))
+    with pytest.raises(ValueError, match="z contains NaN"):
+        model.decode(np.full((1, 4, 6), np.nan, np.float32))
+
+
+@pytest.mark.parametrize("n", [0, 4, -1, 2.0, True, "2"])
+def test_bad_n_quantizers(model, rng, n):
+    with pytest.raises(ValueError, match="n_quantizers"):
+        model.encode(_audio(rng), n)
+    with pytest.raises(ValueError, match="n_quantizers"):
+        model(_audio(rng), None, n)
+
+
+def test_bad_codes(model):
+    with pytest.raises(ValueError, match="integer"):
+        model.from_codes(np.zeros((1, 2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"1 <= n <= n_codebooks=3.*\(1, 4, 4\)"):
+        model.from_codes(np.zeros((1, 4, 4), np.int32))
+    with pytest.raises(ValueError, match=r"\[0, codebook_size=16\)"):
+        model.from_codes(np.full((1, 2, 4), 16, np.int32))
+    with pytest.raises(ValueError, match=r"\[0, codebook_size=16\)"):
+        model.from_codes(np.full((1, 2, 4), -1, np.int32))
+
+
+def test_config_type():
+    with pytest.raises(ValueError, match="DACConfig"):
+        DAC({"encoder_dim": 2}, rngs=nnx.Rngs(0))
+
+
+def test_init_weights_as_the_reference(monkeypatch):
+    """`DAC.__init__` applies `init_weights` to the whole model (quantizer projections
+    included): Conv1d biases zeroed, transposed-convolution biases kept."""
+    from jaxlatent.models.dac import init_weights
+    from jaxlatent.models.dac import model as model_module
+
+    calls = []
+    monkeypatch.setattr(model_module, "init_weights", calls.append)
+    built = nnx.eval_shape(lambda: DAC(TINY, rngs=nnx.Rngs(0)))
+    assert len(calls) == 1 and type(calls[0]) is DAC
+    assert built.encoder.conv1.bias is not None
+
+    model = random_model(seed=4)
+    init_weights(model)
+    assert float(jnp.abs(model.encoder.conv1.bias[...]).sum()) == 0.0
+    assert float(jnp.abs(model.quantizer.quantizers[2].out_proj.bias[...]).sum()) == 0.0
+    assert float(jnp.abs(model.decoder.conv2.bias[...]).sum()) == 0.0
+    assert float(jnp.abs(model.decoder.blocks[0].conv_t1.bias[...]).sum()) > 0.0
