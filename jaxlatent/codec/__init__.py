@@ -6,5 +6,8 @@ with the official package, which (unlike this one) executes pickled code when it
 """
 
 # dac_file.py
+# compress.py
+from jaxlatent.codec.compress import compress as compress
+from jaxlatent.codec.compress import decompress as decompress
 from jaxlatent.codec.dac_file import DACFile as DACFile
 from jaxlatent.codec.dac_file import DACFileError as DACFileError
