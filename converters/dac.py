@@ -26,9 +26,16 @@ Weight-normed convolutions come in both key styles (``style``): ``"legacy"``
 Snake's ``alpha`` is ``[1, C, 1]`` in torch and ``[1, 1, C]`` here.
 
 The residual vector quantizer's keys (``quantizer.quantizers.{i}.in_proj/out_proj/
-codebook.weight``) are added to :func:`dac_table` by a ``quantizer_table_fn``; until the JAX
-quantizer exists, :func:`convert_codec_parts` converts the encoder and decoder and
-:func:`check_state_dict` checks the quantizer keys against the reference's shapes.
+codebook.weight``) are added to :func:`dac_table` by a ``quantizer_table_fn``
+(:func:`converters.dac_model.quantizer_table`); :func:`convert_codec_parts` converts the
+encoder and decoder alone.
+
+Whole models (re-exported here from :mod:`converters.dac_model` and
+:mod:`converters.dac_store`): :func:`convert_checkpoint` (release ``.pth``, SpeechBrain and
+fused-weight state_dicts -> ``(config, DAC)``), :func:`export_release_checkpoint` (a ``.pth``
+that ``dac.DAC.load`` reads), :func:`save_converted` / :func:`load_converted` (orbax
+directory + config JSON) and :func:`load_model` (either form, converting and caching ``.pth``
+files).
 
 torch is imported only when a checkpoint file is read (through `converters.common`).
 """
@@ -66,6 +73,33 @@ __all__ = [
     "residual_unit_table",
     "snake_table",
 ]
+
+# Whole-model functions live in their own modules (which import this one); they are
+# re-exported lazily (PEP 562) so that `from converters.dac import convert_checkpoint` works.
+_LAZY = {
+    "convert_checkpoint": "converters.dac_model",
+    "export_release_checkpoint": "converters.dac_model",
+    "export_state_dict": "converters.dac_model",
+    "infer_config": "converters.dac_model",
+    "model_from_state_dict": "converters.dac_model",
+    "model_table": "converters.dac_model",
+    "normalize_state_dict": "converters.dac_model",
+    "read_checkpoint": "converters.dac_model",
+    "load_converted": "converters.dac_store",
+    "load_model": "converters.dac_store",
+    "save_converted": "converters.dac_store",
+    "default_cache_dir": "converters.dac_store",
+}
+__all__ += sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 SNAKE_ALPHA = common.channels_first_to_last(3)
 
@@ -252,8 +286,8 @@ def detect_style(state_dict: Mapping[str, Any]) -> WeightNormStyle:
     """The weight-norm key style of a DAC state_dict.
 
     Raises:
-      ConversionError: if the state_dict mixes styles or has no weight-normed layers (e.g.
-        fused ``weight`` tensors, which this converter does not read yet).
+      ConversionError: if the state_dict mixes styles or has no weight-normed layers (fused
+        ``weight`` tensors are first split by :func:`normalize_state_dict`).
     """
     style = common.detect_weight_norm_style(state_dict)
     if style is None:
@@ -410,7 +444,8 @@ def read_release_checkpoint(path: str | os.PathLike) -> tuple[DACConfig, dict[st
 
     The file is loaded with ``torch.load(weights_only=True)`` (no arbitrary unpickling), the
     config is read from ``metadata["kwargs"]`` and the state_dict is checked against it
-    (every key and shape of ``dac.DAC(**kwargs)``; either weight-norm key style).
+    (every key and shape of ``dac.DAC(**kwargs)``; either weight-norm key style, or fused
+    ``weight`` tensors).
 
     Returns:
       ``(config, state_dict)`` with the state_dict's tensors as stored (torch tensors).
@@ -444,8 +479,10 @@ def read_release_checkpoint(path: str | os.PathLike) -> tuple[DACConfig, dict[st
         config = DACConfig.from_kwargs(metadata["kwargs"])
     except ValueError as e:
         raise CheckpointError(f"{where}: invalid metadata['kwargs']: {e}") from e
+    from converters.dac_model import normalize_state_dict  # (that module imports this one)
+
     try:
-        check_state_dict(state_dict, config)
+        check_state_dict(normalize_state_dict(state_dict, config)[0], config, style="legacy")
     except ConversionError as e:
         if not (e.missing or e.unexpected or e.mismatched):
             raise ConversionError(f"{where}: {e}") from e

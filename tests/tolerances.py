@@ -190,6 +190,41 @@ TOLERANCES: dict[str, Tolerance] = {
         "hundreds of terms in a different order: measured max 2.5e-5 absolute on gradients "
         "up to ~50 in magnitude (under 1e-5 relative beyond atol)",
     ),
+    "dac_model_small_f32": Tolerance(
+        "small DAC model (odd strides): z, latents, losses and decoded audio of forward, "
+        "encode, from_codes and decode vs dac.DAC / SpeechBrain DAC, float32 CPU",
+        1e-5,
+        1e-6,
+        "same float32 layers as dac_block_f32 plus the quantizer's 1x1 projections; codes "
+        "are equal, so only accumulation order differs: measured max 3.6e-7 (from_codes z up to "
+        "2.5), 1.3e-7 on audio",
+    ),
+    "dac_model_full_f32": Tolerance(
+        "released DAC configurations (full size): z, latents, losses and decoded audio of "
+        "forward vs dac.DAC, float32 CPU",
+        1e-5,
+        1e-5,
+        "as dac_codec_f32 (fan-in up to 10k terms per output) through the encoder, quantizer "
+        "and decoder: measured max 2.4e-6 on latents (|x| <= 3.3), 1.4e-6 on z (<= 9), 2.8e-7 on "
+        "audio and 4.8e-7 on losses (~7) over the four variants",
+    ),
+    "dac_model_grad_f32": Tolerance(
+        "gradients of commitment + codebook loss + sum(w * z) w.r.t. every encoder and "
+        "quantizer parameter of a small DAC model vs torch autograd",
+        1e-4,
+        1e-5,
+        "backward through weight norm, Snake and the quantizers' straight-through path, summed "
+        "in another order: measured max 2.4e-6 absolute on gradients up to ~21",
+    ),
+    "dac_fused_kernel": Tolerance(
+        "DAC converted from fused weights: recomputed kernel g * v / ||v|| vs the fused "
+        "weight, and outputs vs the weight-normed conversion",
+        1e-6,
+        2e-7,
+        "weight_g = ||w|| is rounded once to float32, so g * v / ||v|| is w up to an ulp "
+        "(measured max 3e-8 on weights up to 0.16); through the network that gives a few ulp "
+        "(measured max 1.2e-7 on audio up to 0.38)",
+    ),
     # dac-io: resampling, loudness, compress / decompress (jaxlatent.codec)
     "dacio_resample": Tolerance(
         "jaxlatent.codec.resample vs julius.resample_frac (the official compress), float32 "

@@ -102,9 +102,6 @@ def test_no_recompilation_for_same_shapes(rng):
     m1.encode(a, 1)
     m2.encode(b, 1)
     assert _traces("encode") == before["encode"] + 1
-    m1(_audio(rng, samples=12))
-    m2(_audio(rng, samples=12))
-    assert _traces("forward") == before["forward"] + 1
 
 
 def test_train_mode(model, rng):
@@ -184,3 +181,173 @@ def test_init_weights_as_the_reference(monkeypatch):
     assert float(jnp.abs(model.quantizer.quantizers[2].out_proj.bias[...]).sum()) == 0.0
     assert float(jnp.abs(model.decoder.conv2.bias[...]).sum()) == 0.0
     assert float(jnp.abs(model.decoder.blocks[0].conv_t1.bias[...]).sum()) > 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints: conversion, orbax directories, cache (torch writes the .pth files)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, model):
+    """A release-format .pth of `model` (written by the exporter) and its raw contents."""
+    torch = pytest.importorskip("torch")
+    from converters import dac as cdac
+
+    path = tmp_path_factory.mktemp("dac_ckpt") / "tiny.pth"
+    cdac.export_release_checkpoint(model, None, path)
+    return path, torch.load(str(path), weights_only=True)
+
+
+def _save(obj, path):
+    import torch
+
+    torch.save(obj, str(path))
+    return path
+
+
+def test_bad_checkpoint_files(release, tmp_path):
+    from converters import common
+    from converters import dac as cdac
+
+    path, _ = release
+    with pytest.raises(FileNotFoundError, match="not found"):
+        cdac.convert_checkpoint(tmp_path / "absent.pth")
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(data[: len(data) // 3])
+    cache = tmp_path / "cache"
+    with pytest.raises(common.CheckpointError, match="truncated or not a torch checkpoint"):
+        cdac.load_model(truncated, cache_dir=cache)
+    assert not cache.exists() or not any(cache.iterdir())  # no partial cache entry
+    with pytest.raises(common.CheckpointError, match="expected a state_dict"):
+        cdac.convert_checkpoint(_save([1, 2, 3], tmp_path / "list.pth"))
+    with pytest.raises(common.CheckpointError, match="not a mapping of names to tensors"):
+        cdac.convert_checkpoint(_save({"state_dict": {"a": 1}}, tmp_path / "ints.pth"))
+    with pytest.raises(common.CheckpointError, match="no 'kwargs'"):
+        cdac.convert_checkpoint({"state_dict": release[1]["state_dict"], "metadata": {}})
+
+
+def test_state_dict_of_another_model(release, tmp_path):
+    torch = pytest.importorskip("torch")
+    from converters import common
+    from converters import dac as cdac
+
+    other = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 3), torch.nn.Linear(4, 2)).state_dict()
+    with pytest.raises(common.ConversionError, match=r"first keys: \['0.bias'"):
+        cdac.convert_checkpoint(_save(other, tmp_path / "other.pth"))
+    # with DAC metadata too
+    with pytest.raises(common.ConversionError, match="no DAC convolution weights"):
+        cdac.convert_checkpoint({"state_dict": other, "metadata": {"kwargs": TINY.to_kwargs()}})
+    # a DAC state_dict with one foreign layer: the foreign keys are listed
+    dac_like = dict(torch.load(str(release[0]), weights_only=True)["state_dict"])
+    dac_like |= {f"head.{k}": v for k, v in other.items()}
+    with pytest.raises(common.ConversionError, match="disagree with metadata") as info:
+        cdac.convert_checkpoint({"state_dict": dac_like, "metadata": {"kwargs": TINY.to_kwargs()}})
+    assert info.value.unexpected == ["head.0.bias", "head.0.weight", "head.1.bias", "head.1.weight"]
+
+
+def test_metadata_that_disagrees_with_the_weights(release):
+    from converters import common
+    from converters import dac as cdac
+
+    _, raw = release
+    state_dict = raw["state_dict"]
+    bad = {"state_dict": state_dict, "metadata": {"kwargs": TINY.to_kwargs() | {"latent_dim": 8}}}
+    with pytest.raises(common.ConversionError, match="disagree with metadata") as info:
+        cdac.convert_checkpoint(bad)
+    assert any("encoder.block.4.weight_v" in m for m in info.value.mismatched)
+    bad["metadata"]["kwargs"] = TINY.to_kwargs() | {"n_codebooks": 4}
+    with pytest.raises(common.ConversionError) as info:
+        cdac.convert_checkpoint(bad)
+    assert any("quantizer.quantizers.3.codebook.weight" in m for m in info.value.missing)
+    with pytest.raises(ValueError, match="disagrees with the checkpoint's metadata"):
+        cdac.convert_checkpoint(raw, DACConfig.from_kwargs(TINY.to_kwargs() | {"latent_dim": 8}))
+    extra = dict(state_dict) | {"decoder.extra.bias": state_dict["decoder.model.0.bias"]}
+    with pytest.raises(common.ConversionError) as info:
+        cdac.convert_checkpoint({"state_dict": extra, "metadata": raw["metadata"]})
+    assert info.value.unexpected == ["decoder.extra.bias"]
+
+
+def test_mixed_key_styles_and_config_inference(release):
+    from converters import common
+    from converters import dac as cdac
+
+    _, raw = release
+    sd = dict(raw["state_dict"])
+    g = sd.pop("encoder.block.0.weight_g")
+    v = sd.pop("encoder.block.0.weight_v")
+    sd["encoder.block.0.parametrizations.weight.original0"] = g
+    sd["encoder.block.0.parametrizations.weight.original1"] = v
+    with pytest.raises(common.ConversionError, match="mixes weight-norm key styles"):
+        cdac.convert_checkpoint(sd, TINY)
+    # a bare state_dict of a non-released architecture needs a sample rate
+    with pytest.raises(ValueError, match="pass sample_rate= or config="):
+        cdac.convert_checkpoint(raw["state_dict"])
+    inferred = cdac.infer_config(raw["state_dict"], sample_rate=6000)
+    assert inferred == DACConfig.from_kwargs(TINY.to_kwargs() | {"quantizer_dropout": 0.0})
+
+
+def test_converted_directory_and_cache(release, model, tmp_path, monkeypatch, rng):
+    from converters import common, dac_model, dac_store
+    from converters import dac as cdac
+
+    path, _ = release
+    cache = tmp_path / "cache"
+    first = cdac.load_model(path, cache_dir=cache)
+    (entry,) = cache.iterdir()
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the cached conversion should have been used")
+
+    monkeypatch.setattr(dac_model, "convert_checkpoint", no_conversion)
+    second = cdac.load_model(path, cache_dir=cache)
+    audio = _audio(rng)
+    np.testing.assert_array_equal(first(audio).audio, second(audio).audio)
+    np.testing.assert_array_equal(model(audio).audio, second(audio).audio)
+    monkeypatch.undo()
+
+    # a broken cache entry is replaced by a fresh conversion
+    (entry / "config.json").write_text("{not json")
+    third = cdac.load_model(path, cache_dir=cache)
+    np.testing.assert_array_equal(third(audio).audio, first(audio).audio)
+    assert cdac.load_converted(entry).config == TINY.__class__.from_kwargs(
+        TINY.to_kwargs() | {"quantizer_dropout": 0.5}
+    )
+
+    # bad directories
+    with pytest.raises(FileNotFoundError):
+        cdac.load_model(tmp_path / "absent")
+    with pytest.raises(common.CheckpointError, match="not a converted DAC model"):
+        cdac.load_converted(tmp_path)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        cdac.save_converted(entry, model.config, model)
+    bad = tmp_path / "bad"
+    cdac.save_converted(bad, model.config, model)
+    meta = (bad / "config.json").read_text()
+    (bad / "config.json").write_text(meta.replace('"latent_dim": 6', '"latent_dim": 8'))
+    with pytest.raises(common.CheckpointError, match="cannot restore the parameters"):
+        cdac.load_converted(bad)
+    (bad / "config.json").write_text(meta.replace('"version": 1', '"version": 9'))
+    with pytest.raises(common.CheckpointError, match="version 9 is not supported"):
+        cdac.load_converted(bad)
+
+    # a failed save leaves neither the target nor a temporary directory
+    def broken_save(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    target = tmp_path / "partial" / "converted"
+    monkeypatch.setattr(dac_store._ocp().StandardCheckpointer, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        cdac.save_converted(target, model.config, model)
+    assert list((tmp_path / "partial").iterdir()) == []
+
+
+def test_export_checks_the_config(model, tmp_path):
+    from converters import dac as cdac
+
+    other = DACConfig.from_kwargs(TINY.to_kwargs() | {"sample_rate": 8000})
+    with pytest.raises(ValueError, match="differs from the model's"):
+        cdac.export_release_checkpoint(model, other, tmp_path / "x.pth")
+    assert not (tmp_path / "x.pth").exists()

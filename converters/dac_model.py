@@ -1,0 +1,403 @@
+"""Whole DAC models: torch checkpoints -> :class:`jaxlatent.models.dac.DAC` and back.
+
+Three layouts of the same weights are read (:func:`normalize_state_dict`):
+
+* ``"legacy"``: ``weight_g``/``weight_v`` (``torch.nn.utils.weight_norm``; the official
+  package and its release ``.pth`` files, ``{"state_dict", "metadata": {"kwargs"}}``);
+* ``"parametrizations"``: ``parametrizations.weight.original0/1`` (SpeechBrain 1.1.2's DAC,
+  torch >= 2.1 ``parametrizations.weight_norm``);
+* ``"fused"``: plain ``weight`` tensors, weight norm folded in (e.g. after torch's
+  ``remove_weight_norm``). Such a weight ``w`` becomes ``weight_v = w`` and ``weight_g =
+  ||w||`` (norm over every axis but torch's axis 0, computed in float64 and rounded), so the
+  recomputed kernel ``g * v / ||v||`` is ``w`` up to one float32 rounding.
+
+Conversion is strict: every key of the checkpoint is used, every parameter filled, every
+shape checked against the configuration, and a config given by the checkpoint's metadata
+must agree with the weights (a :class:`~converters.common.ConversionError` lists every
+problem). Export writes the official release format, which ``dac.DAC.load`` reads.
+
+torch is imported only to read or write ``.pth`` files (through :mod:`converters.common`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from converters import common
+from converters.common import CheckpointError, ConversionError, Table, WeightNormStyle
+from converters.dac import dac_table
+from converters.dac_quantizer import residual_vector_quantize_table
+from jaxlatent.models.dac import DAC, DACConfig
+
+__all__ = [
+    "convert_checkpoint",
+    "export_release_checkpoint",
+    "export_state_dict",
+    "infer_config",
+    "model_from_state_dict",
+    "model_table",
+    "normalize_state_dict",
+    "quantizer_table",
+    "read_checkpoint",
+]
+
+SourceStyle = Literal["legacy", "parametrizations", "fused"]
+
+_G, _V = "weight_g", "weight_v"
+_PARAM_G, _PARAM_V = "parametrizations.weight.original0", "parametrizations.weight.original1"
+
+
+def quantizer_table(
+    config: DACConfig, *, style: WeightNormStyle, torch_prefix: str, jax_prefix: str
+) -> Table:
+    """The ``quantizer.*`` part of the DAC table (a :class:`converters.dac.QuantizerTableFn`)."""
+    return residual_vector_quantize_table(
+        config.n_codebooks, style=style, torch_prefix=torch_prefix, jax_prefix=jax_prefix
+    )
+
+
+def model_table(config: DACConfig, style: WeightNormStyle = "legacy") -> Table:
+    """Every tensor of ``dac.DAC(**config.to_kwargs())`` -> its path in :class:`DAC`."""
+    return dac_table(config, style, quantizer_table)
+
+
+# --------------------------------------------------------------------------------------------
+# Key styles
+# --------------------------------------------------------------------------------------------
+
+
+def _fold_norm(w: np.ndarray) -> np.ndarray:
+    """``||w||`` over every axis but 0, shape ``[C, 1, ..., 1]`` (float64, cast to w's dtype)."""
+    w64 = w.astype(np.float64)
+    norm = np.sqrt(np.sum(w64 * w64, axis=tuple(range(1, w.ndim)), keepdims=True))
+    return norm.astype(w.dtype)
+
+
+def _weight_norm_prefixes(state_dict: Mapping[str, Any]) -> dict[str, SourceStyle]:
+    """Prefix -> style of every weight-normed layer candidate in the state_dict."""
+    found: dict[str, SourceStyle] = {}
+    for key in state_dict:
+        if key.endswith("." + _G):
+            found[key[: -len(_G) - 1]] = "legacy"
+        elif key.endswith("." + _PARAM_G):
+            found[key[: -len(_PARAM_G) - 1]] = "parametrizations"
+    return found
+
+
+def normalize_state_dict(
+    state_dict: Mapping[str, Any], config: DACConfig | None = None
+) -> tuple[dict[str, Any], SourceStyle]:
+    """The state_dict in the legacy key style (``weight_g``/``weight_v``), and its source style.
+
+    Fused ``weight`` tensors of the model's weight-normed convolutions are split into
+    ``weight_v = w`` and ``weight_g = ||w||``. With a `config` those are the convolutions of
+    its table; without one, every ``*.weight`` except ``*.codebook.weight`` (the only other
+    ``weight`` of a DAC). Other keys (``bias``, ``alpha``, ``codebook.weight``, unknown keys)
+    are passed through so that the strict check reports what does not belong.
+
+    Raises:
+      ConversionError: if the state_dict mixes key styles, or has no weight-normed or fused
+        convolution of a DAC model at all.
+
+    Example:
+      >>> sd = {
+      ...     "encoder.block.0.weight": np.full((2, 1, 7), 0.5, np.float32),
+      ...     "quantizer.quantizers.0.codebook.weight": np.zeros((4, 2), np.float32),
+      ... }
+      >>> out, style = normalize_state_dict(sd)
+      >>> style, sorted(out)[:2]
+      ('fused', ['encoder.block.0.weight_g', 'encoder.block.0.weight_v'])
+      >>> out["encoder.block.0.weight_g"].ravel()  # sqrt(7 * 0.5**2) per output channel
+      array([1.3228756, 1.3228756], dtype=float32)
+    """
+    if config is None:
+        wn_prefixes = [
+            k[: -len(".weight")]
+            for k in state_dict
+            if k.endswith(".weight") and not k.endswith(".codebook.weight")
+        ]
+    else:
+        wn_prefixes = [k[: -len(_G) - 1] for k in model_table(config) if k.endswith("." + _G)]
+    styles: dict[str, list[str]] = {"legacy": [], "parametrizations": [], "fused": []}
+    for prefix, style in _weight_norm_prefixes(state_dict).items():
+        styles[style].append(prefix)
+    fused = [p for p in wn_prefixes if f"{p}.weight" in state_dict]
+    styles["fused"] = fused
+    used = [s for s, prefixes in styles.items() if prefixes]
+    if not used:
+        raise ConversionError(
+            "no DAC convolution weights in the state_dict (weight_g/weight_v, "
+            "parametrizations.weight.original0/1 or fused weight under encoder.block.0, "
+            f"decoder.model.0, ...); first keys: {sorted(state_dict)[:5]}"
+        )
+    if len(used) > 1:
+        counts = ", ".join(f"{s}: {len(styles[s])} (e.g. {styles[s][0]})" for s in used)
+        raise ConversionError(f"the state_dict mixes weight-norm key styles ({counts})")
+    style: SourceStyle = used[0]
+    if style == "legacy":
+        return dict(state_dict), style
+    out: dict[str, Any] = {}
+    fused_keys = {f"{p}.weight": p for p in fused}
+    for key, value in state_dict.items():
+        if style == "parametrizations" and key.endswith("." + _PARAM_G):
+            out[key[: -len(_PARAM_G)] + _G] = value
+        elif style == "parametrizations" and key.endswith("." + _PARAM_V):
+            out[key[: -len(_PARAM_V)] + _V] = value
+        elif key in fused_keys:
+            w = common.to_numpy(value)
+            out[f"{fused_keys[key]}.{_V}"] = w
+            out[f"{fused_keys[key]}.{_G}"] = _fold_norm(w)
+        else:
+            out[key] = value
+    return out, style
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration from the weights
+# --------------------------------------------------------------------------------------------
+
+
+def _shape(state_dict: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    if key not in state_dict:
+        raise ConversionError(
+            f"cannot infer the DAC configuration: {key!r} is not in the state_dict "
+            f"(first keys: {sorted(state_dict)[:5]})"
+        )
+    return tuple(common.to_numpy(state_dict[key]).shape)
+
+
+def _count(state_dict: Mapping[str, Any], pattern: str) -> int:
+    n = 0
+    while pattern.format(n) in state_dict:
+        n += 1
+    return n
+
+
+def infer_config(state_dict: Mapping[str, Any], *, sample_rate: int | None = None) -> DACConfig:
+    """The :class:`DACConfig` whose model has the shapes of a legacy-style DAC state_dict.
+
+    Reads the channel counts, strides (kernel ``2 * stride``), codebook count, size and
+    dimensions from the shapes. The sample rate is not in the weights: pass `sample_rate`,
+    or the architecture must be one of the released variants (whose rate is then used).
+    ``quantizer_dropout`` (training only) is 0.
+
+    Raises:
+      ConversionError: if the state_dict lacks the keys the shapes are read from.
+      ValueError: if the sample rate can be neither inferred nor was given.
+    """
+    sd = state_dict
+    encoder_dim = _shape(sd, "encoder.block.0.weight_v")[0]
+    n_enc = 0
+    while f"encoder.block.{n_enc + 1}.block.4.weight_v" in sd:
+        n_enc += 1
+    encoder_rates = [
+        _shape(sd, f"encoder.block.{i + 1}.block.4.weight_v")[2] // 2 for i in range(n_enc)
+    ]
+    latent_dim = _shape(sd, f"encoder.block.{n_enc + 2}.weight_v")[0]
+    decoder_dim = _shape(sd, "decoder.model.0.weight_v")[0]
+    n_dec = 0
+    while f"decoder.model.{n_dec + 1}.block.1.weight_v" in sd:
+        n_dec += 1
+    decoder_rates = [
+        _shape(sd, f"decoder.model.{i + 1}.block.1.weight_v")[2] // 2 for i in range(n_dec)
+    ]
+    n_codebooks = _count(sd, "quantizer.quantizers.{}.codebook.weight")
+    if n_codebooks == 0 or n_enc == 0 or n_dec == 0:
+        raise ConversionError(
+            "cannot infer the DAC configuration: no encoder blocks, decoder blocks or codebooks "
+            f"found (encoder blocks {n_enc}, decoder blocks {n_dec}, codebooks {n_codebooks})"
+        )
+    books = [_shape(sd, f"quantizer.quantizers.{i}.codebook.weight") for i in range(n_codebooks)]
+    dims = [d for _, d in books]
+    kwargs = {
+        "encoder_dim": encoder_dim,
+        "encoder_rates": encoder_rates,
+        "latent_dim": latent_dim,
+        "decoder_dim": decoder_dim,
+        "decoder_rates": decoder_rates,
+        "n_codebooks": n_codebooks,
+        "codebook_size": books[0][0],
+        "codebook_dim": dims[0] if len(set(dims)) == 1 else dims,
+    }
+    if sample_rate is None:
+        for name in ("44khz_8kbps", "44khz_16kbps", "24khz", "16khz"):
+            preset = DACConfig.preset(name)
+            if dataclasses.replace(preset, quantizer_dropout=0.0) == DACConfig(
+                **kwargs, sample_rate=preset.sample_rate
+            ):
+                sample_rate = preset.sample_rate
+                break
+        else:
+            raise ValueError(
+                f"the weights are not a released DAC variant ({kwargs}) and carry no sample "
+                "rate: pass sample_rate= or config="
+            )
+    return DACConfig(**kwargs, sample_rate=sample_rate)
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion
+# --------------------------------------------------------------------------------------------
+
+
+def model_from_state_dict(
+    state_dict: Mapping[str, Any],
+    config: DACConfig,
+    *,
+    param_dtype=jnp.float32,
+    precision: jax.lax.PrecisionLike = None,
+) -> DAC:
+    """A :class:`DAC` holding a DAC state_dict (any of the three key styles), strictly.
+
+    Raises:
+      ConversionError: on mixed key styles or any missing, unexpected or mis-shaped key.
+    """
+    legacy, _ = normalize_state_dict(state_dict, config)
+    # assign_strict checks every key and shape against the abstract model (one trace of it)
+    model = nnx.eval_shape(
+        lambda: DAC(config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0))
+    )
+    common.assign_strict(model, legacy, model_table(config))
+    graphdef, state = nnx.split(model)
+    return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
+
+
+def export_state_dict(model: DAC, *, style: WeightNormStyle = "legacy") -> dict[str, np.ndarray]:
+    """The reference state_dict of `model` (writable numpy arrays, exact copies)."""
+    exported = common.export_state_dict(model, model_table(model.config, style))
+    return {k: np.array(v, copy=True) for k, v in exported.items()}
+
+
+def read_checkpoint(
+    source: str | os.PathLike | Mapping[str, Any],
+) -> tuple[dict[str, Any], DACConfig | None]:
+    """The state_dict and the metadata config (or None) of a checkpoint file or object.
+
+    Accepts a release ``{"state_dict", "metadata": {"kwargs"}}`` (file or dict), a
+    ``{"state_dict": ...}`` without metadata, or a bare state_dict (SpeechBrain checkpoints).
+
+    Raises:
+      FileNotFoundError: if a path does not exist.
+      CheckpointError: if the file is empty, truncated, corrupt or unsafe, or the object is
+        not one of the layouts above, or its ``metadata["kwargs"]`` is invalid.
+    """
+    where = "checkpoint" if isinstance(source, Mapping) else os.fspath(source)
+    obj = source if isinstance(source, Mapping) else common.load_torch_checkpoint(source)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"{where}: expected a state_dict or a dict with 'state_dict', got {type(obj).__name__}"
+        )
+    config = None
+    if "state_dict" in obj:
+        state_dict = obj["state_dict"]
+        metadata = obj.get("metadata")
+        if metadata is not None:
+            if not isinstance(metadata, Mapping) or "kwargs" not in metadata:
+                raise CheckpointError(f"{where}: metadata has no 'kwargs' (the dac.DAC arguments)")
+            try:
+                config = DACConfig.from_kwargs(metadata["kwargs"])
+            except ValueError as e:
+                raise CheckpointError(f"{where}: invalid metadata['kwargs']: {e}") from e
+    else:
+        state_dict = obj
+    if not isinstance(state_dict, Mapping) or not all(
+        isinstance(k, str) and hasattr(v, "shape") for k, v in state_dict.items()
+    ):
+        raise CheckpointError(f"{where}: 'state_dict' is not a mapping of names to tensors")
+    if not state_dict:
+        raise CheckpointError(f"{where}: the state_dict is empty")
+    return dict(state_dict), config
+
+
+def convert_checkpoint(
+    source: str | os.PathLike | Mapping[str, Any],
+    config: DACConfig | None = None,
+    *,
+    sample_rate: int | None = None,
+    param_dtype=jnp.float32,
+    precision: jax.lax.PrecisionLike = None,
+) -> tuple[DACConfig, DAC]:
+    """Convert a DAC checkpoint (release ``.pth``, SpeechBrain or fused state_dict) to a model.
+
+    Args:
+      source: a path (read with ``torch.load(weights_only=True)``) or an already loaded
+        checkpoint/state_dict (torch tensors or numpy arrays).
+      config: the configuration; default: the checkpoint's ``metadata["kwargs"]``, else
+        inferred from the shapes (:func:`infer_config`).
+      sample_rate: sample rate for :func:`infer_config` (bare state_dicts only).
+      param_dtype: dtype of the JAX parameters.
+      precision: `jax.lax` precision of the model's convolutions.
+
+    Returns:
+      ``(config, model)``.
+
+    Raises:
+      FileNotFoundError, CheckpointError: as :func:`read_checkpoint`.
+      ConversionError: if the weights do not fit the configuration (every missing,
+        unexpected and mis-shaped key is listed) or mix key styles.
+      ValueError: if `config` disagrees with the checkpoint's metadata, or the sample rate
+        of a bare state_dict cannot be determined.
+    """
+    state_dict, meta_config = read_checkpoint(source)
+    where = "checkpoint" if isinstance(source, Mapping) else os.fspath(source)
+    if config is not None and meta_config is not None and config != meta_config:
+        raise ValueError(
+            f"config {config} disagrees with the checkpoint's metadata['kwargs'] "
+            f"{meta_config.to_kwargs()}"
+        )
+    if config is None and meta_config is not None:
+        config = meta_config
+    if config is None:
+        legacy, _ = normalize_state_dict(state_dict)
+        config = infer_config(legacy, sample_rate=sample_rate)
+    try:
+        model = model_from_state_dict(
+            state_dict, config, param_dtype=param_dtype, precision=precision
+        )
+    except ConversionError as e:
+        if meta_config is None or not (e.missing or e.unexpected or e.mismatched):
+            raise ConversionError(f"{where}: {e}") from e
+        raise ConversionError(
+            f"{where}: the weights disagree with metadata['kwargs'] {config.to_kwargs()}",
+            missing=e.missing,
+            unexpected=e.unexpected,
+            mismatched=e.mismatched,
+        ) from e
+    return config, model
+
+
+def export_release_checkpoint(
+    model: DAC,
+    config: DACConfig | None,
+    path: str | os.PathLike,
+    *,
+    style: WeightNormStyle = "legacy",
+) -> None:
+    """Write `model` as an official release ``.pth`` (``dac.DAC.load`` reads it), atomically.
+
+    The file is ``{"state_dict": ..., "metadata": {"kwargs": ...}}`` with the reference's
+    key names (``weight_g``/``weight_v`` by default) and the ten ``dac.DAC`` keyword
+    arguments that audiotools' ``BaseModel.save`` writes. The tensors are exact copies of
+    the parameters, so converting the file back gives the same model bit for bit.
+
+    Raises:
+      ValueError: if `config` is given and differs from ``model.config``.
+    """
+    if config is not None and config != model.config:
+        raise ValueError(f"config {config} differs from the model's {model.config}")
+    config = model.config
+    common.save_torch_checkpoint(
+        {
+            "state_dict": export_state_dict(model, style=style),
+            "metadata": {"kwargs": config.to_kwargs()},
+        },
+        path,
+    )
