@@ -25,13 +25,9 @@ from __future__ import annotations
 import functools
 import pathlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from converters import common, dac_quantizer
 from converters import dac as cdac
 from jaxlatent.codec import DACFile, compress, decompress
 from jaxlatent.models.dac import DAC, DACConfig
@@ -68,19 +64,9 @@ def _perturb(module, seed: int) -> None:
 
 def _load_converted(path) -> DAC:
     """A release ``.pth`` through the production converter (strict, every key)."""
-    config, state_dict = cdac.read_release_checkpoint(path)
-    style = cdac.detect_style(state_dict)
-    table = cdac.dac_table(
-        config,
-        style,
-        lambda c, *, style, torch_prefix, jax_prefix: dac_quantizer.residual_vector_quantize_table(
-            c.n_codebooks, style=style, torch_prefix=torch_prefix, jax_prefix=jax_prefix
-        ),
-    )
-    model = nnx.eval_shape(lambda: DAC(config, rngs=nnx.Rngs(0)))
-    common.assign_strict(model, state_dict, table)
-    graphdef, state = nnx.split(model)
-    return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
+    config, model = cdac.convert_checkpoint(path)
+    assert model.config == config
+    return model
 
 
 @functools.cache
