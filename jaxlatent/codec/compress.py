@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import math
 import weakref
 from collections.abc import Callable, Iterator
@@ -86,33 +87,34 @@ def conv_padding(model: nnx.Module, padded: bool) -> Iterator[nnx.Module]:
             c.padding = p
 
 
-# Compiled chunk functions, per model (weakly referenced) and (kind, padded, n_quantizers).
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+@functools.partial(jax.jit, static_argnames=("graphdef", "n_q"))
+def _encode_chunk(graphdef, state, audio, *, n_q):
+    TRACE_COUNTS["encode"] += 1
+    m = nnx.merge(graphdef, state)
+    return m.quantizer(m.encoder(audio), n_q).codes
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _decode_chunk(graphdef, state, codes):
+    TRACE_COUNTS["decode"] += 1
+    m = nnx.merge(graphdef, state)
+    return m.decoder(m.quantizer.from_codes(codes).z)[..., 0]
+
+
+# The graphdef of each model with the convolutions padded / unpadded (weakly per model). Equal
+# graphdefs (same configuration) share the compiled functions above, whatever the instance.
+_GRAPHDEFS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _compiled(model: nnx.Module, kind: str, padded: bool, n_q: int | None) -> Callable:
-    per_model = _CACHE.setdefault(model, {})
-    key = (kind, padded, n_q)
-    if key not in per_model:
+    per_model = _GRAPHDEFS.setdefault(model, {})
+    if padded not in per_model:
         with conv_padding(model, padded):
-            graphdef, _ = nnx.split(model)
-
-        if kind == "encode":
-
-            def fn(state, audio):
-                TRACE_COUNTS["encode"] += 1
-                m = nnx.merge(graphdef, state)
-                return m.quantizer(m.encoder(audio), n_q).codes
-
-        else:
-
-            def fn(state, codes):
-                TRACE_COUNTS["decode"] += 1
-                m = nnx.merge(graphdef, state)
-                return m.decoder(m.quantizer.from_codes(codes).z)[..., 0]
-
-        per_model[key] = jax.jit(fn)
-    return per_model[key]
+            per_model[padded] = nnx.graphdef(model)
+    graphdef = per_model[padded]
+    if kind == "encode":
+        return functools.partial(_encode_chunk, graphdef, n_q=n_q)
+    return functools.partial(_decode_chunk, graphdef)
 
 
 def _config(model):

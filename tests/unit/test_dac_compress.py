@@ -25,11 +25,10 @@ TINY = DACConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def model() -> DAC:
+def tiny_dac(seed: int = 0) -> DAC:
     """A concrete tiny DAC with seeded random parameters (built shape-only, then filled)."""
     graphdef, state = nnx.split(nnx.eval_shape(lambda: DAC(TINY, rngs=nnx.Rngs(0))))
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     flat = []
     for path, var in nnx.to_flat_state(state):
         shape, dtype = var.get_value().shape, var.get_value().dtype
@@ -39,6 +38,11 @@ def model() -> DAC:
             value = rng.standard_normal(shape) * 0.5
         flat.append((path, var.replace(jnp.asarray(value.astype(dtype)))))
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
+
+
+@pytest.fixture(scope="module")
+def model() -> DAC:
+    return tiny_dac()
 
 
 def _audio(rng, shape):
@@ -84,6 +88,8 @@ def test_one_compilation_serves_every_chunk(model, rng):
     f2 = compress(model, _audio(rng, 8000 * 2 + 123), 8000, win_duration=0.1)
     decompress(model, f1)
     decompress(model, f2)
+    # another instance of the same configuration (e.g. the next file's model) too
+    compress(tiny_dac(seed=1), _audio(rng, 8000 * 2), 8000, win_duration=0.1)
     assert TRACE_COUNTS["encode"] == before["encode"]  # every window (the last one padded)
     assert TRACE_COUNTS["decode"] <= before.get("decode", 0) + 1
 
