@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from jaxlatent.codec import DACFile, chunking, compress, decompress
-from jaxlatent.codec.compress import TRACE_COUNTS, conv_padding
+from jaxlatent.codec.compression import TRACE_COUNTS, conv_padding
 from jaxlatent.models.dac import DAC, DACConfig
 
 TINY = DACConfig(
