@@ -1,8 +1,7 @@
 """The `jaxlatent` command line.
 
 Subcommands:
-  demo   the main job on embedded defaults (today: train a VAE on the bundled speech).
-  train  train a registered model (`jaxlatent.apps.registry`) on digits or a folder of images.
+  train    train a registered model (`jaxlatent.apps.registry`) on digits or a folder of images.
   demo     the main job on embedded defaults (today: train a VAE on the bundled speech).
   convert  convert a checkpoint: ``jaxlatent convert dac SRC.pth OUT_DIR``.
   encode   audio files/folders -> ``.dac`` files (``--model MODEL INPUT... --output DIR``).
@@ -229,19 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(e: BaseException) -> str:
+    """The error as one line: short messages joined, long ones (key lists) summarised."""
     lines = str(e).strip().splitlines() or [type(e).__name__]
-    more = f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else ""
-    return lines[0] + more
+    if len(lines) <= 5:
+        return " ".join(" ".join(lines).split())
+    return f"{lines[0]} (+{len(lines) - 1} more lines)"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        message = " ".join(str(e).split())  # one line
-        print(f"jaxlatent {args.command}: error: {message}", file=sys.stderr)
-    except (ValueError, OSError, ImportError) as e:
+    except (ValueError, OSError, ImportError) as e:  # OSError covers FileNotFound/FileExists
         print(f"jaxlatent {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
 
