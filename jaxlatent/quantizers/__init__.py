@@ -18,6 +18,7 @@ from jaxlatent.quantizers.ema import CodebookEMA as CodebookEMA
 from jaxlatent.quantizers.ema import VectorQuantizer as VectorQuantizer
 from jaxlatent.quantizers.ema import VectorQuantizerConfig as VectorQuantizerConfig
 from jaxlatent.quantizers.ema import VectorQuantizerOutput as VectorQuantizerOutput
+from jaxlatent.quantizers.search import default_chunks as default_chunks
 from jaxlatent.quantizers.search import l2_normalize as l2_normalize
 from jaxlatent.quantizers.search import lookup_codes as lookup_codes
 from jaxlatent.quantizers.search import nearest_code as nearest_code

@@ -80,7 +80,8 @@ class VectorQuantizerConfig:
         replaced by random batch vectors (0 disables; SoundStream uses 2).
       reset_cluster_size: EMA cluster size given to a replaced code (None: the threshold).
       axis_name: default mapped axis for the cross-device `psum` (see the module docstring).
-      vector_chunk, code_chunk: chunk sizes of the nearest-code search.
+      vector_chunk, code_chunk: chunk sizes of the nearest-code search (None: the backend's
+        defaults, see :func:`~jaxlatent.quantizers.default_chunks`).
 
     Raises:
       ValueError: for an unknown `codebook_update`/`metric` or an out-of-range value.
@@ -103,15 +104,16 @@ class VectorQuantizerConfig:
     dead_code_threshold: float = 0.0
     reset_cluster_size: float | None = None
     axis_name: str | None = None
-    vector_chunk: int = VECTOR_CHUNK
-    code_chunk: int = CODE_CHUNK
+    vector_chunk: int | None = VECTOR_CHUNK
+    code_chunk: int | None = CODE_CHUNK
 
     def __post_init__(self):
         _positive_int("codebook_size", self.codebook_size)
         _positive_int("dim", self.dim)
         _positive_int("kmeans_iters", self.kmeans_iters)
-        _positive_int("vector_chunk", self.vector_chunk)
-        _positive_int("code_chunk", self.code_chunk)
+        for name in ("vector_chunk", "code_chunk"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
         check_choice("codebook_update", self.codebook_update, ("gradient", "ema"))
         check_choice("metric", self.metric, ("l2", "cosine"))
         if not 0.0 <= self.decay < 1.0:
