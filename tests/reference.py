@@ -60,3 +60,8 @@ def dac_quantize():
 def sb_piq():
     """SpeechBrain 1.1.2 `speechbrain.lobes.models.PIQ`."""
     return pytest.importorskip("speechbrain.lobes.models.PIQ")
+
+
+def vector_quantize_pytorch():
+    """lucidrains' vector-quantize-pytorch (EMA codebooks, k-means init, dead-code restarts)."""
+    return pytest.importorskip("vector_quantize_pytorch")

@@ -389,6 +389,34 @@ TOLERANCES: dict[str, Tolerance] = {
         "backward convolutions and BatchNorm batch-statistic gradients accumulated in a "
         "different order (measured <= 4.6e-6 of the max, first-conv weights worst)",
     ),
+    "vq_ema_data_parallel": Tolerance(
+        "VectorQuantizer EMA state (codebook, cluster_size, embed_sum) and loss after k-means "
+        "init, EMA steps and restarts: pmap / sharded jit / shard_map on 8 CPU devices vs one "
+        "device on the global batch",
+        1e-5,
+        1e-6,
+        "per-code sums of the batch are added in another order (8 partial segment sums, then "
+        "a psum); measured max 2 ulp (1.5e-5 on sums ~110, 1.4e-6 on codes ~7); counts, codes "
+        "and restart vectors are exact",
+    ),
+    "vq_ema_lucidrains_state": Tolerance(
+        "VectorQuantizer EMA codebook, embed_sum and cluster_size after training steps vs "
+        "lucidrains' vector-quantize-pytorch VectorQuantize (embed, embed_avg, cluster_size)",
+        1e-5,
+        1e-6,
+        "torch sums codes with a one-hot einsum, XLA with segment_sum, in another order (the lerp "
+        "and Laplace smoothing are the same float32 expressions); measured max abs 4.8e-7 on "
+        "values up to ~12 (4 seeds x 3 steps, l2 and cosine)",
+    ),
+    "vq_ema_lucidrains_out": Tolerance(
+        "VectorQuantizer quantized output and commitment loss vs lucidrains' VectorQuantize "
+        "in training mode",
+        1e-6,
+        1e-6,
+        "the same codebook rows, but torch's straight-through x + (q - x).detach() rounds to "
+        "an ulp of abs(x) (measured max 4.8e-7 at abs(x) ~3); the loss mean is reduced in another "
+        "order",
+    ),
     # --- converters / layers -----------------------------------------------------------------
     "layer_f32": Tolerance(
         "one torch layer vs its jaxlatent target (conv, transposed conv, weight norm, "

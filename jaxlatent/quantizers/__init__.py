@@ -4,12 +4,20 @@ statistics, and the DAC (residual) vector quantizers.
 
 # search.py
 # dac_vq.py
+# ema.py, codebook_ops.py
+from jaxlatent.quantizers.codebook_ops import kmeans as kmeans
+from jaxlatent.quantizers.codebook_ops import restart_dead_codes as restart_dead_codes
+from jaxlatent.quantizers.codebook_ops import sample_global_rows as sample_global_rows
 from jaxlatent.quantizers.dac_vq import ResidualVectorQuantize as ResidualVectorQuantize
 from jaxlatent.quantizers.dac_vq import RVQDecoded as RVQDecoded
 from jaxlatent.quantizers.dac_vq import RVQOutput as RVQOutput
 from jaxlatent.quantizers.dac_vq import VectorQuantize as VectorQuantize
 from jaxlatent.quantizers.dac_vq import VQOutput as VQOutput
 from jaxlatent.quantizers.dac_vq import dropout_depths as dropout_depths
+from jaxlatent.quantizers.ema import CodebookEMA as CodebookEMA
+from jaxlatent.quantizers.ema import VectorQuantizer as VectorQuantizer
+from jaxlatent.quantizers.ema import VectorQuantizerConfig as VectorQuantizerConfig
+from jaxlatent.quantizers.ema import VectorQuantizerOutput as VectorQuantizerOutput
 
 # piq.py, piq_partition.py (SpeechBrain PIQ's class-partitioned quantizer)
 from jaxlatent.quantizers.piq import VectorQuantization as VectorQuantization
@@ -26,6 +34,7 @@ from jaxlatent.quantizers.piq import (
 from jaxlatent.quantizers.piq_partition import class_of_code as class_of_code
 from jaxlatent.quantizers.piq_partition import get_irrelevant_regions as get_irrelevant_regions
 from jaxlatent.quantizers.piq_partition import torch_linspace_f32 as torch_linspace_f32
+from jaxlatent.quantizers.search import default_chunks as default_chunks
 from jaxlatent.quantizers.search import l2_normalize as l2_normalize
 from jaxlatent.quantizers.search import lookup_codes as lookup_codes
 from jaxlatent.quantizers.search import nearest_code as nearest_code

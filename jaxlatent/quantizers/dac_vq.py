@@ -134,8 +134,8 @@ class VectorQuantize(nnx.Module):
         codebook_size: int,
         codebook_dim: int,
         *,
-        vector_chunk: int = VECTOR_CHUNK,
-        code_chunk: int = CODE_CHUNK,
+        vector_chunk: int | None = VECTOR_CHUNK,
+        code_chunk: int | None = CODE_CHUNK,
         precision: jax.lax.PrecisionLike = None,
         rngs: nnx.Rngs,
     ):
@@ -269,8 +269,8 @@ class ResidualVectorQuantize(nnx.Module):
         codebook_dim: int | Sequence[int] = 8,
         quantizer_dropout: float = 0.0,
         *,
-        vector_chunk: int = VECTOR_CHUNK,
-        code_chunk: int = CODE_CHUNK,
+        vector_chunk: int | None = VECTOR_CHUNK,
+        code_chunk: int | None = CODE_CHUNK,
         precision: jax.lax.PrecisionLike = None,
         rngs: nnx.Rngs,
     ):

@@ -10,8 +10,14 @@ Memory does not grow as ``N × K``. The vectors are processed in chunks of `vect
 (`lax.map`, the last chunk zero-padded) and, inside each, the codebook in chunks of
 `code_chunk` rows (`lax.scan` carrying the running minimum and its index; a later chunk
 replaces the carry only when strictly smaller, which keeps the first index on ties). The
-largest temporary is one ``vector_chunk × code_chunk`` float32 block (64 MiB with the
-defaults), so 262144 vectors against 65536 codes fit in well under 2 GiB.
+largest temporary is one ``vector_chunk × code_chunk`` float32 block, so 262144 vectors
+against 65536 codes fit in well under 2 GiB.
+
+The default chunk sizes depend on the backend (:func:`default_chunks`): on CPU, small blocks
+(256 × 1024, 1 MiB) that stay in cache between the distance matmul and the argmin, which is
+computed in two vectorised passes (the row minimum, then the lowest index attaining it);
+on accelerators, 4096 × 4096 blocks (64 MiB) and a single fused argmin. Both give the first
+index of the minimum (and of the first NaN, as `jnp.argmin`).
 
 The distance is the expanded squared L2 distance of the PyTorch references, evaluated with the
 same association of floating-point operations so that near-ties resolve as they do there:
@@ -58,10 +64,25 @@ Form = Literal["dac", "addmm"]
 
 #: `F.normalize`'s default epsilon: norms are clamped to at least this value.
 NORMALIZE_EPS = 1e-12
-#: Default number of vectors per chunk.
-VECTOR_CHUNK = 4096
-#: Default number of codes per chunk.
-CODE_CHUNK = 4096
+#: Default number of vectors per chunk: None picks the backend's (:func:`default_chunks`).
+VECTOR_CHUNK: int | None = None
+#: Default number of codes per chunk: None picks the backend's (:func:`default_chunks`).
+CODE_CHUNK: int | None = None
+#: Chunk sizes ``(vector_chunk, code_chunk)`` used on CPU (1 MiB float32 blocks, cache-sized;
+#: measured in benchmarks/bench_quantizers.py) and on accelerators (64 MiB blocks).
+CPU_CHUNKS = (256, 1024)
+ACCELERATOR_CHUNKS = (4096, 4096)
+
+
+def default_chunks(backend: str | None = None) -> tuple[int, int]:
+    """Default ``(vector_chunk, code_chunk)`` for `backend` (default: JAX's default backend).
+
+    Example:
+      >>> default_chunks("cpu"), default_chunks("gpu")
+      ((256, 1024), (4096, 4096))
+    """
+    backend = jax.default_backend() if backend is None else backend
+    return CPU_CHUNKS if backend == "cpu" else ACCELERATOR_CHUNKS
 
 
 def l2_normalize(x, *, eps: float = NORMALIZE_EPS) -> Array:
@@ -100,9 +121,11 @@ def _check_search_inputs(x, codebook) -> None:
         raise ValueError(f"codebook is empty: shape {shape_str(codebook)}")
 
 
-def _check_chunk(name: str, value: int) -> None:
+def _check_chunk(name: str, value: int | None) -> None:
+    if value is None:
+        return
     if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
 
 
 def _pad_rows(a: Array, rows: int, value: float = 0.0) -> Array:
@@ -156,9 +179,23 @@ def _check_forbidden(x, codebook, forbidden, forbidden_rows) -> None:
     check_code_indices(forbidden_rows, jnp.shape(forbidden)[0], name="forbidden_rows")
 
 
-@functools.partial(jax.jit, static_argnames=("metric", "form", "vector_chunk", "code_chunk"))
+def _first_argmin(d: Array) -> tuple[Array, Array]:
+    """Row minimum of ``d [n, k]`` and the lowest index attaining it, in two plain reductions.
+
+    Equal to ``(d[i, argmin], argmin)`` with `jnp.argmin`'s ties (first index) and NaN (first
+    NaN) rules; XLA:CPU vectorises a min-reduce but not argmin's variadic (value, index) one.
+    """
+    m = jnp.min(d, axis=1)  # NaN if the row holds one
+    iota = jax.lax.broadcasted_iota(jnp.int32, d.shape, 1)
+    hit = (d == m[:, None]) | jnp.isnan(d)  # a NaN only exists in a row whose minimum is NaN
+    return m, jnp.min(jnp.where(hit, iota, jnp.int32(d.shape[1])), axis=1)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("metric", "form", "vector_chunk", "code_chunk", "two_pass")
+)
 def _nearest_code(
-    x, codebook, forbidden, forbidden_rows, *, metric, form, vector_chunk, code_chunk
+    x, codebook, forbidden, forbidden_rows, *, metric, form, vector_chunk, code_chunk, two_pass
 ):
     lead = x.shape[:-1]
     dim = x.shape[-1]
@@ -199,6 +236,8 @@ def _nearest_code(
             d = _block_distances(xb, xb_sqr, c, c2, form)
             if masked:
                 d = jnp.where(jnp.take(t, rb, axis=0), jnp.float32(jnp.inf), d)
+            if two_pass:
+                return _first_argmin(d)
             idx = jnp.argmin(d, axis=1).astype(jnp.int32)  # first index on ties
             return jnp.take_along_axis(d, idx[:, None], axis=1)[:, 0], idx
 
@@ -236,8 +275,8 @@ def nearest_code(
     *,
     metric: Metric = "l2",
     form: Form = "dac",
-    vector_chunk: int = VECTOR_CHUNK,
-    code_chunk: int = CODE_CHUNK,
+    vector_chunk: int | None = VECTOR_CHUNK,
+    code_chunk: int | None = CODE_CHUNK,
     forbidden=None,
     forbidden_rows=None,
 ) -> Array:
@@ -250,9 +289,10 @@ def nearest_code(
         l2-normalised vectors, i.e. the largest cosine similarity; zero vectors are left at 0).
       form: the float32 association of ``‖x‖² - 2 x·c + ‖c‖²``: ``"dac"`` or ``"addmm"``
         (see the module docstring); only near-ties depend on it.
-      vector_chunk: vectors per chunk (static). Peak temporary memory is about
+      vector_chunk: vectors per chunk (static; None: the backend default of
+        :func:`default_chunks`). Peak temporary memory is about
         ``4 · vector_chunk · code_chunk`` bytes.
-      code_chunk: codes per chunk (static).
+      code_chunk: codes per chunk (static; None: the backend default).
       forbidden: optional boolean mask of codes excluded from the search (distance ``+inf``):
         ``[..., codebook_size]`` per vector, or a table ``[rows, codebook_size]`` when
         `forbidden_rows` is given. Vectors with every code forbidden get index 0.
@@ -289,6 +329,8 @@ def nearest_code(
     _check_chunk("code_chunk", code_chunk)
     _check_search_inputs(x, codebook)
     _check_forbidden(x, codebook, forbidden, forbidden_rows)
+    backend = jax.default_backend()
+    default_vc, default_cc = default_chunks(backend)
     return _nearest_code(
         jnp.asarray(x),
         jnp.asarray(codebook),
@@ -296,8 +338,9 @@ def nearest_code(
         None if forbidden_rows is None else jnp.asarray(forbidden_rows),
         metric=metric,
         form=form,
-        vector_chunk=int(vector_chunk),
-        code_chunk=int(code_chunk),
+        vector_chunk=int(default_vc if vector_chunk is None else vector_chunk),
+        code_chunk=int(default_cc if code_chunk is None else code_chunk),
+        two_pass=backend == "cpu",
     )
 
 
