@@ -225,6 +225,33 @@ TOLERANCES: dict[str, Tolerance] = {
         "(measured max 3e-8 on weights up to 0.16); through the network that gives a few ulp "
         "(measured max 1.2e-7 on audio up to 0.38)",
     ),
+    # dac-io: resampling, loudness, compress / decompress (jaxlatent.codec)
+    "dacio_resample": Tolerance(
+        "jaxlatent.codec.resample vs julius.resample_frac (the official compress), float32 "
+        "audio in [-1, 1]",
+        0.0,
+        2e-6,
+        "same float32 sinc kernels and products; only the summation order of the 200-tap "
+        "dot products differs (measured max 6e-7 on the real clips)",
+    ),
+    "dacio_loudness_db": Tolerance(
+        "integrated loudness (LUFS) vs audiotools Meter (CPU IIR path) and the normalised "
+        "audio's gain",
+        0.0,
+        2e-5,
+        "same filters and gating; block energies are summed in float64 here and in float32 by "
+        "torch, so the float32 result differs by at most an ulp (measured max 1.9e-6 dB)",
+    ),
+    "dacio_decoded_audio": Tolerance(
+        "decompress output (decoded, loudness-restored, resampled audio in [-1, 1]) vs the "
+        "official decompress of the same codes, float32 CPU",
+        0.0,
+        1e-5,
+        "same codes; the decoder's float32 convolutions sum in a different order (as "
+        "dac_codec_f32), then the same gain and resampling filter: measured max 6e-7 "
+        "(narrow 44.1 kHz, stereo, chunked), 6.8e-7 (full-size 44.1 kHz) and 3.4e-7 "
+        "(full-size 16 kHz)",
+    ),
     # --- quantizers ---
     "vq_ste_grad": Tolerance(
         "gradients of a nonlinear loss through the straight-through estimator vs torch "

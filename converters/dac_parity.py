@@ -1,0 +1,239 @@
+"""`jaxlatent parity dac`: run the torch reference and jaxlatent on the same audio, stage by stage.
+
+For a DAC checkpoint (release ``.pth``, SpeechBrain or fused state_dict) this builds the
+official ``dac.DAC`` (descript-audio-codec 1.0.0) with the checkpoint's weights and the
+jaxlatent model through :func:`converters.dac.convert_checkpoint`, feeds both the same audio
+(resampled to the model rate, padded to the hop length) and reports, per stage:
+
+* ``encoder``: the continuous latent ``z_e``;
+* ``quantizer i``: the quantized output of codebook ``i`` (each side on its own residual, so
+  differences propagate as they would) and the agreement of its codes;
+* ``z``: the sum of the quantizer outputs;
+* ``decoder``: the decoded audio (each side decoding its own ``z``);
+
+with the maximum absolute error and the maximum relative error ``max|a - b| / max|b|``, plus
+the time of an encode and a decode in torch (eager, no_grad) and jaxlatent (jit; compilation
+reported separately).
+
+torch and ``dac`` are imported here only; ``dac`` imports torchaudio, which is replaced by a
+minimal stub when it is not installed (nothing here calls it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import os
+import sys
+import time
+import types
+import warnings
+
+import jax
+import numpy as np
+from flax import nnx
+
+from converters.dac_model import convert_checkpoint, normalize_state_dict, read_checkpoint
+from jaxlatent.codec.resample import resample
+from jaxlatent.datasets import read_audio
+
+__all__ = ["ParityReport", "StageError", "parity_report"]
+
+
+def _import_dac():
+    """The official ``dac`` package (a stub torchaudio is installed if there is none)."""
+    try:
+        import torchaudio  # noqa: F401
+    except Exception:
+        stub = types.ModuleType("torchaudio")
+        stub.__version__ = "0.0.0-stub"
+        stub.functional = types.ModuleType("torchaudio.functional")
+        sys.modules.setdefault("torchaudio", stub)
+        sys.modules.setdefault("torchaudio.functional", stub.functional)
+    try:
+        import dac
+    except ImportError as e:
+        raise ImportError(
+            "`jaxlatent parity dac` needs torch and descript-audio-codec "
+            "(pip install 'jaxlatent[torch]' descript-audio-codec)"
+        ) from e
+    return dac
+
+
+@dataclasses.dataclass(frozen=True)
+class StageError:
+    """Error of one stage: jaxlatent (`a`) against torch (`b`)."""
+
+    stage: str
+    max_abs: float
+    max_rel: float
+    code_agreement: float | None = None  # fraction of equal codes (quantizers only)
+
+    @classmethod
+    def of(cls, stage: str, a: np.ndarray, b: np.ndarray, codes=None) -> StageError:
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"{stage}: shapes differ, jaxlatent {a.shape} vs torch {b.shape}")
+        err = float(np.abs(a - b).max())
+        scale = float(np.abs(b).max())
+        agreement = None if codes is None else float(np.mean(codes[0] == codes[1]))
+        return cls(stage, err, err / scale if scale > 0 else err, agreement)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityReport:
+    """What :func:`parity_report` measured."""
+
+    checkpoint: str
+    audio: str
+    seconds: float
+    sample_rate: int
+    stages: tuple[StageError, ...]
+    code_agreement: float
+    torch_encode_s: float
+    torch_decode_s: float
+    jax_encode_s: float
+    jax_decode_s: float
+    jax_compile_s: float
+
+    def format(self) -> str:
+        lines = [
+            f"DAC parity: {self.checkpoint}",
+            f"audio: {self.audio}, {self.seconds:.2f} s at {self.sample_rate} Hz",
+            "",
+            f"{'stage':<14} {'max abs err':>12} {'max rel err':>12} {'codes equal':>12}",
+        ]
+        for s in self.stages:
+            codes = "" if s.code_agreement is None else f"{100 * s.code_agreement:.2f} %"
+            lines.append(f"{s.stage:<14} {s.max_abs:12.3e} {s.max_rel:12.3e} {codes:>12}")
+        lines += [
+            "",
+            f"all codes equal: {100 * self.code_agreement:.3f} %",
+            f"{'':<10} {'encode':>10} {'decode':>10}",
+            f"{'torch':<10} {self.torch_encode_s:9.3f}s {self.torch_decode_s:9.3f}s  (eager)",
+            f"{'jaxlatent':<10} {self.jax_encode_s:9.3f}s {self.jax_decode_s:9.3f}s  "
+            f"(jit; compile {self.jax_compile_s:.1f} s, {jax.default_backend()})",
+        ]
+        return "\n".join(lines)
+
+
+def _default_audio() -> str:
+    return str(importlib.resources.files("jaxlatent") / "data" / "speech_16k_spk1_snt1.wav")
+
+
+def _timed(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+@nnx.jit(static_argnums=2)
+def _jax_stages(model, x, n_q):
+    """Encoder output, and every quantizer's output and codes (each on its own residual)."""
+    z_e = model.encoder(x)
+    residual, z_q, codes = z_e, [], []
+    for q in model.quantizer.quantizers[:n_q]:
+        out = q(residual)
+        residual = residual - out.z_q
+        z_q.append(out.z_q)
+        codes.append(out.indices)
+    return z_e, z_q, codes
+
+
+def parity_report(
+    checkpoint: str | os.PathLike,
+    *,
+    audio: str | os.PathLike | None = None,
+    seconds: float = 2.0,
+    n_quantizers: int | None = None,
+) -> ParityReport:
+    """Compare jaxlatent with the official ``dac.DAC`` on one clip, stage by stage.
+
+    Args:
+      checkpoint: a DAC checkpoint file.
+      audio: an audio file (first channel used); default: bundled 16 kHz speech.
+      seconds: how much of the clip to use (from the start).
+      n_quantizers: codebooks to run (default all).
+
+    Returns:
+      A :class:`ParityReport` (``.format()`` gives the printed table).
+
+    Raises:
+      ImportError: without torch / descript-audio-codec.
+      ValueError: for an unreadable checkpoint or audio file, or bad arguments.
+    """
+    if not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds}")
+    dac = _import_dac()
+    import torch
+
+    state_dict, _ = read_checkpoint(checkpoint)
+    config, model = convert_checkpoint(checkpoint)
+    n_q = config.n_codebooks if n_quantizers is None else n_quantizers
+    if isinstance(n_q, bool) or not isinstance(n_q, int) or not 1 <= n_q <= config.n_codebooks:
+        raise ValueError(f"n_quantizers must lie in [1, {config.n_codebooks}], got {n_q!r}")
+    with warnings.catch_warnings():  # the reference's own torch.nn.utils.weight_norm warning
+        warnings.simplefilter("ignore", FutureWarning)
+        tmodel = dac.DAC(**config.to_kwargs()).eval()
+    legacy, _ = normalize_state_dict(state_dict, config)
+    tmodel.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in legacy.items()})
+
+    audio_path = os.fspath(audio) if audio is not None else _default_audio()
+    clip = read_audio(audio_path)
+    x = clip.audio[: max(1, int(seconds * clip.sample_rate)), 0]
+    x = resample(x, clip.sample_rate, config.sample_rate)
+    hop = config.hop_length
+    x = np.pad(x, (0, -len(x) % hop))[None, :, None].astype(np.float32)  # [1, samples, 1]
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1)))
+
+    def to_last(t):  # torch [batch, channels, time] -> numpy [batch, time, channels]
+        return np.moveaxis(t.detach().numpy(), 1, -1)
+
+    # torch, stage by stage
+    with torch.no_grad():
+        start = time.perf_counter()
+        ze_t = tmodel.encoder(xt)
+        residual, zq_t, stages_t = ze_t, 0, []
+        for q in tmodel.quantizer.quantizers[:n_q]:
+            zq_i, _, _, codes_i, _ = q(residual)
+            stages_t.append((to_last(zq_i), codes_i.numpy()))
+            zq_t, residual = zq_t + zq_i, residual - zq_i
+        torch_encode = time.perf_counter() - start
+        start = time.perf_counter()
+        audio_t = tmodel.decoder(zq_t)
+        torch_decode = time.perf_counter() - start
+
+    # jaxlatent, stage by stage (eager per stage) and timed through the jitted entry points
+    start = time.perf_counter()
+    enc = jax.block_until_ready(model.encode(x, n_q))
+    dec = jax.block_until_ready(model.decode(enc.z))
+    compile_s = time.perf_counter() - start
+    jax_encode = _timed(lambda: model.encode(x, n_q).codes)
+    jax_decode = _timed(lambda: model.decode(enc.z))
+    ze_j, zq_j, codes_j = _jax_stages(model, x, n_q)
+    stages = [StageError.of("encoder", ze_j, to_last(ze_t))]
+    for i, (zq_ref, codes_ref) in enumerate(stages_t):
+        stages.append(
+            StageError.of(
+                f"quantizer {i}", zq_j[i], zq_ref, codes=(np.asarray(codes_j[i]), codes_ref)
+            )
+        )
+    stages.append(StageError.of("z", enc.z, to_last(zq_t)))
+    stages.append(StageError.of("decoder", dec, to_last(audio_t)))
+    codes_t = np.stack([c for _, c in stages_t], axis=1)
+    return ParityReport(
+        checkpoint=os.fspath(checkpoint),
+        audio=audio_path,
+        seconds=x.shape[1] / config.sample_rate,
+        sample_rate=config.sample_rate,
+        stages=tuple(stages),
+        code_agreement=float(np.mean(np.asarray(enc.codes) == codes_t)),
+        torch_encode_s=torch_encode,
+        torch_decode_s=torch_decode,
+        jax_encode_s=jax_encode,
+        jax_decode_s=jax_decode,
+        jax_compile_s=compile_s,
+    )

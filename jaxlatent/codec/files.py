@@ -1,0 +1,94 @@
+"""Audio and ``.dac`` files for the command line: finding inputs, atomic writing.
+
+Audio is read with :func:`jaxlatent.datasets.read_audio` and written with soundfile
+(libsndfile: WAV, FLAC, OGG, AIFF, ...; the ``jaxlatent[audio]`` extra). Every output is
+written to a temporary file in the target folder and renamed into place, so an error never
+leaves a partial file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["AUDIO_SUFFIXES", "find_inputs", "output_path", "write_audio"]
+
+#: File suffixes taken from folders given as audio inputs (files are taken whatever the suffix).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3")
+
+
+def _soundfile():
+    try:
+        import soundfile
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        raise ValueError(
+            "reading and writing audio needs soundfile: pip install 'jaxlatent[audio]'"
+        ) from e
+    return soundfile
+
+
+def find_inputs(
+    inputs: Sequence[str | os.PathLike], suffixes: Iterable[str]
+) -> list[tuple[Path, Path]]:
+    """Input files and their paths relative to what was given.
+
+    A file is taken as given (relative path: its name); a folder contributes every file below
+    it whose suffix is in `suffixes` (relative path: below the folder), sorted.
+
+    Returns:
+      ``[(path, relative_path), ...]``.
+
+    Raises:
+      FileNotFoundError: if an input does not exist.
+      ValueError: if nothing is found, or two inputs map to the same relative path (their
+        outputs would collide).
+    """
+    suffixes = tuple(s.lower() for s in suffixes)
+    found: list[tuple[Path, Path]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+            )
+            found += [(p, p.relative_to(path)) for p in files]
+        elif path.exists():
+            found.append((path, Path(path.name)))
+        else:
+            raise FileNotFoundError(f"input not found: {path}")
+    if not found:
+        raise ValueError(f"no input files ({', '.join(suffixes)}) in {', '.join(map(str, inputs))}")
+    seen: dict[Path, Path] = {}
+    for path, rel in found:
+        key = rel.with_suffix("")
+        if key in seen and seen[key] != path:
+            raise ValueError(f"{seen[key]} and {path} would both be written as {key}")
+        seen[key] = path
+    return found
+
+
+def output_path(out_dir: str | os.PathLike, relative: Path, suffix: str) -> Path:
+    """``out_dir / relative`` with `suffix` (the input's folder layout is kept)."""
+    return Path(out_dir) / relative.with_suffix(suffix)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, rate: int) -> Path:
+    """Write ``[time, channels]`` audio as a 16-bit PCM WAV (as the official ``dac decode``),
+    atomically."""
+    sf = _soundfile()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".wav")
+    os.close(fd)
+    try:
+        sf.write(tmp, np.asarray(audio, np.float32), rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

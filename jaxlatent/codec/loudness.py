@@ -1,0 +1,203 @@
+"""ITU-R BS.1770 integrated loudness and loudness normalisation as the official DAC computes them.
+
+The official ``compress`` measures loudness with audiotools' ``Meter`` (a batched port of
+pyloudnorm) on CPU: the two K-weighting biquads of pyloudnorm (RBJ high shelf +4 dB at
+1500 Hz, Q 1/sqrt(2); RBJ high pass at 38 Hz, Q 0.5), coefficients rounded to float32 and the
+filters run in float64 (torchaudio ``lfilter``, cast back to float32 after each stage);
+400 ms blocks with 75 % overlap **zero-padded at the end so every sample is covered**
+(``julius.core.unfold``; pyloudnorm instead drops the tail), the absolute gate at -70 LUFS
+and the relative gate 10 LU below, with channel weights 1, 1, 1, 1.41, 1.41. The signal is
+zero-padded to 0.5 s first when shorter, and the result is floored at -70 LUFS
+(``AudioSignal.loudness``). This module reproduces those steps in numpy/scipy (measured
+agreement with the reference on the real clips: within 1e-5 dB). pyloudnorm's own
+``integrated_loudness`` differs by its block count and gating (see the parity tests).
+
+Memory: the filters run block by block with carried state and block energies are summed per
+block, so only block-sized temporaries are allocated whatever the length.
+
+Source: ITU-R BS.1770-4; audiotools 0.7.2 ``audiotools.core.loudness.Meter`` /
+``LoudnessMixin.loudness`` and ``effects.normalize`` (used by descript-audio-codec 1.0.0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.signal
+
+__all__ = ["MIN_LOUDNESS", "integrated_loudness", "k_weighting", "loudness", "normalize_gain"]
+
+#: Loudness floor of audiotools' ``AudioSignal.loudness`` (LUFS).
+MIN_LOUDNESS = -70.0
+#: Channel weights of BS.1770 (L, R, C, Ls, Rs).
+CHANNEL_GAINS = (1.0, 1.0, 1.0, 1.41, 1.41)
+_BLOCK = 1 << 18  # samples filtered / squared per step
+
+
+def _biquad(kind: str, gain_db: float, q: float, fc: float, rate: int):
+    """RBJ cookbook biquad as pyloudnorm 0.2 ``IIRfilter.generate_coefficients``."""
+    a_lin = 10 ** (gain_db / 40.0)
+    w0 = 2.0 * np.pi * (fc / rate)
+    alpha = np.sin(w0) / (2.0 * q)
+    cos = np.cos(w0)
+    if kind == "high_shelf":
+        sq = 2 * np.sqrt(a_lin) * alpha
+        b = [
+            a_lin * ((a_lin + 1) + (a_lin - 1) * cos + sq),
+            -2 * a_lin * ((a_lin - 1) + (a_lin + 1) * cos),
+            a_lin * ((a_lin + 1) + (a_lin - 1) * cos - sq),
+        ]
+        a = [(a_lin + 1) - (a_lin - 1) * cos + sq, 2 * ((a_lin - 1) - (a_lin + 1) * cos)]
+        a.append((a_lin + 1) - (a_lin - 1) * cos - sq)
+    else:  # high_pass
+        b = [(1 + cos) / 2, -(1 + cos), (1 + cos) / 2]
+        a = [1 + alpha, -2 * cos, 1 - alpha]
+    a0 = a[0]
+    return np.array(b) / a0, np.array(a) / a0
+
+
+def k_weighting(rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The two K-weighting stages ``(b, a)`` at `rate`, rounded to float32 as the reference.
+
+    Example:
+      >>> [len(b) for b, a in k_weighting(48000)]
+      [3, 3]
+    """
+    stages = [_biquad("high_shelf", 4.0, 1 / np.sqrt(2), 1500.0, rate)]
+    stages.append(_biquad("high_pass", 0.0, 0.5, 38.0, rate))
+    # audiotools: torch.from_numpy(coeffs).float(); the lfilter then runs in float64.
+    return [
+        (b.astype(np.float32).astype(np.float64), a.astype(np.float32).astype(np.float64))
+        for b, a in stages
+    ]
+
+
+def _check_audio(audio, rate) -> np.ndarray:
+    audio = np.asarray(audio)
+    if audio.ndim != 3:
+        raise ValueError(f"audio must be [batch, time, channels], got shape {audio.shape}")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"audio must be floating point, got dtype {audio.dtype}")
+    if audio.shape[-1] > len(CHANNEL_GAINS):
+        raise ValueError(f"at most {len(CHANNEL_GAINS)} channels, got {audio.shape[-1]}")
+    if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate < 1:
+        raise ValueError(f"rate must be a positive integer sample rate, got {rate!r}")
+    return audio
+
+
+def _block_energies(x: np.ndarray, rate: int, block_size: float) -> np.ndarray:
+    """Mean squares ``z`` of K-weighted `x` ``[time]`` per gating block (float32 ``[blocks]``)."""
+    kernel = int(block_size * rate)
+    stride = int(block_size * rate * (1.0 - 0.75))
+    length = x.shape[0]
+    n_blocks = math.ceil((max(length, kernel) - kernel) / stride) + 1
+    starts = np.arange(n_blocks, dtype=np.int64) * stride
+    ends = np.minimum(starts + kernel, length)  # zero padding past the end adds nothing
+    starts = np.minimum(starts, length)
+    # Prefix sums of squares (float64) are only needed at the block boundaries.
+    points = np.unique(np.concatenate([starts, ends]))
+    prefix = np.zeros(points.shape[0], np.float64)
+    # Filter block by block (state carried: identical to filtering the whole signal).
+    stages = k_weighting(rate)
+    states = [np.zeros(max(len(a), len(b)) - 1) for b, a in stages]
+    carry = 0.0
+    for s0 in range(0, length, _BLOCK):
+        y = x[s0 : s0 + _BLOCK].astype(np.float32)
+        for i, (b, a) in enumerate(stages):
+            yi, states[i] = scipy.signal.lfilter(b, a, y.astype(np.float64), zi=states[i])
+            y = yi.astype(np.float32)  # torchaudio returns the input dtype; passband gain 1.0
+        y64 = y.astype(np.float64)
+        local = np.cumsum(y64 * y64)
+        s1 = s0 + y.shape[0]
+        sel = (points > s0) & (points <= s1)
+        prefix[sel] = carry + local[points[sel] - s0 - 1]
+        carry += local[-1]
+    sums = prefix[np.searchsorted(points, ends)] - prefix[np.searchsorted(points, starts)]
+    sums = sums.astype(np.float32)
+    return np.float32(1.0 / (block_size * rate)) * sums
+
+
+def integrated_loudness(audio, rate: int, *, block_size: float = 0.400) -> np.ndarray:
+    """Gated integrated loudness (LUFS) of every batch item, as audiotools' ``Meter``.
+
+    Args:
+      audio: ``[batch, time, channels]`` float (computed in float32 as the reference).
+      rate: sample rate in Hz.
+      block_size: gating block in seconds.
+
+    Returns:
+      float32 ``[batch]`` LUFS (``-inf`` for digital silence; no floor, see :func:`loudness`).
+
+    Raises:
+      ValueError: for audio that is not a float ``[batch, time, channels]`` array with at
+        most 5 channels, or a bad rate.
+
+    Source: audiotools 0.7.2 ``Meter.integrated_loudness`` (CPU path, ``use_fir=False``).
+
+    Example:
+      >>> t = np.arange(48000) / 48000
+      >>> x = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None, :, None]
+      >>> # A half-scale 1 kHz sine reads -9.03 LUFS in BS.1770; the zero-padded last blocks
+      >>> # (audiotools' unfold) pull one second of it slightly lower.
+      >>> round(float(integrated_loudness(x, 48000)[0]), 2)
+      -9.07
+    """
+    audio = _check_audio(audio, rate)
+    nb, _, nch = audio.shape
+    gains = np.asarray(CHANNEL_GAINS[:nch], np.float64)
+    out = np.empty(nb, np.float32)
+    for bi in range(nb):
+        z = np.stack([_block_energies(audio[bi, :, c], rate, block_size) for c in range(nch)])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            l = -0.691 + 10.0 * np.log10((gains[:, None] * z).sum(0))  # float64 [blocks]
+            z = np.where(l <= -70.0, np.float32(0), z)
+            counts = np.float32((l > -70.0).sum())
+            z_avg = z.sum(1, dtype=np.float64).astype(np.float32) / counts
+            gamma_r = -0.691 + 10.0 * np.log10((z_avg * gains).sum()) - 10.0
+            keep = (l > -70.0) & (l > gamma_r)
+            z = np.where(l <= gamma_r, np.float32(0), z)
+            z_avg = z.sum(1, dtype=np.float64).astype(np.float32) / np.float32(keep.sum())
+            z_avg = np.where(np.isnan(z_avg), np.float32(0), z_avg)
+            lufs = -0.691 + 10.0 * np.log10((gains * z_avg).sum())
+        out[bi] = np.float32(lufs)
+    return out
+
+
+def loudness(audio, rate: int) -> np.ndarray:
+    """`integrated_loudness` as ``AudioSignal.loudness``: inputs under 0.5 s are zero-padded
+    to 0.5 s and the result is floored at ``MIN_LOUDNESS`` (-70 LUFS).
+
+    Args:
+      audio: ``[batch, time, channels]`` float.
+      rate: sample rate in Hz.
+
+    Returns:
+      float32 ``[batch]`` LUFS, at least -70.
+
+    Raises:
+      ValueError: as :func:`integrated_loudness`.
+
+    Example:
+      >>> loudness(np.zeros((1, 100, 1), np.float32), 16000)
+      array([-70.], dtype=float32)
+    """
+    audio = _check_audio(audio, rate)
+    length = audio.shape[1]
+    if length / rate < 0.5:
+        pad = int((0.5 - length / rate) * rate)
+        audio = np.pad(audio, ((0, 0), (0, pad), (0, 0)))
+    return np.maximum(integrated_loudness(audio, rate), np.float32(MIN_LOUDNESS))
+
+
+def normalize_gain(target_db, measured_db) -> np.ndarray:
+    """Linear gain that moves `measured_db` to `target_db`, as ``AudioSignal.normalize``.
+
+    ``exp((target - measured) * ln(10) / 20)`` in float32.
+
+    Example:
+      >>> normalize_gain(-16.0, np.array([-22.0], np.float32))
+      array([1.9952623], dtype=float32)
+    """
+    diff = np.asarray(target_db, np.float32) - np.asarray(measured_db, np.float32)
+    return np.exp(diff * np.float32(np.log(10) / 20)).astype(np.float32)
