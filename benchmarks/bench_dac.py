@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -185,7 +184,9 @@ def memory_child(model_dir: str, minutes: float, win_duration: float) -> None:
     out = compress(model, audio, sr, win_duration=win_duration)
     elapsed = time.perf_counter() - t0
     run_peak = _status_mib("VmHWM") if reset else float("nan")
-    life_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    # Lifetime peak of this process image. Not ru_maxrss: Linux keeps it across fork + execve,
+    # so a child of a large parent would report the parent's RSS at fork time.
+    life_peak = max(warm_peak, run_peak) if reset else _status_mib("VmHWM")
     record = {
         "minutes": minutes,
         "warm_peak_mib": warm_peak,
