@@ -1,0 +1,348 @@
+"""DAC codec: jaxlatent (jit) vs the official torch package (eager), and `compress` peak memory.
+
+Part 1, speed: for each released variant (44 kHz 8 kbps, 44 kHz 16 kbps, 24 kHz, 16 kHz), a
+model with random weights is made by the reference code (``dac.DAC(**kwargs)``, the release
+layout ``{"state_dict", "metadata": {"kwargs"}}``) and converted with the production converter
+(:func:`converters.dac.convert_checkpoint`; the JAX model is never initialised eagerly).
+Both code the same 10 s of audio (``preprocess`` + ``encode`` with every codebook, then
+``decode`` of ``z``): jaxlatent through ``DAC.encode``/``DAC.decode`` (jit; the first call,
+trace + compile + run, is reported separately as compile time), torch eager under
+``torch.no_grad`` with ``--torch-threads`` threads. Medians over ``--iters`` runs; real-time
+factor = wall time / audio duration (lower is faster); speed-up = torch / jaxlatent.
+
+Part 2, memory: peak resident memory (``ru_maxrss`` of a fresh child process) of
+:func:`jaxlatent.codec.compress` on 1, 10 and 60 minutes of audio with the 16 kHz model, plus
+the child's RSS just before `compress` (interpreter + jax + model + the input audio).
+
+Run from the repository root: ``python benchmarks/bench_dac.py`` (``--help`` for options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import types
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import environment, markdown_table, time_jax, time_torch
+
+VARIANTS = ("dac_44khz_8kbps", "dac_44khz_16kbps", "dac_24khz", "dac_16khz")
+TARGET_SPEEDUP = 2.0
+MEMORY_LIMIT_GIB = 1.5
+
+
+def import_dac():
+    """The official ``dac`` package; a stub torchaudio is installed when none is present (``dac``
+    imports torchaudio at import time; nothing used here calls it)."""
+    try:
+        import torchaudio  # noqa: F401
+    except Exception:
+        stub = types.ModuleType("torchaudio")
+        stub.__version__ = "0.0.0-stub"
+        stub.functional = types.ModuleType("torchaudio.functional")
+        sys.modules.setdefault("torchaudio", stub)
+        sys.modules.setdefault("torchaudio.functional", stub.functional)
+    import dac
+
+    return dac
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# --------------------------------------------------------------------------------------------
+# Speed
+# --------------------------------------------------------------------------------------------
+
+
+def bench_variant(name: str, seconds: float, iters: int, precision) -> dict:
+    import jax
+    import torch
+
+    from converters.dac import convert_checkpoint
+    from jaxlatent.models.dac import DACConfig
+
+    dac = import_dac()
+    config = getattr(DACConfig, name)()
+    kwargs = config.to_kwargs()
+    torch.manual_seed(0)
+    ref = dac.DAC(**kwargs).eval()
+    checkpoint = {"state_dict": ref.state_dict(), "metadata": {"kwargs": kwargs}}
+    t0 = time.perf_counter()
+    _, model = convert_checkpoint(checkpoint, precision=precision)
+    convert_s = time.perf_counter() - t0
+
+    sr = config.sample_rate
+    rng = np.random.default_rng(0)
+    audio = np.clip(0.1 * rng.standard_normal((1, int(seconds * sr), 1)), -1, 1)
+    audio = audio.astype(np.float32)
+
+    # jaxlatent: the public methods (validation in Python, then the module-level jitted fns)
+    x = model.preprocess(audio, sr)
+    jax_enc = time_jax(lambda a: model.encode(a).z, x, warmup=1, iters=iters)
+    z = jax.block_until_ready(model.encode(x).z)
+    jax_dec = time_jax(model.decode, z, warmup=1, iters=iters)
+
+    # torch eager, same audio, channels-first
+    xt = ref.preprocess(torch.from_numpy(audio.transpose(0, 2, 1).copy()), sr)
+    torch_enc = time_torch(lambda a: ref.encode(a)[0], xt, warmup=1, iters=iters)
+    with torch.no_grad():
+        zt = ref.encode(xt)[0]
+    torch_dec = time_torch(ref.decode, zt, warmup=1, iters=iters)
+
+    return {
+        "variant": name,
+        "params_m": sum(p.numel() for p in ref.parameters()) / 1e6,
+        "convert_s": convert_s,
+        "jax_enc": jax_enc,
+        "jax_dec": jax_dec,
+        "torch_enc": torch_enc,
+        "torch_dec": torch_dec,
+    }
+
+
+def speed_header() -> list[str]:
+    return [
+        "variant",
+        "params",
+        "compile enc / dec (s)",
+        "jaxlatent enc / dec (s)",
+        "torch enc / dec (s)",
+        "jaxlatent RTF",
+        "torch RTF",
+        "speed-up enc / dec / total",
+        f"≥ {TARGET_SPEEDUP:g}x",
+    ]
+
+
+def speed_row(r: dict, seconds: float) -> list[str]:
+    j = r["jax_enc"].median_s + r["jax_dec"].median_s
+    t = r["torch_enc"].median_s + r["torch_dec"].median_s
+    speedup = t / j
+    return [
+        r["variant"],
+        f"{r['params_m']:.1f} M",
+        f"{r['jax_enc'].compile_s:.1f} / {r['jax_dec'].compile_s:.1f}",
+        f"{r['jax_enc'].median_s:.2f} / {r['jax_dec'].median_s:.2f}",
+        f"{r['torch_enc'].median_s:.2f} / {r['torch_dec'].median_s:.2f}",
+        f"{j / seconds:.3f}",
+        f"{t / seconds:.3f}",
+        f"{r['torch_enc'].median_s / r['jax_enc'].median_s:.2f}x / "
+        f"{r['torch_dec'].median_s / r['jax_dec'].median_s:.2f}x / {speedup:.2f}x",
+        "yes" if speedup >= TARGET_SPEEDUP else "**no**",
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Memory (one child process per duration)
+# --------------------------------------------------------------------------------------------
+
+
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_child(model_dir: str, minutes: float, win_duration: float) -> None:
+    """Child process: load the converted model, compile `compress` on a short chunked input,
+    then compress `minutes` of noise; print one JSON line."""
+    from converters.dac import load_converted
+    from jaxlatent.codec import compress
+
+    model = load_converted(model_dir)
+    sr = model.config.sample_rate
+    rng = np.random.default_rng(0)
+    warm = 0.1 * rng.standard_normal(int(3 * win_duration * sr), dtype=np.float32)
+    compress(model, warm, sr, win_duration=win_duration)  # compiles the window function
+    warm_peak = _status_mib("VmHWM")
+    audio = 0.1 * rng.standard_normal(int(minutes * 60 * sr), dtype=np.float32)
+    before = _status_mib("VmRSS")
+    reset = _reset_peak()
+    t0 = time.perf_counter()
+    out = compress(model, audio, sr, win_duration=win_duration)
+    elapsed = time.perf_counter() - t0
+    run_peak = _status_mib("VmHWM") if reset else float("nan")
+    # Lifetime peak of this process image. Not ru_maxrss: Linux keeps it across fork + execve,
+    # so a child of a large parent would report the parent's RSS at fork time.
+    life_peak = max(warm_peak, run_peak) if reset else _status_mib("VmHWM")
+    record = {
+        "minutes": minutes,
+        "warm_peak_mib": warm_peak,
+        "before_mib": before,
+        "run_peak_mib": run_peak,
+        "life_peak_mib": life_peak,
+        "audio_mib": audio.nbytes / 2**20,
+        "seconds": elapsed,
+        "frames": int(out.codes.shape[-1]),
+    }
+    print(json.dumps(record))
+
+
+def memory_config(kind: str):
+    """The 16 kHz release configuration (``full``), or the same geometry (rates, kernels,
+    hop, delay, window plan, codebooks) with narrow layers (``narrow``: encoder_dim 4,
+    decoder_dim 16), cheap enough to code an hour of audio on a loaded 2-core CPU."""
+    import dataclasses
+
+    from jaxlatent.models.dac import DACConfig
+
+    config = DACConfig.dac_16khz()
+    if kind == "narrow":
+        config = dataclasses.replace(config, encoder_dim=4, decoder_dim=16, latent_dim=64)
+    return config
+
+
+def bench_memory(minutes_list, win_duration: float, kind: str) -> list[dict]:
+    import torch
+
+    from converters.dac import convert_checkpoint, save_converted
+
+    dac = import_dac()
+    config = memory_config(kind)
+    torch.manual_seed(0)
+    ref = dac.DAC(**config.to_kwargs())
+    ckpt = {"state_dict": ref.state_dict(), "metadata": {"kwargs": config.to_kwargs()}}
+    _, model = convert_checkpoint(ckpt)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = os.path.join(tmp, "model")
+        save_converted(model_dir, config, model)
+        for minutes in minutes_list:
+            cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", model_dir]
+            cmd += ["--minutes", str(minutes), "--win-duration", str(win_duration)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"memory child ({minutes} min) failed:\n{proc.stderr[-3000:]}")
+            record = json.loads(proc.stdout.strip().splitlines()[-1])
+            record["model"] = f"16 kHz ({kind}, {ref_params(ref):.1f} M params)"
+            results.append(record)
+            print(f"<!-- memory {kind} {minutes} min done ({load()}) -->", flush=True)
+    return results
+
+
+def ref_params(ref) -> float:
+    return sum(p.numel() for p in ref.parameters()) / 1e6
+
+
+def memory_table(results: list[dict]) -> str:
+    header = [
+        "model",
+        "audio",
+        "input array",
+        "peak RSS of compile + warm-up",
+        "RSS before compress",
+        "peak RSS during compress",
+        "process peak RSS",
+        "compress wall time",
+        f"process peak < {MEMORY_LIMIT_GIB} GiB",
+    ]
+    rows = [
+        [
+            r["model"],
+            f"{r['minutes']:g} min",
+            f"{r['audio_mib']:.0f} MiB",
+            f"{r['warm_peak_mib']:.0f} MiB",
+            f"{r['before_mib']:.0f} MiB",
+            f"{r['run_peak_mib']:.0f} MiB",
+            f"{r['life_peak_mib']:.0f} MiB",
+            f"{r['seconds']:.0f} s",
+            "yes" if r["life_peak_mib"] < MEMORY_LIMIT_GIB * 1024 else "**no**",
+        ]
+        for r in results
+    ]
+    return markdown_table(header, rows)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--seconds", type=float, default=10.0, help="audio duration (speed part)")
+    p.add_argument("--iters", type=int, default=3, help="timed runs per measurement")
+    p.add_argument("--torch-threads", type=int, default=2)
+    p.add_argument("--precision", default=None, help="jax.lax precision of the convolutions")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        nargs="*",
+        default=[1, 10, 60],
+        help="durations for the compress memory part (none: skip it)",
+    )
+    p.add_argument(
+        "--win-duration",
+        type=float,
+        default=5.0,
+        help="compress window in seconds (the official CLI's default)",
+    )
+    p.add_argument(
+        "--narrow-minutes",
+        type=float,
+        nargs="*",
+        default=[1, 10, 60],
+        help="durations for the narrow 16 kHz-geometry model (none: skip it)",
+    )
+    p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.memory_child:
+        memory_child(args.memory_child, args.minutes[0], args.win_duration)
+        return
+
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
+    print("# DAC benchmark: jaxlatent (jit) vs descript-audio-codec (torch eager)\n")
+    print(f"- {environment()}")
+    print(f"- {load()} at start ({os.cpu_count()} CPUs)")
+    if not args.skip_speed:
+        print(
+            f"\n## Encode + decode of {args.seconds:g} s of audio "
+            f"(median of {args.iters}; RTF = time / audio duration)\n"
+        )
+        header = speed_header()
+        print(markdown_table(header, []), flush=True)
+        for name in args.variants:
+            r = bench_variant(name, args.seconds, args.iters, args.precision)
+            row = markdown_table(header, [speed_row(r, args.seconds)]).splitlines()[-1]
+            print(f"{row} <!-- {load()} after; converter {r['convert_s']:.1f} s -->", flush=True)
+    mem = []
+    if args.minutes:
+        mem += bench_memory(args.minutes, args.win_duration, "full")
+    if args.narrow_minutes:
+        mem += bench_memory(args.narrow_minutes, args.win_duration, "narrow")
+    if mem:
+        print(
+            f"\n## Peak RSS of `compress` (win_duration={args.win_duration:g} s, one fresh "
+            "process per row)\n"
+        )
+        print(memory_table(mem))
+    print(f"\n- {load()} at end")
+
+
+if __name__ == "__main__":
+    main()
