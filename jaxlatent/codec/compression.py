@@ -31,11 +31,15 @@ Differences from the reference, all outside what it computes for valid input:
 * The reference switches to ffmpeg's resampler and meter for audio over 10 *hours*; this
   module does not (it never loads the whole input into the model, see below).
 
-Memory: the model only ever sees one window (the same shape every time, so one compiled
-function serves every chunk); resampling and loudness run block-wise. Apart from the
-resampled copy of the input and the codes, nothing grows with the audio's length.
-Unchunked coding (audio shorter than ``win_duration``, or ``win_duration=None``) compiles once
-per input length, as the reference runs it on the whole signal.
+Memory: nothing but the input (which is not copied) and the codes grows with the length of
+the audio. The resampled signal is never held in full: one pass over it, block by block,
+measures the loudness and the peaks; every window is then resampled from the input as it is
+coded, and the gain and peak limit are applied to it. The model only ever sees one window,
+the same shape every time, so one compiled function serves every chunk (and every model of
+the same configuration). Unchunked coding (audio shorter than ``win_duration``, or
+``win_duration=None``) runs the whole signal at once and compiles once per input length, as
+the reference does. ``decompress`` writes the decoded chunks into one buffer at the model
+rate and resamples it block by block into the output.
 
 The model is a :class:`jaxlatent.models.dac.DAC`-like module with ``config`` (a
 :class:`~jaxlatent.models.dac.DACConfig`), ``encoder``, ``quantizer`` (a
@@ -57,8 +61,8 @@ from flax import nnx
 
 from jaxlatent.codec import chunking
 from jaxlatent.codec.dac_file import DACFile
-from jaxlatent.codec.loudness import CHANNEL_GAINS, loudness, normalize_gain
-from jaxlatent.codec.resample import resample
+from jaxlatent.codec.loudness import CHANNEL_GAINS, StreamingMeter, normalize_gain
+from jaxlatent.codec.resample import Resampler
 from jaxlatent.nn import Conv1d, ConvTranspose1d
 
 __all__ = ["TRACE_COUNTS", "compress", "conv_padding", "decompress"]
@@ -160,8 +164,9 @@ def _check_audio(audio, sample_rate) -> np.ndarray:
             f"audio has {audio.shape[-1]} channels; the loudness meter supports at most "
             f"{len(CHANNEL_GAINS)} (is it [time, channels]?)"
         )
-    if not np.isfinite(audio).all():
-        raise ValueError("audio contains NaN or Inf samples")
+    for start in range(0, audio.shape[1], 1 << 18):  # block by block: no input-sized temporary
+        if not np.isfinite(audio[:, start : start + (1 << 18)]).all():
+            raise ValueError("audio contains NaN or Inf samples")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
         raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
     if sample_rate < 1:
@@ -177,15 +182,35 @@ def _progress(iterable, total: int, verbose: bool, desc: str):
     return tqdm(iterable, total=total, desc=desc, unit="chunk")
 
 
-def _run_chunks(fn, state, inputs, n: int, verbose: bool, desc: str) -> list[np.ndarray]:
-    """``[np.asarray(fn(state, x)) for x in inputs]`` with a few chunks in flight."""
-    pending, out = [], []
+def _run_chunks(fn, state, inputs, n: int, verbose: bool, desc: str):
+    """Yield ``np.asarray(fn(state, x))`` for every `x`, keeping a few chunks in flight."""
+    pending = []
     for x in _progress(inputs, n, verbose, desc):
         pending.append(fn(state, x))
         if len(pending) > _IN_FLIGHT:
-            out.append(np.asarray(pending.pop(0)))
-    out.extend(np.asarray(p) for p in pending)
-    return out
+            yield np.asarray(pending.pop(0))
+    for p in pending:
+        yield np.asarray(p)
+
+
+def _rows(audio: np.ndarray) -> np.ndarray:
+    """``[batch * channels, time]`` rows of ``[batch, time, channels]`` (a view when possible)."""
+    batch, time, channels = audio.shape
+    if batch == 1:
+        return audio[0].T
+    return audio.transpose(0, 2, 1).reshape(batch * channels, time)
+
+
+def _analyse(signal: Resampler, channels: int, rate: int, block: int = 1 << 18):
+    """One pass over the resampled rows: loudness per batch item and peak per row."""
+    rows = signal.rows.shape[0]
+    meter = StreamingMeter(rows, signal.length, rate, channels=channels)
+    peaks = np.zeros(rows, np.float32)
+    for s0 in range(0, signal.length, block):
+        y = signal.read(s0, min(s0 + block, signal.length))
+        meter.feed(y)
+        np.maximum(peaks, np.abs(y).max(axis=1), out=peaks)
+    return meter.loudness(), peaks
 
 
 def compress(
@@ -231,25 +256,30 @@ def compress(
     batch, original_length, channels = audio.shape
     sr = config.sample_rate
 
-    # 1-2. Resample, measure, normalise, limit the peak: [batch, channels, time] float32.
-    x = np.ascontiguousarray(audio.transpose(0, 2, 1), dtype=np.float32)
-    if x is audio or np.shares_memory(x, audio):
-        x = x.copy()
-    x = resample(x, int(sample_rate), sr)
-    length = x.shape[-1]
+    # 1-2. Resample (lazily, block by block), measure the loudness and the peaks.
+    signal = Resampler(_rows(audio), int(sample_rate), sr)
+    length = signal.length
     if length < 1:
         raise ValueError(
             f"audio of {original_length} samples at {sample_rate} Hz is empty at the model's "
             f"{sr} Hz"
         )
-    input_db = loudness(x.transpose(0, 2, 1), sr)
+    input_db, peaks = _analyse(signal, channels, sr)
+    # Normalise (audio * gain, per batch item) then limit every channel's peak to 1
+    # (audio * (1 / peak)): applied to each window as it is read, in the reference's float32
+    # order; max |x * g| = fl(max |x| * g) because rounding is monotonic.
+    gain = np.ones(batch, np.float32)
     if normalize_db is not None:
-        x *= normalize_gain(normalize_db, input_db)[:, None, None]
-    rows = x.reshape(batch * channels, length)
-    for row in rows:  # ensure_max_of_audio, per channel
-        peak = max(float(row.max()), -float(row.min()))
-        if peak > 1.0:
-            row *= np.float32(1.0) / np.float32(peak)
+        gain = normalize_gain(normalize_db, input_db)
+    row_gain = np.repeat(gain, channels)
+    peaks = peaks * row_gain
+    peak_gain = np.where(peaks > 1.0, np.float32(1.0) / np.maximum(peaks, 1.0), np.float32(1))
+    peak_gain = peak_gain.astype(np.float32)
+
+    def read(start: int, n: int) -> np.ndarray:
+        y = signal.read(start, start + n) * row_gain[:, None]
+        y = y * peak_gain[:, None]
+        return y[:, :, None]  # [rows, n, 1]
 
     # 3-4. Code the rows, whole or window by window.
     plan = chunking.chunk_plan(config, length, win_duration)
@@ -257,20 +287,10 @@ def compress(
     fn = _compiled(model, "encode", not plan.chunked, n_q)
     if not plan.chunked:
         padded = math.ceil(length / config.hop_length) * config.hop_length  # preprocess
-        window = np.zeros((rows.shape[0], padded, 1), np.float32)
-        window[:, :length, 0] = rows
-        codes = _run_chunks(fn, state, [window], 1, verbose, "compress")
+        windows = [read(0, padded)]
     else:
-
-        def windows():
-            for k in range(plan.n_chunks):
-                start = k * plan.hop - plan.delay  # in signal coordinates
-                w = np.zeros((rows.shape[0], plan.window, 1), np.float32)
-                lo, hi = max(start, 0), min(start + plan.window, length)
-                w[:, lo - start : hi - start, 0] = rows[:, lo:hi]
-                yield w
-
-        codes = _run_chunks(fn, state, windows(), plan.n_chunks, verbose, "compress")
+        windows = (read(k * plan.hop - plan.delay, plan.window) for k in range(plan.n_chunks))
+    codes = list(_run_chunks(fn, state, windows, plan.n_chunks, verbose, "compress"))
     return DACFile(
         codes=np.concatenate(codes, axis=-1).astype(np.uint16),
         chunk_length=codes[-1].shape[-1],
@@ -321,16 +341,34 @@ def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -
     fn = _compiled(model, "decode", dac_file.padding, None)
     state = nnx.state(model)
     chunks = (codes[:, :, i : i + step].astype(np.int32) for i in range(0, frames, step))
-    decoded = _run_chunks(fn, state, chunks, -(-frames // step), verbose, "decompress")
-    recons = np.concatenate(decoded, axis=-1).astype(np.float32)  # [rows, samples]
-    del decoded
+    n_chunks = -(-frames // step)
+    recons = None
+    filled = 0
+    for y in _run_chunks(fn, state, chunks, n_chunks, verbose, "decompress"):
+        if recons is None:  # every chunk but the last decodes to as many samples as the first
+            recons = np.empty((rows, y.shape[-1] * n_chunks), np.float32)
+        if filled + y.shape[-1] > recons.shape[-1]:
+            recons = np.concatenate([recons[:, :filled], y], axis=-1)
+        else:
+            recons[:, filled : filled + y.shape[-1]] = y
+        filled += y.shape[-1]
+    recons = recons[:, :filled]  # [rows, samples] at the model rate
 
     # Loudness back to input_db (each decoded channel measured on its own, as the reference).
+    meter = StreamingMeter(rows, filled, sr)
+    meter.feed(recons)
     target = np.repeat(dac_file.input_db, rows // dac_file.input_db.shape[0])
-    recons *= normalize_gain(target, loudness(recons[:, :, None], sr))[:, None]
-    recons = resample(recons, sr, dac_file.sample_rate)
-    n = dac_file.original_length
-    if recons.shape[-1] < n:
-        recons = np.pad(recons, ((0, 0), (0, n - recons.shape[-1])))
-    out = recons[:, :n].reshape(-1, dac_file.channels, n)
-    return np.ascontiguousarray(out.transpose(0, 2, 1))
+    recons *= normalize_gain(target, meter.loudness())[:, None]
+
+    # Resample to the file's rate straight into the output; the reference's signal may be
+    # shorter than original_length (16/24 kHz decoders), the rest stays zero.
+    n, channels = dac_file.original_length, dac_file.channels
+    out = np.zeros((rows // channels, n, channels), np.float32)
+    signal = Resampler(recons, sr, dac_file.sample_rate)
+    block = 1 << 18
+    for s0 in range(0, min(n, signal.length), block):
+        s1 = min(s0 + block, n, signal.length)
+        y = signal.read(s0, s1)
+        for r in range(rows):
+            out[r // channels, s0:s1, r % channels] = y[r]
+    return out

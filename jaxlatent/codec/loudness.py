@@ -21,12 +21,20 @@ Source: ITU-R BS.1770-4; audiotools 0.7.2 ``audiotools.core.loudness.Meter`` /
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import scipy.signal
 
-__all__ = ["MIN_LOUDNESS", "integrated_loudness", "k_weighting", "loudness", "normalize_gain"]
+__all__ = [
+    "MIN_LOUDNESS",
+    "StreamingMeter",
+    "integrated_loudness",
+    "k_weighting",
+    "loudness",
+    "normalize_gain",
+]
 
 #: Loudness floor of audiotools' ``AudioSignal.loudness`` (LUFS).
 MIN_LOUDNESS = -70.0
@@ -86,36 +94,134 @@ def _check_audio(audio, rate) -> np.ndarray:
     return audio
 
 
-def _block_energies(x: np.ndarray, rate: int, block_size: float) -> np.ndarray:
-    """Mean squares ``z`` of K-weighted `x` ``[time]`` per gating block (float32 ``[blocks]``)."""
-    kernel = int(block_size * rate)
-    stride = int(block_size * rate * (1.0 - 0.75))
-    length = x.shape[0]
-    n_blocks = math.ceil((max(length, kernel) - kernel) / stride) + 1
-    starts = np.arange(n_blocks, dtype=np.int64) * stride
-    ends = np.minimum(starts + kernel, length)  # zero padding past the end adds nothing
-    starts = np.minimum(starts, length)
-    # Prefix sums of squares (float64) are only needed at the block boundaries.
-    points = np.unique(np.concatenate([starts, ends]))
-    prefix = np.zeros(points.shape[0], np.float64)
-    # Filter block by block (state carried: identical to filtering the whole signal).
-    stages = k_weighting(rate)
-    states = [np.zeros(max(len(a), len(b)) - 1) for b, a in stages]
-    carry = 0.0
-    for s0 in range(0, length, _BLOCK):
-        y = x[s0 : s0 + _BLOCK].astype(np.float32)
-        for i, (b, a) in enumerate(stages):
-            yi, states[i] = scipy.signal.lfilter(b, a, y.astype(np.float64), zi=states[i])
+class StreamingMeter:
+    """Loudness of rows of audio fed in consecutive blocks (the numbers of :func:`loudness`).
+
+    Each row is one channel; rows are grouped ``channels`` at a time into batch items (rows
+    ``b * channels + c``). The K-weighting filters carry their state from block to block (the
+    same samples as filtering everything at once) and only the prefix sums of squares at the
+    gating-block boundaries are kept, so memory does not grow with the length.
+
+    Args:
+      rows: number of rows (``batch * channels``).
+      length: samples per row that will be fed.
+      rate: sample rate in Hz.
+      channels: rows per batch item (at most 5).
+      block_size: gating block in seconds.
+      pad_short: zero-pad signals shorter than 0.5 s to 0.5 s (``AudioSignal.loudness``).
+
+    Example:
+      >>> x = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32)
+      >>> meter = StreamingMeter(2, 8000, 16000, channels=2)
+      >>> meter.feed(x[:, :3000]); meter.feed(x[:, 3000:])
+      >>> bool(meter.loudness() == loudness(x.T[None], 16000))
+      True
+    """
+
+    def __init__(
+        self,
+        rows: int,
+        length: int,
+        rate: int,
+        *,
+        channels: int = 1,
+        block_size: float = 0.400,
+        pad_short: bool = True,
+    ):
+        if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate < 1:
+            raise ValueError(f"rate must be a positive integer sample rate, got {rate!r}")
+        if not 1 <= channels <= len(CHANNEL_GAINS) or rows % channels:
+            raise ValueError(f"{rows} rows cannot be split into items of {channels} channels")
+        self.rows, self.rate, self.channels, self.block_size = rows, int(rate), channels, block_size
+        self.length = length
+        if pad_short and length / rate < 0.5:  # AudioSignal.loudness pads to 0.5 s
+            self.length = length + int((0.5 - length / rate) * rate)
+        kernel = int(block_size * rate)
+        stride = int(block_size * rate * (1.0 - 0.75))
+        n_blocks = math.ceil((max(self.length, kernel) - kernel) / stride) + 1
+        starts = np.arange(n_blocks, dtype=np.int64) * stride
+        # julius' unfold zero-pads past the end: those samples add nothing to a block's sum
+        self._ends = np.minimum(starts + kernel, self.length)
+        self._starts = np.minimum(starts, self.length)
+        self._points = np.unique(np.concatenate([self._starts, self._ends]))
+        self._prefix = np.zeros((rows, self._points.shape[0]), np.float64)
+        self._stages = k_weighting(self.rate)
+        self._states = [np.zeros((rows, max(len(a), len(b)) - 1)) for b, a in self._stages]
+        self._carry = np.zeros(rows, np.float64)
+        self._fed = 0
+
+    def feed(self, block) -> None:
+        """The next ``[rows, n]`` samples (float32; any n)."""
+        y = np.asarray(block, np.float32)
+        if y.ndim != 2 or y.shape[0] != self.rows or self._fed + y.shape[1] > self.length:
+            raise ValueError(
+                f"expected the next [{self.rows}, n] block of {self.length} samples "
+                f"({self._fed} fed), got shape {y.shape}"
+            )
+        for step in range(0, y.shape[1], _BLOCK):
+            self._feed(y[:, step : step + _BLOCK])
+
+    def _feed(self, y: np.ndarray) -> None:
+        for i, (b, a) in enumerate(self._stages):
+            yi, self._states[i] = scipy.signal.lfilter(
+                b, a, y.astype(np.float64), axis=1, zi=self._states[i]
+            )
             y = yi.astype(np.float32)  # torchaudio returns the input dtype; passband gain 1.0
         y64 = y.astype(np.float64)
-        local = np.cumsum(y64 * y64)
-        s1 = s0 + y.shape[0]
-        sel = (points > s0) & (points <= s1)
-        prefix[sel] = carry + local[points[sel] - s0 - 1]
-        carry += local[-1]
-    sums = prefix[np.searchsorted(points, ends)] - prefix[np.searchsorted(points, starts)]
-    sums = sums.astype(np.float32)
-    return np.float32(1.0 / (block_size * rate)) * sums
+        local = np.cumsum(y64 * y64, axis=1)
+        s0, s1 = self._fed, self._fed + y.shape[1]
+        sel = (self._points > s0) & (self._points <= s1)
+        self._prefix[:, sel] = self._carry[:, None] + local[:, self._points[sel] - s0 - 1]
+        self._carry += local[:, -1]
+        self._fed = s1
+
+    def energies(self) -> np.ndarray:
+        """Mean squares of the K-weighted rows per gating block, float32 ``[rows, blocks]``."""
+        if self._fed < self.length:  # the zero padding of short signals
+            self.feed(np.zeros((self.rows, self.length - self._fed), np.float32))
+        at = functools.partial(np.searchsorted, self._points)
+        sums = self._prefix[:, at(self._ends)] - self._prefix[:, at(self._starts)]
+        return np.float32(1.0 / (self.block_size * self.rate)) * sums.astype(np.float32)
+
+    def integrated_loudness(self) -> np.ndarray:
+        """float32 ``[rows // channels]`` gated loudness (no floor; ``-inf`` for silence)."""
+        z_all = self.energies()
+        nch = self.channels
+        gains = np.asarray(CHANNEL_GAINS[:nch], np.float64)
+        out = np.empty(self.rows // nch, np.float32)
+        for bi in range(out.shape[0]):
+            out[bi] = _gated(z_all[bi * nch : (bi + 1) * nch], gains)
+        return out
+
+    def loudness(self) -> np.ndarray:
+        """float32 ``[rows // channels]`` loudness floored at ``MIN_LOUDNESS``."""
+        return np.maximum(self.integrated_loudness(), np.float32(MIN_LOUDNESS))
+
+
+def _gated(z: np.ndarray, gains: np.ndarray) -> np.float32:
+    """BS.1770 gating of block energies ``z [channels, blocks]`` (audiotools' arithmetic)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        l = -0.691 + 10.0 * np.log10((gains[:, None] * z).sum(0))  # float64 [blocks]
+        z = np.where(l <= -70.0, np.float32(0), z)
+        counts = np.float32((l > -70.0).sum())
+        z_avg = z.sum(1, dtype=np.float64).astype(np.float32) / counts
+        gamma_r = -0.691 + 10.0 * np.log10((z_avg * gains).sum()) - 10.0
+        keep = (l > -70.0) & (l > gamma_r)
+        z = np.where(l <= gamma_r, np.float32(0), z)
+        z_avg = z.sum(1, dtype=np.float64).astype(np.float32) / np.float32(keep.sum())
+        z_avg = np.where(np.isnan(z_avg), np.float32(0), z_avg)
+        return np.float32(-0.691 + 10.0 * np.log10((gains * z_avg).sum()))
+
+
+def _meter(audio, rate: int, block_size: float, *, pad: bool) -> StreamingMeter:
+    audio = _check_audio(audio, rate)
+    nb, length, nch = audio.shape
+    rows = np.ascontiguousarray(audio.transpose(0, 2, 1), np.float32).reshape(nb * nch, length)
+    meter = StreamingMeter(
+        nb * nch, length, rate, channels=nch, block_size=block_size, pad_short=pad
+    )
+    meter.feed(rows)
+    return meter
 
 
 def integrated_loudness(audio, rate: int, *, block_size: float = 0.400) -> np.ndarray:
@@ -143,25 +249,7 @@ def integrated_loudness(audio, rate: int, *, block_size: float = 0.400) -> np.nd
       >>> round(float(integrated_loudness(x, 48000)[0]), 2)
       -9.07
     """
-    audio = _check_audio(audio, rate)
-    nb, _, nch = audio.shape
-    gains = np.asarray(CHANNEL_GAINS[:nch], np.float64)
-    out = np.empty(nb, np.float32)
-    for bi in range(nb):
-        z = np.stack([_block_energies(audio[bi, :, c], rate, block_size) for c in range(nch)])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            l = -0.691 + 10.0 * np.log10((gains[:, None] * z).sum(0))  # float64 [blocks]
-            z = np.where(l <= -70.0, np.float32(0), z)
-            counts = np.float32((l > -70.0).sum())
-            z_avg = z.sum(1, dtype=np.float64).astype(np.float32) / counts
-            gamma_r = -0.691 + 10.0 * np.log10((z_avg * gains).sum()) - 10.0
-            keep = (l > -70.0) & (l > gamma_r)
-            z = np.where(l <= gamma_r, np.float32(0), z)
-            z_avg = z.sum(1, dtype=np.float64).astype(np.float32) / np.float32(keep.sum())
-            z_avg = np.where(np.isnan(z_avg), np.float32(0), z_avg)
-            lufs = -0.691 + 10.0 * np.log10((gains * z_avg).sum())
-        out[bi] = np.float32(lufs)
-    return out
+    return _meter(audio, rate, block_size, pad=False).integrated_loudness()
 
 
 def loudness(audio, rate: int) -> np.ndarray:
@@ -182,12 +270,7 @@ def loudness(audio, rate: int) -> np.ndarray:
       >>> loudness(np.zeros((1, 100, 1), np.float32), 16000)
       array([-70.], dtype=float32)
     """
-    audio = _check_audio(audio, rate)
-    length = audio.shape[1]
-    if length / rate < 0.5:
-        pad = int((0.5 - length / rate) * rate)
-        audio = np.pad(audio, ((0, 0), (0, pad), (0, 0)))
-    return np.maximum(integrated_loudness(audio, rate), np.float32(MIN_LOUDNESS))
+    return _meter(audio, rate, 0.400, pad=True).loudness()
 
 
 def normalize_gain(target_db, measured_db) -> np.ndarray:

@@ -10,8 +10,12 @@ filters (in float32, as julius does) and the same products, so codes computed fr
 resampled audio match the official ones; soxr's polyphase filter is a different (better)
 filter, and gives measurably different audio, so it is not used here.
 
-Memory: the input is processed in blocks of output frames, so apart from the output only a
-block-sized temporary is allocated, whatever the length.
+Products are accumulated in float64 and rounded to float32 (julius accumulates in float32), so
+results do not depend on how the output is split into blocks; they differ from julius' by at
+most an ulp or two.
+
+Memory: :class:`Resampler` computes any output range on demand from the input, in blocks of
+output frames, so resampled audio never needs to be held in full.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import math
 
 import numpy as np
 
-__all__ = ["resample", "resample_kernels", "resampled_length"]
+__all__ = ["Resampler", "resample", "resample_kernels", "resampled_length"]
 
 #: Output frames (groups of ``new_sr`` samples after gcd reduction) computed per block.
 _BLOCK_FRAMES = 8192
@@ -76,6 +80,74 @@ def resampled_length(length: int, old_sr: int, new_sr: int) -> int:
     return int(np.floor(np.float32(new * length / old)))
 
 
+class Resampler:
+    """Rows of audio resampled lazily: :meth:`read` computes any output range on demand.
+
+    The samples are those of :func:`resample` (julius' filter), computed with float64
+    accumulation and rounded to float32, so every range gives the same values whatever the
+    block boundaries. Memory: only the requested range (plus one frame block) is allocated.
+
+    Args:
+      rows: ``[rows, time]`` float array (read in float32; not copied).
+      old_sr: its sample rate in Hz.
+      new_sr: the output rate in Hz.
+
+    Attributes:
+      length: output samples per row (:func:`resampled_length`, capped as julius caps it).
+
+    Example:
+      >>> r = Resampler(np.ones((1, 480), np.float32), 48000, 16000)
+      >>> r.length, r.read(100, 103).tolist()
+      (160, [[1.0, 1.0, 1.0]])
+    """
+
+    def __init__(self, rows: np.ndarray, old_sr: int, new_sr: int):
+        rows = np.asarray(rows)
+        if rows.ndim != 2:
+            raise ValueError(f"Resampler expects [rows, time] audio, got shape {rows.shape}")
+        self.old, self.new = _reduced(old_sr, new_sr)
+        self.rows = rows
+        length = rows.shape[1]
+        if self.old == self.new:
+            self.length = length
+            return
+        kernels, self.width = resample_kernels(self.old, self.new)
+        self.ksize = kernels.shape[1]
+        self.kernel_t = np.ascontiguousarray(kernels.T.astype(np.float64))  # [ksize, new]
+        # julius convolves the padded input (length + 2 * width + old) with stride `old`, then
+        # keeps the first `resampled_length` outputs (fewer if the convolution gives fewer).
+        n_frames = (length + 2 * self.width + self.old - self.ksize) // self.old + 1
+        n_frames = n_frames if length else 0
+        self.length = min(resampled_length(length, old_sr, new_sr), n_frames * self.new)
+
+    def _frames(self, f0: int, f1: int) -> np.ndarray:
+        """Outputs ``[rows, (f1 - f0) * new]`` of frames ``[f0, f1)`` (in bounds)."""
+        old, width, ksize, length = self.old, self.width, self.ksize, self.rows.shape[1]
+        lo, hi = f0 * old - width, (f1 - 1) * old + ksize - width  # padded input range
+        seg = self.rows[:, max(lo, 0) : min(hi, length)].astype(np.float32).astype(np.float64)
+        seg = np.pad(seg, ((0, 0), (max(0, -lo), max(0, hi - length))), mode="edge")
+        frames = np.lib.stride_tricks.sliding_window_view(seg, ksize, axis=1)[:, ::old]
+        y = frames @ self.kernel_t  # [rows, frames, new], phase-major within a frame
+        return y.reshape(self.rows.shape[0], -1).astype(np.float32)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """float32 ``[rows, stop - start]`` output samples; zeros outside ``[0, length)``."""
+        out = np.zeros((self.rows.shape[0], max(stop - start, 0)), np.float32)
+        lo, hi = max(start, 0), min(stop, self.length)
+        if hi <= lo:
+            return out
+        if self.old == self.new:
+            out[:, lo - start : hi - start] = self.rows[:, lo:hi]
+            return out
+        new = self.new
+        for f0 in range(lo // new, -(-hi // new), _BLOCK_FRAMES):
+            f1 = min(-(-hi // new), f0 + _BLOCK_FRAMES)
+            y = self._frames(f0, f1)
+            a, b = max(lo, f0 * new), min(hi, f1 * new)
+            out[:, a - start : b - start] = y[:, a - f0 * new : b - f0 * new]
+        return out
+
+
 def resample(x: np.ndarray, old_sr: int, new_sr: int) -> np.ndarray:
     """Resample along the last axis as ``julius.resample_frac(x, old_sr, new_sr)``.
 
@@ -102,31 +174,9 @@ def resample(x: np.ndarray, old_sr: int, new_sr: int) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim < 1:
         raise ValueError(f"resample expects [..., time] audio, got shape {x.shape}")
-    old, new = _reduced(old_sr, new_sr)
     x = x.astype(np.float32, copy=False)
-    if old == new:
-        return x
-    kernels, width = resample_kernels(old, new)
     shape, length = x.shape[:-1], x.shape[-1]
-    ksize = kernels.shape[1]
-    # julius convolves the padded input (length + 2 * width + old) with stride `old`, then
-    # keeps the first `resampled_length` outputs (fewer if the convolution gives fewer).
-    n_frames = (length + 2 * width + old - ksize) // old + 1 if length else 0
-    out_len = min(resampled_length(length, old_sr, new_sr), n_frames * new)
-    n_frames = min(n_frames, -(-out_len // new))  # frames beyond out_len are discarded anyway
-    rows = x.reshape(math.prod(shape), length)
-    out = np.empty((rows.shape[0], out_len), np.float32)
-    kt = np.ascontiguousarray(kernels.T)  # [ksize, new]
-    for r, row in enumerate(rows):
-        for f0 in range(0, n_frames, _BLOCK_FRAMES):
-            f1 = min(n_frames, f0 + _BLOCK_FRAMES)
-            # Input samples (in padded coordinates) [f0 * old, (f1 - 1) * old + ksize).
-            lo, hi = f0 * old - width, (f1 - 1) * old + ksize - width
-            seg = row[max(lo, 0) : min(hi, length)]
-            seg = np.pad(seg, (max(0, -lo), max(0, hi - length)), mode="edge")
-            frames = np.lib.stride_tricks.sliding_window_view(seg, ksize)[::old]
-            y = (frames @ kt).reshape(-1)  # [frames * new], phase-major within a frame
-            s0 = f0 * new
-            n = min(y.shape[0], out_len - s0)
-            out[r, s0 : s0 + n] = y[:n]  # blocks tile [0, out_len) exactly
-    return out.reshape(*shape, out_len)
+    resampler = Resampler(x.reshape(math.prod(shape), length), old_sr, new_sr)
+    if resampler.old == resampler.new:
+        return x
+    return resampler.read(0, resampler.length).reshape(*shape, resampler.length)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from jaxlatent.codec import chunking
-from jaxlatent.codec.loudness import integrated_loudness, loudness
-from jaxlatent.codec.resample import resample, resampled_length
+from jaxlatent.codec.loudness import StreamingMeter, integrated_loudness, loudness
+from jaxlatent.codec.resample import Resampler, resample, resampled_length
 from jaxlatent.models.dac import DACConfig
 
 
@@ -31,14 +31,41 @@ def test_resample_preserves_a_low_tone(rng):
 
 
 def test_resample_blocks_equal_whole(rng, monkeypatch):
-    """Block-wise processing (memory) gives the same samples as one block (up to the BLAS
-    summation order, which depends on the block shape)."""
+    """Block-wise processing (memory) gives exactly the samples of one block (float64
+    accumulation: no dependence on the block shape)."""
     from jaxlatent.codec import resample as mod
 
     x = rng.uniform(-1, 1, 20011).astype(np.float32)
     whole = resample(x, 48000, 44100)
     monkeypatch.setattr(mod, "_BLOCK_FRAMES", 7)
-    np.testing.assert_allclose(resample(x, 48000, 44100), whole, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(resample(x, 48000, 44100), whole)
+
+
+@pytest.mark.parametrize(("old", "new"), [(48000, 44100), (16000, 44100), (8000, 8000)])
+def test_resampler_reads_any_range(rng, old, new):
+    x = rng.uniform(-1, 1, (2, 3001)).astype(np.float32)
+    whole = resample(x, old, new)
+    r = Resampler(x, old, new)
+    assert r.length == whole.shape[1]
+    for start, stop in [(0, 10), (5, 777), (-50, 20), (r.length - 3, r.length + 40), (-9, -2)]:
+        expected = np.zeros((2, stop - start), np.float32)
+        lo, hi = max(start, 0), min(stop, r.length)
+        if hi > lo:
+            expected[:, lo - start : hi - start] = whole[:, lo:hi]
+        np.testing.assert_array_equal(r.read(start, stop), expected)
+
+
+def test_streaming_meter_matches_loudness(rng):
+    x = rng.standard_normal((2, 40000, 2)).astype(np.float32) * 0.1
+    meter = StreamingMeter(4, 40000, 16000, channels=2)
+    rows = x.transpose(0, 2, 1).reshape(4, 40000)
+    for s0 in range(0, 40000, 9999):
+        meter.feed(rows[:, s0 : s0 + 9999])
+    np.testing.assert_array_equal(meter.loudness(), loudness(x, 16000))
+    with pytest.raises(ValueError, match="next"):
+        meter.feed(rows[:, :10])  # more than announced
+    with pytest.raises(ValueError, match="channels"):
+        StreamingMeter(3, 100, 16000, channels=2)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "44100"])
