@@ -12,7 +12,11 @@ from jaxlatent.quantizers import default_chunks, search
 def _both(x, codebook, **kw):
     kw = dict(metric="l2", form="addmm", vector_chunk=4, code_chunk=3) | kw
     return [
-        np.asarray(search._nearest_code(jnp.asarray(x), jnp.asarray(codebook), two_pass=tp, **kw))
+        np.asarray(
+            search._nearest_code(
+                jnp.asarray(x), jnp.asarray(codebook), None, None, two_pass=tp, **kw
+            )
+        )
         for tp in (True, False)
     ]
 
