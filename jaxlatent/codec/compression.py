@@ -201,13 +201,17 @@ def _rows(audio: np.ndarray) -> np.ndarray:
     return audio.transpose(0, 2, 1).reshape(batch * channels, time)
 
 
-def _analyse(signal: Resampler, channels: int, rate: int, block: int = 1 << 18):
+#: Samples per row read at a time when analysing the resampled signal / writing the output.
+_READ_BLOCK = 1 << 18
+
+
+def _analyse(signal: Resampler, channels: int, rate: int):
     """One pass over the resampled rows: loudness per batch item and peak per row."""
     rows = signal.rows.shape[0]
     meter = StreamingMeter(rows, signal.length, rate, channels=channels)
     peaks = np.zeros(rows, np.float32)
-    for s0 in range(0, signal.length, block):
-        y = signal.read(s0, min(s0 + block, signal.length))
+    for s0 in range(0, signal.length, _READ_BLOCK):
+        y = signal.read(s0, min(s0 + _READ_BLOCK, signal.length))
         meter.feed(y)
         np.maximum(peaks, np.abs(y).max(axis=1), out=peaks)
     return meter.loudness(), peaks
@@ -365,9 +369,8 @@ def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -
     n, channels = dac_file.original_length, dac_file.channels
     out = np.zeros((rows // channels, n, channels), np.float32)
     signal = Resampler(recons, sr, dac_file.sample_rate)
-    block = 1 << 18
-    for s0 in range(0, min(n, signal.length), block):
-        s1 = min(s0 + block, n, signal.length)
+    for s0 in range(0, min(n, signal.length), _READ_BLOCK):
+        s1 = min(s0 + _READ_BLOCK, n, signal.length)
         y = signal.read(s0, s1)
         for r in range(rows):
             out[r // channels, s0:s1, r % channels] = y[r]
