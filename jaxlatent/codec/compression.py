@@ -31,8 +31,9 @@ Differences from the reference, all outside what it computes for valid input:
 * The reference switches to ffmpeg's resampler and meter for audio over 10 *hours*; this
   module does not (it never loads the whole input into the model, see below).
 
-Memory: nothing but the input (which is not copied) and the codes grows with the length of
-the audio. The resampled signal is never held in full: one pass over it, block by block,
+Memory: nothing but the input (not copied, except a ``[batch, time, channels]`` input with
+several items *and* channels, which is regrouped into rows once) and the codes grows with the
+length of the audio. The resampled signal is never held in full: one pass over it, block by block,
 measures the loudness and the peaks; every window is then resampled from the input as it is
 coded, and the gain and peak limit are applied to it. The model only ever sees one window,
 the same shape every time, so one compiled function serves every chunk (and every model of
