@@ -80,22 +80,24 @@ def test_encode_decode_files_and_folders(tmp_path, rng, model_dir, capsys):
     assert (info.samplerate, info.channels, info.frames) == (11025, 2, 6000)
     assert sf.info(wav / "c.wav").frames == 1000
 
-    # n_quantizers
+    # n_quantizers (0.5 s: the window shape compiled by test_dac_compress)
     code, _, _ = _run(
         [
             "encode",
-            str(single),
+            str(inputs / "a.wav"),
             "--model",
             model_dir,
             "--output",
             str(tmp_path / "nq"),
             "--n-quantizers",
             "2",
+            "--win-duration",
+            "0.1",
             "--quiet",
         ],
         capsys,
     )
-    assert code == 0 and DACFile.load(tmp_path / "nq" / "c.dac").codes.shape[1] == 2
+    assert code == 0 and DACFile.load(tmp_path / "nq" / "a.dac").codes.shape[1] == 2
 
 
 def _bad_wavs(tmp_path, rng):
