@@ -31,8 +31,9 @@ Differences from the reference, all outside what it computes for valid input:
 * The reference switches to ffmpeg's resampler and meter for audio over 10 *hours*; this
   module does not (it never loads the whole input into the model, see below).
 
-Memory: nothing but the input (which is not copied) and the codes grows with the length of
-the audio. The resampled signal is never held in full: one pass over it, block by block,
+Memory: nothing but the input (not copied, except a ``[batch, time, channels]`` input with
+several items *and* channels, which is regrouped into rows once) and the codes grows with the
+length of the audio. The resampled signal is never held in full: one pass over it, block by block,
 measures the loudness and the peaks; every window is then resampled from the input as it is
 coded, and the gain and peak limit are applied to it. The model only ever sees one window,
 the same shape every time, so one compiled function serves every chunk (and every model of
@@ -201,13 +202,17 @@ def _rows(audio: np.ndarray) -> np.ndarray:
     return audio.transpose(0, 2, 1).reshape(batch * channels, time)
 
 
-def _analyse(signal: Resampler, channels: int, rate: int, block: int = 1 << 18):
+#: Samples per row read at a time when analysing the resampled signal / writing the output.
+_READ_BLOCK = 1 << 18
+
+
+def _analyse(signal: Resampler, channels: int, rate: int):
     """One pass over the resampled rows: loudness per batch item and peak per row."""
     rows = signal.rows.shape[0]
     meter = StreamingMeter(rows, signal.length, rate, channels=channels)
     peaks = np.zeros(rows, np.float32)
-    for s0 in range(0, signal.length, block):
-        y = signal.read(s0, min(s0 + block, signal.length))
+    for s0 in range(0, signal.length, _READ_BLOCK):
+        y = signal.read(s0, min(s0 + _READ_BLOCK, signal.length))
         meter.feed(y)
         np.maximum(peaks, np.abs(y).max(axis=1), out=peaks)
     return meter.loudness(), peaks
@@ -365,9 +370,8 @@ def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -
     n, channels = dac_file.original_length, dac_file.channels
     out = np.zeros((rows // channels, n, channels), np.float32)
     signal = Resampler(recons, sr, dac_file.sample_rate)
-    block = 1 << 18
-    for s0 in range(0, min(n, signal.length), block):
-        s1 = min(s0 + block, n, signal.length)
+    for s0 in range(0, min(n, signal.length), _READ_BLOCK):
+        s1 = min(s0 + _READ_BLOCK, n, signal.length)
         y = signal.read(s0, s1)
         for r in range(rows):
             out[r // channels, s0:s1, r % channels] = y[r]

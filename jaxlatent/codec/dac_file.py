@@ -30,10 +30,11 @@ import io
 import operator
 import os
 import pickle
-import tempfile
 from typing import Any
 
 import numpy as np
+
+from jaxlatent.codec._atomic import atomic_write
 
 __all__ = ["SUPPORTED_VERSIONS", "DACFile", "DACFileError"]
 
@@ -260,21 +261,15 @@ class DACFile:
         Returns:
           The path written, as a string.
         """
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".dac")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(self.to_bytes())
+        data = self.to_bytes()
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+
+        return str(atomic_write(path, write, ".dac"))
 
     @classmethod
     def from_bytes(cls, data: bytes, *, name: str = "<bytes>") -> DACFile:

@@ -9,11 +9,12 @@ leaves a partial file behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from jaxlatent.codec._atomic import atomic_write
 
 __all__ = ["AUDIO_SUFFIXES", "find_inputs", "output_path", "write_audio"]
 
@@ -80,15 +81,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, rate: int) -> Path:
     """Write ``[time, channels]`` audio as a 16-bit PCM WAV (as the official ``dac decode``),
     atomically."""
     sf = _soundfile()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".wav")
-    os.close(fd)
-    try:
-        sf.write(tmp, np.asarray(audio, np.float32), rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    audio = np.asarray(audio, np.float32)
+    return atomic_write(
+        path, lambda tmp: sf.write(tmp, audio, rate, subtype="PCM_16", format="WAV"), ".wav"
+    )

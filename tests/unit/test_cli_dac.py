@@ -46,7 +46,7 @@ def test_encode_decode_files_and_folders(tmp_path, rng, model_dir, capsys):
     inputs = tmp_path / "in"
     _wav(inputs / "a.wav", rng, 4000, 8000)  # 0.5 s mono at the model rate
     _wav(inputs / "sub" / "b.flac", rng, 6000, 11025, channels=2)  # stereo, resampled
-    single = _wav(tmp_path / "c.wav", rng, 1000, 16000)
+    single = _wav(tmp_path / "c.wav", rng, 3200, 16000)
     (inputs / "notes.txt").write_text("not audio")  # skipped in folders
     out = tmp_path / "codes"
     code, stdout, _ = _run(
@@ -78,24 +78,26 @@ def test_encode_decode_files_and_folders(tmp_path, rng, model_dir, capsys):
     assert _files(wav) == ["a.wav", "c.wav", os.path.join("sub", "b.wav")]
     info = sf.info(wav / "sub" / "b.wav")
     assert (info.samplerate, info.channels, info.frames) == (11025, 2, 6000)
-    assert sf.info(wav / "c.wav").frames == 1000
+    assert sf.info(wav / "c.wav").frames == 3200
 
-    # n_quantizers
+    # n_quantizers (0.5 s: the window shape compiled by test_dac_compress)
     code, _, _ = _run(
         [
             "encode",
-            str(single),
+            str(inputs / "a.wav"),
             "--model",
             model_dir,
             "--output",
             str(tmp_path / "nq"),
             "--n-quantizers",
             "2",
+            "--win-duration",
+            "0.1",
             "--quiet",
         ],
         capsys,
     )
-    assert code == 0 and DACFile.load(tmp_path / "nq" / "c.dac").codes.shape[1] == 2
+    assert code == 0 and DACFile.load(tmp_path / "nq" / "a.dac").codes.shape[1] == 2
 
 
 def _bad_wavs(tmp_path, rng):

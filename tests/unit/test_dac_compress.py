@@ -161,3 +161,26 @@ def test_decompress_bad_files(model, rng):
         decompress(model, "x.dac")
     with pytest.raises(ValueError, match="DAC model"):
         compress(object(), np.zeros(10, np.float32), 8000)
+
+
+def test_compress_memory_is_flat(model, rng, monkeypatch):
+    """Host (numpy) memory of compress does not grow with the audio: no resampled, normalised
+    or transposed copy of the input (device activations are one window by construction)."""
+    import tracemalloc
+
+    from jaxlatent.codec import compression, loudness, resample
+
+    # small blocks, so that both lengths use full-size blocks
+    monkeypatch.setattr(compression, "_READ_BLOCK", 4096)
+    monkeypatch.setattr(loudness, "_BLOCK", 4096)
+    monkeypatch.setattr(resample, "_BLOCK_FRAMES", 64)
+    compress(model, _audio(rng, 11025 * 2), 11025, win_duration=1.0)  # compile first
+    peaks = []
+    for seconds in (10, 40):
+        audio = rng.standard_normal(11025 * seconds, dtype=np.float32) * np.float32(0.1)
+        tracemalloc.start()
+        compress(model, audio, 11025, win_duration=1.0)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    # 40 s of input is 1.8 MB: a copy of it shows (checked), block-sized temporaries do not
+    assert peaks[1] < peaks[0] + 500_000, peaks

@@ -69,14 +69,20 @@ def test_save_is_atomic(tmp_path, rng, monkeypatch):
     target = tmp_path / "b.dac"
     _file(rng).save(target)
     before = target.read_bytes()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # usual permissions
 
-    def boom(self):
+    def boom(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(DACFile, "to_bytes", boom)
+    monkeypatch.setattr(os, "fsync", boom)  # fails after the bytes went to the temporary file
     with pytest.raises(OSError, match="disk full"):
         _file(rng, frames=9).save(target)
     assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["b.dac"]
+    with pytest.raises(OSError, match="disk full"):
+        _file(rng).save(tmp_path / "new.dac")
     assert os.listdir(tmp_path) == ["b.dac"]
 
 
