@@ -3,14 +3,13 @@ one compilation for every chunk, bad input."""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from jaxlatent.codec import DACFile, chunking, compress, decompress
 from jaxlatent.codec.compression import TRACE_COUNTS, conv_padding
 from jaxlatent.models.dac import DAC, DACConfig
+from tests.unit.test_dac_model import random_model
 
 TINY = DACConfig(
     encoder_dim=2,
@@ -26,18 +25,8 @@ TINY = DACConfig(
 
 
 def tiny_dac(seed: int = 0) -> DAC:
-    """A concrete tiny DAC with seeded random parameters (built shape-only, then filled)."""
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: DAC(TINY, rngs=nnx.Rngs(0))))
-    rng = np.random.default_rng(seed)
-    flat = []
-    for path, var in nnx.to_flat_state(state):
-        shape, dtype = var.get_value().shape, var.get_value().dtype
-        if path[-1] == "alpha":
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.standard_normal(shape) * 0.5
-        flat.append((path, var.replace(jnp.asarray(value.astype(dtype)))))
-    return nnx.merge(graphdef, nnx.from_flat_state(flat))
+    """A concrete tiny DAC of this module's config with seeded random parameters."""
+    return random_model(TINY, seed)
 
 
 @pytest.fixture(scope="module")
