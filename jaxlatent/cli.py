@@ -2,7 +2,7 @@
 
 Subcommands:
   train    train a registered model (`jaxlatent.apps.registry`) on digits or a folder of images.
-  demo     the main job on embedded defaults (today: train a VAE on the bundled speech).
+  demo     the main job: DAC codec round trip on the bundled speech, then a VQ-VAE on digits.
   convert  convert a checkpoint: ``jaxlatent convert dac SRC.pth OUT_DIR``.
   encode   audio files/folders -> ``.dac`` files (``--model MODEL INPUT... --output DIR``).
   decode   ``.dac`` files/folders -> WAV files (``--model MODEL INPUT... --output DIR``).
@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from jaxlatent.apps import speech_vae
+    from jaxlatent.apps import demo
 
-    cfg = speech_vae.SpeechVAEDemoConfig(steps=args.steps)
-    metrics = speech_vae.run(args.out, cfg, progress=not args.quiet)
-    print(
-        f"speech VAE: {metrics['segments']} segments, loss {metrics['first_loss']:.3f} -> "
-        f"{metrics['final_loss']:.3f} in {metrics['train_seconds']:.1f} s; "
-        f"wrote {args.out}/metrics.json and {args.out}/reconstruction.png"
+    cfg = demo.DemoConfig(
+        out=args.out,
+        steps=args.steps,
+        checkpoint=args.checkpoint,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
     )
+    summary = demo.run(cfg)
+    print(demo.format_summary(summary, args.out))
     return 0
 
 
@@ -91,20 +92,6 @@ def _add_train_parser(sub) -> None:
     t.set_defaults(func=_train)
 
 
-def _load_dac(spec: str):
-    from converters.dac_store import load_model
-
-    return load_model(spec)
-
-
-def _bar(items, enabled: bool, desc: str):
-    if not enabled or len(items) < 2:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, unit="file")
-
-
 def _convert(args: argparse.Namespace) -> int:
     from converters.dac import convert_checkpoint
     from converters.dac_store import save_converted
@@ -118,51 +105,28 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from jaxlatent.codec import compress, files
-    from jaxlatent.datasets import read_audio
+    from jaxlatent.apps.codec_files import encode_files
 
-    if args.n_quantizers is not None and args.n_quantizers < 1:
-        raise ValueError(f"--n-quantizers must be at least 1, got {args.n_quantizers}")
-    if not args.win_duration > 0:
-        raise ValueError(f"--win-duration must be positive, got {args.win_duration}")
-    inputs = files.find_inputs(args.inputs, files.AUDIO_SUFFIXES)
-    model = _load_dac(args.model)
-    start, seconds = time.perf_counter(), 0.0
-    for path, rel in _bar(inputs, not args.quiet, "encode"):
-        clip = read_audio(path)
-        dac_file = compress(
-            model,
-            clip.audio,
-            clip.sample_rate,
-            win_duration=args.win_duration,
-            n_quantizers=args.n_quantizers,
-            verbose=not args.quiet and len(inputs) == 1,
-        )
-        dac_file.save(files.output_path(args.output, rel, ".dac"))
-        seconds += clip.audio.shape[0] / clip.sample_rate
-    took = time.perf_counter() - start
+    result = encode_files(
+        args.model,
+        args.inputs,
+        args.output,
+        win_duration=args.win_duration,
+        n_quantizers=args.n_quantizers,
+        progress=not args.quiet,
+    )
     print(
-        f"encoded {len(inputs)} file(s), {seconds:.1f} s of audio, in {took:.1f} s to {args.output}"
+        f"encoded {len(result.inputs)} file(s), {result.audio_seconds:.1f} s of audio, in "
+        f"{result.seconds:.1f} s to {args.output}"
     )
     return 0
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from jaxlatent.codec import DACFile, decompress, files
+    from jaxlatent.apps.codec_files import decode_files
 
-    inputs = files.find_inputs(args.inputs, (".dac",))
-    model = _load_dac(args.model)
-    start = time.perf_counter()
-    for path, rel in _bar(inputs, not args.quiet, "decode"):
-        dac_file = DACFile.load(path)
-        audio = decompress(model, dac_file, verbose=not args.quiet and len(inputs) == 1)
-        for i, item in enumerate(audio):  # one file per batch item (one for our own files)
-            name = rel if audio.shape[0] == 1 else rel.with_name(f"{rel.stem}-{i}")
-            files.write_audio(
-                files.output_path(args.output, name, ".wav"), item, dac_file.sample_rate
-            )
-    took = time.perf_counter() - start
-    print(f"decoded {len(inputs)} file(s) in {took:.1f} s to {args.output}")
+    result = decode_files(args.model, args.inputs, args.output, progress=not args.quiet)
+    print(f"decoded {len(result.inputs)} file(s) in {result.seconds:.1f} s to {args.output}")
     return 0
 
 
@@ -179,10 +143,24 @@ def _parity(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxlatent", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the main job on embedded defaults")
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: DAC codec round trip on bundled speech, then a VQ-VAE on digits",
+        description="Offline: make a release-format DAC checkpoint with the reference code "
+        "(random weights; or use --checkpoint), convert it, encode and decode the bundled "
+        "speech, print the parity report against the reference, plot the spectrograms, then "
+        "train a VQ-VAE on the digits. Needs torch and descript-audio-codec (.ci/setup).",
+    )
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    demo.add_argument("--steps", type=int, default=300, help="training steps (default: 300)")
-    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.add_argument("--steps", type=int, default=300, help="VQ-VAE steps (default: 300)")
+    demo.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a DAC .pth (e.g. the released weights_16khz.pth) "
+        "instead of the random release-format checkpoint",
+    )
+    demo.add_argument("--overwrite", action="store_true", help="replace a previous demo in --out")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
     _add_train_parser(sub)
 
