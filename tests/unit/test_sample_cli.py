@@ -182,6 +182,36 @@ def test_generate_reconstructs_with_the_restored_model(model, runs, tmp_path, ca
     np.testing.assert_array_equal(np.load(again), out)
 
 
+def _image_folder(root: pathlib.Path, classes: dict[str, int]) -> pathlib.Path:
+    """Digits as 8-bit PNGs in one subfolder per class name (`classes`: name -> count)."""
+    from PIL import Image
+
+    digits = image_data.load_images("digits", 8, 1)
+    digit = digits.labels.argmax(axis=1)
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True)
+        pick = np.flatnonzero(digit == int(name) if name.isdigit() else digit >= 0)[:count]
+        for i, j in enumerate(pick):
+            pixels = np.round(digits.images[j, ..., 0] * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i:02d}.png")
+    return root
+
+
+def test_generate_on_a_folder_maps_its_classes_to_the_runs(runs, tmp_path):
+    """A folder with classes 3 and 5 only: the ConditionalVAE gets the run's labels 3 and 5."""
+    folder = _image_folder(tmp_path / "data", {"3": 10, "5": 8})
+    npy = tmp_path / "g.npy"
+    argv = ["generate", "--run", runs["conditional_vae"], "--data", folder, "--num", 18]
+    assert _main(*argv, "--seed", 2, "--output", npy) == 0
+    inputs, recons = np.load(npy)
+    data = image_data.load_images(str(folder), 8, 1)
+    np.testing.assert_array_equal(inputs, data.images)  # all 18, in folder order
+    labels = np.eye(10, dtype=np.float32)[[3] * 10 + [5] * 8]
+    _, _, restored = _states(runs["conditional_vae"], "conditional_vae")
+    own = _own_generate(restored, "conditional_vae", inputs, 2, labels)
+    np.testing.assert_allclose(recons, own, rtol=0, atol=1e-6)
+
+
 def test_default_output_goes_to_the_run_pictures(runs, capsys, tmp_path):
     run = tmp_path / "copy"
     shutil.copytree(runs["vanilla_vae"], run)
@@ -229,6 +259,8 @@ BAD = {
                        "--output", "{existing}"], "exists; pass --overwrite to replace it"),
     "output exists generate": (["generate", "--run", "{vqvae}", "--output", "{existing}"],
                                "exists; pass --overwrite to replace it"),
+    "foreign classes": (["generate", "--run", "{conditional_vae}", "--data", "{cats}"],
+                        "has classes the run was not trained on (cats)"),
     "missing data": (["generate", "--run", "{vqvae}", "--data", "{tmp}/nope"],
                      "is neither 'digits' nor a folder"),
 }  # fmt: skip
@@ -242,8 +274,9 @@ def test_bad_input_exits_2_without_output(case, runs, tmp_path, capsys):
     shutil.copy(runs["vanilla_vae"] / "run.json", nockpt / "run.json")
     existing = tmp_path / "existing.png"
     existing.write_bytes(b"keep me")
+    cats = _image_folder(tmp_path / "pets", {"cats": 2})
     names = {"tmp": tmp_path, "empty": tmp_path / "empty", "nockpt": nockpt,
-             "existing": existing, **runs}  # fmt: skip
+             "existing": existing, "cats": cats, **runs}  # fmt: skip
     args, message = BAD[case]
     argv = [a.format(**names) for a in args]
     before = {m: _snapshot(r) for m, r in runs.items()}
