@@ -2,6 +2,8 @@
 
 Subcommands:
   train    train a registered model (`jaxlatent.apps.registry`) on digits or a folder of images.
+  sample   draw images from a trained run's model (``--run DIR``).
+  generate reconstruct images with a trained run's model (``--run DIR``).
   demo     the main job: DAC codec round trip on the bundled speech, then a VQ-VAE on digits.
   convert  convert a checkpoint: ``jaxlatent convert dac SRC.pth OUT_DIR``.
   encode   audio files/folders -> ``.dac`` files (``--model MODEL INPUT... --output DIR``).
@@ -92,6 +94,96 @@ def _add_train_parser(sub) -> None:
     t.set_defaults(func=_train)
 
 
+def _sample(args: argparse.Namespace) -> int:
+    from jaxlatent.apps import sample
+
+    labels = None if args.labels is None else tuple(x.strip() for x in args.labels.split(","))
+    cfg = sample.SampleConfig(
+        run=args.run,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        step=args.step,
+        labels=labels,
+        outputs=tuple(args.output or ()),
+        overwrite=args.overwrite,
+    )
+    result = sample.sample(cfg)
+    print(
+        f"sampled {cfg.num_samples} image(s) from {args.run} (step {result.step}, seed "
+        f"{cfg.seed}); wrote {', '.join(result.outputs)}"
+    )
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from jaxlatent.apps import sample
+
+    cfg = sample.GenerateConfig(
+        run=args.run,
+        data=args.data,
+        num=args.num,
+        seed=args.seed,
+        step=args.step,
+        outputs=tuple(args.output or ()),
+        overwrite=args.overwrite,
+    )
+    result = sample.generate(cfg)
+    print(
+        f"reconstructed {cfg.num} image(s) with {args.run} (step {result.step}): "
+        f"reconstruction MSE {result.mse:.4g}; wrote {', '.join(result.outputs)}"
+    )
+    return 0
+
+
+def _add_run_arguments(p) -> None:
+    p.add_argument("--run", required=True, help="a `jaxlatent train` output folder")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--output",
+        action="append",
+        metavar="FILE",
+        help="FILE.png (grid) or FILE.npy (float32 array); repeatable "
+        "(default: RUN/pictures/<command>_step<K>_seed<S>.png)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def _add_sample_parser(sub) -> None:
+    s = sub.add_parser(
+        "sample",
+        help="draw images from a trained run's model",
+        description="Restore a `jaxlatent train` checkpoint and draw images with the model's "
+        "sample() (VQ-VAE: decoded uniformly random codes). The .npy array is "
+        "[num, H, W, C] float32 in [0, 1].",
+    )
+    _add_run_arguments(s)
+    s.add_argument("--num-samples", type=int, default=16, help="images to draw (default: 16)")
+    s.add_argument(
+        "--labels",
+        default=None,
+        help="conditional_vae: comma-separated class names cycled over the samples "
+        "(default: every class in turn)",
+    )
+    s.set_defaults(func=_sample)
+
+
+def _add_generate_parser(sub) -> None:
+    g = sub.add_parser(
+        "generate",
+        help="reconstruct images with a trained run's model",
+        description="Restore a `jaxlatent train` checkpoint, reconstruct images of the data "
+        "with the model's generate() (eval mode) and print the reconstruction MSE. The .npy "
+        "array is [2, num, H, W, C] float32: inputs, then reconstructions.",
+    )
+    _add_run_arguments(g)
+    g.add_argument(
+        "--data", default=None, help="'digits' or a folder of images (default: the run's data)"
+    )
+    g.add_argument("--num", type=int, default=16, help="images to reconstruct (default: 16)")
+    g.set_defaults(func=_generate)
+
+
 def _convert(args: argparse.Namespace) -> int:
     from converters.dac import convert_checkpoint
     from converters.dac_store import save_converted
@@ -163,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
     _add_train_parser(sub)
+    _add_sample_parser(sub)
+    _add_generate_parser(sub)
 
     convert = sub.add_parser("convert", help="convert a torch checkpoint to a jaxlatent model")
     convert.add_argument("family", choices=["dac"], help="model family")

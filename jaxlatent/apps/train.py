@@ -16,7 +16,6 @@ tensorboard/ and summary.json)::
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import shutil
@@ -29,7 +28,8 @@ from flax import nnx
 
 from jaxlatent import training
 from jaxlatent.apps.image_data import load_images
-from jaxlatent.apps.registry import get_model
+from jaxlatent.apps.pictures import save_grid
+from jaxlatent.apps.registry import ImagePreset, ModelSpec, get_model
 from jaxlatent.training.logs import atomic_write_text
 
 #: what this app writes besides `fit`'s artefacts (deleted by ``overwrite``).
@@ -68,6 +68,15 @@ def _check_out_dir(cfg: TrainConfig) -> None:
             f"output folder {cfg.out!r} exists and is not empty; pass --resume to continue "
             "its run or --overwrite to replace it"
         )
+
+
+def initial_state(
+    spec: ModelSpec, preset: ImagePreset, num_classes: int, tx, seed: int
+) -> training.TrainState:
+    """The freshly initialised `TrainState` of a run (also the template that restores it)."""
+    # one compiled initialiser instead of one small program per parameter
+    model = nnx.jit(lambda: spec.build(preset, num_classes, nnx.Rngs(seed)))()
+    return training.TrainState.create(model, tx, key=seed)
 
 
 def _trainer(cfg: TrainConfig, loss_fn, tx):
@@ -131,45 +140,6 @@ def _remove_app_artifacts(out: str) -> None:
             shutil.rmtree(path)
         elif os.path.exists(path):
             os.remove(path)
-
-
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_grid(path: str, rows: list[tuple[str, np.ndarray]]) -> None:
-    """A PNG with one row of images ``[n, H, W, C]`` (in [0, 1]) per titled row, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.2 * len(rows) + 0.4), squeeze=False)
-    for ax, (title, images) in zip(axes[:, 0], rows, strict=True):
-        images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
-        strip = np.concatenate(list(images), axis=1)  # [H, n·W, C]
-        if strip.shape[-1] == 1:
-            ax.imshow(strip[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
-        else:
-            ax.imshow(strip)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    _atomic_write_bytes(path, buf.getvalue())
 
 
 class _Evaluator:
@@ -244,9 +214,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     trainer.check_batch_size(cfg.batch_size)
     arrays = {"x": data.images, "labels": data.labels}
     it = training.ArrayDataIterator(arrays, cfg.batch_size, seed=cfg.seed)
-    # one compiled initialiser instead of one small program per parameter
-    model = nnx.jit(lambda: spec.build(preset, len(data.class_names), nnx.Rngs(cfg.seed)))()
-    state = training.TrainState.create(model, tx, key=cfg.seed)
+    state = initial_state(spec, preset, len(data.class_names), tx, cfg.seed)
     resume_step = _check_resume(cfg, preset_name, state) if cfg.resume else None
 
     # --- all checks passed: write ---

@@ -1,0 +1,76 @@
+"""Pictures and arrays the image apps write: PNG grids and ``.npy`` files, atomically.
+
+Used by `jaxlatent train` (eval pictures) and `jaxlatent sample` / `jaxlatent generate`.
+Images are channels-last float ``[n, H, W, C]`` in [0, 1] (values outside are clipped in
+pictures, never in arrays).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+
+import numpy as np
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename.
+
+    An interrupted write leaves no file at `path` (and no temporary file behind).
+    """
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_npy(path: str, array: np.ndarray) -> None:
+    """`array` as a ``.npy`` file at `path`, atomically."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_grid(path: str, rows: list[tuple[str, np.ndarray]], *, slots: int | None = None) -> None:
+    """A PNG with one row of images ``[n, H, W, C]`` (in [0, 1]) per titled row, atomically.
+
+    Args:
+      path: the PNG file to write.
+      rows: ``(title, images)`` pairs, drawn top to bottom, images left to right.
+      slots: draw every row on the scale of a row of this many images (left-aligned), so a
+        shorter last row keeps the size of the others (default: each row fills the width).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.2 * len(rows) + 0.4), squeeze=False)
+    for ax, (title, images) in zip(axes[:, 0], rows, strict=True):
+        images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+        strip = np.concatenate(list(images), axis=1)  # [H, n·W, C]
+        if strip.shape[-1] == 1:
+            ax.imshow(strip[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            ax.imshow(strip)
+        if slots is not None:
+            ax.set_xlim(-0.5, slots * images.shape[2] - 0.5)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def chunks(images: np.ndarray, per_row: int) -> list[np.ndarray]:
+    """`images` ``[n, ...]`` split into consecutive rows of at most `per_row`."""
+    return [images[i : i + per_row] for i in range(0, len(images), per_row)]
