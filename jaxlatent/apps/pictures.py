@@ -1,0 +1,96 @@
+"""The PNG pictures of `jaxlatent train` (matplotlib, Agg backend), written atomically.
+
+* `save_grid` — rows of images (reconstructions and samples of image models);
+* `save_spectrograms` — rows of log spectrograms (input vs reconstruction of audio models,
+  one column per segment, one colour scale for the whole figure).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+
+import numpy as np
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write `data` to a temporary file next to `path` and rename it into place (mode 644)."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    _pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_grid(path: str, rows: list[tuple[str, np.ndarray]]) -> None:
+    """A PNG with one row of images ``[n, H, W, C]`` (in [0, 1]) per titled row, atomically."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.2 * len(rows) + 0.4), squeeze=False)
+    for ax, (title, images) in zip(axes[:, 0], rows, strict=True):
+        images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+        strip = np.concatenate(list(images), axis=1)  # [H, n·W, C]
+        if strip.shape[-1] == 1:
+            ax.imshow(strip[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            ax.imshow(strip)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def save_spectrograms(
+    path: str, rows: list[tuple[str, np.ndarray]], *, xlabel: str, panel: str = "segment"
+) -> None:
+    """A PNG with one row of spectrograms ``[n, frames, bins]`` per titled row, atomically.
+
+    Each row's title is written above its first panel, panels are labelled ``f"{panel} {i}"``
+    inside; `xlabel` names the frame axis.
+
+    Every panel shares the colour scale of the first row (the input, its 1st to 99.5th
+    percentile), so reconstruction errors show as colour differences.
+    """
+    plt = _pyplot()
+    n = max(len(r[1]) for r in rows)
+    ref = np.asarray(rows[0][1], np.float32)
+    vmin, vmax = (float(v) for v in np.percentile(ref, [1.0, 99.5]))
+    fig, axes = plt.subplots(
+        len(rows), n, figsize=(3 * n, 2.2 * len(rows) + 0.2), squeeze=False, sharey=True
+    )
+    for r, (title, specs) in enumerate(rows):
+        axes[r, 0].set_title(title, loc="left", fontsize=9)  # may run over the row: no titles
+        axes[r, 0].set_ylabel("frequency bin", fontsize=8)
+        for i, ax in enumerate(axes[r]):
+            if i >= len(specs):
+                ax.axis("off")
+                continue
+            spec = np.asarray(specs[i], np.float32)
+            ax.imshow(spec.T, origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=vmax)
+            ax.text(0.02, 0.95, f"{panel} {i}", transform=ax.transAxes, color="white",
+                    fontsize=7, va="top")  # fmt: skip
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    _save(fig, path)
