@@ -1,7 +1,8 @@
 """The `jaxlatent` command line.
 
 Subcommands:
-  train    train a registered model (`jaxlatent.apps.registry`) on digits or a folder of images.
+  train    train a registered model (`jaxlatent.apps.registry`) on its bundled data (digits,
+           speech) or a folder of images or audio files.
   sample   draw images from a trained run's model (``--run DIR``).
   generate reconstruct images with a trained run's model (``--run DIR``).
   demo     the main job: DAC codec round trip on the bundled speech, then a VQ-VAE on digits.
@@ -64,17 +65,26 @@ def _train(args: argparse.Namespace) -> int:
 
 def _add_train_parser(sub) -> None:
     from jaxlatent.apps.registry import MODELS
+    from jaxlatent.apps.spec import DATA_KINDS as DATA
 
+    kinds = {kind: [n for n in sorted(MODELS) if MODELS[n].data_kind == kind] for kind in DATA}
     t = sub.add_parser(
         "train",
-        help="train a model on digits or a folder of images",
+        help="train a model on bundled digits/speech or a folder of images/audio",
         description="Train a registered model; resumable, with metrics, checkpoints and "
-        "pictures. Models: " + ", ".join(sorted(MODELS)) + ".",
+        "pictures. Image models: "
+        + ", ".join(kinds["image"])
+        + ". Audio models: "
+        + ", ".join(kinds["audio"])
+        + ".",
     )
     t.add_argument("--model", required=True, help="model name (" + ", ".join(sorted(MODELS)) + ")")
     t.add_argument("--preset", default=None, help="model size preset (default: tiny)")
     t.add_argument(
-        "--data", default="digits", help="'digits' (bundled, default) or a folder of images"
+        "--data",
+        default=None,
+        help="image models: 'digits' (bundled, default) or a folder of images; audio models: "
+        "'speech' (bundled, default) or a folder of wav/flac/... files (any rate, mono mixdown)",
     )
     t.add_argument("--steps", type=int, required=True, help="total training steps")
     t.add_argument("--batch-size", type=int, required=True, help="global batch size")

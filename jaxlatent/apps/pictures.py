@@ -1,6 +1,8 @@
-"""Pictures and arrays the image apps write: PNG grids and ``.npy`` files, atomically.
+"""Pictures and arrays the apps write: PNG grids, spectrogram rows and ``.npy`` files, atomically.
 
 Used by `jaxlatent train` (eval pictures) and `jaxlatent sample` / `jaxlatent generate`.
+`save_spectrograms` draws rows of log spectrograms (input vs reconstruction of audio models,
+one column per segment, one colour scale for the whole figure).
 Images are channels-last float ``[n, H, W, C]`` in [0, 1] (values outside are clipped in
 pictures, never in arrays).
 """
@@ -31,6 +33,22 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         raise
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    _pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def save_npy(path: str, array: np.ndarray) -> None:
     """`array` as a ``.npy`` file at `path`, atomically."""
     buf = io.BytesIO()
@@ -47,11 +65,7 @@ def save_grid(path: str, rows: list[tuple[str, np.ndarray]], *, slots: int | Non
       slots: draw every row on the scale of a row of this many images (left-aligned), so a
         shorter last row keeps the size of the others (default: each row fills the width).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.2 * len(rows) + 0.4), squeeze=False)
     for ax, (title, images) in zip(axes[:, 0], rows, strict=True):
         images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
@@ -65,12 +79,44 @@ def save_grid(path: str, rows: list[tuple[str, np.ndarray]], *, slots: int | Non
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    _save(fig, path)
 
 
 def chunks(images: np.ndarray, per_row: int) -> list[np.ndarray]:
     """`images` ``[n, ...]`` split into consecutive rows of at most `per_row`."""
     return [images[i : i + per_row] for i in range(0, len(images), per_row)]
+
+
+def save_spectrograms(
+    path: str, rows: list[tuple[str, np.ndarray]], *, xlabel: str, panel: str = "segment"
+) -> None:
+    """A PNG with one row of spectrograms ``[n, frames, bins]`` per titled row, atomically.
+
+    Each row's title is written above its first panel, panels are labelled ``f"{panel} {i}"``
+    inside; `xlabel` names the frame axis.
+
+    Every panel shares the colour scale of the first row (the input, its 1st to 99.5th
+    percentile), so reconstruction errors show as colour differences.
+    """
+    plt = _pyplot()
+    n = max(len(r[1]) for r in rows)
+    ref = np.asarray(rows[0][1], np.float32)
+    vmin, vmax = (float(v) for v in np.percentile(ref, [1.0, 99.5]))
+    fig, axes = plt.subplots(
+        len(rows), n, figsize=(3 * n, 2.2 * len(rows) + 0.2), squeeze=False, sharey=True
+    )
+    for r, (title, specs) in enumerate(rows):
+        axes[r, 0].set_title(title, loc="left", fontsize=9)  # may run over the row: no titles
+        axes[r, 0].set_ylabel("frequency bin", fontsize=8)
+        for i, ax in enumerate(axes[r]):
+            if i >= len(specs):
+                ax.axis("off")
+                continue
+            spec = np.asarray(specs[i], np.float32)
+            ax.imshow(spec.T, origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=vmax)
+            ax.text(0.02, 0.95, f"{panel} {i}", transform=ax.transAxes, color="white",
+                    fontsize=7, va="top")  # fmt: skip
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,304 +1,46 @@
-"""The model registry of `jaxlatent train`: name → builder, loss adapter, pictures, data kind.
+"""The model registry of `jaxlatent train`: name → `ModelSpec` (builder, loss, pictures, data).
 
-Each `ModelSpec` builds its model from a frozen preset (`ImagePreset`), adapts the model's
-own ``loss_function`` to the training core's signature
-``loss_fn(model, batch, *, key, train) -> (loss, aux)`` and says how to draw pictures
-(reconstructions and samples) at eval time. Image batches are dicts
-``{"x": [batch, H, W, C] float32 in [0, 1], "labels": [batch, num_classes] float32}``.
+Each `ModelSpec` builds its model from a frozen preset, adapts the model's loss to the training
+core's signature ``loss_fn(model, batch, *, key, train) -> (loss, aux)`` and says how to
+reconstruct and sample at eval time. The models live in two registries:
 
-The PyTorch-VAE family is registered with small presets that train on 2 CPU cores, using
-the models' corrected options for [0, 1] data of any channel count (``out_channels`` =
-input channels, ``output_activation="sigmoid"``, any ``img_size`` that is a multiple of
-``2**len(hidden_dims)``, ``reverse_hidden_dims_in_place=False``).
+* `jaxlatent.apps.registry_image` — the PyTorch-VAE family (`ImagePreset`; data: digits or a
+  folder of images);
+* `jaxlatent.apps.registry_audio` — SpeechBrain autoencoders, an EMA VQ-VAE and a small DAC
+  (`AudioPreset`; data: the bundled speech or a folder of audio files).
 
 Example:
-  >>> sorted(MODELS)
-  ['beta_vae', 'conditional_vae', 'vanilla_vae', 'vqvae', 'wae_mmd']
+  >>> sorted(MODELS)  # doctest: +NORMALIZE_WHITESPACE
+  ['beta_vae', 'conditional_vae', 'dac', 'sb_autoencoder', 'sb_vae', 'vanilla_vae',
+   'vq_vae_ema', 'vqvae', 'wae_mmd']
   >>> spec = get_model("vqvae", "tiny")[0]
   >>> spec.data_kind, spec.presets["tiny"].img_size
   ('image', 16)
+  >>> spec, name, preset = get_model("vq_vae_ema")
+  >>> spec.data_kind, name, preset.feature
+  ('audio', 'tiny', 'spectrogram')
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-from flax import nnx
+from jaxlatent.apps.registry_audio import AUDIO_MODELS
+from jaxlatent.apps.registry_audio import AudioPreset as AudioPreset
+from jaxlatent.apps.registry_image import IMAGE_MODELS
+from jaxlatent.apps.registry_image import PRESETS as PRESETS
+from jaxlatent.apps.registry_image import ImagePreset as ImagePreset
+from jaxlatent.apps.spec import ModelSpec as ModelSpec
 
-from jaxlatent.models import pytorch_vae as pv
+MODELS: dict[str, ModelSpec] = {s.name: s for s in (*IMAGE_MODELS, *AUDIO_MODELS)}
 
-Array = jax.Array
 
+def models_of_kind(kind: str) -> list[str]:
+    """Sorted names of the models that take `kind` data (``"image"`` or ``"audio"``)."""
+    return sorted(name for name, spec in MODELS.items() if spec.data_kind == kind)
 
-@dataclasses.dataclass(frozen=True)
-class ImagePreset:
-    """Size and width settings of an image model.
 
-    Attributes:
-      img_size: square input size (a multiple of ``2**len(hidden_dims)``).
-      channels: input (and output) channels; grayscale data are replicated to 3.
-      hidden_dims: encoder widths.
-      latent_dim: latent size (VQ-VAE: the code dimension).
-      num_embeddings: VQ-VAE codebook size.
-      kld_weight: the KL weight ``M_N`` of the Gaussian VAEs' loss.
-      learning_rate: default Adam learning rate.
-    """
-
-    img_size: int = 16
-    channels: int = 1
-    hidden_dims: tuple[int, ...] = (8, 16, 32)
-    latent_dim: int = 8
-    num_embeddings: int = 32
-    kld_weight: float = 0.00025
-    learning_rate: float = 2e-3
-
-
-PRESETS: dict[str, ImagePreset] = {
-    # the digits' own 8×8 size, for smoke tests
-    "micro": ImagePreset(img_size=8, hidden_dims=(4, 8), latent_dim=4, num_embeddings=16),
-    # 16×16 grayscale: a few seconds per hundred steps on 2 CPU cores
-    "tiny": ImagePreset(),
-    # RGB (digits replicated to 3 channels), 32×32, four stages as the original's 64×64 net
-    "small": ImagePreset(img_size=32, channels=3, hidden_dims=(8, 16, 32, 64), latent_dim=16),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """How `jaxlatent train` builds, trains and pictures one model.
-
-    Attributes:
-      name: registry name.
-      description: one line for listings.
-      data_kind: ``"image"`` (or ``"audio"``).
-      build: ``build(preset, num_classes, rngs) -> nnx.Module``.
-      loss_fn: ``loss_fn(preset)`` → the training core's loss function.
-      reconstruct: ``reconstruct(model, batch, key) -> images`` (eval mode).
-      sample: ``sample(model, n, key, num_classes) -> images`` (eval mode).
-      sample_title: what the sample grid shows.
-      needs_labels: the model is conditioned on class labels.
-      presets: the presets it accepts.
-    """
-
-    name: str
-    description: str
-    data_kind: str
-    build: Callable[[ImagePreset, int, nnx.Rngs], nnx.Module]
-    loss_fn: Callable[[ImagePreset], Callable[..., tuple[Array, dict[str, Array]]]]
-    reconstruct: Callable[[Any, dict, Array], Array]
-    sample: Callable[[Any, int, Array, int], Array]
-    sample_title: str = "samples from the prior"
-    needs_labels: bool = False
-    presets: dict[str, ImagePreset] = dataclasses.field(default_factory=lambda: dict(PRESETS))
-
-
-def _common(p: ImagePreset) -> dict[str, Any]:
-    return dict(
-        img_size=p.img_size,
-        out_channels=p.channels,
-        output_activation="sigmoid",
-        reverse_hidden_dims_in_place=False,
-    )
-
-
-def _aux(loss_tuple: Any) -> dict[str, Array]:
-    return {k: v for k, v in loss_tuple._asdict().items() if k != "loss"}
-
-
-# --- Gaussian VAEs (vanilla, beta) ------------------------------------------------------
-
-
-def _gaussian_loss(p: ImagePreset):
-    def loss_fn(model, batch, *, key, train):
-        x = batch["x"]
-        eps = jax.random.normal(key, (x.shape[0], model.latent_dim), x.dtype)
-        out = model(x, eps=eps)
-        losses = model.loss_function(*out, M_N=p.kld_weight)
-        return losses.loss, _aux(losses)
-
-    return loss_fn
-
-
-def _gaussian_reconstruct(model, batch, key):
-    mu, _ = model.encode(batch["x"])  # the posterior mean
-    return model.decode(mu)
-
-
-def _prior_sample(model, n, key, num_classes):
-    return model.decode(jax.random.normal(key, (n, model.latent_dim)))
-
-
-# --- ConditionalVAE -----------------------------------------------------------------------
-
-
-def _cvae_loss(p: ImagePreset):
-    def loss_fn(model, batch, *, key, train):
-        x = batch["x"]
-        eps = jax.random.normal(key, (x.shape[0], model.latent_dim), x.dtype)
-        out = model(x, labels=batch["labels"], eps=eps)
-        losses = model.loss_function(*out, M_N=p.kld_weight)
-        return losses.loss, _aux(losses)
-
-    return loss_fn
-
-
-def _cvae_reconstruct(model, batch, key):
-    mu, _ = model.encode(model.embed(batch["x"], batch["labels"]))
-    return model.decode(jnp.concatenate([mu, batch["labels"].astype(mu.dtype)], axis=1))
-
-
-def _cvae_sample(model, n, key, num_classes):
-    labels = jax.nn.one_hot(jnp.arange(n) % num_classes, num_classes)
-    z = jax.random.normal(key, (n, model.latent_dim))
-    return model.decode(jnp.concatenate([z, labels], axis=1))
-
-
-# --- WAE-MMD ------------------------------------------------------------------------------
-
-
-def _wae_loss(p: ImagePreset):
-    def loss_fn(model, batch, *, key, train):
-        out = model(batch["x"])
-        prior = jax.random.normal(key, out.z.shape, out.z.dtype)
-        losses = model.loss_function(*out, prior_z=prior)
-        return losses.loss, _aux(losses)
-
-    return loss_fn
-
-
-def _wae_reconstruct(model, batch, key):
-    return model(batch["x"]).recons
-
-
-# --- VQ-VAE -------------------------------------------------------------------------------
-
-
-def _vq_loss(p: ImagePreset):
-    def loss_fn(model, batch, *, key, train):
-        out = model(batch["x"])
-        losses = model.loss_function(*out)
-        used = jnp.zeros((model.num_embeddings,), jnp.float32).at[out.indices.reshape(-1)].max(1.0)
-        return losses.loss, {**_aux(losses), "codes_used": jnp.sum(used)}
-
-    return loss_fn
-
-
-def _vq_reconstruct(model, batch, key):
-    return model(batch["x"]).recons
-
-
-def _vq_sample(model, n, key, num_classes):
-    side = model.img_size // model.downsampling
-    indices = jax.random.randint(key, (n, side, side), 0, model.num_embeddings)
-    return model.decode_indices(indices)
-
-
-def _build_vanilla(p, num_classes, rngs):
-    return pv.VanillaVAE(p.channels, p.latent_dim, list(p.hidden_dims), **_common(p), rngs=rngs)
-
-
-def _build_beta(p, num_classes, rngs):
-    # 'B' (capacity-annealed) with configs/bbvae.yaml's gamma and schedule
-    return pv.BetaVAE(
-        p.channels,
-        p.latent_dim,
-        list(p.hidden_dims),
-        gamma=10.0,
-        max_capacity=25,
-        Capacity_max_iter=10000,
-        loss_type="B",
-        **_common(p),
-        rngs=rngs,
-    )
-
-
-def _build_cvae(p, num_classes, rngs):
-    return pv.ConditionalVAE(
-        p.channels, num_classes, p.latent_dim, list(p.hidden_dims), **_common(p), rngs=rngs
-    )
-
-
-def _build_wae(p, num_classes, rngs):
-    return pv.WAE_MMD(
-        p.channels, p.latent_dim, list(p.hidden_dims), reg_weight=100, kernel_type="imq",
-        **_common(p), rngs=rngs,
-    )  # fmt: skip
-
-
-def _build_vqvae(p, num_classes, rngs):
-    common = _common(p)
-    del common["img_size"]
-    return pv.VQVAE(
-        p.channels,
-        p.latent_dim,
-        p.num_embeddings,
-        list(p.hidden_dims[:2]),  # two stages, as the original's [128, 256]
-        img_size=p.img_size,
-        **common,
-        rngs=rngs,
-    )
-
-
-MODELS: dict[str, ModelSpec] = {
-    s.name: s
-    for s in (
-        ModelSpec(
-            "vanilla_vae",
-            "PyTorch-VAE VanillaVAE (Gaussian VAE, conv encoder/decoder)",
-            "image",
-            _build_vanilla,
-            _gaussian_loss,
-            _gaussian_reconstruct,
-            _prior_sample,
-        ),
-        ModelSpec(
-            "beta_vae",
-            "PyTorch-VAE BetaVAE, capacity-annealed loss 'B'",
-            "image",
-            _build_beta,
-            _gaussian_loss,
-            _gaussian_reconstruct,
-            _prior_sample,
-        ),
-        ModelSpec(
-            "conditional_vae",
-            "PyTorch-VAE ConditionalVAE, conditioned on the digit class",
-            "image",
-            _build_cvae,
-            _cvae_loss,
-            _cvae_reconstruct,
-            _cvae_sample,
-            sample_title="samples from the prior, classes 0, 1, 2, ... in order",
-            needs_labels=True,
-        ),
-        ModelSpec(
-            "wae_mmd",
-            "PyTorch-VAE WAE_MMD (IMQ kernel)",
-            "image",
-            _build_wae,
-            _wae_loss,
-            _wae_reconstruct,
-            _prior_sample,
-        ),
-        ModelSpec(
-            "vqvae",
-            "PyTorch-VAE VQVAE (gradient codebook)",
-            "image",
-            _build_vqvae,
-            _vq_loss,
-            _vq_reconstruct,
-            _vq_sample,
-            sample_title="decoded uniformly random codes (VQ-VAE has no learnt prior)",
-        ),
-    )
-}
-
-
-def get_model(name: str, preset: str | None = None) -> tuple[ModelSpec, str, ImagePreset]:
+def get_model(name: str, preset: str | None = None) -> tuple[ModelSpec, str, Any]:
     """``(spec, preset name, preset)`` of a registered model (default preset ``"tiny"``).
 
     Raises:

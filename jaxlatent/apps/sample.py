@@ -141,6 +141,11 @@ def read_run(folder: str) -> RunInfo:
         with open(path) as f:
             run = json.load(f)
         spec, preset_name, preset = get_model(run["model"], run["preset"])
+        if spec.data_kind != "image":
+            raise ValueError(
+                f"model {run['model']!r} is an {spec.data_kind} model; `sample` and `generate` "
+                "draw images, so they take runs of image models only"
+            )
         if "preset_settings" in run:  # the sizes the run was trained with
             settings = dict(run["preset_settings"])
             settings["hidden_dims"] = tuple(settings["hidden_dims"])
@@ -293,7 +298,7 @@ def draw_samples(restored: Restored, num: int, seed: int, labels: np.ndarray | N
         try:
             return model.sample(num, rngs=rngs)
         except NotImplementedError:  # VQ-VAE: no prior over the codes
-            return info.spec.sample(model, num, key, len(info.classes))
+            return info.spec.sample(model, num, key, len(info.classes), info.preset)
 
     return np.asarray(draw(restored.model, labels, jax.random.key(seed)), np.float32)
 

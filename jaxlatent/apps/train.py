@@ -1,4 +1,7 @@
-"""`jaxlatent train`: train a registered model on digits or a folder of images, resumably.
+"""`jaxlatent train`: train a registered model on its bundled data or a folder, resumably.
+
+Image models train on scikit-learn's digits or a folder of images, audio models on the
+bundled speech or a folder of audio files (`jaxlatent.apps.train_data`).
 
 Everything the user can get wrong is checked before anything is written: the model and
 preset names, the data, the batch size against the device count and the data size, the
@@ -9,8 +12,12 @@ Output folder (besides `jaxlatent.training.fit`'s checkpoints/, metrics.jsonl,
 tensorboard/ and summary.json)::
 
     run.json                    model, preset, data and settings of the run
-    eval.jsonl                  reconstruction MSE on a fixed eval batch, per eval
-    pictures/step_<N>_reconstructions.png, pictures/step_<N>_samples.png
+    eval.jsonl                  reconstruction MSE (and the model's eval metrics, e.g.
+                                codebook usage) on a fixed eval batch, per eval
+    pictures/step_<N>_reconstructions.png   image grid, or input vs reconstructed log
+                                            spectrograms of a few audio segments
+    pictures/step_<N>_samples.png           prior samples (models without a learnt prior
+                                            have none; run.json says why)
 """
 
 from __future__ import annotations
@@ -27,15 +34,17 @@ import numpy as np
 from flax import nnx
 
 from jaxlatent import training
-from jaxlatent.apps.image_data import load_images
-from jaxlatent.apps.pictures import save_grid
-from jaxlatent.apps.registry import ImagePreset, ModelSpec, get_model
+from jaxlatent.apps.pictures import save_grid, save_spectrograms
+from jaxlatent.apps.registry import get_model
+from jaxlatent.apps.spec import ModelSpec
+from jaxlatent.apps.train_data import load_train_data
 from jaxlatent.training.logs import atomic_write_text
 
 #: what this app writes besides `fit`'s artefacts (deleted by ``overwrite``).
 APP_ARTIFACTS = ("run.json", "eval.jsonl", "pictures")
 PARALLEL = ("auto", "single", "sharded", "pmap", "shard_map")
-GRID = 16  # pictures per grid
+GRID = 16  # pictures per grid (images); examples in the eval batch
+AUDIO_PICTURES = 4  # segments per spectrogram picture
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +56,7 @@ class TrainConfig:
     steps: int
     batch_size: int
     preset: str | None = None
-    data: str = "digits"
+    data: str | None = None  # None: the model's bundled data ("digits" or "speech")
     resume: bool = False
     overwrite: bool = False
     eval_every: int | None = None
@@ -71,7 +80,7 @@ def _check_out_dir(cfg: TrainConfig) -> None:
 
 
 def initial_state(
-    spec: ModelSpec, preset: ImagePreset, num_classes: int, tx, seed: int
+    spec: ModelSpec, preset: Any, num_classes: int, tx, seed: int
 ) -> training.TrainState:
     """The freshly initialised `TrainState` of a run (also the template that restores it)."""
     # one compiled initialiser instead of one small program per parameter
@@ -79,7 +88,7 @@ def initial_state(
     return training.TrainState.create(model, tx, key=seed)
 
 
-def _trainer(cfg: TrainConfig, loss_fn, tx):
+def _trainer(cfg: TrainConfig, spec, loss_fn, tx):
     kind = cfg.parallel
     if kind not in PARALLEL:
         raise ValueError(f"unknown --parallel {kind!r}; choose one of: {', '.join(PARALLEL)}")
@@ -91,7 +100,7 @@ def _trainer(cfg: TrainConfig, loss_fn, tx):
         "pmap": training.PmapDataParallel,
         "shard_map": training.ShardMapDataParallel,
     }[kind]
-    return cls(loss_fn, tx)
+    return cls(loss_fn, tx, per_device_keys=not spec.same_key_on_devices)
 
 
 def _check_resume(cfg: TrainConfig, preset_name: str, template: training.TrainState) -> int | None:
@@ -143,47 +152,73 @@ def _remove_app_artifacts(out: str) -> None:
 
 
 class _Evaluator:
-    """Pictures and reconstruction error of a fixed eval batch, every `every` steps."""
+    """Pictures and eval metrics of a fixed eval batch, every `every` steps."""
 
-    def __init__(self, spec, cfg: TrainConfig, eval_batch: dict, num_classes: int):
-        self.spec, self.cfg, self.batch = spec, cfg, eval_batch
+    def __init__(self, spec, preset, cfg: TrainConfig, eval_batch: dict, num_classes: int):
+        self.spec, self.preset, self.cfg, self.batch = spec, preset, cfg, eval_batch
         self.device = jax.local_devices()[0]
         self.pictures = os.path.join(cfg.out, "pictures")
         self.last: dict[str, Any] | None = None
+        n_samples = GRID if spec.data_kind == "image" else AUDIO_PICTURES
 
         def pictures(graphdef, params, model_state, batch, key):
             model = nnx.merge(graphdef, params, model_state)
             model.eval()
             k1, k2 = jax.random.split(key)
+            k3 = jax.random.fold_in(key, 2)
             recons = spec.reconstruct(model, batch, k1)
-            samples = spec.sample(model, GRID, k2, num_classes)
-            return recons, samples, jnp.mean(jnp.square(recons - batch["x"]))
+            samples = None
+            if spec.sample is not None:
+                samples = spec.sample(model, n_samples, k2, num_classes, preset)
+            metrics = {"reconstruction_mse": jnp.mean(jnp.square(recons - batch["x"]))}
+            if spec.eval_metrics is not None:
+                metrics.update(spec.eval_metrics(model, batch, k3))
+            return recons, samples, metrics
 
         self._pictures = jax.jit(pictures, static_argnums=0)
 
-    def compute(self, state: training.TrainState) -> tuple[np.ndarray, np.ndarray, float]:
-        """Reconstructions and samples (numpy) and the reconstruction MSE of `state`."""
+    def compute(self, state: training.TrainState) -> tuple[np.ndarray, Any, dict[str, float]]:
+        """Reconstructions and samples (numpy; samples None without a prior) and metrics."""
         local = jax.device_put(state, self.device)
         key = jax.random.key(self.cfg.seed + 1)  # the same noise at every eval
-        return jax.device_get(
+        recons, samples, metrics = jax.device_get(
             self._pictures(state.graphdef, local.params, local.model_state, self.batch, key)
         )
+        return recons, samples, {k: float(v) for k, v in metrics.items()}
+
+    def _write_pictures(self, stem: str, step: int, recons, samples) -> None:
+        x = self.batch["x"]
+        if self.spec.data_kind == "image":
+            save_grid(
+                stem + "_reconstructions.png",
+                [("input", x), (f"reconstruction (step {step})", recons)],
+            )
+            if samples is not None:
+                title = f"{self.spec.sample_title} (step {step})"
+                save_grid(stem + "_samples.png", [(title, samples)])
+            return
+        from jaxlatent.apps.audio_data import picture_spectrograms
+
+        n, p = AUDIO_PICTURES, self.preset
+        xlabel = f"frame ({1000 * p.hop_length / p.sample_rate:g} ms)"
+        rows = [("input", x[:n]), (f"reconstruction, step {step}", recons[:n])]
+        rows = [(title, picture_spectrograms(v, p)) for title, v in rows]
+        save_spectrograms(stem + "_reconstructions.png", rows, xlabel=xlabel)
+        if samples is not None:
+            title = f"{self.spec.sample_title}, step {step}"
+            rows = [(title, picture_spectrograms(samples[:n], p))]
+            save_spectrograms(stem + "_samples.png", rows, xlabel=xlabel, panel="sample")
 
     def __call__(self, step: int, state: training.TrainState, metrics: Any) -> None:
         every = self.cfg.eval_every
         if not (step == self.cfg.steps or (every and step % every == 0)):
             return
-        recons, samples, mse = self.compute(state)
+        recons, samples, values = self.compute(state)
         if jax.process_index() != 0:
             return
         os.makedirs(self.pictures, exist_ok=True)
-        stem = os.path.join(self.pictures, f"step_{step:06d}")
-        save_grid(
-            stem + "_reconstructions.png",
-            [("input", self.batch["x"]), (f"reconstruction (step {step})", recons)],
-        )
-        save_grid(stem + "_samples.png", [(f"{self.spec.sample_title} (step {step})", samples)])
-        self.last = {"step": step, "reconstruction_mse": float(mse)}
+        self._write_pictures(os.path.join(self.pictures, f"step_{step:06d}"), step, recons, samples)
+        self.last = {"step": step, **values}
         with open(os.path.join(self.cfg.out, "eval.jsonl"), "a") as f:
             f.write(json.dumps(self.last) + "\n")
 
@@ -202,7 +237,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
     _check_out_dir(cfg)
-    data = load_images(cfg.data, preset.img_size, preset.channels)
+    data = load_train_data(spec, preset, cfg.data)
     if spec.needs_labels and len(data.class_names) < 2:
         raise ValueError(
             f"model {cfg.model!r} is conditioned on classes but {data.source!r} has "
@@ -210,10 +245,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         )
     lr = cfg.learning_rate or preset.learning_rate
     tx = training.make_optimizer("adam", lr)
-    trainer = _trainer(cfg, spec.loss_fn(preset), tx)
+    trainer = _trainer(cfg, spec, spec.loss_fn(preset), tx)
     trainer.check_batch_size(cfg.batch_size)
-    arrays = {"x": data.images, "labels": data.labels}
-    it = training.ArrayDataIterator(arrays, cfg.batch_size, seed=cfg.seed)
+    it = training.ArrayDataIterator(data.arrays, cfg.batch_size, seed=cfg.seed)
     state = initial_state(spec, preset, len(data.class_names), tx, cfg.seed)
     resume_step = _check_resume(cfg, preset_name, state) if cfg.resume else None
 
@@ -225,20 +259,26 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         _truncate_eval_log(cfg.out, resume_step)
     run_info = {
         "model": cfg.model,
+        "data_kind": spec.data_kind,
         "preset": preset_name,
         "preset_settings": dataclasses.asdict(preset),
         "data": data.source,
-        "examples": len(data.images),
+        "examples": data.examples,
         "classes": list(data.class_names),
+        **({"data_info": data.info} if data.info else {}),
+        "samples": spec.sample_title,
         "batch_size": cfg.batch_size,
         "learning_rate": lr,
         "seed": cfg.seed,
         "trainer": type(trainer).__name__,
     }
     atomic_write_text(os.path.join(cfg.out, "run.json"), json.dumps(run_info, indent=2) + "\n")
-    eval_idx = np.random.default_rng(cfg.seed).permutation(len(data.images))[:GRID]
-    eval_batch = {k: v[eval_idx] for k, v in arrays.items()}
-    evaluator = _Evaluator(spec, cfg, eval_batch, len(data.class_names))
+    eval_idx = np.random.default_rng(cfg.seed).permutation(data.examples)
+    if "length" in data.arrays:  # audio: whole segments first (the pictures show the first few)
+        eval_idx = eval_idx[np.argsort(data.arrays["length"][eval_idx] < 1, kind="stable")]
+    eval_idx = eval_idx[:GRID]
+    eval_batch = {k: v[eval_idx] for k, v in data.arrays.items()}
+    evaluator = _Evaluator(spec, preset, cfg, eval_batch, len(data.class_names))
     evaluator.compute(state)  # compile before training: the throughput excludes it
     result = training.fit(
         trainer,
@@ -269,6 +309,8 @@ def format_run_summary(summary: dict[str, Any], out: str) -> str:
     ]
     if ev:
         parts.append(f"eval reconstruction MSE {ev['reconstruction_mse']:.4g}")
+        if "codes_used" in ev:
+            parts.append(f"codes used {ev['codes_used']:.4g}")
     if summary.get("examples_per_sec"):
         parts.append(f"{summary['examples_per_sec']:.0f} examples/s")
     return "; ".join(parts) + f"; outputs in {out}"

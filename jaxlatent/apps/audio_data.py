@@ -1,0 +1,182 @@
+"""Audio data for `jaxlatent train`: the bundled speech or a folder of audio files, in segments.
+
+Sources:
+
+* ``"speech"`` — the four 16 kHz utterances shipped in `jaxlatent/data`
+  (`jaxlatent.datasets.bundled_speech`, about 10 s of read English speech);
+* a folder — every audio file below it (sorted paths; suffixes
+  `jaxlatent.codec.files.AUDIO_SUFFIXES`, read with soundfile), mixed down to mono and
+  resampled to the model's rate with `jaxlatent.codec.resample.resample` (the julius filter
+  of the DAC codec).
+
+Features (``AudioPreset.feature``):
+
+* ``"spectrogram"`` — log-magnitude spectrograms ``[frames, n_fft // 2 + 1]``
+  (`jaxlatent.apps.speech_vae.log_spectrogram`), standardised with the mean and standard
+  deviation of all frames of the data, cut into segments of ``segment`` frames;
+* ``"waveform"`` — the samples ``[samples, 1]``, cut into segments of ``segment`` samples.
+
+Segments do not overlap; the last segment of each clip is zero-padded and its relative length
+(`jaxlatent.apps.speech_vae.make_segments`) is < 1, so SpeechBrain's length masking applies,
+or, with ``AudioPreset.whole_segments`` (the quantized models), dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jaxlatent.codec.files import AUDIO_SUFFIXES
+
+
+class AudioData(NamedTuple):
+    """Segments ``x`` float32 ``[n, time, features]``, relative lengths ``[n]``, source, info."""
+
+    x: np.ndarray
+    length: np.ndarray
+    source: str
+    info: dict[str, Any]
+
+
+def audio_files(folder: str) -> list[str]:
+    """Audio files below `folder` (sorted, hidden files skipped)."""
+    paths = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        paths += [
+            os.path.join(root, f)
+            for f in sorted(files)
+            if f.lower().endswith(AUDIO_SUFFIXES) and not f.startswith(".")
+        ]
+    return paths
+
+
+def _mono(audio: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    from jaxlatent.codec.resample import resample
+
+    mono = np.mean(audio, axis=1, dtype=np.float32)  # [time, channels] -> [time]
+    return resample(mono, rate, sample_rate) if rate != sample_rate else mono
+
+
+def load_clips(source: str, sample_rate: int) -> tuple[list[np.ndarray], list[str]]:
+    """Mono float32 clips ``[time]`` at `sample_rate` and their names.
+
+    Raises:
+      ValueError: if `source` is neither ``"speech"`` nor a folder, the folder holds no audio
+        files, or a file cannot be read (not audio, empty, NaN/Inf).
+    """
+    from jaxlatent.datasets import bundled_speech, read_audio
+
+    if source == "speech":
+        clips = bundled_speech()
+        return [_mono(c.audio, c.sample_rate, sample_rate) for c in clips], [c.name for c in clips]
+    if not os.path.isdir(source):
+        raise ValueError(f"data source {source!r} is neither 'speech' nor a folder")
+    paths = audio_files(source)
+    if not paths:
+        raise ValueError(
+            f"data folder {source!r} has no usable audio files (looked for "
+            f"{', '.join(AUDIO_SUFFIXES)})"
+        )
+    out = []
+    for path in paths:
+        clip = read_audio(path)  # ValueError naming the file when unreadable
+        out.append(_mono(clip.audio, clip.sample_rate, sample_rate))
+    return out, [os.path.relpath(p, source) for p in paths]
+
+
+def _spec_config(preset):
+    from jaxlatent.apps.speech_vae import SpeechVAEDemoConfig
+
+    return SpeechVAEDemoConfig(n_fft=preset.n_fft, hop_length=preset.hop_length)
+
+
+def log_spectrograms(clips: list[np.ndarray], preset) -> list[np.ndarray]:
+    """``log(1 + |STFT|)`` of each clip ``[frames, n_fft // 2 + 1]`` (clips shorter than one
+    window are zero-padded to it)."""
+    from jaxlatent.apps.speech_vae import log_spectrogram
+
+    cfg = _spec_config(preset)
+    return [log_spectrogram(np.pad(c, (0, max(cfg.n_fft - len(c), 0))), cfg) for c in clips]
+
+
+def _features(clips: list[np.ndarray], preset) -> tuple[list[np.ndarray], dict[str, Any]]:
+    if preset.feature == "waveform":
+        return [c[:, None] for c in clips], {}
+    specs = log_spectrograms(clips, preset)
+    frames = np.concatenate(specs)
+    mean, std = float(frames.mean()), float(frames.std())
+    std = std if std > 0 else 1.0  # silence: keep the zeros
+    specs = [((s - mean) / std).astype(np.float32) for s in specs]
+    return specs, {"feature_mean": mean, "feature_std": std}
+
+
+def _load(source: str, preset) -> AudioData:
+    from jaxlatent.apps.speech_vae import make_segments
+
+    clips, names = load_clips(source, preset.sample_rate)
+    feats, info = _features(clips, preset)
+    x, length = make_segments(feats, preset.segment)
+    if preset.whole_segments:
+        x, length = x[length == 1.0], length[length == 1.0]
+        if not len(x):
+            raise ValueError(
+                f"data {source!r} has no audio as long as one segment ({preset.segment} "
+                f"{'samples' if preset.feature == 'waveform' else 'frames'}); the model takes "
+                "whole segments only"
+            )
+    info = {
+        "files": len(names),
+        "seconds": round(sum(len(c) for c in clips) / preset.sample_rate, 3),
+        "sample_rate": preset.sample_rate,
+        "feature": preset.feature,
+        "segment": preset.segment,
+        **info,
+    }
+    return AudioData(x.astype(np.float32), length, source, info)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_speech(preset) -> AudioData:
+    data = _load("speech", preset)
+    data.x.flags.writeable = False
+    data.length.flags.writeable = False
+    return data
+
+
+def load_audio(source: str, preset) -> AudioData:
+    """Segments of ``"speech"`` or a folder of audio files (see the module docstring).
+
+    Args:
+      source: ``"speech"`` or a folder.
+      preset: an `AudioPreset` (``feature``, ``sample_rate``, ``n_fft``, ``hop_length``,
+        ``segment``).
+
+    Returns:
+      `AudioData`; the bundled speech is cached per preset (read-only arrays).
+
+    Raises:
+      ValueError: see `load_clips`; also when ``whole_segments`` is set and no clip is as long
+        as one segment.
+
+    Example:
+      >>> from jaxlatent.apps.registry_audio import SB_PRESETS
+      >>> data = load_audio("speech", SB_PRESETS["tiny"])
+      >>> data.x.shape[1:], data.x.dtype, data.info["files"]
+      ((32, 129), dtype('float32'), 4)
+    """
+    if source == "speech":
+        return _load_speech(preset)
+    return _load(source, preset)
+
+
+def picture_spectrograms(x: np.ndarray, preset) -> np.ndarray:
+    """Log spectrograms ``[n, frames, bins]`` of segments ``x`` for pictures: spectrogram
+    features as they are, waveform segments ``[n, samples, 1]`` transformed."""
+    x = np.asarray(x, np.float32)
+    if preset.feature != "waveform":
+        return x
+    return np.stack(log_spectrograms(list(x[..., 0]), preset))

@@ -1,0 +1,314 @@
+"""The audio models of `jaxlatent train`: SpeechBrain autoencoders, an EMA VQ-VAE, a small DAC.
+
+Audio batches are dicts ``{"x": [batch, time, features] float32, "length": [batch] float32}``
+(`jaxlatent.apps.audio_data`: standardised log spectrograms, or waveform ``[.., samples, 1]``,
+with SpeechBrain relative lengths). Every loss is a mean over examples (SpeechBrain's
+``"batchmean"``, or means over fixed-size segments), so data-parallel runs give the same
+updates as one device.
+
+* ``sb_vae`` — SpeechBrain's `VariationalAutoencoder` (the demo's convolutional net,
+  `jaxlatent.apps.speech_vae.build_model`) with `VariationalAutoencoderLoss`.
+* ``sb_autoencoder`` — a convolutional `Autoencoder` (`ConvAutoencoder`) with SpeechBrain's
+  `AutoencoderLoss` over `l1_loss`, masked by relative length.
+* ``vq_vae_ema`` — `ConvVQVAE` with the generic `VectorQuantizer` and an EMA codebook (k-means
+  init from the first batch, dead-code restarts); the EMA state is model state, never seen by
+  the optimizer, and is computed on the global batch under every ``--parallel`` mode.
+* ``dac`` — a small `jaxlatent.models.dac.DAC` on waveform segments, trained with waveform L1
+  + 15 x multi-scale STFT L1 (in the place and with the weight of DAC's mel loss) + DAC's
+  commitment (x0.25) and codebook (x1) losses. No GAN: the discriminators and
+  adversarial/feature-matching losses of the official recipe are not part of this objective,
+  so reconstructions stay smoother than a released codec's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from jaxlatent.apps.audio_losses import multiscale_stft_l1
+from jaxlatent.apps.audio_models import ConvAutoencoder, ConvVQVAE, codes_used
+from jaxlatent.apps.spec import ModelSpec
+from jaxlatent.losses import AutoencoderLoss, VariationalAutoencoderLoss, l1_loss
+from jaxlatent.masking import clean_padding
+from jaxlatent.models import AutoencoderOutput
+from jaxlatent.models.dac import DAC, DACConfig
+from jaxlatent.quantizers import VectorQuantizerConfig
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioPreset:
+    """Data and size settings of an audio model.
+
+    Attributes:
+      feature: ``"spectrogram"`` (standardised log magnitudes) or ``"waveform"``.
+      sample_rate: rate in Hz the audio is resampled to.
+      n_fft: STFT window (spectrogram features, and the pictures of waveform models).
+      hop_length: STFT hop in samples.
+      segment: segment length: frames (spectrogram) or samples (waveform).
+      whole_segments: drop each clip's zero-padded last segment (quantized models: their
+        code statistics have no length mask, so padding would claim codes).
+      hidden: hidden channels of the convolutional models.
+      latent: latent channels (VQ-VAE: the code dimension).
+      kernel_size: odd kernel size of the time convolutions.
+      codebook_size: VQ-VAE codebook size.
+      ema_decay: VQ-VAE EMA decay.
+      dead_code_threshold: VQ-VAE: EMA cluster size under which a code is restarted.
+      dist_loss_weight: VAE KL weight.
+      stft_n_ffts: windows of the multi-scale STFT loss (DAC).
+      dac: the DAC configuration (DAC only).
+      learning_rate: default Adam learning rate.
+    """
+
+    feature: str = "spectrogram"
+    sample_rate: int = 16000
+    n_fft: int = 256
+    hop_length: int = 128
+    segment: int = 32
+    whole_segments: bool = False
+    hidden: int = 64
+    latent: int = 16
+    kernel_size: int = 5
+    codebook_size: int = 32
+    ema_decay: float = 0.9
+    dead_code_threshold: float = 0.5
+    dist_loss_weight: float = 1e-3
+    stft_n_ffts: tuple[int, ...] = ()
+    dac: DACConfig | None = None
+    learning_rate: float = 2e-3
+
+    @property
+    def bins(self) -> int:
+        """Spectrogram bins ``n_fft // 2 + 1``."""
+        return self.n_fft // 2 + 1
+
+
+#: SpeechBrain autoencoders: tiny (8 ms hop, 0.26 s segments); small = the demo's net.
+SB_PRESETS = {
+    "tiny": AudioPreset(),
+    "small": AudioPreset(n_fft=512, hop_length=160, segment=64, hidden=256, latent=32),
+}
+VQ_PRESETS = {
+    "tiny": AudioPreset(latent=8, whole_segments=True),
+    "small": AudioPreset(
+        n_fft=512, hop_length=160, segment=64, whole_segments=True, hidden=128, latent=16,
+        codebook_size=128, ema_decay=0.95,
+    ),
+}  # fmt: skip
+DAC_PRESETS = {
+    # hop 32 samples (2 ms), 3 codebooks of 64 codes, 0.128 s segments; ~13k parameters
+    "tiny": AudioPreset(
+        feature="waveform", segment=2048, whole_segments=True, n_fft=256, hop_length=64,
+        stft_n_ffts=(64, 256), learning_rate=1e-3,
+        dac=DACConfig(
+            encoder_dim=4, encoder_rates=(4, 8), decoder_dim=16, decoder_rates=(8, 4),
+            n_codebooks=3, codebook_size=64, codebook_dim=4, sample_rate=16000,
+        ),
+    ),
+    # hop 64, 4 codebooks of 256 codes with quantizer dropout 0.5 (as the releases), 0.128 s
+    "small": AudioPreset(
+        feature="waveform", segment=2048, whole_segments=True, n_fft=256, hop_length=64,
+        stft_n_ffts=(64, 256, 1024), learning_rate=1e-3,
+        dac=DACConfig(
+            encoder_dim=8, encoder_rates=(2, 4, 8), decoder_dim=32, decoder_rates=(8, 4, 2),
+            n_codebooks=4, codebook_size=256, codebook_dim=8, quantizer_dropout=0.5,
+            sample_rate=16000,
+        ),
+    ),
+}  # fmt: skip
+
+
+# --- SpeechBrain VAE ----------------------------------------------------------------------
+
+
+def _build_sb_vae(p: AudioPreset, num_classes, rngs):
+    from jaxlatent.apps.speech_vae import SpeechVAEDemoConfig, build_model
+
+    cfg = SpeechVAEDemoConfig(hidden=p.hidden, latent=p.latent, kernel_size=p.kernel_size)
+    return build_model(p.bins, cfg, rngs)
+
+
+def _sb_vae_loss(p: AudioPreset):
+    vae_loss = VariationalAutoencoderLoss(dist_loss_weight=p.dist_loss_weight)
+
+    def loss_fn(model, batch, *, key, train):
+        x, length = batch["x"], batch["length"]
+        out = model.train_sample(x, length, key=key)
+        d = vae_loss.details(out, x, length=length, reduction="batchmean")
+        return d.loss, {"rec_loss": d.rec_loss, "dist_loss": d.dist_loss}
+
+    return loss_fn
+
+
+def _sb_vae_reconstruct(model, batch, key):
+    rec = model.decode(model.encode(batch["x"]))  # the posterior mean, masked as in training
+    return clean_padding(rec, batch["length"], len_dim=1)
+
+
+def _sb_vae_sample(model, n, key, num_classes, p: AudioPreset):
+    return model.decode(jax.random.normal(key, (n, p.segment, p.latent)))
+
+
+# --- SpeechBrain autoencoder --------------------------------------------------------------
+
+
+def _build_sb_ae(p: AudioPreset, num_classes, rngs):
+    return ConvAutoencoder(p.bins, p.hidden, p.latent, p.kernel_size, rngs=rngs)
+
+
+def _sb_ae_loss(p: AudioPreset):
+    ae_loss = AutoencoderLoss(rec_loss=l1_loss)
+
+    def loss_fn(model, batch, *, key, train):
+        x, length = batch["x"], batch["length"]
+        loss = ae_loss(model.train_sample(x, length), x, length, reduction="batchmean")
+        return loss, {}
+
+    return loss_fn
+
+
+def _sb_ae_reconstruct(model, batch, key):
+    return model.train_sample(batch["x"], batch["length"]).rec
+
+
+# --- VQ-VAE with an EMA codebook -----------------------------------------------------------
+
+
+def _build_vq(p: AudioPreset, num_classes, rngs):
+    codebook = VectorQuantizerConfig.vqvae_ema(
+        p.codebook_size,
+        p.latent,
+        decay=p.ema_decay,
+        kmeans_init=True,
+        kmeans_iters=5,
+        dead_code_threshold=p.dead_code_threshold,
+    )
+    return ConvVQVAE(p.bins, p.hidden, codebook, p.kernel_size, rngs=rngs)
+
+
+def _vq_loss(p: AudioPreset):
+    rec_loss = AutoencoderLoss()  # SpeechBrain's mse_loss, masked by relative length
+
+    def loss_fn(model, batch, *, key, train):
+        x, length = batch["x"], batch["length"]
+        out = model(x, train=train, key=key)
+        # "batchmean" sums a segment's errors: divided by the fixed segment size it is the
+        # mean squared error per element with padded positions counted as 0
+        per_element = x.shape[1] * x.shape[2]
+        rec = rec_loss(AutoencoderOutput(out.rec, None, None), x, length) / per_element
+        return rec + out.vq.loss, {
+            "rec_loss": rec,
+            "commitment_loss": out.vq.commitment_loss,
+            "perplexity": out.vq.perplexity,
+            "codes_used": jnp.sum(out.vq.counts > 0).astype(jnp.float32),
+        }
+
+    return loss_fn
+
+
+def _vq_reconstruct(model, batch, key):
+    return model(batch["x"]).rec
+
+
+def _vq_eval_metrics(model, batch, key):
+    vq = model(batch["x"]).vq
+    return {"codes_used": jnp.sum(vq.counts > 0), "perplexity": vq.perplexity}
+
+
+# --- DAC -----------------------------------------------------------------------------------
+
+
+def _build_dac(p: AudioPreset, num_classes, rngs):
+    return DAC(p.dac, rngs=rngs)
+
+
+def _dac_loss(p: AudioPreset):
+    def loss_fn(model, batch, *, key, train):
+        out = model(batch["x"], train=train, key=key)
+        x = batch["x"][:, : out.audio.shape[1]]  # 16/24 kHz-style strides decode 8 fewer
+        wave = jnp.mean(jnp.abs(out.audio - x))
+        stft = multiscale_stft_l1(out.audio[..., 0], x[..., 0], p.stft_n_ffts)
+        # the weights of DAC's recipe (conf/base.yml: mel 15, commitment 0.25, codebook 1)
+        loss = wave + 15.0 * stft + 0.25 * out.commitment_loss + 1.0 * out.codebook_loss
+        return loss, {
+            "waveform_l1": wave,
+            "stft_l1": stft,
+            "commitment_loss": out.commitment_loss,
+            "codebook_loss": out.codebook_loss,
+            "codes_used": _dac_codes_used(model, out.codes),
+        }
+
+    return loss_fn
+
+
+def _dac_codes_used(model, codes) -> Array:
+    """Distinct codes per codebook, averaged over the codebooks (codes ``[b, n_q, frames]``)."""
+    size = model.config.codebook_size
+    per_book = [codes_used(codes[:, i], size) for i in range(codes.shape[1])]
+    return jnp.mean(jnp.stack(per_book))
+
+
+def _dac_reconstruct(model, batch, key):
+    audio = model(batch["x"]).audio
+    return jnp.pad(audio, ((0, 0), (0, batch["x"].shape[1] - audio.shape[1]), (0, 0)))
+
+
+def _dac_eval_metrics(model, batch, key):
+    return {"codes_used": _dac_codes_used(model, model(batch["x"]).codes)}
+
+
+NO_PRIOR = "none: {} has no learnt prior (random codes would only show noise)"
+
+AUDIO_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        "sb_vae",
+        "SpeechBrain VariationalAutoencoder (conv over time) on log spectrograms, "
+        "VariationalAutoencoderLoss",
+        "audio",
+        _build_sb_vae,
+        _sb_vae_loss,
+        _sb_vae_reconstruct,
+        _sb_vae_sample,
+        sample_title="decoded samples of the N(0, I) prior",
+        presets=SB_PRESETS,
+    ),
+    ModelSpec(
+        "sb_autoencoder",
+        "SpeechBrain Autoencoder (conv over time) on log spectrograms, AutoencoderLoss (l1)",
+        "audio",
+        _build_sb_ae,
+        _sb_ae_loss,
+        _sb_ae_reconstruct,
+        None,
+        sample_title=NO_PRIOR.format("a plain autoencoder"),
+        presets=SB_PRESETS,
+    ),
+    ModelSpec(
+        "vq_vae_ema",
+        "conv VQ-VAE on log spectrograms, EMA codebook (k-means init, dead-code restarts)",
+        "audio",
+        _build_vq,
+        _vq_loss,
+        _vq_reconstruct,
+        None,
+        sample_title=NO_PRIOR.format("a VQ-VAE"),
+        presets=VQ_PRESETS,
+        eval_metrics=_vq_eval_metrics,
+        same_key_on_devices=True,
+    ),
+    ModelSpec(
+        "dac",
+        "small DAC codec on waveform: L1 + 15 x multi-scale STFT + RVQ losses (no GAN)",
+        "audio",
+        _build_dac,
+        _dac_loss,
+        _dac_reconstruct,
+        None,
+        sample_title=NO_PRIOR.format("the DAC codec"),
+        presets=DAC_PRESETS,
+        eval_metrics=_dac_eval_metrics,
+    ),
+)
