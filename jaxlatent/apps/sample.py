@@ -331,8 +331,6 @@ def _generate_batch(info: RunInfo, cfg: GenerateConfig) -> tuple[np.ndarray, np.
     """`cfg.num` images ``[num, H, W, C]`` of the data and their one-hot labels in the run's
     classes."""
     data = load_images(cfg.data or info.data, info.preset.img_size, info.preset.channels)
-    if cfg.num > len(data.images):
-        raise ValueError(f"--num {cfg.num} exceeds the {len(data.images)} images of {data.source}")
     if info.spec.needs_labels:
         unknown = [c for c in data.class_names if c not in info.classes]
         if unknown:
@@ -340,6 +338,8 @@ def _generate_batch(info: RunInfo, cfg: GenerateConfig) -> tuple[np.ndarray, np.
                 f"{data.source!r} has classes the run was not trained on "
                 f"({', '.join(unknown[:5])}); model {info.model!r} needs the run's classes"
             )
+    if cfg.num > len(data.images):
+        raise ValueError(f"--num {cfg.num} exceeds the {len(data.images)} images of {data.source}")
     idx = np.sort(np.random.default_rng(cfg.seed).permutation(len(data.images))[: cfg.num])
     names = [data.class_names[i] for i in data.labels[idx].argmax(axis=1)]
     labels = _class_labels(names, info.classes) if info.spec.needs_labels else None
