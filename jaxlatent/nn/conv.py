@@ -11,6 +11,13 @@ A transposed convolution is computed as the gradient-free "fractionally strided"
 the input is dilated by `stride`, padded by ``dilation*(k-1) - padding`` (plus `output_padding`
 on the right; negative values crop), and correlated with the spatially flipped kernel. That is
 exactly torch's ``ConvTranspose`` (checked against torch in tests/parity/test_layers.py).
+Its gradients are defined by hand (:func:`conv_transpose`, a `jax.custom_vjp`): the transposed
+convolution is the adjoint of a strided convolution ``C``, so the input gradient is ``C`` of
+the output gradient and the kernel gradient is ``C``'s kernel gradient. Autodiff of the
+fractionally strided form would give the same values, but its kernel gradient is a
+convolution with input dilation that XLA:CPU runs in a naive loop, 10–70x slower than the
+whole torch backward of the layer on DAC's decoder shapes (benchmarks/bench_train.py).
+Forward-mode differentiation (`jax.jvp`) of transposed convolutions is therefore not supported.
 
 Initialisation follows torch's defaults (uniform in ``±1/sqrt(fan_in)`` for kernel and bias),
 so models trained from scratch start from the same distribution as their torch counterparts.
@@ -18,8 +25,10 @@ so models trained from scratch start from the same distribution as their torch c
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +47,91 @@ def _tuple(value: IntOrTuple, n: int, name: str) -> tuple[int, ...]:
     if len(value) != n:
         raise ValueError(f"{name} must have {n} entries, got {value}")
     return value
+
+
+class TransposedConvSpec(NamedTuple):
+    """Static arguments of :func:`conv_transpose` (torch's names and meaning)."""
+
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    output_padding: tuple[int, ...]
+    precision: Any = None
+
+
+def _fractionally_strided(x: Array, w: Array, spec: TransposedConvSpec) -> Array:
+    pads = [
+        (d * (k - 1) - p, d * (k - 1) - p + op)
+        for k, p, d, op in zip(
+            w.shape[:-2], spec.padding, spec.dilation, spec.output_padding, strict=True
+        )
+    ]
+    n = len(spec.stride)
+    return jax.lax.conv_general_dilated(
+        x,
+        jnp.flip(w, axis=tuple(range(n))),
+        window_strides=(1,) * n,
+        padding=pads,
+        lhs_dilation=spec.stride,
+        rhs_dilation=spec.dilation,
+        dimension_numbers=_DIMENSION_NUMBERS[n],
+        precision=spec.precision,
+    )
+
+
+def _adjoint_conv(z: Array, w: Array, spec: TransposedConvSpec) -> Array:
+    """The strided convolution ``C`` with ``conv_transpose(x, w) == Cᵀ x`` (kernel `w`
+    ``[*k, in, out]`` of the transposed convolution is ``C``'s with the last two axes swapped)."""
+    n = len(spec.stride)
+    return jax.lax.conv_general_dilated(
+        z,
+        jnp.swapaxes(w, -1, -2),
+        window_strides=spec.stride,
+        padding=[(p, p) for p in spec.padding],
+        rhs_dilation=spec.dilation,
+        dimension_numbers=_DIMENSION_NUMBERS[n],
+        precision=spec.precision,
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_transpose(x: Array, w: Array, spec: TransposedConvSpec) -> Array:
+    """torch's ``conv_transpose1d/2d`` (no bias, groups 1) on channels-last arrays.
+
+    Args:
+      x: ``[batch, *spatial, in]``.
+      w: ``[*kernel_size, in, out]`` (same dtype as `x`).
+      spec: stride, padding, dilation, output_padding (one entry per spatial axis), precision.
+
+    Returns:
+      ``[batch, *spatial_out, out]``, spatial_out ``(L - 1)*stride - 2*padding +
+      dilation*(k - 1) + output_padding + 1``.
+
+    Gradients (reverse mode only) are those of the adjoint strided convolution (see the
+    module docstring); they equal autodiff of the forward up to float summation order.
+    """
+    return _fractionally_strided(x, w, spec)
+
+
+def _conv_transpose_fwd(x, w, spec):
+    return _fractionally_strided(x, w, spec), (x, w)
+
+
+def _conv_transpose_bwd(spec, residuals, g):
+    x, w = residuals
+    dx, vjp_w = jax.vjp(lambda w_: _adjoint_conv(g, w_, spec), w)
+    # With output_padding >= stride (torch allows it when dilation > output_padding) C's
+    # output is longer than x, and x is its prefix (the rest multiplies zeros).
+    spatial = x.shape[1:-1]
+    if dx.shape[1:-1] != spatial:
+        extra = [(0, o - i) for i, o in zip(spatial, dx.shape[1:-1], strict=True)]
+        x = jnp.pad(x, [(0, 0), *extra, (0, 0)])
+        dx = dx[(slice(None), *(slice(0, i) for i in spatial), slice(None))]
+    (dw,) = vjp_w(x)
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
 def _torch_uniform(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int, dtype) -> Array:
@@ -123,23 +217,10 @@ class _ConvNd(nnx.Module):
         self._check_input(x)
         w = self._weight().astype(x.dtype)
         if self.transposed:
-            pads = [
-                (d * (k - 1) - p, d * (k - 1) - p + op)
-                for k, p, d, op in zip(
-                    self.kernel_size, self.padding, self.dilation, self.output_padding, strict=True
-                )
-            ]
-            w = jnp.flip(w, axis=tuple(range(self.ndim)))
-            y = jax.lax.conv_general_dilated(
-                x,
-                w,
-                window_strides=(1,) * self.ndim,
-                padding=pads,
-                lhs_dilation=self.stride,
-                rhs_dilation=self.dilation,
-                dimension_numbers=_DIMENSION_NUMBERS[self.ndim],
-                precision=self.precision,
+            spec = TransposedConvSpec(
+                self.stride, self.padding, self.dilation, self.output_padding, self.precision
             )
+            y = conv_transpose(x, w, spec)
         else:
             y = jax.lax.conv_general_dilated(
                 x,
