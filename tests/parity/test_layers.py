@@ -62,10 +62,13 @@ def test_conv(rng, ndim, k, s, p, d, g):
 
 
 TRANSPOSE_CASES = [
-    # (kernel, stride, padding, output_padding, dilation)
+    # (kernel, stride, padding, output_padding, dilation); kernel % stride == 0 and no dilation:
+    # the polyphase form (jaxlatent.nn.conv.conv_transpose_polyphase), else fractionally strided
     (4, 2, 1, 0, 1),
     (16, 8, 4, 0, 1),  # DAC decoder block, stride 8
     (10, 5, 3, 0, 1),  # DAC decoder block, odd stride 5 (loses one sample)
+    (4, 2, 0, 1, 1),  # polyphase, output_padding > padding (a zero sample at the end)
+    (6, 3, 1, 2, 1),  # polyphase, two taps per phase, output_padding > padding
     (3, 2, 1, 1, 1),
     (1, 1, 1, 0, 1),  # negative effective padding (a crop), as in SpeechBrain's PSI decoders
     (3, 2, 2, 1, 2),

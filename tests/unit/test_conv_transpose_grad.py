@@ -1,7 +1,8 @@
 """Hand-written gradients of the transposed convolution (jaxlatent.nn.conv.conv_transpose).
 
 The custom VJP (adjoint strided convolution) must give autodiff's gradients of the
-fractionally strided forward, for 1-D and 2-D, strides, dilations, paddings and output
+fractionally strided forward (the forward value itself is the polyphase form where it
+applies), for 1-D and 2-D, strides, dilations, paddings and output
 paddings (including output_padding >= stride, which torch allows when dilation is larger).
 The layers' values and gradients against torch are in tests/parity/test_layers.py.
 """
@@ -15,7 +16,12 @@ import pytest
 from flax import nnx
 
 from jaxlatent import nn as jnn
-from jaxlatent.nn.conv import TransposedConvSpec, _fractionally_strided, conv_transpose
+from jaxlatent.nn.conv import (
+    TransposedConvSpec,
+    _fractionally_strided,
+    _transposed_forward,
+    conv_transpose,
+)
 from tests.tolerances import assert_close
 
 CASES = [
@@ -35,7 +41,9 @@ def test_custom_vjp_equals_autodiff(rng, case):
     x = jnp.asarray(rng.standard_normal((2, *spatial, 3), dtype=np.float32))
     w = jnp.asarray(rng.standard_normal((*kernel, 3, 5), dtype=np.float32))
     y = _fractionally_strided(x, w, spec)
-    np.testing.assert_array_equal(conv_transpose(x, w, spec), y)
+    # the forward is the polyphase form where it applies (equal up to summation order)
+    np.testing.assert_array_equal(conv_transpose(x, w, spec), _transposed_forward(x, w, spec))
+    assert_close(conv_transpose(x, w, spec), y, "conv_transpose_forms")
     g = jnp.asarray(rng.standard_normal(y.shape, dtype=np.float32))
     _, vjp_plain = jax.vjp(lambda a, b: _fractionally_strided(a, b, spec), x, w)
     _, vjp_custom = jax.vjp(lambda a, b: conv_transpose(a, b, spec), x, w)

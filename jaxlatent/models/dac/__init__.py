@@ -5,7 +5,7 @@ reference: descript-audio-codec 1.0.0 (``dac``) and SpeechBrain 1.1.2
 ``speechbrain.lobes.models.discrete.dac``. Checkpoints convert with :mod:`converters.dac`.
 """
 
-# codec.py, config.py, layers.py, model.py
+# codec.py, config.py, layers.py, model.py (sin_squared.py: Snake's fast sin**2)
 from jaxlatent.models.dac.codec import Decoder as Decoder
 from jaxlatent.models.dac.codec import Encoder as Encoder
 from jaxlatent.models.dac.config import DACConfig as DACConfig
