@@ -315,10 +315,11 @@ TOLERANCES: dict[str, Tolerance] = {
         "PIQ Conv2dEncoder_v2 / PSI model outputs (eval and train mode) and training loss vs "
         "SpeechBrain, float32",
         1e-5,
-        1e-5,
-        "stacks of up to 7 convs and transposed convs summed in a different order by XLA and "
-        "oneDNN, renormalised by BatchNorm; observed max abs error 1.7e-5 on outputs of size "
-        "~18 (relative < 1e-6 there)",
+        3e-5,
+        "stacks of up to 7 convs and transposed convs (polyphase form, jaxlatent.nn.conv) summed "
+        "in a different order by XLA and oneDNN, renormalised by BatchNorm; observed max abs "
+        "error 1.7e-5 on outputs of size ~18 (relative < 1e-6 there) and 1.3e-5 on a train-mode "
+        "output of 0.075",
     ),
     "piq_grad_f32": Tolerance(
         "PIQ PSI parameter gradients of a training loss (train-mode BatchNorm) vs torch "
