@@ -7,12 +7,18 @@ layout ``{"state_dict", "metadata": {"kwargs"}}``) and converted with the produc
 Both code the same 10 s of audio (``preprocess`` + ``encode`` with every codebook, then
 ``decode`` of ``z``): jaxlatent through ``DAC.encode``/``DAC.decode`` (jit; the first call,
 trace + compile + run, is reported separately as compile time), torch eager under
-``torch.no_grad`` with ``--torch-threads`` threads. Medians over ``--iters`` runs; real-time
-factor = wall time / audio duration (lower is faster); speed-up = torch / jaxlatent.
+``torch.no_grad`` with ``--torch-threads`` threads (one warm-up call each). The ``--iters``
+timed rounds are interleaved: each round times the encode of both frameworks, then the decode
+of both, alternating which framework goes first, so a load that changes during the run hits
+both sides alike; a retrace of jaxlatent during the rounds is an error. Medians over the
+rounds; real-time factor = wall time / audio duration (lower is faster); speed-up = torch /
+jaxlatent, from wall time and, in the last column, from process CPU time (all threads), which
+the load of a shared machine perturbs much less.
 
-Part 2, memory: peak resident memory (``ru_maxrss`` of a fresh child process) of
-:func:`jaxlatent.codec.compress` on 1, 10 and 60 minutes of audio with the 16 kHz model, plus
-the child's RSS just before `compress` (interpreter + jax + model + the input audio).
+Part 2, memory: peak resident memory (the kernel's ``VmHWM`` of a fresh child process, reset
+after the warm-up) of :func:`jaxlatent.codec.compress` on 1, 10 and 60 minutes of audio with
+the 16 kHz model (and a narrow model of the same geometry), plus the child's RSS just before
+`compress` (interpreter + jax + model + the input audio).
 
 Run from the repository root: ``python benchmarks/bench_dac.py`` (``--help`` for options).
 """
@@ -32,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import environment, markdown_table, time_jax, time_torch
+from benchmarks.common import Timing, environment, markdown_table
 
 VARIANTS = ("dac_44khz_8kbps", "dac_44khz_16kbps", "dac_24khz", "dac_16khz")
 TARGET_SPEEDUP = 2.0
@@ -64,12 +70,25 @@ def load() -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _timed(fn, *args) -> tuple[float, float]:
+    """(wall, CPU) seconds of one call; CPU is this process's time over all its threads, which a
+    shared machine's load perturbs much less than wall time."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def _timing(samples: list[float], compile_s: float | None = None) -> Timing:
+    arr = np.asarray(samples)
+    return Timing(float(np.median(arr)), *np.percentile(arr, [10, 90]).tolist(), compile_s)
+
+
 def bench_variant(name: str, seconds: float, iters: int, precision) -> dict:
     import jax
     import torch
 
     from converters.dac import convert_checkpoint
-    from jaxlatent.models.dac import DACConfig
+    from jaxlatent.models.dac import TRACE_COUNTS, DACConfig
 
     dac = import_dac()
     config = getattr(DACConfig, name)()
@@ -86,28 +105,63 @@ def bench_variant(name: str, seconds: float, iters: int, precision) -> dict:
     audio = np.clip(0.1 * rng.standard_normal((1, int(seconds * sr), 1)), -1, 1)
     audio = audio.astype(np.float32)
 
-    # jaxlatent: the public methods (validation in Python, then the module-level jitted fns)
+    # jaxlatent: the public methods (validation in Python, then the module-level jitted fns);
+    # the first call of each is trace + compile + run.
     x = model.preprocess(audio, sr)
-    jax_enc = time_jax(lambda a: model.encode(a).z, x, warmup=1, iters=iters)
-    z = jax.block_until_ready(model.encode(x).z)
-    jax_dec = time_jax(model.decode, z, warmup=1, iters=iters)
+    z = None
 
-    # torch eager, same audio, channels-first
+    def jax_enc():
+        nonlocal z
+        z = jax.block_until_ready(model.encode(x).z)
+
+    def jax_dec():
+        jax.block_until_ready(model.decode(z))
+
+    enc_compile = _timed(jax_enc)[0]
+    dec_compile = _timed(jax_dec)[0]
+    traces = dict(TRACE_COUNTS)
+
+    # torch eager, same audio, channels-first; one warm-up call each
     xt = ref.preprocess(torch.from_numpy(audio.transpose(0, 2, 1).copy()), sr)
-    torch_enc = time_torch(lambda a: ref.encode(a)[0], xt, warmup=1, iters=iters)
-    with torch.no_grad():
-        zt = ref.encode(xt)[0]
-    torch_dec = time_torch(ref.decode, zt, warmup=1, iters=iters)
+    zt = None
 
-    return {
+    def torch_enc():
+        nonlocal zt
+        with torch.no_grad():
+            zt = ref.encode(xt)[0]
+
+    def torch_dec():
+        with torch.no_grad():
+            ref.decode(zt)
+
+    torch_enc()
+    torch_dec()
+
+    # Interleaved rounds: each round times encode then decode of both frameworks, alternating
+    # which one goes first, so a load that changes during the run hits both sides alike.
+    fns = {"jax_enc": jax_enc, "torch_enc": torch_enc, "jax_dec": jax_dec, "torch_dec": torch_dec}
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for i in range(iters):
+        first, second = ("jax", "torch") if i % 2 == 0 else ("torch", "jax")
+        for key in (f"{first}_enc", f"{second}_enc", f"{first}_dec", f"{second}_dec"):
+            w, c = _timed(fns[key])
+            wall[key].append(w)
+            cpu[key].append(c)
+    if dict(TRACE_COUNTS) != traces:
+        raise RuntimeError(f"jaxlatent retraced during the timed rounds: {dict(TRACE_COUNTS)}")
+
+    result = {
         "variant": name,
         "params_m": sum(p.numel() for p in ref.parameters()) / 1e6,
         "convert_s": convert_s,
-        "jax_enc": jax_enc,
-        "jax_dec": jax_dec,
-        "torch_enc": torch_enc,
-        "torch_dec": torch_dec,
+        "load": os.getloadavg()[0],
     }
+    for key in fns:
+        compile_s = {"jax_enc": enc_compile, "jax_dec": dec_compile}.get(key)
+        result[key] = _timing(wall[key], compile_s)
+        result[key + "_cpu"] = _timing(cpu[key])
+    return result
 
 
 def speed_header() -> list[str]:
@@ -121,13 +175,25 @@ def speed_header() -> list[str]:
         "torch RTF",
         "speed-up enc / dec / total",
         f"≥ {TARGET_SPEEDUP:g}x",
+        "CPU-time speed-up enc / dec / total",
     ]
+
+
+def _speedups(r: dict, suffix: str = "") -> tuple[float, float, float]:
+    def med(key):
+        return r[key + suffix].median_s
+
+    enc = med("torch_enc") / med("jax_enc")
+    dec = med("torch_dec") / med("jax_dec")
+    total = (med("torch_enc") + med("torch_dec")) / (med("jax_enc") + med("jax_dec"))
+    return enc, dec, total
 
 
 def speed_row(r: dict, seconds: float) -> list[str]:
     j = r["jax_enc"].median_s + r["jax_dec"].median_s
     t = r["torch_enc"].median_s + r["torch_dec"].median_s
-    speedup = t / j
+    enc, dec, total = _speedups(r)
+    cpu_enc, cpu_dec, cpu_total = _speedups(r, "_cpu")
     return [
         r["variant"],
         f"{r['params_m']:.1f} M",
@@ -136,9 +202,9 @@ def speed_row(r: dict, seconds: float) -> list[str]:
         f"{r['torch_enc'].median_s:.2f} / {r['torch_dec'].median_s:.2f}",
         f"{j / seconds:.3f}",
         f"{t / seconds:.3f}",
-        f"{r['torch_enc'].median_s / r['jax_enc'].median_s:.2f}x / "
-        f"{r['torch_dec'].median_s / r['jax_dec'].median_s:.2f}x / {speedup:.2f}x",
-        "yes" if speedup >= TARGET_SPEEDUP else "**no**",
+        f"{enc:.2f}x / {dec:.2f}x / {total:.2f}x",
+        "yes" if total >= TARGET_SPEEDUP else "**no**",
+        f"{cpu_enc:.2f}x / {cpu_dec:.2f}x / {cpu_total:.2f}x",
     ]
 
 
