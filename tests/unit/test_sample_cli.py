@@ -13,34 +13,14 @@ from flax import nnx
 
 from jaxlatent import cli, training
 from jaxlatent.apps import image_data, registry, train
+from tests.unit.test_train_cli import compilation_cache  # noqa: F401 (autouse fixture)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MODELS = ("vanilla_vae", "conditional_vae", "vqvae")
 
 
 @pytest.fixture(scope="module")
-def compilation_cache(tmp_path_factory):
-    """A persistent compilation cache for this module: each CLI call jits new functions, so
-    calls on the same model would otherwise compile the same programs again."""
-    from jax._src import compilation_cache as cc
-
-    options = {
-        "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax_cache")),
-        "jax_persistent_cache_min_compile_time_secs": 0.0,
-        "jax_persistent_cache_min_entry_size_bytes": 0,
-    }
-    before = {name: getattr(jax.config, name) for name in options}
-    for name, value in options.items():
-        jax.config.update(name, value)
-    cc.reset_cache()
-    yield
-    for name, value in before.items():
-        jax.config.update(name, value)
-    cc.reset_cache()
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, compilation_cache) -> dict[str, pathlib.Path]:
+def runs(tmp_path_factory) -> dict[str, pathlib.Path]:
     """One micro run of each model: 2 steps, checkpoints at steps 1 and 2."""
     root = tmp_path_factory.mktemp("runs")
     for model in MODELS:
