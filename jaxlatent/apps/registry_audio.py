@@ -12,11 +12,12 @@ updates as one device.
   `AutoencoderLoss` over `l1_loss`, masked by relative length.
 * ``sb_normalizing_ae`` — SpeechBrain's `NormalizingAutoencoder` over the encoder and decoder
   of ``sb_autoencoder`` (`conv_encoder_decoder`) with its default `GlobalNorm` on the latent
-  (``length_dim=1``: one mean/std accumulated over every unpadded latent element seen) and
-  the same loss. The GlobalNorm statistics (``running_mean``, ``running_std``, ``weight``,
-  ``step_count``) are model state (`nnx.BatchStat`), never seen by the optimizer, and are
-  those of the global batch under every ``--parallel`` mode (under pmap / shard_map the
-  training core sets the norm's ``axis_name`` and it `psum`s the statistics). Evaluation
+  (``length_dim=1``: one mean/std accumulated over every unpadded latent element seen, logged
+  as ``latent_running_mean`` / ``latent_running_std``) and the same loss. The GlobalNorm
+  statistics (``running_mean``, ``running_std``, ``weight``, ``step_count``) are model state
+  (`nnx.BatchStat`), never seen by the optimizer, and are those of the global batch under
+  every ``--parallel`` mode (under pmap / shard_map the training core sets the norm's
+  ``axis_name`` and it `psum`s the statistics). Evaluation
   departs from SpeechBrain on purpose: SpeechBrain updates the statistics on every call,
   evaluation included, but here the eval loss (``train=False``) and the eval reconstructions
   and pictures run with the norm frozen, i.e. normalise with the statistics of the training
