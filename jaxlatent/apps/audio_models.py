@@ -1,7 +1,9 @@
 """Small convolutional audio models for `jaxlatent train`, channels-last ``[batch, time, feat]``.
 
+* `conv_encoder_decoder` — the convolutional encoder and decoder over time shared by the
+  SpeechBrain-style autoencoders of the app.
 * `ConvAutoencoder` — SpeechBrain's `Autoencoder` interface (`encode`, `decode`,
-  `train_sample` with relative-length masking) over a convolutional encoder and decoder.
+  `train_sample` with relative-length masking) over `conv_encoder_decoder`.
 * `ConvVQVAE` — a VQ-VAE (van den Oord et al. 2017, arXiv:1711.00937): convolutional encoder
   that halves the time axis, the generic `jaxlatent.quantizers.VectorQuantizer` (gradient or
   EMA codebook, k-means init, dead-code restarts) and a transposed-convolution decoder.
@@ -27,12 +29,52 @@ from jaxlatent.quantizers import VectorQuantizer, VectorQuantizerConfig, VectorQ
 Array = jax.Array
 
 
+def conv_encoder_decoder(
+    features: int, hidden: int, latent: int, kernel_size: int = 5, *, rngs: nnx.Rngs
+) -> tuple[nnx.Sequential, nnx.Sequential]:
+    """The convolutional encoder and decoder over time of `ConvAutoencoder`.
+
+    Encoder ``[batch, time, features] -> [batch, time, latent]``: ``Conv1d(features, hidden,
+    k)`` → leaky ReLU → ``Conv1d(hidden, latent, 1)``; decoder ``[batch, time, latent] ->
+    [batch, time, features]``: ``Conv1d(latent, hidden, k)`` → leaky ReLU → ``Conv1d(hidden,
+    features, k)`` ("same" padding, odd `kernel_size`), so the time axis keeps its length.
+    Also the encoder/decoder of ``jaxlatent train``'s `NormalizingAutoencoder`.
+
+    Args:
+      features: input (and output) channels.
+      hidden: hidden channels.
+      latent: latent channels.
+      kernel_size: odd kernel size of the time convolutions.
+      rngs: initialisation randomness (the encoder's layers draw first).
+
+    Returns:
+      ``(encoder, decoder)``.
+
+    Example:
+      >>> enc, dec = nnx.eval_shape(lambda: conv_encoder_decoder(6, 8, 2, rngs=nnx.Rngs(0)))
+      >>> x = jax.ShapeDtypeStruct((2, 10, 6), jnp.float32)
+      >>> z = nnx.eval_shape(lambda m, x: m(x), enc, x)
+      >>> z.shape, nnx.eval_shape(lambda m, z: m(z), dec, z).shape
+      ((2, 10, 2), (2, 10, 6))
+    """
+    k, p = kernel_size, kernel_size // 2
+    encoder = nnx.Sequential(
+        jnn.Conv1d(features, hidden, k, padding=p, rngs=rngs),
+        nnx.leaky_relu,
+        jnn.Conv1d(hidden, latent, 1, rngs=rngs),
+    )
+    decoder = nnx.Sequential(
+        jnn.Conv1d(latent, hidden, k, padding=p, rngs=rngs),
+        nnx.leaky_relu,
+        jnn.Conv1d(hidden, features, k, padding=p, rngs=rngs),
+    )
+    return encoder, decoder
+
+
 class ConvAutoencoder(Autoencoder):
     """A plain convolutional autoencoder over time: ``[batch, time, features]``.
 
-    Encoder: ``Conv1d(features, hidden, k)`` → leaky ReLU → ``Conv1d(hidden, latent, 1)``;
-    decoder: ``Conv1d(latent, hidden, k)`` → leaky ReLU → ``Conv1d(hidden, features, k)``
-    ("same" padding, odd `kernel_size`), so the time axis keeps its length.
+    Encoder and decoder: `conv_encoder_decoder` (the time axis keeps its length).
 
     Args:
       features: input (and output) channels.
@@ -53,16 +95,8 @@ class ConvAutoencoder(Autoencoder):
     """
 
     def __init__(self, features: int, hidden: int, latent: int, kernel_size: int = 5, *, rngs):
-        k, p = kernel_size, kernel_size // 2
-        self.encoder = nnx.Sequential(
-            jnn.Conv1d(features, hidden, k, padding=p, rngs=rngs),
-            nnx.leaky_relu,
-            jnn.Conv1d(hidden, latent, 1, rngs=rngs),
-        )
-        self.decoder = nnx.Sequential(
-            jnn.Conv1d(latent, hidden, k, padding=p, rngs=rngs),
-            nnx.leaky_relu,
-            jnn.Conv1d(hidden, features, k, padding=p, rngs=rngs),
+        self.encoder, self.decoder = conv_encoder_decoder(
+            features, hidden, latent, kernel_size, rngs=rngs
         )
         # what `pad_mask_and_decode` (SpeechBrain's train_sample tail) reads
         self.len_dim = 1

@@ -6,13 +6,14 @@ reconstruct and sample at eval time. The models live in two registries:
 
 * `jaxlatent.apps.registry_image` — the PyTorch-VAE family (`ImagePreset`; data: digits or a
   folder of images);
-* `jaxlatent.apps.registry_audio` — SpeechBrain autoencoders, an EMA VQ-VAE and a small DAC
-  (`AudioPreset`; data: the bundled speech or a folder of audio files).
+* `jaxlatent.apps.registry_audio` — SpeechBrain autoencoders (variational, plain,
+  normalizing), an EMA VQ-VAE and a small DAC (`AudioPreset`; data: the bundled speech or a
+  folder of audio files).
 
 Example:
   >>> sorted(MODELS)  # doctest: +NORMALIZE_WHITESPACE
-  ['beta_vae', 'conditional_vae', 'dac', 'sb_autoencoder', 'sb_vae', 'vanilla_vae',
-   'vq_vae_ema', 'vqvae', 'wae_mmd']
+  ['beta_vae', 'conditional_vae', 'dac', 'sb_autoencoder', 'sb_normalizing_ae', 'sb_vae',
+   'vanilla_vae', 'vq_vae_ema', 'vqvae', 'wae_mmd']
   >>> spec = get_model("vqvae", "tiny")[0]
   >>> spec.data_kind, spec.presets["tiny"].img_size
   ('image', 16)

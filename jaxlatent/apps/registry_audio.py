@@ -10,6 +10,20 @@ updates as one device.
   `jaxlatent.apps.speech_vae.build_model`) with `VariationalAutoencoderLoss`.
 * ``sb_autoencoder`` — a convolutional `Autoencoder` (`ConvAutoencoder`) with SpeechBrain's
   `AutoencoderLoss` over `l1_loss`, masked by relative length.
+* ``sb_normalizing_ae`` — SpeechBrain's `NormalizingAutoencoder` over the encoder and decoder
+  of ``sb_autoencoder`` (`conv_encoder_decoder`) with its default `GlobalNorm` on the latent
+  (``length_dim=1``: one mean/std accumulated over every unpadded latent element seen, logged
+  as ``latent_running_mean`` / ``latent_running_std``) and the same loss. The GlobalNorm
+  statistics (``running_mean``, ``running_std``, ``weight``, ``step_count``) are model state
+  (`nnx.BatchStat`), never seen by the optimizer, and are those of the global batch under
+  every ``--parallel`` mode (under pmap / shard_map the training core sets the norm's
+  ``axis_name`` and it `psum`s the statistics). Evaluation
+  departs from SpeechBrain on purpose: SpeechBrain updates the statistics on every call,
+  evaluation included, but here the eval loss (``train=False``) and the eval reconstructions
+  and pictures run with the norm frozen, i.e. normalise with the statistics of the training
+  batches only. An evaluation thus never depends on the eval batch's own statistics or on how
+  it is split over devices; it cannot change the training state in any case (the eval step
+  and the pictures discard the model state they compute).
 * ``vq_vae_ema`` — `ConvVQVAE` with the generic `VectorQuantizer` and an EMA codebook (k-means
   init from the first batch, dead-code restarts); the EMA state is model state, never seen by
   the optimizer, and is computed on the global batch under every ``--parallel`` mode.
@@ -22,17 +36,23 @@ updates as one device.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import jax
 import jax.numpy as jnp
 
 from jaxlatent.apps.audio_losses import multiscale_stft_l1
-from jaxlatent.apps.audio_models import ConvAutoencoder, ConvVQVAE, codes_used
+from jaxlatent.apps.audio_models import (
+    ConvAutoencoder,
+    ConvVQVAE,
+    codes_used,
+    conv_encoder_decoder,
+)
 from jaxlatent.apps.spec import ModelSpec
 from jaxlatent.losses import AutoencoderLoss, VariationalAutoencoderLoss, l1_loss
 from jaxlatent.masking import clean_padding
-from jaxlatent.models import AutoencoderOutput
+from jaxlatent.models import AutoencoderOutput, NormalizingAutoencoder
 from jaxlatent.models.dac import DAC, DACConfig
 from jaxlatent.quantizers import VectorQuantizerConfig
 
@@ -174,6 +194,46 @@ def _sb_ae_reconstruct(model, batch, key):
     return model.train_sample(batch["x"], batch["length"]).rec
 
 
+# --- SpeechBrain normalizing autoencoder ----------------------------------------------------
+
+
+def _build_sb_nae(p: AudioPreset, num_classes, rngs):
+    encoder, decoder = conv_encoder_decoder(p.bins, p.hidden, p.latent, p.kernel_size, rngs=rngs)
+    return NormalizingAutoencoder(encoder, decoder, len_dim=1)  # norm: GlobalNorm(length_dim=1)
+
+
+@contextlib.contextmanager
+def _norm_frozen(model: NormalizingAutoencoder, frozen: bool = True):
+    """Freeze ``model.norm`` inside the block (eval: the training statistics only)."""
+    before = model.norm.frozen
+    model.norm.frozen = before or frozen
+    try:
+        yield
+    finally:
+        model.norm.frozen = before
+
+
+def _sb_nae_loss(p: AudioPreset):
+    ae_loss = _sb_ae_loss(p)
+
+    def loss_fn(model, batch, *, key, train):
+        with _norm_frozen(model, frozen=not train):
+            loss, aux = ae_loss(model, batch, key=key, train=train)
+        norm = model.norm  # the running statistics after this step (global, same everywhere)
+        return loss, {
+            **aux,
+            "latent_running_mean": norm.running_mean[...],
+            "latent_running_std": norm.running_std[...],
+        }
+
+    return loss_fn
+
+
+def _sb_nae_reconstruct(model, batch, key):
+    with _norm_frozen(model):
+        return _sb_ae_reconstruct(model, batch, key)
+
+
 # --- VQ-VAE with an EMA codebook -----------------------------------------------------------
 
 
@@ -284,6 +344,19 @@ AUDIO_MODELS: tuple[ModelSpec, ...] = (
         _sb_ae_reconstruct,
         None,
         sample_title=NO_PRIOR.format("a plain autoencoder"),
+        presets=SB_PRESETS,
+    ),
+    ModelSpec(
+        "sb_normalizing_ae",
+        "SpeechBrain NormalizingAutoencoder (conv over time, GlobalNorm on the latent) on log "
+        "spectrograms, AutoencoderLoss (l1)",
+        "audio",
+        _build_sb_nae,
+        _sb_nae_loss,
+        _sb_nae_reconstruct,
+        None,
+        sample_title="none: a normalizing autoencoder has no learnt prior (its latent is only "
+        "standardised by one global mean and std)",
         presets=SB_PRESETS,
     ),
     ModelSpec(

@@ -8,6 +8,14 @@ plus `step_count`, which SpeechBrain keeps as a Python attribute; keeping it as 
 the ``update_steps`` condition be traced, so the module runs under `nnx.jit` without
 retracing from one step to the next.
 
+Data parallelism: under `jax.jit` over sharded arrays the module sees the global batch and
+XLA inserts the reductions (leave ``axis_name=None``). Under `jax.pmap` / `jax.shard_map`
+each device sees its shard; with ``axis_name`` set to the mapped axis (the training core's
+`jaxlatent.training.set_axis_name` does it) the element count, the masked sum and the masked
+sum of squared deviations from the global mean are `psum`-ed, so every device merges the
+statistics of the global batch into identical running statistics, those one device would
+keep (up to float32 summation order).
+
 Source: SpeechBrain 1.1.2 `speechbrain.processing.features.GlobalNorm` (with
 `mean_std_update`, `gaussian_statistics`, `combine_gaussian_statistics`,
 `make_padding_mask`).
@@ -25,15 +33,29 @@ from jaxlatent.masking import make_padding_mask
 Array = jax.Array
 
 
+def _psum(x: Array, axis_name: str | None) -> Array:
+    return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+
 def _mean_std_update(
-    x: Array, mask: Array, run_count: Array, run_mean: Array, run_std: Array
+    x: Array,
+    mask: Array,
+    run_count: Array,
+    run_mean: Array,
+    run_std: Array,
+    axis_name: str | None = None,
 ) -> tuple[Array, Array, Array]:
-    """Combine running (count, mean, std) with the masked statistics of `x` (all axes)."""
+    """Combine running (count, mean, std) with the masked statistics of `x` (all axes).
+
+    With `axis_name`, `x` is one device's shard and the count, the sum and the sum of
+    squared deviations from the (global) mean are `psum`-ed: the statistics are those of
+    the global batch.
+    """
     x = x.astype(jnp.float32)
     maskf = mask.astype(jnp.float32)
-    number = jnp.sum(mask).astype(jnp.float32)
-    mean = jnp.sum(maskf * x) / number
-    variance = jnp.sum(maskf * jnp.square(x - mean)) / number  # biased
+    number = _psum(jnp.sum(mask), axis_name).astype(jnp.float32)
+    mean = _psum(jnp.sum(maskf * x), axis_name) / number
+    variance = _psum(jnp.sum(maskf * jnp.square(x - mean)), axis_name) / number  # biased
     count = run_count + number
     left_weight = run_count / count
     right_weight = number / count
@@ -71,11 +93,18 @@ class GlobalNorm(nnx.Module):
       update_steps: number of calls that update the statistics (None: all of them).
       length_dim: the padded axis that `lengths` refers to (SpeechBrain's default is 2).
       mask_value: default value whose normalisation fills padded positions.
+      axis_name: the mapped axis (`jax.pmap` / `jax.shard_map`) the batch is split over, or
+        None (one device, or `jax.jit` over sharded arrays). When set, the statistics merged
+        into the running ones are those of the global batch: the masked element count, the
+        masked sum and then the masked sum of squared deviations from the global mean are
+        `psum`-ed over the axis. Not in SpeechBrain (under DDP each process keeps its own
+        statistics).
 
     Attributes:
       running_mean, running_std, weight: scalar float32 `nnx.BatchStat` (torch buffers).
       step_count: scalar int32 `nnx.BatchStat`, the number of calls so far.
       frozen: static Python bool; `freeze()`/`unfreeze()` set it (a change retraces jit).
+      axis_name: static; see Args.
 
     Source: SpeechBrain 1.1.2 `speechbrain.processing.features.GlobalNorm`.
 
@@ -102,6 +131,7 @@ class GlobalNorm(nnx.Module):
         update_steps: int | None = None,
         length_dim: int = 2,
         mask_value: float = 0.0,
+        axis_name: str | None = None,
     ):
         self.running_mean = nnx.BatchStat(jnp.zeros((), jnp.float32))
         self.running_std = nnx.BatchStat(jnp.zeros((), jnp.float32))
@@ -113,6 +143,7 @@ class GlobalNorm(nnx.Module):
         self.length_dim = length_dim
         self.mask_value = mask_value
         self.frozen = False
+        self.axis_name = axis_name
 
     def __call__(
         self,
@@ -136,6 +167,8 @@ class GlobalNorm(nnx.Module):
         Raises:
           ValueError: if `x` is not floating, `length_dim` is not an axis of `x` other than
             0, or `lengths` is not ``[batch]`` or (when concrete) outside [0, 1].
+          NameError: if `axis_name` is set and the statistics are updated outside a
+            `jax.pmap` / `jax.shard_map` that binds it (JAX's unbound-axis error).
         """
         x = jnp.asarray(x)
         check_floating("x", x)
@@ -153,7 +186,7 @@ class GlobalNorm(nnx.Module):
 
         if not skip_update and not self.frozen:
             old = (self.weight[...], self.running_mean[...], self.running_std[...])
-            new = _mean_std_update(x, mask, *old)
+            new = _mean_std_update(x, mask, *old, axis_name=self.axis_name)
             if self.update_steps is not None:
                 due = self.step_count[...] < self.update_steps
                 new = tuple(jnp.where(due, n, o) for n, o in zip(new, old, strict=True))

@@ -22,7 +22,8 @@ can wrap it in `jax.jit`, `jax.pmap` or `jax.shard_map`. Reductions across devic
 
 In both collective modes floating `model_state` leaves are averaged (``pmean``) and integer
 leaves take the maximum, and modules with an ``axis_name`` attribute (`jaxlatent.nn.BatchNorm`,
-`nnx.BatchNorm`) get the step's axis name so batch statistics are global-batch statistics.
+`nnx.BatchNorm`, `jaxlatent.nn.GlobalNorm`, the EMA VQ models) get the step's axis name so
+batch statistics are global-batch statistics.
 """
 
 from __future__ import annotations
@@ -132,11 +133,20 @@ def _restore_dtypes(new: Any, old: Any) -> Any:
 
 
 def sync_model_state(model_state: Any, axis_name: str) -> Any:
-    """Average floating leaves (``pmean``) and take the max of integer leaves over an axis."""
+    """Average floating leaves (``pmean``) and take the max of integer leaves over an axis.
+
+    A floating leaf is averaged as ``x0 + pmean(x - x0)``, ``x0`` being its value on the
+    axis's first device, so a leaf that is already the same on every device (statistics
+    merged with ``psum``: EMA codebooks, `jaxlatent.nn.GlobalNorm`) comes back bit-for-bit
+    unchanged; a plain ``pmean`` rounds ``(x + ... + x) / n`` (by one ulp on 8 CPU
+    devices), which would drift such state away from one device's a little every step.
+    """
 
     def sync(x):
         if jnp.issubdtype(x.dtype, jnp.floating):
-            return jax.lax.pmean(x, axis_name)
+            first = jnp.where(jax.lax.axis_index(axis_name) == 0, x, jnp.zeros_like(x))
+            first = jax.lax.psum(first, axis_name)  # one non-zero term: exact
+            return first + jax.lax.pmean(jnp.where(x == first, 0, x - first), axis_name)
         if jnp.issubdtype(x.dtype, jnp.integer):
             return jax.lax.pmax(x, axis_name)
         return x  # PRNG keys and booleans: identical on every device
@@ -145,7 +155,7 @@ def sync_model_state(model_state: Any, axis_name: str) -> Any:
 
 
 def set_axis_name(model: nnx.Module, axis_name: str | None) -> None:
-    """Set ``axis_name`` on every submodule that has that attribute (batch-norm layers)."""
+    """Set ``axis_name`` on every submodule that has that attribute (batch norms, GlobalNorm)."""
     for _, module in nnx.iter_modules(model):
         if hasattr(module, "axis_name"):
             module.axis_name = axis_name

@@ -1,5 +1,6 @@
 """`jaxlatent train` for the audio models: each trains and writes its outputs, the EMA VQ-VAE
-gives the same result under shard_map as on one device, and bad audio data is refused."""
+and the normalizing autoencoder (GlobalNorm statistics) give the same result under shard_map
+as on one device, and bad audio data is refused."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from jaxlatent import cli, training
 from jaxlatent.apps import audio_data, registry
+from jaxlatent.apps.train_data import load_train_data
 from tests.tolerances import TOLERANCES
 from tests.unit.test_train_cli import PNG, _snapshot
 from tests.unit.test_train_cli import compilation_cache as compilation_cache
@@ -51,6 +53,7 @@ def _check_outputs(out: pathlib.Path, model: str, has_samples: bool) -> list[dic
     [
         ("sb_vae", True, {"reconstruction_mse"}),
         ("sb_autoencoder", False, {"reconstruction_mse"}),
+        ("sb_normalizing_ae", False, {"reconstruction_mse"}),
         ("dac", False, {"reconstruction_mse", "codes_used"}),
     ],
 )
@@ -65,6 +68,8 @@ def test_audio_model_trains_and_writes_outputs(model, has_samples, eval_keys, tm
         spec = registry.MODELS["dac"].presets["tiny"].dac
         assert 1 <= evals[0]["codes_used"] <= spec.codebook_size
         assert {"waveform_l1", "stft_l1", "commitment_loss", "codebook_loss"} <= set(records[0])
+    if model == "sb_normalizing_ae":  # the GlobalNorm's running statistics are logged
+        assert records[-1]["latent_running_std"] > 0 and "latent_running_mean" in records[-1]
     line = capsys.readouterr().out
     assert f"{model} (tiny) on speech: steps 0→{STEPS}" in line
 
@@ -75,6 +80,104 @@ def _state(out: pathlib.Path) -> dict:
     return ocp.StandardCheckpointer().restore(
         (out / "checkpoints" / str(STEPS) / "state").resolve()
     )
+
+
+def _scale(x: np.ndarray) -> float:
+    """The largest magnitude of `x` (1 for an all-zero array)."""
+    return float(np.max(np.abs(x))) or 1.0
+
+
+def _assert_same_state(a: dict, b: dict, tolerance: str, *, scaled: bool = False) -> None:
+    """Floating leaves of two restored states within the named tolerance, others equal.
+
+    With `scaled`, each pair of floating leaves is divided by the largest magnitude of `a`'s
+    leaf first (round-off of reductions is relative to the size of the summed terms, not to
+    each element: cancelling gradient components would fail an element-wise rtol).
+    """
+    import jax
+
+    tol = TOLERANCES[tolerance]
+    flat_a = jax.tree_util.tree_flatten_with_path(a)[0]
+    flat_b = jax.tree.leaves(b)
+    assert len(flat_a) == len(flat_b)
+    for (path, x), y in zip(flat_a, flat_b, strict=True):
+        x, y = np.asarray(x), np.asarray(y)
+        name = jax.tree_util.keystr(path)
+        if np.issubdtype(x.dtype, np.floating):
+            s = _scale(x) if scaled else 1.0
+            np.testing.assert_allclose(y / s, x / s, tol.rtol, tol.atol, err_msg=name)
+        else:
+            np.testing.assert_array_equal(y, x, err_msg=name)
+
+
+def test_sb_normalizing_ae_shard_map_equals_single_device(tmp_path):
+    """Same global batches and key: the GlobalNorm statistics of shard_map (psum over the
+    devices, set through the norm's ``axis_name``) and the parameters trained through them
+    equal the single-device ones; the evaluations (frozen norm) leave the state alone."""
+    import jax
+
+    single, mapped = tmp_path / "single", tmp_path / "shard_map"
+    assert _train(single, "sb_normalizing_ae", "--parallel", "single") == 0
+    assert _train(mapped, "sb_normalizing_ae", "--parallel", "shard_map") == 0
+    assert json.loads((mapped / "run.json").read_text())["trainer"] == "ShardMapDataParallel"
+
+    a, b = _state(single), _state(mapped)
+    # the GlobalNorm statistics are model state, never an optimizer parameter
+    norm = a["model_state"]["norm"]
+    assert set(norm) == {"running_mean", "running_std", "weight", "step_count"}
+    assert "norm" not in a["params"] and "norm" not in str(jax.tree.structure(a["opt_state"]))
+    # one update per train step: the pre-training compile and the eval at step 20 add none
+    assert int(norm["step_count"]["value"]) == STEPS
+    # exactly the unpadded latent elements of the 20 training batches entered the statistics
+    spec = registry.MODELS["sb_normalizing_ae"]
+    preset = spec.presets["tiny"]
+    data = load_train_data(spec, preset, None)
+    it = training.ArrayDataIterator(data.arrays, 8, seed=0)  # the run's batches (seed 0)
+    lengths = np.concatenate([next(it)["length"] for _ in range(STEPS)])
+    frames = np.ceil(lengths * preset.segment - 1e-6)  # GlobalNorm's mask rule
+    assert float(norm["weight"]["value"]) == frames.sum() * preset.latent
+    assert (lengths < 1).any() and float(norm["running_std"]["value"]) > 0
+    _assert_same_state(a, b, "train_nae_parallel", scaled=True)
+    tol = TOLERANCES["train_nae_parallel"]
+    rec_a = training.read_jsonl(str(single / "metrics.jsonl"))
+    rec_b = training.read_jsonl(str(mapped / "metrics.jsonl"))
+    evals = [training.read_jsonl(str(o / "eval.jsonl"))[0] for o in (single, mapped)]
+    keys = set(rec_a[0]) - {"step", "examples_per_sec", "time"}
+    pairs = {key: ([r[key] for r in rec_a], [r[key] for r in rec_b]) for key in keys}
+    pairs["eval reconstruction_mse"] = tuple([e["reconstruction_mse"]] for e in evals)
+    for key, (x, y) in pairs.items():  # loss, grad_norm, the running statistics
+        x, y = np.asarray(x), np.asarray(y)
+        np.testing.assert_allclose(y / _scale(x), x / _scale(x), tol.rtol, tol.atol, err_msg=key)
+
+
+def test_sb_normalizing_ae_evaluates_with_the_training_statistics():
+    """Eval loss and reconstructions normalise with the running statistics as they are
+    (SpeechBrain would first merge the eval batch's); a training call merges them."""
+    import jax
+    from flax import nnx
+
+    from jaxlatent.masking import clean_padding
+
+    spec = registry.MODELS["sb_normalizing_ae"]
+    preset = spec.presets["tiny"]
+    model = spec.build(preset, 0, nnx.Rngs(0))
+    norm = model.norm
+    norm.running_mean[...], norm.running_std[...], norm.weight[...] = 0.3, 2.0, 100.0
+    x = np.random.default_rng(0).standard_normal((2, preset.segment, preset.bins), np.float32)
+    batch = {"x": x, "length": np.array([1.0, 0.5], np.float32)}
+    stats = lambda: [float(v[...]) for v in (norm.running_mean, norm.running_std, norm.weight)]  # noqa: E731
+
+    rec = spec.reconstruct(model, batch, jax.random.key(0))
+    latent = clean_padding((model.encoder(x) - 0.3) / 2.0, batch["length"])
+    expected = clean_padding(model.decoder(latent), batch["length"])
+    np.testing.assert_allclose(rec, expected, rtol=1e-6, atol=1e-6)
+    loss_fn = spec.loss_fn(preset)
+    _, aux = loss_fn(model, batch, key=jax.random.key(0), train=False)
+    mean = float(np.float32(0.3))
+    assert stats() == [mean, 2.0, 100.0] and not norm.frozen
+    assert float(aux["latent_running_mean"]) == mean and float(aux["latent_running_std"]) == 2.0
+    _, aux = loss_fn(model, batch, key=jax.random.key(0), train=True)
+    assert stats()[2] == 100.0 + (32 + 16) * preset.latent and stats()[:2] != [mean, 2.0]
 
 
 def test_vq_vae_ema_shard_map_equals_single_device(tmp_path):
@@ -97,16 +200,8 @@ def test_vq_vae_ema_shard_map_equals_single_device(tmp_path):
         jax.tree.structure(a["opt_state"])
     )
     assert bool(a["model_state"]["quantizer"]["initialized"]["value"])  # k-means init ran
+    _assert_same_state(a, b, "train_vq_ema_parallel")
     tol = TOLERANCES["train_vq_ema_parallel"]
-    flat_a = jax.tree_util.tree_flatten_with_path(a)[0]
-    flat_b = jax.tree.leaves(b)
-    assert len(flat_a) == len(flat_b)
-    for (path, x), y in zip(flat_a, flat_b, strict=True):
-        x, y = np.asarray(x), np.asarray(y)
-        if np.issubdtype(x.dtype, np.floating):
-            np.testing.assert_allclose(y, x, tol.rtol, tol.atol, err_msg=jax.tree_util.keystr(path))
-        else:
-            np.testing.assert_array_equal(y, x, err_msg=jax.tree_util.keystr(path))
     rec_a = training.read_jsonl(str(single / "metrics.jsonl"))
     rec_b = training.read_jsonl(str(mapped / "metrics.jsonl"))
     assert [r["codes_used"] for r in rec_a] == [r["codes_used"] for r in rec_b]
@@ -196,7 +291,9 @@ def test_default_data_follows_the_data_kind():
 
     kinds = {spec.data_kind for spec in registry.MODELS.values()}
     assert kinds == set(DATA_KINDS) == {"image", "audio"}
-    assert registry.models_of_kind("audio") == ["dac", "sb_autoencoder", "sb_vae", "vq_vae_ema"]
+    assert registry.models_of_kind("audio") == [
+        "dac", "sb_autoencoder", "sb_normalizing_ae", "sb_vae", "vq_vae_ema"
+    ]  # fmt: skip
 
 
 def test_stft_loss_frames_match_numpy_and_differentiate_at_silence():
