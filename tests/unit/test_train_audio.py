@@ -196,7 +196,13 @@ def test_default_data_follows_the_data_kind():
 
     kinds = {spec.data_kind for spec in registry.MODELS.values()}
     assert kinds == set(DATA_KINDS) == {"image", "audio"}
-    assert registry.models_of_kind("audio") == ["dac", "sb_autoencoder", "sb_vae", "vq_vae_ema"]
+    assert registry.models_of_kind("audio") == [
+        "dac",
+        "piq",
+        "sb_autoencoder",
+        "sb_vae",
+        "vq_vae_ema",
+    ]
 
 
 def test_stft_loss_frames_match_numpy_and_differentiate_at_silence():
