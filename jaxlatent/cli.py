@@ -84,7 +84,8 @@ def _add_train_parser(sub) -> None:
         "--data",
         default=None,
         help="image models: 'digits' (bundled, default) or a folder of images; audio models: "
-        "'speech' (bundled, default) or a folder of wav/flac/... files (any rate, mono mixdown)",
+        "'speech' (bundled, default) or a folder of wav/flac/... files (any rate, mono mixdown; "
+        "models trained on classes, such as piq: one subfolder per class)",
     )
     t.add_argument("--steps", type=int, required=True, help="total training steps")
     t.add_argument("--batch-size", type=int, required=True, help="global batch size")

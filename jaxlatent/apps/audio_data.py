@@ -14,17 +14,24 @@ Features (``AudioPreset.feature``):
 * ``"spectrogram"`` — log-magnitude spectrograms ``[frames, n_fft // 2 + 1]``
   (`jaxlatent.apps.speech_vae.log_spectrogram`), standardised with the mean and standard
   deviation of all frames of the data, cut into segments of ``segment`` frames;
+* ``"log1p_spectrogram"`` — the same ``log(1 + |STFT|)`` spectrograms as they are (>= 0, not
+  standardised; PIQ thresholds them to make its mask targets);
 * ``"waveform"`` — the samples ``[samples, 1]``, cut into segments of ``segment`` samples.
 
 Segments do not overlap; the last segment of each clip is zero-padded and its relative length
 (`jaxlatent.apps.speech_vae.make_segments`) is < 1, so SpeechBrain's length masking applies,
 or, with ``AudioPreset.whole_segments`` (the quantized models), dropped.
+
+Classes (`segment_labels`, for models conditioned on classes): the bundled speech has one class
+per speaker (``spk1``, ``spk2``, from the file names); a folder has one class per first-level
+subfolder (sorted names), and audio files directly in the folder are refused.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,12 +40,16 @@ from jaxlatent.codec.files import AUDIO_SUFFIXES
 
 
 class AudioData(NamedTuple):
-    """Segments ``x`` float32 ``[n, time, features]``, relative lengths ``[n]``, source, info."""
+    """Segments ``x`` float32 ``[n, time, features]``, relative lengths ``[n]``, source, info,
+    the clip of each segment (int32 ``[n]``, an index into ``names``) and the clip names
+    (file paths relative to the folder, or the bundled file names)."""
 
     x: np.ndarray
     length: np.ndarray
     source: str
     info: dict[str, Any]
+    clip: np.ndarray
+    names: tuple[str, ...]
 
 
 def audio_files(folder: str) -> list[str]:
@@ -107,6 +118,8 @@ def _features(clips: list[np.ndarray], preset) -> tuple[list[np.ndarray], dict[s
     if preset.feature == "waveform":
         return [c[:, None] for c in clips], {}
     specs = log_spectrograms(clips, preset)
+    if preset.feature == "log1p_spectrogram":
+        return specs, {}
     frames = np.concatenate(specs)
     mean, std = float(frames.mean()), float(frames.std())
     std = std if std > 0 else 1.0  # silence: keep the zeros
@@ -120,8 +133,11 @@ def _load(source: str, preset) -> AudioData:
     clips, names = load_clips(source, preset.sample_rate)
     feats, info = _features(clips, preset)
     x, length = make_segments(feats, preset.segment)
+    # make_segments cuts each clip into ceil(len / segment) segments, in clip order
+    counts = [-(-len(f) // preset.segment) for f in feats]
+    clip = np.repeat(np.arange(len(feats), dtype=np.int32), counts)
     if preset.whole_segments:
-        x, length = x[length == 1.0], length[length == 1.0]
+        x, length, clip = x[length == 1.0], length[length == 1.0], clip[length == 1.0]
         if not len(x):
             raise ValueError(
                 f"data {source!r} has no audio as long as one segment ({preset.segment} "
@@ -136,7 +152,7 @@ def _load(source: str, preset) -> AudioData:
         "segment": preset.segment,
         **info,
     }
-    return AudioData(x.astype(np.float32), length, source, info)
+    return AudioData(x.astype(np.float32), length, source, info, clip, tuple(names))
 
 
 @functools.lru_cache(maxsize=8)
@@ -144,6 +160,7 @@ def _load_speech(preset) -> AudioData:
     data = _load("speech", preset)
     data.x.flags.writeable = False
     data.length.flags.writeable = False
+    data.clip.flags.writeable = False
     return data
 
 
@@ -152,8 +169,9 @@ def load_audio(source: str, preset) -> AudioData:
 
     Args:
       source: ``"speech"`` or a folder.
-      preset: an `AudioPreset` (``feature``, ``sample_rate``, ``n_fft``, ``hop_length``,
-        ``segment``).
+      preset: an `AudioPreset` or another frozen preset with its data fields (``feature``,
+        ``sample_rate``, ``n_fft``, ``hop_length``, ``segment``, ``whole_segments``), e.g.
+        `jaxlatent.apps.audio_piq.PIQPreset`.
 
     Returns:
       `AudioData`; the bundled speech is cached per preset (read-only arrays).
@@ -171,6 +189,66 @@ def load_audio(source: str, preset) -> AudioData:
     if source == "speech":
         return _load_speech(preset)
     return _load(source, preset)
+
+
+_SPEAKER = re.compile(r"_(spk\d+)_")
+
+
+def _clip_class(data: AudioData, name: str) -> str:
+    if data.source == "speech":
+        match = _SPEAKER.search(name)
+        if match is None:  # the bundled files are named speech_16k_spk<N>_snt<M>.wav
+            raise ValueError(f"bundled speech file {name!r} names no speaker (spk<N>)")
+        return match.group(1)
+    return name.split(os.sep)[0]
+
+
+def segment_labels(data: AudioData) -> tuple[tuple[str, ...], np.ndarray]:
+    """The classes of `data` and the class of each segment (see the module docstring).
+
+    Args:
+      data: segments from `load_audio`.
+
+    Returns:
+      ``(class_names, labels)``: sorted class names (speakers ``spk1``, ``spk2`` of the bundled
+      speech, or the first-level subfolders of a folder) and int32 ``[n]`` class indices.
+
+    Raises:
+      ValueError: if a folder has audio files directly in it (they have no class), the data
+        has fewer than 2 classes, or a class has no segment (its audio is shorter than one
+        segment and the preset keeps whole segments only).
+
+    Example:
+      >>> from jaxlatent.apps.registry_audio import SB_PRESETS
+      >>> names, labels = segment_labels(load_audio("speech", SB_PRESETS["tiny"]))
+      >>> names, labels.dtype, sorted(set(labels.tolist()))
+      (('spk1', 'spk2'), dtype('int32'), [0, 1])
+    """
+    top = [n for n in data.names if os.sep not in n] if data.source != "speech" else []
+    if top:
+        shown = ", ".join(top[:3]) + (", ..." if len(top) > 3 else "")
+        raise ValueError(
+            f"data folder {data.source!r} has {len(top)} audio file(s) directly in it "
+            f"({shown}); classes are its first-level subfolders, so put each file in the "
+            "subfolder of its class"
+        )
+    keys = [_clip_class(data, n) for n in data.names]
+    classes = tuple(sorted(set(keys)))
+    if len(classes) < 2:
+        raise ValueError(
+            f"data {data.source!r} has {len(classes)} class ({', '.join(classes)}); at least 2 "
+            "are needed (one first-level subfolder per class)"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.asarray([index[k] for k in keys], np.int32)[data.clip]
+    empty = [c for i, c in enumerate(classes) if not (labels == i).any()]
+    if empty:
+        unit = "samples" if data.info["feature"] == "waveform" else "frames"
+        raise ValueError(
+            f"class(es) {', '.join(empty)} of data {data.source!r} have no audio as long as one "
+            f"segment ({data.info['segment']} {unit}); the model takes whole segments only"
+        )
+    return classes, labels
 
 
 def picture_spectrograms(x: np.ndarray, preset) -> np.ndarray:

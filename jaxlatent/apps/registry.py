@@ -2,18 +2,21 @@
 
 Each `ModelSpec` builds its model from a frozen preset, adapts the model's loss to the training
 core's signature ``loss_fn(model, batch, *, key, train) -> (loss, aux)`` and says how to
-reconstruct and sample at eval time. The models live in two registries:
+reconstruct and sample at eval time. The models live in three modules:
 
 * `jaxlatent.apps.registry_image` — the PyTorch-VAE family (`ImagePreset`; data: digits or a
   folder of images);
 * `jaxlatent.apps.registry_audio` — SpeechBrain autoencoders (variational, plain,
   normalizing), an EMA VQ-VAE and a small DAC (`AudioPreset`; data: the bundled speech or a
-  folder of audio files).
+  folder of audio files);
+* `jaxlatent.apps.audio_piq` — SpeechBrain's PIQ, a classifier and its class-partitioned VQ
+  interpreter (`PIQPreset`; data: the bundled speech, one class per speaker, or a folder
+  with one subfolder per class).
 
 Example:
   >>> sorted(MODELS)  # doctest: +NORMALIZE_WHITESPACE
-  ['beta_vae', 'conditional_vae', 'dac', 'sb_autoencoder', 'sb_normalizing_ae', 'sb_vae',
-   'vanilla_vae', 'vq_vae_ema', 'vqvae', 'wae_mmd']
+  ['beta_vae', 'conditional_vae', 'dac', 'piq', 'sb_autoencoder', 'sb_normalizing_ae',
+   'sb_vae', 'vanilla_vae', 'vq_vae_ema', 'vqvae', 'wae_mmd']
   >>> spec = get_model("vqvae", "tiny")[0]
   >>> spec.data_kind, spec.presets["tiny"].img_size
   ('image', 16)
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jaxlatent.apps.audio_piq import PIQ_MODELS
 from jaxlatent.apps.registry_audio import AUDIO_MODELS
 from jaxlatent.apps.registry_audio import AudioPreset as AudioPreset
 from jaxlatent.apps.registry_image import IMAGE_MODELS
@@ -33,7 +37,7 @@ from jaxlatent.apps.registry_image import PRESETS as PRESETS
 from jaxlatent.apps.registry_image import ImagePreset as ImagePreset
 from jaxlatent.apps.spec import ModelSpec as ModelSpec
 
-MODELS: dict[str, ModelSpec] = {s.name: s for s in (*IMAGE_MODELS, *AUDIO_MODELS)}
+MODELS: dict[str, ModelSpec] = {s.name: s for s in (*IMAGE_MODELS, *AUDIO_MODELS, *PIQ_MODELS)}
 
 
 def models_of_kind(kind: str) -> list[str]:

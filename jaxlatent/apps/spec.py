@@ -29,7 +29,8 @@ class ModelSpec:
       name: registry name.
       description: one line for listings.
       data_kind: ``"image"`` (batches ``{"x": [batch, H, W, C], "labels": [batch, classes]}``)
-        or ``"audio"`` (batches ``{"x": [batch, time, features], "length": [batch]}``, see
+        or ``"audio"`` (batches ``{"x": [batch, time, features], "length": [batch]}``, plus
+        one-hot ``"labels": [batch, classes]`` when `needs_labels`; see
         `jaxlatent.apps.audio_data`).
       build: ``build(preset, num_classes, rngs) -> nnx.Module``.
       loss_fn: ``loss_fn(preset)`` → the training core's loss function.
@@ -38,7 +39,8 @@ class ModelSpec:
       sample: ``sample(model, n, key, num_classes, preset) -> x`` (eval mode), or None for a
         model without a learnt prior (no sample pictures are drawn; `sample_title` says why).
       sample_title: what the sample pictures show (or why there are none).
-      needs_labels: the model is conditioned on class labels.
+      needs_labels: the model is conditioned on class labels (audio data then needs at least
+        2 classes: speakers of the bundled speech, or one subfolder per class).
       presets: the presets it accepts (frozen dataclasses; ``"tiny"`` is the default).
       eval_metrics: ``eval_metrics(model, batch, key) -> {name: scalar}`` computed on the
         eval batch in eval mode (e.g. codebook usage), or None.

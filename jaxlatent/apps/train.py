@@ -36,7 +36,7 @@ from flax import nnx
 from jaxlatent import training
 from jaxlatent.apps.pictures import save_grid, save_spectrograms
 from jaxlatent.apps.registry import get_model
-from jaxlatent.apps.spec import ModelSpec
+from jaxlatent.apps.spec import DATA_KINDS, ModelSpec
 from jaxlatent.apps.train_data import load_train_data
 from jaxlatent.training.logs import atomic_write_text
 
@@ -241,7 +241,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     if spec.needs_labels and len(data.class_names) < 2:
         raise ValueError(
             f"model {cfg.model!r} is conditioned on classes but {data.source!r} has "
-            f"{len(data.class_names)}; use --data digits or a folder with one subfolder per class"
+            f"{len(data.class_names)}; use --data {DATA_KINDS[spec.data_kind]} or a folder with "
+            "one subfolder per class"
         )
     lr = cfg.learning_rate or preset.learning_rate
     tx = training.make_optimizer("adam", lr)

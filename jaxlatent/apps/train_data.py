@@ -79,11 +79,14 @@ def load_train_data(spec: ModelSpec, preset: Any, source: str | None) -> TrainDa
 
     Returns:
       `TrainData`: images ``{"x": [n, H, W, C], "labels": [n, classes]}`` or audio segments
-      ``{"x": [n, time, features], "length": [n]}``.
+      ``{"x": [n, time, features], "length": [n]}``, plus one-hot ``"labels": [n, classes]``
+      (`jaxlatent.apps.audio_data.segment_labels`: speakers, or first-level subfolders) for a
+      model conditioned on classes.
 
     Raises:
       ValueError: a source of the wrong kind (`check_data_kind`), or the loaders' errors (not
-        a folder, no usable files, unreadable files, wrong channel count).
+        a folder, no usable files, unreadable files, wrong channel count); for an audio model
+        conditioned on classes, audio without at least 2 classes (see `segment_labels`).
     """
     source = DATA_KINDS[spec.data_kind] if source is None else source
     check_data_kind(spec, source)
@@ -91,7 +94,15 @@ def load_train_data(spec: ModelSpec, preset: Any, source: str | None) -> TrainDa
         data = load_images(source, preset.img_size, preset.channels)
         arrays = {"x": data.images, "labels": data.labels}
         return TrainData(arrays, data.source, data.class_names, {})
-    from jaxlatent.apps.audio_data import load_audio
+    from jaxlatent.apps.audio_data import load_audio, segment_labels
 
     audio = load_audio(source, preset)
-    return TrainData({"x": audio.x, "length": audio.length}, audio.source, (), audio.info)
+    arrays = {"x": audio.x, "length": audio.length}
+    class_names: tuple[str, ...] = ()
+    if spec.needs_labels:
+        try:
+            class_names, labels = segment_labels(audio)
+        except ValueError as e:
+            raise ValueError(f"model {spec.name!r} is conditioned on classes but {e}") from None
+        arrays["labels"] = np.eye(len(class_names), dtype=np.float32)[labels]
+    return TrainData(arrays, audio.source, class_names, audio.info)

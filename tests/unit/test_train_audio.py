@@ -292,7 +292,7 @@ def test_default_data_follows_the_data_kind():
     kinds = {spec.data_kind for spec in registry.MODELS.values()}
     assert kinds == set(DATA_KINDS) == {"image", "audio"}
     assert registry.models_of_kind("audio") == [
-        "dac", "sb_autoencoder", "sb_normalizing_ae", "sb_vae", "vq_vae_ema"
+        "dac", "piq", "sb_autoencoder", "sb_normalizing_ae", "sb_vae", "vq_vae_ema"
     ]  # fmt: skip
 
 
