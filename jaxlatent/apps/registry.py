@@ -7,8 +7,8 @@ reconstruct and sample at eval time. The models live in three modules:
 * `jaxlatent.apps.registry_image` — the PyTorch-VAE family (`ImagePreset`; data: digits or a
   folder of images);
 * `jaxlatent.apps.registry_audio` — SpeechBrain autoencoders (variational, plain,
-  normalizing), an EMA VQ-VAE and a small DAC (`AudioPreset`; data: the bundled speech or a
-  folder of audio files);
+  normalizing), VQ-VAEs (EMA or gradient codebook) and a small DAC (`AudioPreset`; data:
+  the bundled speech or a folder of audio files);
 * `jaxlatent.apps.audio_piq` — SpeechBrain's PIQ, a classifier and its class-partitioned VQ
   interpreter (`PIQPreset`; data: the bundled speech, one class per speaker, or a folder
   with one subfolder per class).
@@ -16,7 +16,7 @@ reconstruct and sample at eval time. The models live in three modules:
 Example:
   >>> sorted(MODELS)  # doctest: +NORMALIZE_WHITESPACE
   ['beta_vae', 'conditional_vae', 'dac', 'piq', 'sb_autoencoder', 'sb_normalizing_ae',
-   'sb_vae', 'vanilla_vae', 'vq_vae_ema', 'vqvae', 'wae_mmd']
+   'sb_vae', 'vanilla_vae', 'vq_vae', 'vq_vae_ema', 'vqvae', 'wae_mmd']
   >>> spec = get_model("vqvae", "tiny")[0]
   >>> spec.data_kind, spec.presets["tiny"].img_size
   ('image', 16)

@@ -54,6 +54,7 @@ def _check_outputs(out: pathlib.Path, model: str, has_samples: bool) -> list[dic
         ("sb_vae", True, {"reconstruction_mse"}),
         ("sb_autoencoder", False, {"reconstruction_mse"}),
         ("sb_normalizing_ae", False, {"reconstruction_mse"}),
+        ("vq_vae", False, {"reconstruction_mse", "codes_used", "perplexity"}),
         ("dac", False, {"reconstruction_mse", "codes_used"}),
     ],
 )
@@ -68,6 +69,18 @@ def test_audio_model_trains_and_writes_outputs(model, has_samples, eval_keys, tm
         spec = registry.MODELS["dac"].presets["tiny"].dac
         assert 1 <= evals[0]["codes_used"] <= spec.codebook_size
         assert {"waveform_l1", "stft_l1", "commitment_loss", "codebook_loss"} <= set(records[0])
+    if model == "vq_vae":  # the codebook is a parameter trained by the codebook loss
+        import jax
+
+        state = _state(out)
+        assert "codebook_loss" in records[0] and "codebook" in state["params"]["quantizer"]
+        assert not {"codebook", "embed_sum"} & set(state["model_state"]["quantizer"])
+        moments = [
+            np.abs(np.asarray(leaf)).max()
+            for path, leaf in jax.tree_util.tree_flatten_with_path(state["opt_state"])[0]
+            if "quantizer" in jax.tree_util.keystr(path)
+        ]
+        assert moments and max(moments) > 0  # Adam moments of the codebook: it got gradients
     if model == "sb_normalizing_ae":  # the GlobalNorm's running statistics are logged
         assert records[-1]["latent_running_std"] > 0 and "latent_running_mean" in records[-1]
     line = capsys.readouterr().out
@@ -292,7 +305,8 @@ def test_default_data_follows_the_data_kind():
     kinds = {spec.data_kind for spec in registry.MODELS.values()}
     assert kinds == set(DATA_KINDS) == {"image", "audio"}
     assert registry.models_of_kind("audio") == [
-        "dac", "piq", "sb_autoencoder", "sb_normalizing_ae", "sb_vae", "vq_vae_ema"
+        "dac", "piq", "sb_autoencoder", "sb_normalizing_ae", "sb_vae", "vq_vae",
+        "vq_vae_ema",
     ]  # fmt: skip
 
 
