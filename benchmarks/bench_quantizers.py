@@ -39,13 +39,13 @@ import os
 import subprocess
 import sys
 import time
-import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import environment, markdown_table, time_jax, time_torch
+from converters.torchaudio_stub import install_torchaudio_stub
 from jaxlatent.quantizers import default_chunks, lookup_codes, nearest_code, straight_through
 
 SHAPES = [(65536, 256, 1024), (65536, 8, 1024), (16384, 256, 16384), (4096, 64, 65536)]
@@ -106,24 +106,11 @@ def jax_gemm(a, b):
 
 
 # -- torch references --------------------------------------------------------------------------
-def _torchaudio_stub() -> None:
-    """SpeechBrain and `dac` import torchaudio (no CPU build for this torch); they never call
-    it in the code benchmarked here, so an empty module will do (as in tests/conftest.py)."""
-    try:
-        import torchaudio  # noqa: F401
-    except Exception:
-        stub = types.ModuleType("torchaudio")
-        stub.__version__ = "2.13.0"
-        stub.functional = types.ModuleType("torchaudio.functional")
-        sys.modules["torchaudio"] = stub
-        sys.modules["torchaudio.functional"] = stub.functional
-
-
 def torch_refs(threads: int):
     import torch
 
     torch.set_num_threads(threads)
-    _torchaudio_stub()
+    install_torchaudio_stub("2.13.0")  # no old-torchaudio warning from SpeechBrain
     import dac.nn.quantize as dac_quantize
     from speechbrain.lobes.models import PIQ
 

@@ -11,8 +11,6 @@ rate. What each model and loss is: see `benchmarks.train_models`.
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -34,20 +32,8 @@ from benchmarks.train_models import (
     vae_loss_fn,
     vqvae_loss_fn,
 )
+from converters.torchaudio_stub import install_torchaudio_stub
 from jaxlatent import training
-
-
-def install_torchaudio_stub() -> None:
-    """SpeechBrain and `dac` import torchaudio (no CPU build for this torch); nothing run here
-    calls it, so an empty module will do (as in tests/conftest.py)."""
-    try:
-        import torchaudio  # noqa: F401
-    except Exception:
-        stub = types.ModuleType("torchaudio")
-        stub.__version__ = "0.0.0-stub"
-        stub.functional = types.ModuleType("torchaudio.functional")
-        sys.modules.setdefault("torchaudio", stub)
-        sys.modules.setdefault("torchaudio.functional", stub.functional)
 
 
 def _torch_conv_stack(size: ConvSize, c_in: int, c_out: int, *, final_act: bool):
