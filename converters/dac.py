@@ -508,12 +508,20 @@ def read_release_checkpoint(path: str | os.PathLike) -> tuple[DACConfig, dict[st
     try:
         check_state_dict(normalize_state_dict(state_dict, config)[0], config, style="legacy")
     except ConversionError as e:
-        if not (e.missing or e.unexpected or e.mismatched):
-            raise ConversionError(f"{where}: {e}") from e
-        raise ConversionError(
-            f"{where}: the weights disagree with metadata['kwargs'] {config.to_kwargs()}",
-            missing=e.missing,
-            unexpected=e.unexpected,
-            mismatched=e.mismatched,
-        ) from e
+        raise _located_error(e, where, config) from e
     return config, dict(state_dict)
+
+
+def _located_error(
+    error: ConversionError, where: str, metadata_config: DACConfig | None
+) -> ConversionError:
+    """`error` prefixed with `where` (the file); when it lists keys and the file's metadata
+    gave `metadata_config`, worded as a disagreement of the weights with that metadata."""
+    if metadata_config is None or not (error.missing or error.unexpected or error.mismatched):
+        return ConversionError(f"{where}: {error}")
+    return ConversionError(
+        f"{where}: the weights disagree with metadata['kwargs'] {metadata_config.to_kwargs()}",
+        missing=error.missing,
+        unexpected=error.unexpected,
+        mismatched=error.mismatched,
+    )

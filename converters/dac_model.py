@@ -33,7 +33,7 @@ from flax import nnx
 
 from converters import common
 from converters.common import CheckpointError, ConversionError, Table, WeightNormStyle
-from converters.dac import dac_table
+from converters.dac import _located_error, dac_table
 from converters.dac_quantizer import residual_vector_quantize_table
 from jaxlatent.models.dac import DAC, DACConfig
 
@@ -364,14 +364,7 @@ def convert_checkpoint(
             state_dict, config, param_dtype=param_dtype, precision=precision
         )
     except ConversionError as e:
-        if meta_config is None or not (e.missing or e.unexpected or e.mismatched):
-            raise ConversionError(f"{where}: {e}") from e
-        raise ConversionError(
-            f"{where}: the weights disagree with metadata['kwargs'] {config.to_kwargs()}",
-            missing=e.missing,
-            unexpected=e.unexpected,
-            mismatched=e.mismatched,
-        ) from e
+        raise _located_error(e, where, meta_config) from e  # (config == meta_config if given)
     return config, model
 
 
