@@ -193,13 +193,8 @@ def encoder_table(
     jax_prefix: str = "",
 ) -> Table:
     """`Encoder` (``encoder.block.*``) -> :class:`jaxlatent.models.dac.Encoder`."""
-    return _codec_stack_table(
-        len(config.encoder_rates),
-        _key(torch_prefix, "block"),
-        jax_prefix,
-        encoder_block_table,
-        style=style,
-    )
+    n, block = len(config.encoder_rates), _key(torch_prefix, "block")
+    return _codec_stack_table(n, block, jax_prefix, encoder_block_table, style=style)
 
 
 def decoder_table(
@@ -211,13 +206,8 @@ def decoder_table(
 ) -> Table:
     """`Decoder` (``decoder.model.*``) -> :class:`jaxlatent.models.dac.Decoder`."""
     # model.{n + 3} is the parameter-free Tanh.
-    return _codec_stack_table(
-        len(config.decoder_rates),
-        _key(torch_prefix, "model"),
-        jax_prefix,
-        decoder_block_table,
-        style=style,
-    )
+    n, model = len(config.decoder_rates), _key(torch_prefix, "model")
+    return _codec_stack_table(n, model, jax_prefix, decoder_block_table, style=style)
 
 
 class QuantizerTableFn(Protocol):
