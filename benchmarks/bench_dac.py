@@ -32,13 +32,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import Timing, environment, markdown_table
+from converters.torchaudio_stub import install_torchaudio_stub
 
 VARIANTS = ("dac_44khz_8kbps", "dac_44khz_16kbps", "dac_24khz", "dac_16khz")
 TARGET_SPEEDUP = 2.0
@@ -48,14 +48,7 @@ MEMORY_LIMIT_GIB = 1.5
 def import_dac():
     """The official ``dac`` package; a stub torchaudio is installed when none is present (``dac``
     imports torchaudio at import time; nothing used here calls it)."""
-    try:
-        import torchaudio  # noqa: F401
-    except Exception:
-        stub = types.ModuleType("torchaudio")
-        stub.__version__ = "0.0.0-stub"
-        stub.functional = types.ModuleType("torchaudio.functional")
-        sys.modules.setdefault("torchaudio", stub)
-        sys.modules.setdefault("torchaudio.functional", stub.functional)
+    install_torchaudio_stub()
     import dac
 
     return dac

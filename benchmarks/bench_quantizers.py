@@ -39,13 +39,13 @@ import os
 import subprocess
 import sys
 import time
-import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import environment, markdown_table, time_jax, time_torch
+from converters.torchaudio_stub import install_torchaudio_stub
 from jaxlatent.quantizers import default_chunks, lookup_codes, nearest_code, straight_through
 
 SHAPES = [(65536, 256, 1024), (65536, 8, 1024), (16384, 256, 16384), (4096, 64, 65536)]
@@ -106,24 +106,11 @@ def jax_gemm(a, b):
 
 
 # -- torch references --------------------------------------------------------------------------
-def _torchaudio_stub() -> None:
-    """SpeechBrain and `dac` import torchaudio (no CPU build for this torch); they never call
-    it in the code benchmarked here, so an empty module will do (as in tests/conftest.py)."""
-    try:
-        import torchaudio  # noqa: F401
-    except Exception:
-        stub = types.ModuleType("torchaudio")
-        stub.__version__ = "2.13.0"
-        stub.functional = types.ModuleType("torchaudio.functional")
-        sys.modules["torchaudio"] = stub
-        sys.modules["torchaudio.functional"] = stub.functional
-
-
 def torch_refs(threads: int):
     import torch
 
     torch.set_num_threads(threads)
-    _torchaudio_stub()
+    install_torchaudio_stub("2.13.0")  # no old-torchaudio warning from SpeechBrain
     import dac.nn.quantize as dac_quantize
     from speechbrain.lobes.models import PIQ
 
@@ -230,6 +217,35 @@ def run(args) -> str:
 
     fractions, speedups, gemm_256_samples = [], [], []
 
+    def search_row(case, t: dict, ref: str, label: str, extra: str, jax_call, ref_call):
+        """The row of a search timed by `interleaved`: ``t["jax"]`` (``jax_call = (fn,
+        *args)``) against the torch reference ``t[ref]`` (`ref_call`); `extra` is the
+        "vs bare torch addmm+min" column; ``case = (shape, n, d, flops)``. D=256 rows also
+        record the GEMM peak."""
+        shape, n, d, flops = case
+        peak = gemm_peak(t) if d == 256 else None
+        gemm_256_samples.extend([peak] if peak else [])
+        t_j, t_ref = t["jax"], t[ref]
+        m_j = peak_rss_mib(*jax_call)
+        x_j = xla_temp_mib(*jax_call)
+        m_ref = peak_rss_mib(*ref_call)
+        frac = "{frac}" if d == 256 else "-"
+        fractions.append((len(rows), flops / t_j.median_s / 1e9, peak) if d == 256 else None)
+        speedups.append(t_ref.median_s / t_j.median_s)
+        rows.append(
+            [
+                shape,
+                label,
+                _fmt_rate(n, t_j.median_s),
+                _fmt_rate(n, t_ref.median_s),
+                f"**{t_ref.median_s / t_j.median_s:.2f}x**",
+                extra,
+                f"{flops / t_j.median_s / 1e9:.1f} ({frac})",
+                f"{x_j:.1f}, {_fmt_mib(m_j)} / {_fmt_mib(m_ref)}",
+                f"{t_j.compile_s:.1f}",
+            ]
+        )
+
     for n, d, k in args.shapes:
         x = rng.standard_normal((n, d)).astype(np.float32)
         c = rng.standard_normal((k, d)).astype(np.float32)
@@ -255,27 +271,16 @@ def run(args) -> str:
             addmm=(time_torch, addmm_search, xt, ct),
             **gemm,
         )
-        peak = gemm_peak(t) if d == 256 else None
-        gemm_256_samples += [peak] if peak else []
-        t_j, t_piq, t_mm = t["jax"], t["piq"], t["addmm"]
-        m_j = peak_rss_mib(jax_l2, xj, cj)
-        x_j = xla_temp_mib(jax_l2, xj, cj)
-        m_piq = peak_rss_mib(piq_search, x4, ct, labels)
-        frac = "{frac}" if d == 256 else "-"
-        fractions.append((len(rows), flops / t_j.median_s / 1e9, peak) if d == 256 else None)
-        speedups.append(t_piq.median_s / t_j.median_s)
-        rows.append(
-            [
-                shape,
-                "l2 search vs SpeechBrain PIQ",
-                _fmt_rate(n, t_j.median_s),
-                _fmt_rate(n, t_piq.median_s),
-                f"**{t_piq.median_s / t_j.median_s:.2f}x**",
-                f"{t_mm.median_s / t_j.median_s:.2f}x",
-                f"{flops / t_j.median_s / 1e9:.1f} ({frac})",
-                f"{x_j:.1f}, {_fmt_mib(m_j)} / {_fmt_mib(m_piq)}",
-                f"{t_j.compile_s:.1f}",
-            ]
+        addmm = f"{t['addmm'].median_s / t['jax'].median_s:.2f}x"
+        case = (shape, n, d, flops)
+        search_row(
+            case,
+            t,
+            "piq",
+            "l2 search vs SpeechBrain PIQ",
+            addmm,
+            (jax_l2, xj, cj),
+            (piq_search, x4, ct, labels),
         )
 
         t = interleaved(
@@ -285,27 +290,14 @@ def run(args) -> str:
             dac=(time_torch, vq.decode_latents, z),
             **gemm,
         )
-        peak = gemm_peak(t) if d == 256 else None
-        gemm_256_samples += [peak] if peak else []
-        t_jc, t_dac = t["jax"], t["dac"]
-        m_jc = peak_rss_mib(jax_cosine_gather, xj, cj)
-        x_jc = xla_temp_mib(jax_cosine_gather, xj, cj)
-        m_dac = peak_rss_mib(vq.decode_latents, z)
-        frac = "{frac}" if d == 256 else "-"
-        fractions.append((len(rows), flops / t_jc.median_s / 1e9, peak) if d == 256 else None)
-        speedups.append(t_dac.median_s / t_jc.median_s)
-        rows.append(
-            [
-                shape,
-                "cosine search + gather vs dac decode_latents",
-                _fmt_rate(n, t_jc.median_s),
-                _fmt_rate(n, t_dac.median_s),
-                f"**{t_dac.median_s / t_jc.median_s:.2f}x**",
-                "",
-                f"{flops / t_jc.median_s / 1e9:.1f} ({frac})",
-                f"{x_jc:.1f}, {_fmt_mib(m_jc)} / {_fmt_mib(m_dac)}",
-                f"{t_jc.compile_s:.1f}",
-            ]
+        search_row(
+            case,
+            t,
+            "dac",
+            "cosine search + gather vs dac decode_latents",
+            "",
+            (jax_cosine_gather, xj, cj),
+            (vq.decode_latents, z),
         )
 
         t = interleaved(

@@ -11,8 +11,6 @@ rate. What each model and loss is: see `benchmarks.train_models`.
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -34,20 +32,8 @@ from benchmarks.train_models import (
     vae_loss_fn,
     vqvae_loss_fn,
 )
+from converters.torchaudio_stub import install_torchaudio_stub
 from jaxlatent import training
-
-
-def install_torchaudio_stub() -> None:
-    """SpeechBrain and `dac` import torchaudio (no CPU build for this torch); nothing run here
-    calls it, so an empty module will do (as in tests/conftest.py)."""
-    try:
-        import torchaudio  # noqa: F401
-    except Exception:
-        stub = types.ModuleType("torchaudio")
-        stub.__version__ = "0.0.0-stub"
-        stub.functional = types.ModuleType("torchaudio.functional")
-        sys.modules.setdefault("torchaudio", stub)
-        sys.modules.setdefault("torchaudio.functional", stub.functional)
 
 
 def _torch_conv_stack(size: ConvSize, c_in: int, c_out: int, *, final_act: bool):
@@ -90,6 +76,30 @@ def _param_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _pair(
+    name: str,
+    batch_size: int,
+    shape: str,
+    learning_rate: float,
+    loss_fn: Callable,
+    jmodel,
+    batch,
+    tmodel,
+    loss_of: Callable[[], Any],
+) -> TrainPair:
+    """The `TrainPair` of `jmodel` (a `SingleDevice` trainer with ``optax.adam``) and `tmodel`
+    (``torch.optim.Adam`` on ``loss_of()``), both at `learning_rate` on the same `batch`."""
+    tx = training.make_optimizer("adam", learning_rate)
+    return TrainPair(
+        name,
+        batch_size,
+        shape,
+        _param_count(tmodel),
+        jax_stepper(training.SingleDevice(loss_fn, tx), jmodel, tx, batch),
+        _torch_stepper(tmodel, tmodel.parameters(), learning_rate, loss_of),
+    )
+
+
 def build_vae(size: ConvSize | None = None, seed: int = 0) -> TrainPair:
     """The SpeechBrain VAE and its jaxlatent twin with the same weights (see module doc)."""
     size = size or ConvSize()
@@ -128,14 +138,9 @@ def build_vae(size: ConvSize | None = None, seed: int = 0) -> TrainPair:
             torch.randn_like = randn_like
         return sb_loss(out, x, length)
 
-    tx = training.make_optimizer("adam", size.learning_rate)
-    return TrainPair(
-        "vae",
-        size.batch,
-        f"{size.frames} x {size.freq} frames",
-        _param_count(tvae),
-        jax_stepper(training.SingleDevice(vae_loss_fn, tx), jvae, tx, batch),
-        _torch_stepper(tvae, tvae.parameters(), size.learning_rate, loss_of),
+    shape = f"{size.frames} x {size.freq} frames"
+    return _pair(
+        "vae", size.batch, shape, size.learning_rate, vae_loss_fn, jvae, batch, tvae, loss_of
     )
 
 
@@ -175,15 +180,9 @@ def build_vqvae(size: ConvSize | None = None, seed: int = 0) -> TrainPair:
         mse = torch.nn.functional.mse_loss(rec, x)
         return mse + COMMITMENT_WEIGHT * commitment + CODEBOOK_WEIGHT * codebook
 
-    tx = training.make_optimizer("adam", size.learning_rate)
-    return TrainPair(
-        "vqvae",
-        size.batch,
-        f"{size.frames} x {size.freq} frames",
-        _param_count(tmodel),
-        jax_stepper(training.SingleDevice(vqvae_loss_fn, tx), jmodel, tx, batch),
-        _torch_stepper(tmodel, tmodel.parameters(), size.learning_rate, loss_of),
-    )
+    shape = f"{size.frames} x {size.freq} frames"
+    lr = size.learning_rate
+    return _pair("vqvae", size.batch, shape, lr, vqvae_loss_fn, jmodel, batch, tmodel, loss_of)
 
 
 def build_dac(size: DACSize | None = None, seed: int = 0) -> TrainPair:
@@ -215,15 +214,9 @@ def build_dac(size: DACSize | None = None, seed: int = 0) -> TrainPair:
             + CODEBOOK_WEIGHT * out["vq/codebook_loss"]
         )
 
-    tx = training.make_optimizer("adam", size.learning_rate)
-    return TrainPair(
-        "dac",
-        size.batch,
-        f"{size.seconds:g} s at {size.config.sample_rate // 1000} kHz",
-        _param_count(tmodel),
-        jax_stepper(training.SingleDevice(dac_loss_fn, tx), jmodel, tx, batch),
-        _torch_stepper(tmodel, tmodel.parameters(), size.learning_rate, loss_of),
-    )
+    shape = f"{size.seconds:g} s at {size.config.sample_rate // 1000} kHz"
+    lr = size.learning_rate
+    return _pair("dac", size.batch, shape, lr, dac_loss_fn, jmodel, batch, tmodel, loss_of)
 
 
 BUILDERS = {"vae": build_vae, "vqvae": build_vqvae, "dac": build_dac}

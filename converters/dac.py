@@ -165,6 +165,26 @@ def decoder_block_table(torch_prefix: str, jax_prefix: str, *, style: WeightNorm
     return table
 
 
+def _codec_stack_table(
+    n: int,
+    seq: str,
+    jax_prefix: str,
+    block_table: Callable[..., Table],
+    *,
+    style: WeightNormStyle,
+) -> Table:
+    """The shared layout of `Encoder` and `Decoder`: ``{seq}.0`` conv -> ``conv1``, ``n``
+    blocks ``{seq}.{i+1}`` -> ``blocks/{i}`` (by `block_table`), ``{seq}.{n+1}`` Snake ->
+    ``snake1`` and ``{seq}.{n+2}`` conv -> ``conv2``.
+    """
+    table = common.weight_norm_conv(f"{seq}.0", _path(jax_prefix, "conv1"), style=style)
+    for i in range(n):
+        table |= block_table(f"{seq}.{i + 1}", _path(jax_prefix, f"blocks/{i}"), style=style)
+    table |= snake_table(f"{seq}.{n + 1}", _path(jax_prefix, "snake1"))
+    table |= common.weight_norm_conv(f"{seq}.{n + 2}", _path(jax_prefix, "conv2"), style=style)
+    return table
+
+
 def encoder_table(
     config: DACConfig,
     *,
@@ -173,16 +193,8 @@ def encoder_table(
     jax_prefix: str = "",
 ) -> Table:
     """`Encoder` (``encoder.block.*``) -> :class:`jaxlatent.models.dac.Encoder`."""
-    n = len(config.encoder_rates)
-    block = _key(torch_prefix, "block")
-    table = common.weight_norm_conv(f"{block}.0", _path(jax_prefix, "conv1"), style=style)
-    for i in range(n):
-        table |= encoder_block_table(
-            f"{block}.{i + 1}", _path(jax_prefix, f"blocks/{i}"), style=style
-        )
-    table |= snake_table(f"{block}.{n + 1}", _path(jax_prefix, "snake1"))
-    table |= common.weight_norm_conv(f"{block}.{n + 2}", _path(jax_prefix, "conv2"), style=style)
-    return table
+    n, block = len(config.encoder_rates), _key(torch_prefix, "block")
+    return _codec_stack_table(n, block, jax_prefix, encoder_block_table, style=style)
 
 
 def decoder_table(
@@ -193,17 +205,9 @@ def decoder_table(
     jax_prefix: str = "",
 ) -> Table:
     """`Decoder` (``decoder.model.*``) -> :class:`jaxlatent.models.dac.Decoder`."""
-    n = len(config.decoder_rates)
-    model = _key(torch_prefix, "model")
-    table = common.weight_norm_conv(f"{model}.0", _path(jax_prefix, "conv1"), style=style)
-    for i in range(n):
-        table |= decoder_block_table(
-            f"{model}.{i + 1}", _path(jax_prefix, f"blocks/{i}"), style=style
-        )
-    table |= snake_table(f"{model}.{n + 1}", _path(jax_prefix, "snake1"))
-    table |= common.weight_norm_conv(f"{model}.{n + 2}", _path(jax_prefix, "conv2"), style=style)
     # model.{n + 3} is the parameter-free Tanh.
-    return table
+    n, model = len(config.decoder_rates), _key(torch_prefix, "model")
+    return _codec_stack_table(n, model, jax_prefix, decoder_block_table, style=style)
 
 
 class QuantizerTableFn(Protocol):
@@ -344,6 +348,28 @@ def _build_and_assign(build: Callable[[], nnx.Module], state_dict, table: Table)
     return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
 
 
+def _part_from_state_dict(
+    state_dict: Mapping[str, Any],
+    prefix: str,
+    cls: type[Encoder] | type[Decoder],
+    table_fn: Callable[..., Table],
+    config: DACConfig,
+    style: WeightNormStyle | None,
+    param_dtype,
+    precision: jax.lax.PrecisionLike,
+):
+    """`cls` (`Encoder` or `Decoder`) filled from the ``{prefix}.*`` keys by `table_fn`."""
+    sub = _sub_state_dict(state_dict, prefix)
+    style = detect_style(sub) if style is None else style
+    return _build_and_assign(
+        lambda: cls.from_config(
+            config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0)
+        ),
+        sub,
+        table_fn(config, style=style),
+    )
+
+
 def encoder_from_state_dict(
     state_dict: Mapping[str, Any],
     config: DACConfig,
@@ -361,14 +387,8 @@ def encoder_from_state_dict(
     Raises:
       ConversionError: on missing, unexpected or mis-shaped ``encoder.*`` keys.
     """
-    sub = _sub_state_dict(state_dict, "encoder")
-    style = detect_style(sub) if style is None else style
-    return _build_and_assign(
-        lambda: Encoder.from_config(
-            config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0)
-        ),
-        sub,
-        encoder_table(config, style=style),
+    return _part_from_state_dict(
+        state_dict, "encoder", Encoder, encoder_table, config, style, param_dtype, precision
     )
 
 
@@ -385,14 +405,8 @@ def decoder_from_state_dict(
     Raises:
       ConversionError: on missing, unexpected or mis-shaped ``decoder.*`` keys.
     """
-    sub = _sub_state_dict(state_dict, "decoder")
-    style = detect_style(sub) if style is None else style
-    return _build_and_assign(
-        lambda: Decoder.from_config(
-            config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0)
-        ),
-        sub,
-        decoder_table(config, style=style),
+    return _part_from_state_dict(
+        state_dict, "decoder", Decoder, decoder_table, config, style, param_dtype, precision
     )
 
 
@@ -484,12 +498,20 @@ def read_release_checkpoint(path: str | os.PathLike) -> tuple[DACConfig, dict[st
     try:
         check_state_dict(normalize_state_dict(state_dict, config)[0], config, style="legacy")
     except ConversionError as e:
-        if not (e.missing or e.unexpected or e.mismatched):
-            raise ConversionError(f"{where}: {e}") from e
-        raise ConversionError(
-            f"{where}: the weights disagree with metadata['kwargs'] {config.to_kwargs()}",
-            missing=e.missing,
-            unexpected=e.unexpected,
-            mismatched=e.mismatched,
-        ) from e
+        raise _located_error(e, where, config) from e
     return config, dict(state_dict)
+
+
+def _located_error(
+    error: ConversionError, where: str, metadata_config: DACConfig | None
+) -> ConversionError:
+    """`error` prefixed with `where` (the file); when it lists keys and the file's metadata
+    gave `metadata_config`, worded as a disagreement of the weights with that metadata."""
+    if metadata_config is None or not (error.missing or error.unexpected or error.mismatched):
+        return ConversionError(f"{where}: {error}")
+    return ConversionError(
+        f"{where}: the weights disagree with metadata['kwargs'] {metadata_config.to_kwargs()}",
+        missing=error.missing,
+        unexpected=error.unexpected,
+        mismatched=error.mismatched,
+    )

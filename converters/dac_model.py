@@ -33,7 +33,7 @@ from flax import nnx
 
 from converters import common
 from converters.common import CheckpointError, ConversionError, Table, WeightNormStyle
-from converters.dac import dac_table
+from converters.dac import _located_error, dac_table
 from converters.dac_quantizer import residual_vector_quantize_table
 from jaxlatent.models.dac import DAC, DACConfig
 
@@ -181,6 +181,15 @@ def _count(state_dict: Mapping[str, Any], pattern: str) -> int:
     return n
 
 
+def _block_strides(state_dict: Mapping[str, Any], pattern: str) -> list[int]:
+    """Strides of the blocks ``1, 2, ...`` whose strided conv's ``weight_v`` is
+    ``pattern.format(i)``, up to the first missing one (kernel size ``2 * stride``)."""
+    n = 0
+    while pattern.format(n + 1) in state_dict:
+        n += 1
+    return [_shape(state_dict, pattern.format(i + 1))[2] // 2 for i in range(n)]
+
+
 def infer_config(state_dict: Mapping[str, Any], *, sample_rate: int | None = None) -> DACConfig:
     """The :class:`DACConfig` whose model has the shapes of a legacy-style DAC state_dict.
 
@@ -195,20 +204,12 @@ def infer_config(state_dict: Mapping[str, Any], *, sample_rate: int | None = Non
     """
     sd = state_dict
     encoder_dim = _shape(sd, "encoder.block.0.weight_v")[0]
-    n_enc = 0
-    while f"encoder.block.{n_enc + 1}.block.4.weight_v" in sd:
-        n_enc += 1
-    encoder_rates = [
-        _shape(sd, f"encoder.block.{i + 1}.block.4.weight_v")[2] // 2 for i in range(n_enc)
-    ]
+    encoder_rates = _block_strides(sd, "encoder.block.{}.block.4.weight_v")
+    n_enc = len(encoder_rates)
     latent_dim = _shape(sd, f"encoder.block.{n_enc + 2}.weight_v")[0]
     decoder_dim = _shape(sd, "decoder.model.0.weight_v")[0]
-    n_dec = 0
-    while f"decoder.model.{n_dec + 1}.block.1.weight_v" in sd:
-        n_dec += 1
-    decoder_rates = [
-        _shape(sd, f"decoder.model.{i + 1}.block.1.weight_v")[2] // 2 for i in range(n_dec)
-    ]
+    decoder_rates = _block_strides(sd, "decoder.model.{}.block.1.weight_v")
+    n_dec = len(decoder_rates)
     n_codebooks = _count(sd, "quantizer.quantizers.{}.codebook.weight")
     if n_codebooks == 0 or n_enc == 0 or n_dec == 0:
         raise ConversionError(
@@ -363,14 +364,7 @@ def convert_checkpoint(
             state_dict, config, param_dtype=param_dtype, precision=precision
         )
     except ConversionError as e:
-        if meta_config is None or not (e.missing or e.unexpected or e.mismatched):
-            raise ConversionError(f"{where}: {e}") from e
-        raise ConversionError(
-            f"{where}: the weights disagree with metadata['kwargs'] {config.to_kwargs()}",
-            missing=e.missing,
-            unexpected=e.unexpected,
-            mismatched=e.mismatched,
-        ) from e
+        raise _located_error(e, where, meta_config) from e  # (config == meta_config if given)
     return config, model
 
 

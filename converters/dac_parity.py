@@ -24,9 +24,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import os
-import sys
 import time
-import types
 import warnings
 
 import jax
@@ -34,6 +32,7 @@ import numpy as np
 from flax import nnx
 
 from converters.dac_model import convert_checkpoint, normalize_state_dict, read_checkpoint
+from converters.torchaudio_stub import install_torchaudio_stub
 from jaxlatent.codec.resample import resample
 from jaxlatent.datasets import read_audio
 
@@ -42,14 +41,7 @@ __all__ = ["ParityReport", "StageError", "parity_report"]
 
 def _import_dac():
     """The official ``dac`` package (a stub torchaudio is installed if there is none)."""
-    try:
-        import torchaudio  # noqa: F401
-    except Exception:
-        stub = types.ModuleType("torchaudio")
-        stub.__version__ = "0.0.0-stub"
-        stub.functional = types.ModuleType("torchaudio.functional")
-        sys.modules.setdefault("torchaudio", stub)
-        sys.modules.setdefault("torchaudio.functional", stub.functional)
+    install_torchaudio_stub()
     try:
         import dac
     except ImportError as e:

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxlatent.apps.folders import data_files
 from jaxlatent.codec.files import AUDIO_SUFFIXES
 
 
@@ -54,15 +55,7 @@ class AudioData(NamedTuple):
 
 def audio_files(folder: str) -> list[str]:
     """Audio files below `folder` (sorted, hidden files skipped)."""
-    paths = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        paths += [
-            os.path.join(root, f)
-            for f in sorted(files)
-            if f.lower().endswith(AUDIO_SUFFIXES) and not f.startswith(".")
-        ]
-    return paths
+    return data_files(folder, AUDIO_SUFFIXES)
 
 
 def _mono(audio: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:

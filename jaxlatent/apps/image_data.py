@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxlatent.apps.folders import data_files
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -109,14 +111,7 @@ def load_image_folder(folder: str, size: int, channels: int) -> ImageData:
     """
     if not os.path.isdir(folder):
         raise ValueError(f"data source {folder!r} is neither 'digits' nor a folder")
-    paths = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        paths += [
-            os.path.join(root, f)
-            for f in sorted(files)
-            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
-        ]
+    paths = data_files(folder, IMAGE_EXTENSIONS)
     if not paths:
         raise ValueError(
             f"data folder {folder!r} has no usable image files (looked for "

@@ -10,27 +10,11 @@ pictures, never in arrays).
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 
 import numpy as np
 
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename.
-
-    An interrupted write leaves no file at `path` (and no temporary file behind).
-    """
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+# Re-exported: `pictures.atomic_write_bytes` is the apps' atomic write.
+from jaxlatent.training.logs import atomic_write_bytes as atomic_write_bytes
 
 
 def _pyplot():

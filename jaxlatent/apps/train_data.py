@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxlatent.apps.folders import data_files
 from jaxlatent.apps.image_data import IMAGE_EXTENSIONS, load_images
 from jaxlatent.apps.spec import DATA_KINDS, ModelSpec
 
@@ -40,13 +41,6 @@ class TrainData(NamedTuple):
         return len(self.arrays["x"])
 
 
-def _count_files(folder: str, extensions: tuple[str, ...]) -> int:
-    n = 0
-    for _, _, files in os.walk(folder):
-        n += sum(f.lower().endswith(extensions) and not f.startswith(".") for f in files)
-    return n
-
-
 def check_data_kind(spec: ModelSpec, source: str) -> None:
     """Refuse a source of the other data kind than `spec` takes.
 
@@ -62,8 +56,8 @@ def check_data_kind(spec: ModelSpec, source: str) -> None:
     if _BUNDLED_KIND.get(source) == other:
         found = f"--data {source} is the bundled {other} data"
     elif os.path.isdir(source):
-        if not _count_files(source, _extensions(kind)):
-            n = _count_files(source, _extensions(other))
+        if not data_files(source, _extensions(kind)):
+            n = len(data_files(source, _extensions(other)))
             if n:
                 found = f"data folder {source!r} holds {n} {other} file(s) and no {kind} files"
     if found:

@@ -59,6 +59,15 @@ def _align_length_axis(loss: Array, len_dim: int, name: str) -> Array:
     return jnp.moveaxis(loss, len_dim, 1)
 
 
+def _unreduced_rec_loss(
+    rec_loss: RecLoss | None, targets: Array, rec: Array, len_dim: int
+) -> Array:
+    """``rec_loss(targets, rec, reduction="none")`` (None: `mse_loss`), `len_dim` -> axis 1."""
+    rec_loss_fn = _default_rec_loss if rec_loss is None else rec_loss
+    loss = rec_loss_fn(targets, rec, reduction="none")
+    return _align_length_axis(loss, len_dim, "rec_loss")
+
+
 def reduce_autoencoder_loss(loss: Array, length: Array | None, reduction: str) -> Array:
     """Mask axis 1 of an unreduced loss (rule "plain ceil") and reduce it.
 
@@ -185,9 +194,7 @@ class VariationalAutoencoderLoss:
             )
         if length is None:
             length = jnp.ones((targets.shape[0],), jnp.float32)
-        rec_loss_fn = _default_rec_loss if self.rec_loss is None else self.rec_loss
-        rec_loss = rec_loss_fn(targets, rec, reduction="none")
-        rec_loss = _align_length_axis(rec_loss, self.len_dim, "rec_loss")
+        rec_loss = _unreduced_rec_loss(self.rec_loss, targets, rec, self.len_dim)
         dist_loss = -0.5 * (1 + log_var - mean**2 - jnp.exp(log_var))
         dist_loss = _align_length_axis(dist_loss, self.len_dim, "dist_loss")
         rec_loss = reduce_autoencoder_loss(rec_loss, length, reduction)
@@ -258,9 +265,7 @@ class AutoencoderLoss:
         rec = predictions.rec
         targets = jnp.asarray(targets)
         _check_inputs(rec, targets, length, reduction)
-        rec_loss_fn = _default_rec_loss if self.rec_loss is None else self.rec_loss
-        rec_loss = rec_loss_fn(targets, rec, reduction="none")
-        rec_loss = _align_length_axis(rec_loss, self.len_dim, "rec_loss")
+        rec_loss = _unreduced_rec_loss(self.rec_loss, targets, rec, self.len_dim)
         return reduce_autoencoder_loss(rec_loss, length, reduction)
 
     def details(

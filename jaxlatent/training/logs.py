@@ -20,18 +20,27 @@ import time
 from typing import Any
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write `text` to `path` through a temporary file and an atomic rename."""
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename.
+
+    An interrupted write leaves no file at `path` (and no temporary file behind); the file
+    gets mode ``0o644``.
+    """
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write `text` (UTF-8) to `path` through a temporary file and an atomic rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
