@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import time
 
 import jax
@@ -29,6 +28,7 @@ from jaxlatent import nn as jnn
 from jaxlatent.datasets import bundled_speech
 from jaxlatent.losses import VariationalAutoencoderLoss
 from jaxlatent.models import VariationalAutoencoder
+from jaxlatent.training.logs import atomic_write_bytes, atomic_write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,13 +90,6 @@ def build_model(freq: int, cfg: SpeechVAEDemoConfig, rngs: nnx.Rngs) -> Variatio
     )
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _save_figure(path: str, original: np.ndarray, rec: np.ndarray) -> None:
     import io
 
@@ -115,7 +108,7 @@ def _save_figure(path: str, original: np.ndarray, rec: np.ndarray) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    _atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def run(out_dir: str, cfg: SpeechVAEDemoConfig = SpeechVAEDemoConfig(), progress=True) -> dict:
@@ -174,6 +167,6 @@ def run(out_dir: str, cfg: SpeechVAEDemoConfig = SpeechVAEDemoConfig(), progress
         "reconstruction_mse_utterance0": rec_err,
         "history": history,
     }
-    _atomic_write(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2).encode())
+    atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2))
     _save_figure(os.path.join(out_dir, "reconstruction.png"), spec[0], np.asarray(rec)[0])
     return metrics
