@@ -29,6 +29,7 @@ subfolder (sorted names), and audio files directly in the folder are refused.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -51,6 +52,35 @@ class AudioData(NamedTuple):
     info: dict[str, Any]
     clip: np.ndarray
     names: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioFeatures:
+    """The data settings every audio model's preset shares (what `load_audio` reads).
+
+    Attributes:
+      feature: ``"spectrogram"`` (standardised ``log(1 + |STFT|)``), ``"log1p_spectrogram"``
+        (the same, not standardised) or ``"waveform"``.
+      sample_rate: rate in Hz the audio is resampled to.
+      n_fft: STFT window in samples (spectrogram features, and the pictures of waveform
+        models).
+      hop_length: STFT hop in samples.
+      segment: segment length: frames (spectrograms) or samples (waveform).
+      whole_segments: drop each clip's zero-padded last segment (models whose losses or code
+        statistics have no length mask).
+    """
+
+    feature: str = "spectrogram"
+    sample_rate: int = 16000
+    n_fft: int = 256
+    hop_length: int = 128
+    segment: int = 32
+    whole_segments: bool = False
+
+    @property
+    def bins(self) -> int:
+        """Spectrogram bins ``n_fft // 2 + 1``."""
+        return self.n_fft // 2 + 1
 
 
 def audio_files(folder: str) -> list[str]:
@@ -162,9 +192,8 @@ def load_audio(source: str, preset) -> AudioData:
 
     Args:
       source: ``"speech"`` or a folder.
-      preset: an `AudioPreset` or another frozen preset with its data fields (``feature``,
-        ``sample_rate``, ``n_fft``, ``hop_length``, ``segment``, ``whole_segments``), e.g.
-        `jaxlatent.apps.audio_piq.PIQPreset`.
+      preset: an `AudioFeatures` (every audio preset is one: `AudioPreset`,
+        `jaxlatent.apps.audio_piq.PIQPreset`).
 
     Returns:
       `AudioData`; the bundled speech is cached per preset (read-only arrays).

@@ -51,6 +51,7 @@ import optax
 from flax import nnx
 
 from jaxlatent._checks import check_floating, shape_str
+from jaxlatent.apps.audio_data import AudioFeatures
 from jaxlatent.apps.audio_models import codes_used
 from jaxlatent.apps.spec import ModelSpec
 from jaxlatent.models.piq import Conv2dEncoder_v2, VectorQuantizedPSI_Audio
@@ -73,17 +74,15 @@ def psi_output_size(n: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class PIQPreset:
+class PIQPreset(AudioFeatures):
     """Data and size settings of the PIQ model.
 
+    The data fields are `jaxlatent.apps.audio_data.AudioFeatures`', with these defaults and
+    bounds: ``feature`` ``"log1p_spectrogram"``; ``n_fft`` such that the ``n_fft // 2 + 1``
+    bins are ``≡ 0 or 1 (mod 32)``; ``segment`` (frames) ``≡ 0 or 1 (mod 32)`` and >= 32;
+    ``whole_segments`` always set (the losses have no length mask).
+
     Attributes:
-      feature: ``"log1p_spectrogram"`` (see `jaxlatent.apps.audio_data`).
-      sample_rate: rate in Hz the audio is resampled to.
-      n_fft: STFT window; ``n_fft // 2 + 1`` bins, ``≡ 0 or 1 (mod 32)``.
-      hop_length: STFT hop in samples.
-      segment: frames per segment, ``≡ 0 or 1 (mod 32)`` and >= 32.
-      whole_segments: drop each clip's zero-padded last segment (always: the losses have no
-        length mask).
       dim: channels of the classifier's representation and of the codes.
       K: codebook size (split evenly among the classes, `class_of_code`).
       shared_keys: codes shared by all classes (the recipe's 0).
@@ -96,10 +95,6 @@ class PIQPreset:
     """
 
     feature: str = "log1p_spectrogram"
-    sample_rate: int = 16000
-    n_fft: int = 256
-    hop_length: int = 128
-    segment: int = 32
     whole_segments: bool = True
     dim: int = 32
     K: int = 64
@@ -115,11 +110,6 @@ class PIQPreset:
                     f"PIQ {what} = {n}: the PSI decoder gives {psi_output_size(n)}; use a "
                     "size >= 32 that is 0 or 1 modulo 32"
                 )
-
-    @property
-    def bins(self) -> int:
-        """Spectrogram bins ``n_fft // 2 + 1``."""
-        return self.n_fft // 2 + 1
 
 
 PIQ_PRESETS = {
