@@ -48,6 +48,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from jaxlatent.apps.audio_data import AudioFeatures
 from jaxlatent.apps.audio_losses import multiscale_stft_l1
 from jaxlatent.apps.audio_models import (
     ConvAutoencoder,
@@ -66,17 +67,15 @@ Array = jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
-class AudioPreset:
+class AudioPreset(AudioFeatures):
     """Data and size settings of an audio model.
 
+    The data fields (``feature``: ``"spectrogram"`` or ``"waveform"`` here; ``sample_rate``,
+    ``n_fft``, ``hop_length``, ``segment``, ``whole_segments``) and ``bins`` come from
+    `jaxlatent.apps.audio_data.AudioFeatures`; the quantized models set ``whole_segments``
+    (their code statistics have no length mask, so padding would claim codes).
+
     Attributes:
-      feature: ``"spectrogram"`` (standardised log magnitudes) or ``"waveform"``.
-      sample_rate: rate in Hz the audio is resampled to.
-      n_fft: STFT window (spectrogram features, and the pictures of waveform models).
-      hop_length: STFT hop in samples.
-      segment: segment length: frames (spectrogram) or samples (waveform).
-      whole_segments: drop each clip's zero-padded last segment (quantized models: their
-        code statistics have no length mask, so padding would claim codes).
       hidden: hidden channels of the convolutional models.
       latent: latent channels (VQ-VAE: the code dimension).
       kernel_size: odd kernel size of the time convolutions.
@@ -91,12 +90,6 @@ class AudioPreset:
       learning_rate: default Adam learning rate.
     """
 
-    feature: str = "spectrogram"
-    sample_rate: int = 16000
-    n_fft: int = 256
-    hop_length: int = 128
-    segment: int = 32
-    whole_segments: bool = False
     hidden: int = 64
     latent: int = 16
     kernel_size: int = 5
@@ -108,11 +101,6 @@ class AudioPreset:
     stft_n_ffts: tuple[int, ...] = ()
     dac: DACConfig | None = None
     learning_rate: float = 2e-3
-
-    @property
-    def bins(self) -> int:
-        """Spectrogram bins ``n_fft // 2 + 1``."""
-        return self.n_fft // 2 + 1
 
 
 #: SpeechBrain autoencoders: tiny (8 ms hop, 0.26 s segments); small = the demo's net.
@@ -338,6 +326,20 @@ def _dac_eval_metrics(model, batch, key):
 
 NO_PRIOR = "none: {} has no learnt prior (random codes would only show noise)"
 
+VQ_VAE_EMA = ModelSpec(
+    "vq_vae_ema",
+    "conv VQ-VAE on log spectrograms, EMA codebook (k-means init, dead-code restarts)",
+    "audio",
+    _build_vq,
+    _vq_loss,
+    _vq_reconstruct,
+    None,
+    sample_title=NO_PRIOR.format("a VQ-VAE"),
+    presets=VQ_PRESETS,
+    eval_metrics=_vq_eval_metrics,
+    same_key_on_devices=True,
+)
+
 AUDIO_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         "sb_vae",
@@ -375,30 +377,15 @@ AUDIO_MODELS: tuple[ModelSpec, ...] = (
         "standardised by one global mean and std)",
         presets=SB_PRESETS,
     ),
-    ModelSpec(
-        "vq_vae_ema",
-        "conv VQ-VAE on log spectrograms, EMA codebook (k-means init, dead-code restarts)",
-        "audio",
-        _build_vq,
-        _vq_loss,
-        _vq_reconstruct,
-        None,
-        sample_title=NO_PRIOR.format("a VQ-VAE"),
-        presets=VQ_PRESETS,
-        eval_metrics=_vq_eval_metrics,
-        same_key_on_devices=True,
-    ),
-    ModelSpec(
-        "vq_vae",
-        "conv VQ-VAE on log spectrograms, gradient-trained codebook (codebook + commitment loss)",
-        "audio",
-        _build_vq,
-        _vq_loss,
-        _vq_reconstruct,
-        None,
-        sample_title=NO_PRIOR.format("a VQ-VAE"),
+    VQ_VAE_EMA,
+    # the same model and loss; the preset's codebook_update switches the codebook
+    dataclasses.replace(
+        VQ_VAE_EMA,
+        name="vq_vae",
+        description="conv VQ-VAE on log spectrograms, gradient-trained codebook "
+        "(codebook + commitment loss)",
         presets=VQ_GRADIENT_PRESETS,
-        eval_metrics=_vq_eval_metrics,
+        same_key_on_devices=False,  # no k-means init or dead-code restarts to draw rows for
     ),
     ModelSpec(
         "dac",
