@@ -28,13 +28,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxlatent._checks import check_floating, check_relative_length
+from jaxlatent._collectives import psum_if
 from jaxlatent.masking import make_padding_mask
 
 Array = jax.Array
-
-
-def _psum(x: Array, axis_name: str | None) -> Array:
-    return x if axis_name is None else jax.lax.psum(x, axis_name)
 
 
 def _mean_std_update(
@@ -53,9 +50,9 @@ def _mean_std_update(
     """
     x = x.astype(jnp.float32)
     maskf = mask.astype(jnp.float32)
-    number = _psum(jnp.sum(mask), axis_name).astype(jnp.float32)
-    mean = _psum(jnp.sum(maskf * x), axis_name) / number
-    variance = _psum(jnp.sum(maskf * jnp.square(x - mean)), axis_name) / number  # biased
+    number = psum_if(jnp.sum(mask), axis_name).astype(jnp.float32)
+    mean = psum_if(jnp.sum(maskf * x), axis_name) / number
+    variance = psum_if(jnp.sum(maskf * jnp.square(x - mean)), axis_name) / number  # biased
     count = run_count + number
     left_weight = run_count / count
     right_weight = number / count

@@ -26,14 +26,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxlatent._collectives import psum_if as psum_if
 from jaxlatent.quantizers.search import l2_normalize, nearest_code
 
 Array = jax.Array
-
-
-def psum_if(x, axis_name: str | None):
-    """`lax.psum` over `axis_name`, or `x` unchanged when it is None."""
-    return x if axis_name is None else jax.lax.psum(x, axis_name)
 
 
 def _axis_index_size(axis_name: str | None) -> tuple[Array | int, int]:
