@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import environment, markdown_table, time_jax, time_torch
+from benchmarks.common import environment, markdown_table, report, time_jax, time_torch
 from converters.torchaudio_stub import install_torchaudio_stub
 from jaxlatent.quantizers import default_chunks, lookup_codes, nearest_code, straight_through
 
@@ -457,11 +457,7 @@ def main(argv=None) -> None:
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe)))
         return
-    text = run(args)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    report(run(args), args.out)
 
 
 if __name__ == "__main__":

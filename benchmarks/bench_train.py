@@ -39,7 +39,7 @@ import jax
 
 from benchmarks import train_models as tm
 from benchmarks import train_pairs
-from benchmarks.common import environment, markdown_table, time_jax
+from benchmarks.common import environment, markdown_table, report, time_jax
 
 TARGET = 1.5
 LOSS_RTOL = 1e-4  # step-1 loss, float32 on both sides: only accumulation order differs
@@ -385,11 +385,7 @@ def main(argv=None) -> None:
         r = scaling_child(name, args.scaling_child, args.scaling_batch, args.iters, size)
         print(json.dumps(r))
         return
-    text = run(args)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    report(run(args), args.out)
 
 
 if __name__ == "__main__":

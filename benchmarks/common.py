@@ -105,3 +105,12 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def report(text: str, out: str | None) -> None:
+    """Print a benchmark's Markdown and, when `out` is given, also write it there atomically."""
+    from jaxlatent.training.logs import atomic_write_text
+
+    print(text)
+    if out:
+        atomic_write_text(out, text + "\n")
