@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -76,12 +77,24 @@ def _timing(samples: list[float], compile_s: float | None = None) -> Timing:
     return Timing(float(np.median(arr)), *np.percentile(arr, [10, 90]).tolist(), compile_s)
 
 
-def bench_variant(name: str, seconds: float, iters: int, precision) -> dict:
-    import jax
+class VariantPair(NamedTuple):
+    """One released variant built by the reference and converted, with its benchmark audio."""
+
+    config: Any  # jaxlatent.models.dac.DACConfig
+    kwargs: dict  # the reference's constructor arguments (``metadata["kwargs"]``)
+    ref: Any  # dac.DAC in eval mode, torch seed 0
+    model: Any  # jaxlatent DAC converted from `ref` by the production converter
+    convert_s: float  # seconds the converter took
+    audio: np.ndarray  # float32 noise [1, samples, 1] at the model's sample rate
+
+
+def make_pair(name: str, seconds: float, precision=None) -> VariantPair:
+    """The reference DAC of variant `name` (random weights, seed 0), converted with
+    :func:`converters.dac.convert_checkpoint` from the release layout, and `seconds` of noise."""
     import torch
 
     from converters.dac import convert_checkpoint
-    from jaxlatent.models.dac import TRACE_COUNTS, DACConfig
+    from jaxlatent.models.dac import DACConfig
 
     dac = import_dac()
     config = getattr(DACConfig, name)()
@@ -92,11 +105,19 @@ def bench_variant(name: str, seconds: float, iters: int, precision) -> dict:
     t0 = time.perf_counter()
     _, model = convert_checkpoint(checkpoint, precision=precision)
     convert_s = time.perf_counter() - t0
-
-    sr = config.sample_rate
     rng = np.random.default_rng(0)
-    audio = np.clip(0.1 * rng.standard_normal((1, int(seconds * sr), 1)), -1, 1)
-    audio = audio.astype(np.float32)
+    audio = np.clip(0.1 * rng.standard_normal((1, int(seconds * config.sample_rate), 1)), -1, 1)
+    return VariantPair(config, kwargs, ref, model, convert_s, audio.astype(np.float32))
+
+
+def bench_variant(name: str, seconds: float, iters: int, precision) -> dict:
+    import jax
+    import torch
+
+    from jaxlatent.models.dac import TRACE_COUNTS
+
+    config, _, ref, model, convert_s, audio = make_pair(name, seconds, precision)
+    sr = config.sample_rate
 
     # jaxlatent: the public methods (validation in Python, then the module-level jitted fns);
     # the first call of each is trace + compile + run.

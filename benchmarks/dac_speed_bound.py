@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.bench_dac import VARIANTS, _timed, import_dac, load
+from benchmarks.bench_dac import VARIANTS, _timed, import_dac, load, make_pair
 from benchmarks.common import environment, markdown_table
 
 FNS = ("torch", "torch_convs", "jax", "jax_convs")
@@ -56,22 +56,10 @@ def bench_variant(name: str, seconds: float, iters: int) -> dict:
 
     import jaxlatent.models.dac.layers as dac_layers
     import jaxlatent.nn.weight_norm as weight_norm
-    from converters.dac import convert_checkpoint
-    from jaxlatent.models.dac import DACConfig
 
     dac = import_dac()
-    config = getattr(DACConfig, name)()
-    kwargs = config.to_kwargs()
-    torch.manual_seed(0)
-    ref = dac.DAC(**kwargs).eval()
-    checkpoint = {"state_dict": ref.state_dict(), "metadata": {"kwargs": kwargs}}
-    _, model = convert_checkpoint(checkpoint)
-
+    config, kwargs, ref, model, _, audio = make_pair(name, seconds)
     sr = config.sample_rate
-    audio = np.clip(
-        0.1 * np.random.default_rng(0).standard_normal((1, int(seconds * sr), 1)), -1, 1
-    )
-    audio = audio.astype(np.float32)
     x = model.preprocess(audio, sr)
     xt = ref.preprocess(torch.from_numpy(audio.transpose(0, 2, 1).copy()), sr)
 
