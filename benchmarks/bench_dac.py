@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import Timing, environment, markdown_table
+from benchmarks.common import environment, markdown_table, summarize
 from converters.torchaudio_stub import install_torchaudio_stub
 
 VARIANTS = ("dac_44khz_8kbps", "dac_44khz_16kbps", "dac_24khz", "dac_16khz")
@@ -72,9 +72,17 @@ def _timed(fn, *args) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def _timing(samples: list[float], compile_s: float | None = None) -> Timing:
-    arr = np.asarray(samples)
-    return Timing(float(np.median(arr)), *np.percentile(arr, [10, 90]).tolist(), compile_s)
+def timed_rounds(fns: dict, orders) -> tuple[dict, dict]:
+    """Time the callables `fns` in rounds, each round calling them in the order of the key
+    sequence `orders` yields for it; ``(wall, cpu)``: the samples (seconds) of each key."""
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for order in orders:
+        for key in order:
+            w, c = _timed(fns[key])
+            wall[key].append(w)
+            cpu[key].append(c)
+    return wall, cpu
 
 
 class VariantPair(NamedTuple):
@@ -154,14 +162,13 @@ def bench_variant(name: str, seconds: float, iters: int, precision) -> dict:
     # Interleaved rounds: each round times encode then decode of both frameworks, alternating
     # which one goes first, so a load that changes during the run hits both sides alike.
     fns = {"jax_enc": jax_enc, "torch_enc": torch_enc, "jax_dec": jax_dec, "torch_dec": torch_dec}
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
-    for i in range(iters):
-        first, second = ("jax", "torch") if i % 2 == 0 else ("torch", "jax")
-        for key in (f"{first}_enc", f"{second}_enc", f"{first}_dec", f"{second}_dec"):
-            w, c = _timed(fns[key])
-            wall[key].append(w)
-            cpu[key].append(c)
+    orders = [
+        ("jax_enc", "torch_enc", "jax_dec", "torch_dec")
+        if i % 2 == 0
+        else ("torch_enc", "jax_enc", "torch_dec", "jax_dec")
+        for i in range(iters)
+    ]
+    wall, cpu = timed_rounds(fns, orders)
     if dict(TRACE_COUNTS) != traces:
         raise RuntimeError(f"jaxlatent retraced during the timed rounds: {dict(TRACE_COUNTS)}")
 
@@ -173,8 +180,8 @@ def bench_variant(name: str, seconds: float, iters: int, precision) -> dict:
     }
     for key in fns:
         compile_s = {"jax_enc": enc_compile, "jax_dec": dec_compile}.get(key)
-        result[key] = _timing(wall[key], compile_s)
-        result[key + "_cpu"] = _timing(cpu[key])
+        result[key] = summarize(wall[key], compile_s)
+        result[key + "_cpu"] = summarize(cpu[key])
     return result
 
 

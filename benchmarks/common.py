@@ -46,7 +46,7 @@ def time_jax(fn: Callable[..., Any], *args, warmup: int = 2, iters: int = 10) ->
         t0 = time.perf_counter()
         _block(fn(*args))
         samples.append(time.perf_counter() - t0)
-    return _summary(samples, compile_s)
+    return summarize(samples, compile_s)
 
 
 def time_torch(fn: Callable[..., Any], *args, warmup: int = 2, iters: int = 10) -> Timing:
@@ -67,10 +67,11 @@ def time_torch(fn: Callable[..., Any], *args, warmup: int = 2, iters: int = 10) 
             t0 = time.perf_counter()
             run()
             samples.append(time.perf_counter() - t0)
-    return _summary(samples, None)
+    return summarize(samples)
 
 
-def _summary(samples: list[float], compile_s: float | None) -> Timing:
+def summarize(samples: list[float], compile_s: float | None = None) -> Timing:
+    """Median, p10 and p90 of timed `samples` (seconds), with the separate `compile_s`."""
     arr = np.asarray(samples)
     return Timing(
         statistics.median(samples),

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.bench_dac import VARIANTS, _timed, import_dac, load, make_pair
+from benchmarks.bench_dac import VARIANTS, import_dac, load, make_pair, timed_rounds
 from benchmarks.common import environment, markdown_table
 
 FNS = ("torch", "torch_convs", "jax", "jax_convs")
@@ -100,14 +100,7 @@ def bench_variant(name: str, seconds: float, iters: int) -> dict:
         "jax": jax_full,
         "jax_convs": jax_convs,
     }
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
-    for i in range(iters):
-        order = FNS if i % 2 == 0 else FNS[::-1]
-        for key in order:
-            w, c = _timed(fns[key])
-            wall[key].append(w)
-            cpu[key].append(c)
+    wall, cpu = timed_rounds(fns, [FNS if i % 2 == 0 else FNS[::-1] for i in range(iters)])
     return {
         "variant": name,
         **{k: float(np.median(v)) for k, v in wall.items()},
