@@ -255,6 +255,11 @@ def codes_in_class_partition(model: PIQInterpreter, indices: Array, labels: Arra
     return jnp.mean((owner[indices] == labels[:, None, None]).astype(jnp.float32))
 
 
+def _accuracy(predicted: Array, onehot: Array) -> Array:
+    """Fraction of `predicted` ``[batch]`` equal to the classes of one-hot `onehot`."""
+    return jnp.mean((predicted == jnp.argmax(onehot, axis=-1)).astype(jnp.float32))
+
+
 def _build(p: PIQPreset, num_classes, rngs):
     return PIQInterpreter(p, num_classes, rngs=rngs)
 
@@ -269,10 +274,9 @@ def _loss(p: PIQPreset):
         vq = jnp.mean(jnp.square(out.z_q_x - jax.lax.stop_gradient(out.hcat)))
         commit = jnp.mean(jnp.square(out.hcat - jax.lax.stop_gradient(out.z_q_x)))
         loss = ce + p.rec_loss_coef * rec + vq + commit
-        accuracy = jnp.mean((out.predicted == jnp.argmax(onehot, axis=-1)).astype(jnp.float32))
         return loss, {
             "classifier_ce": ce,
-            "accuracy": accuracy,
+            "accuracy": _accuracy(out.predicted, onehot),
             "rec_loss": rec,
             "vq_loss": vq,
             "commitment_loss": commit,
@@ -290,9 +294,8 @@ def _reconstruct(model, batch, key):
 
 def _eval_metrics(model, batch, key):
     out = model(batch["x"])
-    labels = jnp.argmax(batch["labels"], axis=-1)
     return {
-        "accuracy": jnp.mean((out.predicted == labels).astype(jnp.float32)),
+        "accuracy": _accuracy(out.predicted, batch["labels"]),
         "codes_in_class_partition": codes_in_class_partition(model, out.indices, out.predicted),
         "codes_used": codes_used(out.indices, model.psi.codebook.K),
     }
