@@ -2,7 +2,7 @@
 
 The reference is descript-audio-codec 1.0.0's ``CodecMixin.compress`` / ``decompress`` (with
 audiotools 0.7.2, julius resampling and the CPU loudness meter whose ``lfilter`` comes from
-the stub torchaudio of conftest.py), on the real clips in ``../shared/audio``. The models are
+the stub torchaudio of conftest.py), on the real clips (``tests/real_audio.py``). The models are
 written by the reference itself in the release format (``dac.DAC(**kwargs).save(path,
 package=False)``) and read back through the production converter (``converters.dac``).
 
@@ -32,21 +32,12 @@ from converters import dac as cdac
 from jaxlatent.codec import DACFile, compress, decompress
 from jaxlatent.models.dac import DAC, DACConfig
 from tests import reference
+from tests.real_audio import read_clip
 from tests.tolerances import assert_close
 
 pytestmark = pytest.mark.parity
 
-AUDIO = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "audio"
 NARROW = {"encoder_dim": 2, "decoder_dim": 16, "latent_dim": 16}
-
-
-def _clip(name: str, seconds: float) -> tuple[np.ndarray, int]:
-    sf = pytest.importorskip("soundfile")
-    path = AUDIO / name
-    if not path.exists():
-        pytest.skip(f"real audio not found: {path}")
-    x, sr = sf.read(path, dtype="float32", always_2d=True)
-    return np.ascontiguousarray(x[: int(seconds * sr)]), sr  # [time, channels]
 
 
 def _perturb(module, seed: int) -> None:
@@ -131,7 +122,7 @@ def _compress_and_cross_decode(tmp_path, tmodel, model, x, sr, win, err):
 def test_compress_stereo_48k_chunked(tmp_path, tmp_models):
     """44.1 kHz model on 48 kHz stereo music: resampling, two mono streams, two windows."""
     tmodel, model = _models("44khz_8kbps", True, tmp_models)
-    x, sr = _clip("music_48k_stereo.wav", 1.2)
+    x, sr = read_clip("music_48k_stereo.wav", 1.2)
     _compress_and_cross_decode(tmp_path, tmodel, model, x, sr, 1.0, "44khz stereo")
 
 
@@ -148,14 +139,14 @@ def test_compress_stereo_48k_chunked(tmp_path, tmp_models):
 )
 def test_compress_more_clips(tmp_path, tmp_models, preset, clip, seconds, win):
     tmodel, model = _models(preset, True, tmp_models)
-    x, sr = _clip(clip, seconds)
+    x, sr = read_clip(clip, seconds)
     _compress_and_cross_decode(tmp_path, tmodel, model, x, sr, win, f"{preset} {clip} {win}")
 
 
 @pytest.mark.slow
 def test_n_quantizers_matches_official(tmp_models):
     tmodel, model = _models("16khz", True, tmp_models)
-    x, sr = _clip("speech_16k_spk2_snt1.wav", 2.01)
+    x, sr = read_clip("speech_16k_spk2_snt1.wav", 2.01)
     official = _official_compress(tmodel, x, sr, win_duration=1.0, n_quantizers=3)
     ours = compress(model, x, sr, win_duration=1.0, n_quantizers=3)
     assert ours.codes.shape[1] == 3
@@ -180,7 +171,7 @@ def test_decompress_returns_original_length_where_official_crashes(
     raises. jaxlatent returns exactly ``original_length`` (the missing tail zero-filled) and
     matches what the reference computes before the reshape."""
     tmodel, model = _models("16khz", True, tmp_models)
-    x, sr = _clip(clip, 2.0)
+    x, sr = read_clip(clip, 2.0)
     x = x[:length]
     ours = compress(model, x, sr, win_duration=5.0)
     assert ours.padding
@@ -211,7 +202,7 @@ def test_decompress_returns_original_length_where_official_crashes(
 def test_full_size_variants_on_real_clips(tmp_path, tmp_models, preset, clip, seconds, win):
     """Released configurations at full size (random perturbed weights, release format)."""
     tmodel, model = _models(preset, False, tmp_models)
-    x, sr = _clip(clip, seconds)
+    x, sr = read_clip(clip, seconds)
     official = _official_compress(tmodel, x, sr, win_duration=win)
     ours = compress(model, x, sr, win_duration=win)
     _check_same_file(ours, official, f"{preset} {clip}")

@@ -7,8 +7,6 @@ conftest.py) and cuts windows with ``CodecMixin.get_delay`` / ``get_output_lengt
 
 from __future__ import annotations
 
-import pathlib
-
 import numpy as np
 import pytest
 
@@ -17,20 +15,10 @@ from jaxlatent.codec.loudness import loudness, normalize_gain
 from jaxlatent.codec.resample import resample
 from jaxlatent.models.dac import DACConfig
 from tests import reference
+from tests.real_audio import read_clip
 from tests.tolerances import assert_close
 
 pytestmark = pytest.mark.parity
-
-AUDIO = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "audio"
-
-
-def _clip(name):
-    sf = pytest.importorskip("soundfile")
-    path = AUDIO / name
-    if not path.exists():
-        pytest.skip(f"real audio not found: {path}")
-    x, sr = sf.read(path, dtype="float32", always_2d=True)
-    return x, sr  # [time, channels]
 
 
 def _signal(x_bct, sr):
@@ -50,7 +38,7 @@ def _signal(x_bct, sr):
     ],
 )
 def test_resample_matches_julius(name, new_sr):
-    x, sr = _clip(name)
+    x, sr = read_clip(name)
     x_ct = np.ascontiguousarray(x[: 4 * sr].T)  # 4 s keep the torch side quick
     ours = resample(x_ct, sr, new_sr)
     ref = _signal(x_ct[None], sr).resample(new_sr).audio_data[0]
@@ -79,7 +67,7 @@ def test_resample_short_and_odd_lengths(rng, length):
     ],
 )
 def test_loudness_matches_audiotools(name):
-    x, sr = _clip(name)
+    x, sr = read_clip(name)
     x_ct = np.ascontiguousarray(x.T)
     ref = reference.to_numpy(_signal(x_ct[None], sr).loudness())
     ours = loudness(x[None], sr)

@@ -1,10 +1,10 @@
 """PyTorch-VAE models vs recorded outputs of the original code, through the production converter.
 
-The reference arrays (``tests/data/pytorch_vae/*.npz``, copied from
-``../shared/reference/pytorch_vae``; see the README there) were recorded by running AntixK/
-PyTorch-VAE at commit a6896b9 on CPU. The torch weight files are too large to commit next to
-them, so they are read from ``<repo>/../shared/reference/pytorch_vae`` and the tests skip with
-that reason when it is absent. The default-size bundles (slow) read everything from there.
+The reference arrays, recorded by running AntixK/PyTorch-VAE at commit a6896b9 on CPU, and the
+torch weights they were recorded from are copied from ``../shared/reference/pytorch_vae`` (see
+the README there). The tiny bundles are committed (``tests/data/pytorch_vae/``; a missing file
+is an error); the default-size bundles (slow, 18 MB) are read from
+``<repo>/../shared/reference/pytorch_vae`` and skip, naming that path, when it is absent.
 
 Every bundle is loaded from its ``.pt`` with `converters.pytorch_vae.load_checkpoint` and
 compared on: encode, decode and forward in eval mode (recorded noise), the loss dict at
@@ -58,11 +58,19 @@ DEFAULT = ["vanilla_vae_default", "beta_vae_h_default", "beta_vae_b_default"]
 BUNDLES = TINY + [pytest.param(b, marks=pytest.mark.slow) for b in DEFAULT]
 
 
-def _shared(file: str) -> Path:
+def _data_file(file: str) -> Path:
+    """A reference file: the tiny bundles' (npz and torch weights) are committed in
+    ``tests/data/pytorch_vae`` and must be there; the default-size bundles' are read from
+    ``../shared/reference/pytorch_vae`` and the test skips, naming that path, without them."""
+    path = DATA / file
+    if path.exists():
+        return path
+    if "_default" not in file:
+        raise FileNotFoundError(f"PyTorch-VAE reference file {file!r} is missing from {DATA}")
     path = SHARED / file
     if not path.exists():
         pytest.skip(
-            f"{file} not found under {SHARED} (the PyTorch-VAE reference bundles, "
+            f"{file} not found under {SHARED} (the default-size PyTorch-VAE reference bundles, "
             "../shared/reference/pytorch_vae relative to the repository root)"
         )
     return path
@@ -70,17 +78,14 @@ def _shared(file: str) -> Path:
 
 @functools.cache
 def _arrays(name: str) -> dict[str, np.ndarray]:
-    path = DATA / f"{name}.npz"
-    if not path.exists():
-        path = _shared(f"{name}.npz")
-    with np.load(path) as f:
+    with np.load(_data_file(f"{name}.npz")) as f:
         return {k: f[k] for k in f.files}
 
 
 @functools.cache
 def _torch_state(file: str) -> dict[str, np.ndarray]:
     ref.torch()
-    state = common.load_torch_checkpoint(_shared(file))
+    state = common.load_torch_checkpoint(_data_file(file))
     return {k: ref.to_numpy(v) for k, v in state.items()}
 
 
@@ -92,7 +97,7 @@ def _model(name: str):
     """A fresh model of the bundle, loaded from its torch weights by the production converter."""
     meta = _meta(name)
     ctor = copy.deepcopy(meta["ctor"])  # the original reverses a hidden_dims list in place
-    return cv.from_checkpoint(CLASSES[meta["cls"]], _shared(meta["weights"]), **ctor)
+    return cv.from_checkpoint(CLASSES[meta["cls"]], _data_file(meta["weights"]), **ctor)
 
 
 def _nhwc(a) -> jax.Array:
@@ -278,7 +283,7 @@ def test_lightning_checkpoint():
     """experiment.py's .ckpt loads (``model.`` prefixes stripped) and gives the recorded output."""
     a = _arrays("vanilla_vae_tiny")
     model = nnx.eval_shape(lambda: VanillaVAE(3, 16, [8, 16, 32, 64, 512], rngs=nnx.Rngs(1)))
-    cv.load_checkpoint(model, _shared("vanilla_vae_tiny.ckpt"))
+    cv.load_checkpoint(model, _data_file("vanilla_vae_tiny.ckpt"))
     exported = cv.export_state_dict(model)
     for key, value in _torch_state("vanilla_vae_tiny.pt").items():
         np.testing.assert_array_equal(exported[key], value, err_msg=key)
