@@ -193,7 +193,7 @@ def load_audio(source: str, preset) -> AudioData:
     Args:
       source: ``"speech"`` or a folder.
       preset: an `AudioFeatures` (every audio preset is one: `AudioPreset`,
-        `jaxlatent.apps.audio_piq.PIQPreset`).
+        `jaxlatent.apps.registry_piq.PIQPreset`).
 
     Returns:
       `AudioData`; the bundled speech is cached per preset (read-only arrays).

@@ -15,8 +15,9 @@ from flax import nnx
 
 from jaxlatent import training
 from jaxlatent.apps import audio_data, registry, train
-from jaxlatent.apps.audio_piq import PIQInterpreter, PIQPreset
+from jaxlatent.apps.registry_piq import PIQPreset
 from jaxlatent.apps.train_data import load_train_data
+from jaxlatent.models.piq import PIQInterpreter
 from jaxlatent.quantizers.piq_partition import class_of_code
 from tests.tolerances import TOLERANCES
 from tests.unit.test_train_audio import STEPS, _check_outputs, _train, _write_wav
@@ -224,4 +225,4 @@ def test_bad_sizes_are_refused():
     ):
         PIQPreset(n_fft=160)  # 81 bins
     with pytest.raises(ValueError, match="gives codes to 4 of the 5 classes"):
-        PIQInterpreter(PIQPreset(K=4), 5, rngs=nnx.Rngs(0))
+        PIQInterpreter(32, 4, 5, rngs=nnx.Rngs(0))
