@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 from jaxlatent import training
-from jaxlatent.apps import audio_data, registry, train
+from jaxlatent.apps import audio_data, registry, runs
 from jaxlatent.apps.registry_piq import PIQPreset
 from jaxlatent.apps.train_data import load_train_data
 from jaxlatent.models.piq import PIQInterpreter
@@ -52,7 +52,7 @@ def test_piq_trains_and_writes_outputs(single_run):
 
 def _restore(out: pathlib.Path) -> nnx.Module:
     tx = training.make_optimizer("adam", TINY.learning_rate)
-    template = train.initial_state(SPEC, TINY, 2, tx, 0)
+    template = runs.initial_state(SPEC, TINY, 2, tx, 0)
     with training.Checkpointer(out / "checkpoints", keep=None) as ckpt:
         state, _ = ckpt.restore(template, STEPS)
     model = state.merge()
