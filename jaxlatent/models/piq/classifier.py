@@ -39,12 +39,13 @@ class PIQClassifier(nnx.Module):
         self.embedding = Conv2dEncoder_v2(dim, rngs=rngs)
         self.head = nnx.Linear(dim, num_classes, rngs=rngs)
 
-    def __call__(self, x: Array, *, train: bool | None = None) -> tuple[Array, Array]:
+    def __call__(self, x: Array, *, train: bool = False) -> tuple[Array, Array]:
         """Embed and classify log spectrograms.
 
         Args:
           x: floating ``[batch, T, F]`` (T, F >= 16).
-          train: see `Conv2dEncoder_v2` (BatchNorm batch or running statistics).
+          train: BatchNorm batch statistics (updating the running ones); False: the running
+            statistics.
 
         Returns:
           ``(hcat [batch, T // 16, F // 16, dim], logits [batch, classes])``, float32.

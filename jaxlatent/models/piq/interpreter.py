@@ -17,6 +17,9 @@ Differences from the recipe, and why:
   the interpreter the PIQ gradient only, so the summed loss trains the two as separate
   objectives. The classifier's BatchNorms follow ``train`` with the rest of the model (the
   recipe keeps its classifier in eval mode).
+
+Train/eval: ``__call__(x, *, train=False)``, as every model here (README "Layout
+convention").
 * The recipe crops its input to the (shorter) decoder output; the decoder here is at least as
   large as the input (`psi_output_size`: ``32 · floor(n / 32) + 1`` for ``n`` frames or bins,
   so inputs must be ``≡ 0 or 1 (mod 32)``) and its output is cropped to the input.
@@ -111,14 +114,13 @@ class PIQInterpreter(nnx.Module):
             rngs=rngs,
         )
 
-    def __call__(self, x: Array, *, train: bool | None = None) -> PIQOutput:
+    def __call__(self, x: Array, *, train: bool = False) -> PIQOutput:
         """Classify `x` ``[batch, time, bins]`` (log spectrograms) and interpret the prediction.
 
         Args:
           x: floating ``[batch, time, bins]``, time and bins >= 32 and ``≡ 0 or 1 (mod 32)``.
           train: True: BatchNorm batch statistics and the quantizer's training stage; False:
-            running statistics and the evaluation stage; None: the modules' modes (NNX's
-            ``.train()``/``.eval()``).
+            running statistics and the evaluation stage.
 
         Returns:
           `PIQOutput`.
@@ -142,7 +144,7 @@ class PIQInterpreter(nnx.Module):
             num_classes=codebook.numclasses,
             activate_class_partitioning=codebook.activate_class_partitioning,
             shared_keys=codebook.shared_keys,
-            train=(not codebook.deterministic) if train is None else train,
+            train=train,
         )
         mask_logits = out.x_tilde[:, : x.shape[1], : x.shape[2], 0]
         return PIQOutput(logits, predicted, mask_logits, out.hcat, out.z_q_x, indices)
