@@ -12,14 +12,14 @@ Sources:
 Features (``AudioPreset.feature``):
 
 * ``"spectrogram"`` — log-magnitude spectrograms ``[frames, n_fft // 2 + 1]``
-  (`jaxlatent.apps.speech_vae.log_spectrogram`), standardised with the mean and standard
+  (`log_spectrogram`), standardised with the mean and standard
   deviation of all frames of the data, cut into segments of ``segment`` frames;
 * ``"log1p_spectrogram"`` — the same ``log(1 + |STFT|)`` spectrograms as they are (>= 0, not
   standardised; PIQ thresholds them to make its mask targets);
 * ``"waveform"`` — the samples ``[samples, 1]``, cut into segments of ``segment`` samples.
 
 Segments do not overlap; the last segment of each clip is zero-padded and its relative length
-(`jaxlatent.apps.speech_vae.make_segments`) is < 1, so SpeechBrain's length masking applies,
+(`make_segments`) is < 1, so SpeechBrain's length masking applies,
 or, with ``AudioPreset.whole_segments`` (the quantized models), dropped.
 
 Classes (`segment_labels`, for models conditioned on classes): the bundled speech has one class
@@ -122,19 +122,35 @@ def load_clips(source: str, sample_rate: int) -> tuple[list[np.ndarray], list[st
     return out, [os.path.relpath(p, source) for p in paths]
 
 
-def _spec_config(preset):
-    from jaxlatent.apps.speech_vae import SpeechVAEDemoConfig
+def log_spectrogram(audio: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+    """``log(1 + 100 |STFT|)`` of mono audio ``[samples]`` → float32 ``[frames, n_fft // 2 + 1]``.
 
-    return SpeechVAEDemoConfig(n_fft=preset.n_fft, hop_length=preset.hop_length)
+    `scipy.signal.stft` with its default Hann window and scaling, ``boundary=None`` (no padding
+    at the edges), hop `hop_length` samples.
+    """
+    import scipy.signal
+
+    _, _, z = scipy.signal.stft(audio, nperseg=n_fft, noverlap=n_fft - hop_length, boundary=None)
+    return np.log1p(np.abs(z).T * 100.0).astype(np.float32)
+
+
+def make_segments(specs: list[np.ndarray], frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut arrays ``[time, features]`` into ``[n, frames, features]`` segments (each clip's last
+    one zero-padded) plus relative lengths float32 ``[n]``, in clip order."""
+    segments, lengths = [], []
+    for s in specs:
+        for start in range(0, s.shape[0], frames):
+            piece = s[start : start + frames]
+            lengths.append(piece.shape[0] / frames)
+            segments.append(np.pad(piece, ((0, frames - piece.shape[0]), (0, 0))))
+    return np.stack(segments), np.asarray(lengths, np.float32)
 
 
 def log_spectrograms(clips: list[np.ndarray], preset) -> list[np.ndarray]:
     """``log(1 + |STFT|)`` of each clip ``[frames, n_fft // 2 + 1]`` (clips shorter than one
     window are zero-padded to it)."""
-    from jaxlatent.apps.speech_vae import log_spectrogram
-
-    cfg = _spec_config(preset)
-    return [log_spectrogram(np.pad(c, (0, max(cfg.n_fft - len(c), 0))), cfg) for c in clips]
+    n_fft, hop = preset.n_fft, preset.hop_length
+    return [log_spectrogram(np.pad(c, (0, max(n_fft - len(c), 0))), n_fft, hop) for c in clips]
 
 
 def _features(clips: list[np.ndarray], preset) -> tuple[list[np.ndarray], dict[str, Any]]:
@@ -151,8 +167,6 @@ def _features(clips: list[np.ndarray], preset) -> tuple[list[np.ndarray], dict[s
 
 
 def _load(source: str, preset) -> AudioData:
-    from jaxlatent.apps.speech_vae import make_segments
-
     clips, names = load_clips(source, preset.sample_rate)
     feats, info = _features(clips, preset)
     x, length = make_segments(feats, preset.segment)
@@ -193,7 +207,7 @@ def load_audio(source: str, preset) -> AudioData:
     Args:
       source: ``"speech"`` or a folder.
       preset: an `AudioFeatures` (every audio preset is one: `AudioPreset`,
-        `jaxlatent.apps.audio_piq.PIQPreset`).
+        `jaxlatent.apps.registry_piq.PIQPreset`).
 
     Returns:
       `AudioData`; the bundled speech is cached per preset (read-only arrays).

@@ -116,7 +116,7 @@ def _check(cfg: DemoConfig):
         raise ValueError(f"seconds must be positive, got {cfg.seconds}")
     if not cfg.win_duration > 0:
         raise ValueError(f"win_duration must be positive, got {cfg.win_duration}")
-    from jaxlatent.apps.train import PARALLEL
+    from jaxlatent.apps.runs import PARALLEL
 
     if cfg.parallel not in PARALLEL:
         raise ValueError(f"unknown parallel {cfg.parallel!r}; choose one of: {', '.join(PARALLEL)}")

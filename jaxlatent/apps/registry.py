@@ -2,14 +2,15 @@
 
 Each `ModelSpec` builds its model from a frozen preset, adapts the model's loss to the training
 core's signature ``loss_fn(model, batch, *, key, train) -> (loss, aux)`` and says how to
-reconstruct and sample at eval time. The models live in three modules:
+reconstruct and sample at eval time. The models themselves live in `jaxlatent.models`;
+their registrations in three modules:
 
 * `jaxlatent.apps.registry_image` — the PyTorch-VAE family (`ImagePreset`; data: digits or a
   folder of images);
 * `jaxlatent.apps.registry_audio` — SpeechBrain autoencoders (variational, plain,
   normalizing), VQ-VAEs (EMA or gradient codebook) and a small DAC (`AudioPreset`; data:
   the bundled speech or a folder of audio files);
-* `jaxlatent.apps.audio_piq` — SpeechBrain's PIQ, a classifier and its class-partitioned VQ
+* `jaxlatent.apps.registry_piq` — SpeechBrain's PIQ, a classifier and its class-partitioned VQ
   interpreter (`PIQPreset`; data: the bundled speech, one class per speaker, or a folder
   with one subfolder per class).
 
@@ -29,12 +30,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxlatent.apps.audio_piq import PIQ_MODELS
 from jaxlatent.apps.registry_audio import AUDIO_MODELS
 from jaxlatent.apps.registry_audio import AudioPreset as AudioPreset
 from jaxlatent.apps.registry_image import IMAGE_MODELS
 from jaxlatent.apps.registry_image import PRESETS as PRESETS
 from jaxlatent.apps.registry_image import ImagePreset as ImagePreset
+from jaxlatent.apps.registry_piq import PIQ_MODELS
 from jaxlatent.apps.spec import ModelSpec as ModelSpec
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (*IMAGE_MODELS, *AUDIO_MODELS, *PIQ_MODELS)}

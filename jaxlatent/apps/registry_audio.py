@@ -6,10 +6,10 @@ with SpeechBrain relative lengths). Every loss is a mean over examples (SpeechBr
 ``"batchmean"``, or means over fixed-size segments), so data-parallel runs give the same
 updates as one device.
 
-* ``sb_vae`` — SpeechBrain's `VariationalAutoencoder` (the demo's convolutional net,
-  `jaxlatent.apps.speech_vae.build_model`) with `VariationalAutoencoderLoss`.
-* ``sb_autoencoder`` — a convolutional `Autoencoder` (`ConvAutoencoder`) with SpeechBrain's
-  `AutoencoderLoss` over `l1_loss`, masked by relative length.
+* ``sb_vae`` — SpeechBrain's `VariationalAutoencoder` over convolutions
+  (`jaxlatent.models.conv_variational_autoencoder`) with `VariationalAutoencoderLoss`.
+* ``sb_autoencoder`` — a convolutional `Autoencoder` (`jaxlatent.models.ConvAutoencoder`) with
+  SpeechBrain's `AutoencoderLoss` over `l1_loss`, masked by relative length.
 * ``sb_normalizing_ae`` — SpeechBrain's `NormalizingAutoencoder` over the encoder and decoder
   of ``sb_autoencoder`` (`conv_encoder_decoder`) with its default `GlobalNorm` on the latent
   (``length_dim=1``: one mean/std accumulated over every unpadded latent element seen, logged
@@ -24,20 +24,20 @@ updates as one device.
   batches only. An evaluation thus never depends on the eval batch's own statistics or on how
   it is split over devices; it cannot change the training state in any case (the eval step
   and the pictures discard the model state they compute).
-* ``vq_vae_ema`` — `ConvVQVAE` with the generic `VectorQuantizer` and an EMA codebook (k-means
-  init from the first batch, dead-code restarts); the EMA state is model state, never seen by
-  the optimizer, and is computed on the global batch under every ``--parallel`` mode.
+* ``vq_vae_ema`` — `jaxlatent.models.ConvVQVAE` with the generic `VectorQuantizer` and an EMA
+  codebook (k-means init from the first batch, dead-code restarts); the EMA state is model state,
+  never seen by the optimizer, and is computed on the global batch under every ``--parallel`` mode.
 * ``vq_vae`` — the same `ConvVQVAE` with a gradient-trained codebook (van den Oord et al.
   2017: codebook loss ``mean((sg(z) - q)²)`` + 0.25 x commitment; the codebook rows are
   parameters updated by the optimizer; no k-means init, no dead-code restarts) and cosine
   codes (latents and codes l2-normalised, as in ViT-VQGAN, Yu et al. 2021). With plain l2
   codes from a random init the encoder outgrows the codebook, whose Adam steps are bounded by
   the learning rate: the codebook loss went from 0.009 to 53 in 40 steps of the tiny preset.
-* ``dac`` — a small `jaxlatent.models.dac.DAC` on waveform segments, trained with waveform L1
-  + 15 x multi-scale STFT L1 (in the place and with the weight of DAC's mel loss) + DAC's
-  commitment (x0.25) and codebook (x1) losses. No GAN: the discriminators and
-  adversarial/feature-matching losses of the official recipe are not part of this objective,
-  so reconstructions stay smoother than a released codec's.
+* ``dac`` — a small `jaxlatent.models.dac.DAC` on waveform segments, trained with waveform L1 + 15 x
+  multi-scale STFT L1 (`jaxlatent.losses.multiscale_stft_l1`, in the place and with the weight of
+  DAC's mel loss) + DAC's commitment (x0.25) and codebook (x1) losses. No GAN: the discriminators
+  and adversarial/feature-matching losses of the official recipe are not part of this objective, so
+  reconstructions stay smoother than a released codec's.
 """
 
 from __future__ import annotations
@@ -49,17 +49,23 @@ import jax
 import jax.numpy as jnp
 
 from jaxlatent.apps.audio_data import AudioFeatures
-from jaxlatent.apps.audio_losses import multiscale_stft_l1
-from jaxlatent.apps.audio_models import (
+from jaxlatent.apps.metrics import codes_used
+from jaxlatent.apps.spec import ModelSpec
+from jaxlatent.losses import (
+    AutoencoderLoss,
+    VariationalAutoencoderLoss,
+    l1_loss,
+    multiscale_stft_l1,
+)
+from jaxlatent.masking import clean_padding
+from jaxlatent.models import (
+    AutoencoderOutput,
     ConvAutoencoder,
     ConvVQVAE,
-    codes_used,
+    NormalizingAutoencoder,
     conv_encoder_decoder,
+    conv_variational_autoencoder,
 )
-from jaxlatent.apps.spec import ModelSpec
-from jaxlatent.losses import AutoencoderLoss, VariationalAutoencoderLoss, l1_loss
-from jaxlatent.masking import clean_padding
-from jaxlatent.models import AutoencoderOutput, NormalizingAutoencoder
 from jaxlatent.models.dac import DAC, DACConfig
 from jaxlatent.quantizers import VectorQuantizerConfig
 
@@ -145,10 +151,7 @@ DAC_PRESETS = {
 
 
 def _build_sb_vae(p: AudioPreset, num_classes, rngs):
-    from jaxlatent.apps.speech_vae import SpeechVAEDemoConfig, build_model
-
-    cfg = SpeechVAEDemoConfig(hidden=p.hidden, latent=p.latent, kernel_size=p.kernel_size)
-    return build_model(p.bins, cfg, rngs)
+    return conv_variational_autoencoder(p.bins, p.hidden, p.latent, p.kernel_size, rngs=rngs)
 
 
 def _sb_vae_loss(p: AudioPreset):

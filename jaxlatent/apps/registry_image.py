@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxlatent.apps.metrics import codes_used
 from jaxlatent.apps.spec import ModelSpec
 from jaxlatent.models import pytorch_vae as pv
 
@@ -139,8 +140,8 @@ def _vq_loss(p: ImagePreset):
     def loss_fn(model, batch, *, key, train):
         out = model(batch["x"])
         losses = model.loss_function(*out)
-        used = jnp.zeros((model.num_embeddings,), jnp.float32).at[out.indices.reshape(-1)].max(1.0)
-        return losses.loss, {**_aux(losses), "codes_used": jnp.sum(used)}
+        used = codes_used(out.indices, model.num_embeddings)
+        return losses.loss, {**_aux(losses), "codes_used": used}
 
     return loss_fn
 

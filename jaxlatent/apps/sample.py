@@ -35,7 +35,7 @@ from jaxlatent import training
 from jaxlatent.apps import pictures
 from jaxlatent.apps.image_data import load_images
 from jaxlatent.apps.registry import MODELS, ImagePreset, ModelSpec, get_model
-from jaxlatent.apps.train import GRID, initial_state
+from jaxlatent.apps.runs import GRID, initial_state
 
 OUTPUT_SUFFIXES = (".png", ".npy")
 

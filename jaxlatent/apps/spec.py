@@ -1,9 +1,10 @@
 """`ModelSpec`: how `jaxlatent train` builds, trains, evaluates and pictures one model.
 
-The registries (`jaxlatent.apps.registry_image`, `jaxlatent.apps.registry_audio`) fill one
-`ModelSpec` per model; `jaxlatent.apps.registry` collects them. The training core only sees
-the loss function ``loss_fn(model, batch, *, key, train) -> (loss, aux)``; everything else
-here is for the app (data, pictures, eval metrics).
+The registries (`jaxlatent.apps.registry_image`, `jaxlatent.apps.registry_audio`,
+`jaxlatent.apps.registry_piq`) fill one `ModelSpec` per model; `jaxlatent.apps.registry`
+collects them. The training core only sees the loss function
+``loss_fn(model, batch, *, key, train) -> (loss, aux)``; everything else here is for the app
+(data, pictures, eval metrics).
 """
 
 from __future__ import annotations

@@ -36,14 +36,13 @@ from flax import nnx
 from jaxlatent import training
 from jaxlatent.apps.pictures import save_grid, save_spectrograms
 from jaxlatent.apps.registry import get_model
-from jaxlatent.apps.spec import DATA_KINDS, ModelSpec
+from jaxlatent.apps.runs import GRID, PARALLEL, initial_state
+from jaxlatent.apps.spec import DATA_KINDS
 from jaxlatent.apps.train_data import load_train_data
 from jaxlatent.training.logs import atomic_write_text
 
 #: what this app writes besides `fit`'s artefacts (deleted by ``overwrite``).
 APP_ARTIFACTS = ("run.json", "eval.jsonl", "pictures")
-PARALLEL = ("auto", "single", "sharded", "pmap", "shard_map")
-GRID = 16  # pictures per grid (images); examples in the eval batch
 AUDIO_PICTURES = 4  # segments per spectrogram picture
 
 
@@ -77,15 +76,6 @@ def _check_out_dir(cfg: TrainConfig) -> None:
             f"output folder {cfg.out!r} exists and is not empty; pass --resume to continue "
             "its run or --overwrite to replace it"
         )
-
-
-def initial_state(
-    spec: ModelSpec, preset: Any, num_classes: int, tx, seed: int
-) -> training.TrainState:
-    """The freshly initialised `TrainState` of a run (also the template that restores it)."""
-    # one compiled initialiser instead of one small program per parameter
-    model = nnx.jit(lambda: spec.build(preset, num_classes, nnx.Rngs(seed)))()
-    return training.TrainState.create(model, tx, key=seed)
 
 
 def _trainer(cfg: TrainConfig, spec, loss_fn, tx):

@@ -1,15 +1,18 @@
-"""SpeechBrain's losses (`speechbrain.nnet.losses`, v1.1.2) in JAX.
+"""Losses in JAX: SpeechBrain's (`speechbrain.nnet.losses`, v1.1.2) and two training objectives.
 
-Same arguments, reductions (with SpeechBrain's quirks, documented per function), label
-smoothing and relative-length masking as the reference; all usable under `jax.jit` and
-`jax.grad`. Layouts follow SpeechBrain's, which is already channels-last for sequences
-(`[batch, time, features]`).
+SpeechBrain's: same arguments, reductions (with SpeechBrain's quirks, documented per function),
+label smoothing and relative-length masking as the reference; all usable under `jax.jit` and
+`jax.grad`. Layouts follow SpeechBrain's, which is already channels-last for sequences (`[batch,
+time, features]`).
+
+Training objectives of ``jaxlatent train``: `multiscale_stft_l1` (spectral.py, the STFT part
+of DAC's reconstruction loss) and `piq_loss` (piq.py, SpeechBrain's PIQ recipe).
 """
 
 # sequence losses: ctc.py, transducer.py, distillation.py
 # --- misc losses: pit.py, separation.py, margin.py, contrastive.py, laplacian.py ---
 # reduction.py, regression.py, classification.py, binary.py, distance.py (masked losses)
-# autoencoder.py (VariationalAutoencoderLoss, AutoencoderLoss)
+# autoencoder.py (VariationalAutoencoderLoss, AutoencoderLoss); spectral.py, piq.py (objectives)
 from jaxlatent.losses.autoencoder import AutoencoderLoss as AutoencoderLoss
 from jaxlatent.losses.autoencoder import AutoencoderLossDetails as AutoencoderLossDetails
 from jaxlatent.losses.autoencoder import VariationalAutoencoderLoss as VariationalAutoencoderLoss
@@ -34,6 +37,9 @@ from .laplacian import LaplacianVarianceLoss as LaplacianVarianceLoss
 from .margin import AdditiveAngularMargin as AdditiveAngularMargin
 from .margin import AngularMargin as AngularMargin
 from .margin import LogSoftmaxWrapper as LogSoftmaxWrapper
+from .piq import PIQLossDetails as PIQLossDetails
+from .piq import mask_target as mask_target
+from .piq import piq_loss as piq_loss
 from .pit import PitOutput as PitOutput
 from .pit import PitWrapper as PitWrapper
 from .reduction import REDUCTIONS as REDUCTIONS
@@ -49,4 +55,6 @@ from .separation import cal_snr as cal_snr
 from .separation import get_mask as get_mask
 from .separation import get_si_snr_with_pitwrapper as get_si_snr_with_pitwrapper
 from .separation import get_snr_with_pitwrapper as get_snr_with_pitwrapper
+from .spectral import multiscale_stft_l1 as multiscale_stft_l1
+from .spectral import stft_magnitude as stft_magnitude
 from .transducer import transducer_loss as transducer_loss

@@ -10,6 +10,15 @@ from jaxlatent.models.autoencoders import VariationalAutoencoder as VariationalA
 from jaxlatent.models.autoencoders import (
     VariationalAutoencoderOutput as VariationalAutoencoderOutput,
 )
+
+# conv_audio.py, conv_vqvae.py (the small audio models of `jaxlatent train`)
+from jaxlatent.models.conv_audio import ConvAutoencoder as ConvAutoencoder
+from jaxlatent.models.conv_audio import conv_encoder_decoder as conv_encoder_decoder
+from jaxlatent.models.conv_audio import (
+    conv_variational_autoencoder as conv_variational_autoencoder,
+)
+from jaxlatent.models.conv_vqvae import ConvVQVAE as ConvVQVAE
+from jaxlatent.models.conv_vqvae import ConvVQVAEOutput as ConvVQVAEOutput
 from jaxlatent.models.normalizing_autoencoder import (
     NormalizingAutoencoder as NormalizingAutoencoder,
 )

@@ -293,7 +293,7 @@ def test_res_block_and_encoder_train_and_eval(rng):
     tm.train()
     with torch.no_grad():
         expected = _nhwc(tm(ref.to_torch(x)))
-    got = jm(jnp.asarray(x))  # the module's own mode: training after construction
+    got = jm(jnp.asarray(x), train=True)
     assert got.shape == (2, 2, 3, 8)
     assert_close(got, expected, "piq_model_f32", err_msg="train")
     _check_state(tm, jm)

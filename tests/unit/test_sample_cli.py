@@ -12,7 +12,8 @@ import pytest
 from flax import nnx
 
 from jaxlatent import cli, training
-from jaxlatent.apps import image_data, registry, train
+from jaxlatent.apps import image_data, registry
+from jaxlatent.apps.runs import initial_state
 from tests.unit.test_train_cli import compilation_cache  # noqa: F401 (autouse fixture)
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -36,7 +37,7 @@ def _states(run: pathlib.Path, model: str):
     independently of the app."""
     spec, _, preset = registry.get_model(model, "micro")
     tx = training.make_optimizer("adam", preset.learning_rate)
-    fresh = train.initial_state(spec, preset, 10, tx, 0)  # what `train` started from
+    fresh = initial_state(spec, preset, 10, tx, 0)  # what `train` started from
     with training.Checkpointer(run / "checkpoints") as ckpt:
         assert ckpt.all_steps() == [1, 2]
         return fresh, ckpt.restore(fresh, 1)[0], ckpt.restore(fresh, 2)[0]

@@ -314,7 +314,7 @@ def test_stft_loss_frames_match_numpy_and_differentiate_at_silence():
     import jax
     import jax.numpy as jnp
 
-    from jaxlatent.apps.audio_losses import multiscale_stft_l1, stft_magnitude
+    from jaxlatent.losses import multiscale_stft_l1, stft_magnitude
 
     x = np.random.default_rng(0).standard_normal((2, 300)).astype(np.float32)
     hop, frames = 16, 1 + (300 - 64) // 16

@@ -14,9 +14,10 @@ import pytest
 from flax import nnx
 
 from jaxlatent import training
-from jaxlatent.apps import audio_data, registry, train
-from jaxlatent.apps.audio_piq import PIQInterpreter, PIQPreset
+from jaxlatent.apps import audio_data, registry, runs
+from jaxlatent.apps.registry_piq import PIQPreset
 from jaxlatent.apps.train_data import load_train_data
+from jaxlatent.models.piq import PIQInterpreter
 from jaxlatent.quantizers.piq_partition import class_of_code
 from tests.tolerances import TOLERANCES
 from tests.unit.test_train_audio import STEPS, _check_outputs, _train, _write_wav
@@ -51,7 +52,7 @@ def test_piq_trains_and_writes_outputs(single_run):
 
 def _restore(out: pathlib.Path) -> nnx.Module:
     tx = training.make_optimizer("adam", TINY.learning_rate)
-    template = train.initial_state(SPEC, TINY, 2, tx, 0)
+    template = runs.initial_state(SPEC, TINY, 2, tx, 0)
     with training.Checkpointer(out / "checkpoints", keep=None) as ckpt:
         state, _ = ckpt.restore(template, STEPS)
     model = state.merge()
@@ -224,4 +225,4 @@ def test_bad_sizes_are_refused():
     ):
         PIQPreset(n_fft=160)  # 81 bins
     with pytest.raises(ValueError, match="gives codes to 4 of the 5 classes"):
-        PIQInterpreter(PIQPreset(K=4), 5, rngs=nnx.Rngs(0))
+        PIQInterpreter(32, 4, 5, rngs=nnx.Rngs(0))

@@ -4,11 +4,10 @@ Channels-last ports of SpeechBrain 1.1.2 `speechbrain.lobes.models.PIQ` (Paissan
 Ravanelli 2023, "Posthoc Interpretation via Quantization", arXiv:2303.12659) on
 ``[batch, H, W, channels]`` arrays, built from jaxlatent's torch-exact layers.
 
-Train/eval: every ``__call__`` takes ``train: bool | None``. True normalises with the batch
-statistics and updates the BatchNorm running statistics (torch's training mode), False uses the
-running statistics (torch's eval mode), None (default) follows each BatchNorm's
-``use_running_average`` attribute, which NNX's ``.train()``/``.eval()`` set (False after
-construction, like a new torch module).
+Train/eval (the project's convention, README "Layout convention"): every ``__call__`` takes
+``train: bool = False``. True normalises with the batch statistics and updates the BatchNorm
+running statistics (torch's training mode), False (default) uses the running statistics
+(torch's eval mode). NNX's ``.train()``/``.eval()`` do not change what a call computes.
 """
 
 from __future__ import annotations
@@ -23,10 +22,6 @@ from jaxlatent._checks import check_floating, shape_str
 from jaxlatent.nn import BatchNorm, Conv2d, ConvTranspose2d
 
 Array = jax.Array
-
-
-def _use_running_average(train: bool | None) -> bool | None:
-    return None if train is None else not train
 
 
 class ResBlockAudio(nnx.Module):
@@ -56,7 +51,7 @@ class ResBlockAudio(nnx.Module):
         self.conv2 = Conv2d(dim, dim, 1, rngs=rngs)
         self.bn2 = BatchNorm(dim)
 
-    def __call__(self, x: Array, *, train: bool | None = None) -> Array:
+    def __call__(self, x: Array, *, train: bool = False) -> Array:
         """Apply the block to ``[batch, H, W, dim]``; returns the same shape.
 
         Raises:
@@ -67,7 +62,7 @@ class ResBlockAudio(nnx.Module):
             raise ValueError(
                 f"ResBlockAudio expects [batch, H, W, {self.dim}], got shape {shape_str(x)}"
             )
-        ura = _use_running_average(train)
+        ura = not train
         h = jax.nn.relu(self.bn1(self.conv1(x), use_running_average=ura))
         return x + self.bn2(self.conv2(h), use_running_average=ura)
 
@@ -104,7 +99,7 @@ class Conv2dEncoder_v2(nnx.Module):
         self.bn4 = BatchNorm(dim)
         self.resblock = ResBlockAudio(dim, rngs=rngs)
 
-    def __call__(self, x: Array, *, train: bool | None = None) -> Array:
+    def __call__(self, x: Array, *, train: bool = False) -> Array:
         """Encode log-power spectrograms ``[batch, time, freq]`` → ``[batch, T', F', dim]``.
 
         Raises:
@@ -116,7 +111,7 @@ class Conv2dEncoder_v2(nnx.Module):
                 f"Conv2dEncoder_v2 expects [batch, time, freq] with time, freq >= 16, got shape "
                 f"{shape_str(x)}"
             )
-        ura = _use_running_average(train)
+        ura = not train
         h = x[..., None]
         for conv, bn in (
             (self.conv1, self.bn1),

@@ -15,10 +15,11 @@ width-1 kernels with padding 1 crop (negative effective padding, handled by
 ``use_adapter=False`` with ``adapter_reduce_dim=True`` raises ValueError at construction
 (SpeechBrain fails with AttributeError in ``forward``).
 
-Train/eval: ``__call__(hs, labels, *, train=None)``. ``train=True``: BatchNorm batch statistics
-(running statistics updated) and the quantizer's ``"TRAIN"`` stage (shared keys forbidden);
-``train=False``: running statistics and the evaluation stage; None (default): each submodule's
-mode, set by NNX's ``.train()``/``.eval()`` (training after construction, like torch).
+Train/eval (the project's convention, README "Layout convention"): ``__call__(hs, labels, *,
+train=False)``. ``train=True``: BatchNorm batch statistics (running statistics updated) and the
+quantizer's ``"TRAIN"`` stage (shared keys forbidden); ``train=False`` (default): running
+statistics and the evaluation stage. NNX's ``.train()``/``.eval()`` do not change what a call
+computes.
 """
 
 from __future__ import annotations
@@ -81,9 +82,10 @@ class PSIDecoder(nnx.Module):
         self.bn4 = BatchNorm(dim)
         self.deconv5 = ConvTranspose2d(dim, 1, k5, s5, 1, rngs=rngs)
 
-    def __call__(self, x: Array, *, train: bool | None = None) -> Array:
-        """Decode ``[batch, h, w, dim]`` → ``[batch, H', W', 1]``."""
-        ura = None if train is None else not train
+    def __call__(self, x: Array, *, train: bool = False) -> Array:
+        """Decode ``[batch, h, w, dim]`` → ``[batch, H', W', 1]`` (`train`: BatchNorm batch
+        statistics, updating the running ones)."""
+        ura = not train
         for deconv, bn in (
             (self.deconv1, self.bn1),
             (self.deconv2, self.bn2),
@@ -164,7 +166,7 @@ class VectorQuantizedPSI_Audio(nnx.Module):
         self.decoder = PSIDecoder(dim, self.decoder_layers, rngs=rngs)
         weights_init(self, rngs=rngs)
 
-    def __call__(self, hs: Array, labels, *, train: bool | None = None) -> PSIOutput:
+    def __call__(self, hs: Array, labels, *, train: bool = False) -> PSIOutput:
         """Reconstruct from `hs` ``[batch, H, W, dim]`` and `labels` ``[batch]``.
 
         Args:

@@ -1,11 +1,12 @@
-"""Spectral reconstruction loss for waveform models trained by `jaxlatent train`.
+"""Multi-scale STFT reconstruction loss for waveform models.
 
 `multiscale_stft_l1` is the STFT part of DAC's reconstruction objective (descript-audio-codec
 1.0.0 ``dac.nn.loss.MultiScaleSTFTLoss``: L1 of log10 power, ``clamp_eps=1e-5``, plus L1 of
 magnitudes, averaged over Hann-window scales with hop = window / 4), computed with framing and
 `jnp.fft.rfft` so it differentiates and jit-compiles cheaply. Its frames are not centred or
 padded (audiotools pads reflectively), so values differ from the reference at the edges; it is
-a training objective here, not a parity target.
+a training objective (``jaxlatent train --model dac``), not a parity target. Audio is
+``[batch, samples]``, any floating dtype, computed in float32.
 """
 
 from __future__ import annotations

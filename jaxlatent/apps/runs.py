@@ -1,0 +1,38 @@
+"""What the commands share about a `jaxlatent train` run: its initial state, its parallel
+modes, its picture grid.
+
+`jaxlatent train` builds and checkpoints the state; `jaxlatent sample` / `generate` rebuild
+the same template to restore it; `jaxlatent demo` checks its ``parallel`` setting against the
+same modes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import nnx
+
+from jaxlatent import training
+from jaxlatent.apps.spec import ModelSpec
+
+#: the ``--parallel`` modes of `jaxlatent train` (``"auto"``: sharded on several devices).
+PARALLEL = ("auto", "single", "sharded", "pmap", "shard_map")
+#: pictures per grid (images); examples in the eval batch.
+GRID = 16
+
+
+def initial_state(
+    spec: ModelSpec, preset: Any, num_classes: int, tx, seed: int
+) -> training.TrainState:
+    """The freshly initialised `TrainState` of a run (also the template that restores it).
+
+    Args:
+      spec: the registered model.
+      preset: one of ``spec.presets``' values.
+      num_classes: classes of the run's data.
+      tx: the optax transformation.
+      seed: initialisation seed (also the seed of the state's step keys).
+    """
+    # one compiled initialiser instead of one small program per parameter
+    model = nnx.jit(lambda: spec.build(preset, num_classes, nnx.Rngs(seed)))()
+    return training.TrainState.create(model, tx, key=seed)
