@@ -26,9 +26,9 @@ from jaxlatent.models.pytorch_vae import ConditionalVAE as ConditionalVAE
 from jaxlatent.models.pytorch_vae import VAELoss as VAELoss
 from jaxlatent.models.pytorch_vae import VAEOutput as VAEOutput
 from jaxlatent.models.pytorch_vae import VanillaVAE as VanillaVAE
-from jaxlatent.models.pytorch_vae import VectorQuantizer as VectorQuantizer
-from jaxlatent.models.pytorch_vae import VQOutput as VQOutput
 from jaxlatent.models.pytorch_vae import VQVAELoss as VQVAELoss
 from jaxlatent.models.pytorch_vae import VQVAEOutput as VQVAEOutput
+from jaxlatent.models.pytorch_vae import VQVAEQuantizer as VQVAEQuantizer
+from jaxlatent.models.pytorch_vae import VQVAEQuantizerOutput as VQVAEQuantizerOutput
 from jaxlatent.models.pytorch_vae import WAELoss as WAELoss
 from jaxlatent.models.pytorch_vae import WAEOutput as WAEOutput

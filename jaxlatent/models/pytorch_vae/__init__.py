@@ -16,10 +16,10 @@ from jaxlatent.models.pytorch_vae.cvae import ConditionalVAE as ConditionalVAE
 from jaxlatent.models.pytorch_vae.vanilla_vae import VanillaVAE as VanillaVAE
 from jaxlatent.models.pytorch_vae.vq_vae import NUM_RESIDUAL_LAYERS as NUM_RESIDUAL_LAYERS
 from jaxlatent.models.pytorch_vae.vq_vae import VQVAE as VQVAE
-from jaxlatent.models.pytorch_vae.vq_vae import VectorQuantizer as VectorQuantizer
-from jaxlatent.models.pytorch_vae.vq_vae import VQOutput as VQOutput
 from jaxlatent.models.pytorch_vae.vq_vae import VQVAELoss as VQVAELoss
 from jaxlatent.models.pytorch_vae.vq_vae import VQVAEOutput as VQVAEOutput
+from jaxlatent.models.pytorch_vae.vq_vae import VQVAEQuantizer as VQVAEQuantizer
+from jaxlatent.models.pytorch_vae.vq_vae import VQVAEQuantizerOutput as VQVAEQuantizerOutput
 from jaxlatent.models.pytorch_vae.wae_mmd import WAE_MMD as WAE_MMD
 from jaxlatent.models.pytorch_vae.wae_mmd import WAELoss as WAELoss
 from jaxlatent.models.pytorch_vae.wae_mmd import WAEOutput as WAEOutput

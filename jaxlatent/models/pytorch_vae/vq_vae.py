@@ -31,8 +31,8 @@ DEFAULT_HIDDEN_DIMS = (128, 256)
 NUM_RESIDUAL_LAYERS = 6
 
 
-class VQOutput(NamedTuple):
-    """Output of `VectorQuantizer`.
+class VQVAEQuantizerOutput(NamedTuple):
+    """Output of `VQVAEQuantizer`.
 
     Attributes:
       quantized: the codes with straight-through gradients ``[batch, H, W, D]``.
@@ -62,8 +62,11 @@ class VQVAELoss(NamedTuple):
     VQ_Loss: Array
 
 
-class VectorQuantizer(nnx.Module):
+class VQVAEQuantizer(nnx.Module):
     """The original's ``VectorQuantizer`` (a port of Sonnet v2's), channels-last.
+
+    Named `VQVAEQuantizer` here: `jaxlatent.quantizers.VectorQuantizer` is the generic
+    gradient/EMA quantizer.
 
     Nearest code by squared L2 distance ``(‖x‖² + ‖e‖²) - 2 x·e`` (the shared exact search,
     `jaxlatent.quantizers.nearest_code`, float32 at ``Precision.HIGHEST``, lowest index on
@@ -97,20 +100,20 @@ class VectorQuantizer(nnx.Module):
         """The codebook ``[K, D]``."""
         return self.embedding.embedding[...]
 
-    def __call__(self, latents: Array) -> VQOutput:
+    def __call__(self, latents: Array) -> VQVAEQuantizerOutput:
         """Quantise encoder latents ``[batch, H, W, D]``.
 
         Raises:
           ValueError: if the last axis of `latents` is not D.
         """
-        check_images("latents", latents, (None, None, self.D), "VectorQuantizer")
+        check_images("latents", latents, (None, None, self.D), "VQVAEQuantizer")
         codebook = self.codebook
         indices = nearest_code(latents, codebook, form="addmm")
         q = jnp.take(codebook, indices, axis=0)
         commitment_loss = mse_loss(jax.lax.stop_gradient(q), latents)
         embedding_loss = mse_loss(q, jax.lax.stop_gradient(latents))
         vq_loss = commitment_loss * self.beta + embedding_loss
-        return VQOutput(straight_through(latents, q), vq_loss, indices)
+        return VQVAEQuantizerOutput(straight_through(latents, q), vq_loss, indices)
 
     def lookup(self, indices: Array) -> Array:
         """Codes ``[..., D]`` of integer `indices` ``[...]`` (checked when concrete)."""
@@ -161,7 +164,7 @@ class VQVAE(BaseVAE):
     Source: AntixK/PyTorch-VAE ``models/vq_vae.py`` (commit a6896b9). Encoder: Conv(k4, s2,
     p1)+LeakyReLU per hidden dim, Conv(k3)+LeakyReLU, 6 `ResidualLayer`s, LeakyReLU,
     Conv(1×1 → D)+LeakyReLU (the latent is activated before quantisation, as the original);
-    `VectorQuantizer`; decoder: Conv(k3)+LeakyReLU, 6 ResidualLayers, LeakyReLU,
+    `VQVAEQuantizer`; decoder: Conv(k3)+LeakyReLU, 6 ResidualLayers, LeakyReLU,
     ConvTranspose(k4, s2, p1)+LeakyReLU per reversed hidden dim, ConvTranspose(→ 3)+Tanh. No
     BatchNorm (train and eval mode are identical). Loss: ``mse(recons, x) + vq_loss``.
     ``encoder.{i}`` / ``decoder.{i}`` indices equal the original's.
@@ -170,7 +173,7 @@ class VQVAE(BaseVAE):
     `output_activation` ("tanh"), `reverse_hidden_dims_in_place` as VanillaVAE; images whose
     height or width is not a multiple of ``2**len(hidden_dims)`` raise ValueError (the
     original's reconstruction would not match the input size); `img_size` is unused, as in
-    the original; the straight-through output is the code itself (see `VectorQuantizer`);
+    the original; the straight-through output is the code itself (see `VQVAEQuantizer`);
     ``sample`` raises NotImplementedError (the original raises ``Warning``): there is no
     learnt prior over the codes. `decode` takes latents ``[batch, h, w, D]``; `decode_indices`
     decodes code indices.
@@ -232,7 +235,7 @@ class VQVAE(BaseVAE):
             + [ResidualLayer(top, **kw) for _ in range(NUM_RESIDUAL_LAYERS)]
             + [LeakyReLU(), ConvAct(top, embedding_dim, 1, 1, 0, **kw)]
         )
-        self.vq_layer = VectorQuantizer(num_embeddings, embedding_dim, beta, rngs=rngs)
+        self.vq_layer = VQVAEQuantizer(num_embeddings, embedding_dim, beta, rngs=rngs)
         rev = dims[::-1]
         self.decoder = nnx.List(
             [ConvAct(embedding_dim, top, 3, 1, 1, **kw)]
