@@ -13,7 +13,7 @@ production converters, never by hand):
   both sides (torch's ``randn_like`` returns it), so both compute the same loss.
 * ``vqvae`` — the same convolutional encoder and decoder with DAC's factorised vector
   quantizer between them: `dac.nn.quantize.VectorQuantize` vs
-  `jaxlatent.quantizers.VectorQuantize` (`converters.dac_quantizer`); loss
+  `jaxlatent.quantizers.dac.VectorQuantize` (`converters.dac_quantizer`); loss
   MSE + 0.25 commitment + 1.0 codebook (DAC's weights of the two VQ terms).
 * ``dac`` — the DAC generator: `dac.DAC` vs `jaxlatent.models.dac.DAC`
   (`converters.dac.convert_checkpoint` of the reference's release-layout checkpoint):
@@ -42,7 +42,7 @@ from jaxlatent import training
 from jaxlatent.losses import VariationalAutoencoderLoss
 from jaxlatent.models import VariationalAutoencoder
 from jaxlatent.models.dac import DAC, DACConfig
-from jaxlatent.quantizers import VectorQuantize
+from jaxlatent.quantizers.dac import VectorQuantize
 
 MODELS = ("vae", "vqvae", "dac")
 COMMITMENT_WEIGHT = 0.25  # DAC's lambdas for "vq/commitment_loss" and "vq/codebook_loss"

@@ -32,13 +32,26 @@ from jaxlatent.models.pytorch_vae import (
     VQVAE,
     WAE_MMD,
     BetaVAE,
+    BetaVAEConfig,
     ConditionalVAE,
+    ConditionalVAEConfig,
     ConvVAEBackbone,
     VanillaVAE,
+    VanillaVAEConfig,
+    VQVAEConfig,
+    WAEMMDConfig,
 )
 
 #: Internal key for BetaVAE's loss-call counter, which torch checkpoints do not hold.
 _COUNTER_KEY = "<jaxlatent BetaVAE num_iter>"
+#: The model class of each config class.
+MODEL_CLASSES: dict[type, type[nnx.Module]] = {
+    VanillaVAEConfig: VanillaVAE,
+    BetaVAEConfig: BetaVAE,
+    ConditionalVAEConfig: ConditionalVAE,
+    WAEMMDConfig: WAE_MMD,
+    VQVAEConfig: VQVAE,
+}
 #: A key that only one family of PyTorch-VAE state_dicts has, checked in this order.
 _MARKERS = (
     ("vq_layer.embedding.weight", "VQVAE"),
@@ -162,8 +175,8 @@ def load_state_dict(model: nnx.Module, checkpoint: Mapping[str, Any]) -> None:
 
     Args:
       model: a VanillaVAE, BetaVAE, ConditionalVAE, WAE_MMD or VQVAE built with the
-        checkpoint's architecture (``hidden_dims``, ``latent_dim``, ...). BetaVAE keeps its
-        loss-call counter (not in torch checkpoints).
+        checkpoint's architecture (its config's ``hidden_dims``, ``latent_dim``, ...).
+        BetaVAE keeps its loss-call counter (not in torch checkpoints).
       checkpoint: torch tensors or numpy arrays by torch key, plain or Lightning-wrapped.
 
     Raises:
@@ -205,32 +218,40 @@ def load_checkpoint(model: nnx.Module, path: str | os.PathLike) -> None:
 
 
 def from_checkpoint(
-    cls: type[nnx.Module], checkpoint: str | os.PathLike | Mapping[str, Any], **kwargs: Any
+    config: Any, checkpoint: str | os.PathLike | Mapping[str, Any], *, precision: Any = None
 ) -> nnx.Module:
-    """Build ``cls(**kwargs)`` and fill it from a checkpoint file or (Lightning) state_dict.
+    """Build the model of `config` and fill it from a checkpoint file or (Lightning) state_dict.
 
     The model is built with `nnx.eval_shape` (no random initialisation is computed) and then
     loaded strictly, so every variable comes from the checkpoint (BetaVAE's counter starts at
     0, as a resumed original's does).
 
     Args:
-      cls: VanillaVAE, BetaVAE, ConditionalVAE, WAE_MMD or VQVAE.
+      config: a `VanillaVAEConfig`, `BetaVAEConfig`, `ConditionalVAEConfig`, `WAEMMDConfig` or
+        `VQVAEConfig` (e.g. ``VanillaVAEConfig.from_model_params(model_params)`` of the
+        original's config); it selects the model class.
       checkpoint: a ``.pt``/``.ckpt`` path, or a state_dict / Lightning checkpoint dict.
-      **kwargs: the constructor arguments (without ``rngs``), e.g. the original config's
-        ``model_params``.
+      precision: the model's conv/matmul precision.
 
     Raises:
+      TypeError: if `config` is not one of those configs.
       common.ConversionError: as `load_state_dict`.
 
     Example:
-      >>> from jaxlatent.models import VanillaVAE
-      >>> small = VanillaVAE(3, 4, [8], img_size=2, rngs=nnx.Rngs(0))
-      >>> copy = from_checkpoint(VanillaVAE, export_state_dict(small), in_channels=3,
-      ...                        latent_dim=4, hidden_dims=[8], img_size=2)
+      >>> from jaxlatent.models import VanillaVAE, VanillaVAEConfig
+      >>> config = VanillaVAEConfig(in_channels=3, latent_dim=4, hidden_dims=[8], img_size=2)
+      >>> small = VanillaVAE(config, rngs=nnx.Rngs(0))
+      >>> copy = from_checkpoint(config, export_state_dict(small))
       >>> bool((copy.fc_mu.kernel[...] == small.fc_mu.kernel[...]).all())
       True
     """
-    model = nnx.eval_shape(lambda: cls(**kwargs, rngs=nnx.Rngs(0)))
+    cls = MODEL_CLASSES.get(type(config))
+    if cls is None:
+        raise TypeError(
+            f"not a PyTorch-VAE config: {type(config).__name__}; expected one of "
+            f"{sorted(c.__name__ for c in MODEL_CLASSES)}"
+        )
+    model = nnx.eval_shape(lambda: cls(config, precision=precision, rngs=nnx.Rngs(0)))
     if isinstance(checkpoint, Mapping):
         load_state_dict(model, checkpoint)
     else:
@@ -251,5 +272,5 @@ def export_state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
 
 def save_state_dict(model: nnx.Module, path: str | os.PathLike) -> None:
     """``torch.save`` the exported state_dict (loads with ``model.load_state_dict(strict=True)``
-    into the original class built with the same arguments)."""
+    into the original class built with the config's ``model_params``)."""
     common.save_torch_checkpoint(export_state_dict(model), path)

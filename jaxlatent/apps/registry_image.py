@@ -4,7 +4,7 @@ Image batches are dicts ``{"x": [batch, H, W, C] float32 in [0, 1], "labels": [b
 num_classes] float32}`` (`jaxlatent.apps.image_data`). Each model is registered with small
 presets that train on 2 CPU cores, using the models' corrected options for [0, 1] data of any
 channel count (``out_channels`` = input channels, ``output_activation="sigmoid"``, any
-``img_size`` that is a multiple of ``2**len(hidden_dims)``, ``reverse_hidden_dims_in_place=False``).
+``img_size`` that is a multiple of ``2**len(hidden_dims)``), set in the models' configs.
 """
 
 from __future__ import annotations
@@ -57,10 +57,11 @@ PRESETS: dict[str, ImagePreset] = {
 
 def _common(p: ImagePreset) -> dict[str, Any]:
     return dict(
+        in_channels=p.channels,
+        hidden_dims=p.hidden_dims,
         img_size=p.img_size,
         out_channels=p.channels,
         output_activation="sigmoid",
-        reverse_hidden_dims_in_place=False,
     )
 
 
@@ -157,49 +158,38 @@ def _vq_sample(model, n, key, num_classes, preset):
 
 
 def _build_vanilla(p, num_classes, rngs):
-    return pv.VanillaVAE(p.channels, p.latent_dim, list(p.hidden_dims), **_common(p), rngs=rngs)
+    return pv.VanillaVAE(pv.VanillaVAEConfig(latent_dim=p.latent_dim, **_common(p)), rngs=rngs)
 
 
 def _build_beta(p, num_classes, rngs):
     # 'B' (capacity-annealed) with configs/bbvae.yaml's gamma and schedule
-    return pv.BetaVAE(
-        p.channels,
-        p.latent_dim,
-        list(p.hidden_dims),
+    config = pv.BetaVAEConfig(
+        latent_dim=p.latent_dim,
         gamma=10.0,
         max_capacity=25,
         Capacity_max_iter=10000,
         loss_type="B",
         **_common(p),
-        rngs=rngs,
     )
+    return pv.BetaVAE(config, rngs=rngs)
 
 
 def _build_cvae(p, num_classes, rngs):
-    return pv.ConditionalVAE(
-        p.channels, num_classes, p.latent_dim, list(p.hidden_dims), **_common(p), rngs=rngs
-    )
+    config = pv.ConditionalVAEConfig(num_classes=num_classes, latent_dim=p.latent_dim, **_common(p))
+    return pv.ConditionalVAE(config, rngs=rngs)
 
 
 def _build_wae(p, num_classes, rngs):
-    return pv.WAE_MMD(
-        p.channels, p.latent_dim, list(p.hidden_dims), reg_weight=100, kernel_type="imq",
-        **_common(p), rngs=rngs,
-    )  # fmt: skip
+    config = pv.WAEMMDConfig(
+        latent_dim=p.latent_dim, reg_weight=100, kernel_type="imq", **_common(p)
+    )
+    return pv.WAE_MMD(config, rngs=rngs)
 
 
 def _build_vqvae(p, num_classes, rngs):
-    common = _common(p)
-    del common["img_size"]
-    return pv.VQVAE(
-        p.channels,
-        p.latent_dim,
-        p.num_embeddings,
-        list(p.hidden_dims[:2]),  # two stages, as the original's [128, 256]
-        img_size=p.img_size,
-        **common,
-        rngs=rngs,
-    )
+    common = _common(p) | {"hidden_dims": p.hidden_dims[:2]}  # two stages, as the original's
+    config = pv.VQVAEConfig(embedding_dim=p.latent_dim, num_embeddings=p.num_embeddings, **common)
+    return pv.VQVAE(config, rngs=rngs)
 
 
 def _image(name, description, build, loss_fn, reconstruct, sample, **kw) -> ModelSpec:

@@ -44,7 +44,7 @@ rate and resamples it block by block into the output.
 
 The model is a :class:`jaxlatent.models.dac.DAC`-like module with ``config`` (a
 :class:`~jaxlatent.models.dac.DACConfig`), ``encoder``, ``quantizer`` (a
-:class:`~jaxlatent.quantizers.dac_vq.ResidualVectorQuantize`) and ``decoder``.
+:class:`~jaxlatent.quantizers.dac.ResidualVectorQuantize`) and ``decoder``.
 """
 
 from __future__ import annotations

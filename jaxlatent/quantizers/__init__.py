@@ -1,39 +1,27 @@
 """Vector quantizers: exact chunked nearest-code search, straight-through gradients, codebook
-statistics, and the DAC (residual) vector quantizers.
+statistics, and the generic `VectorQuantizer` (gradient or EMA codebook).
+
+Quantizers ported from a particular model keep their reference's names in a namespace of their
+own, and are not re-exported here:
+
+* :mod:`jaxlatent.quantizers.dac`: DAC's `VectorQuantize` and `ResidualVectorQuantize`
+  (descript-audio-codec 1.0.0 ``dac.nn.quantize``);
+* :mod:`jaxlatent.quantizers.piq`: SpeechBrain PIQ's class-partitioned `VQEmbedding` and
+  `VectorQuantization` (``speechbrain.lobes.models.PIQ``).
+
+The PyTorch-VAE VQ-VAE's quantizer is `jaxlatent.models.pytorch_vae.VQVAEQuantizer`.
 """
 
-# search.py
-# dac_vq.py
-# ema.py, codebook_ops.py
+# codebook_ops.py, ema.py (the generic VectorQuantizer)
 from jaxlatent.quantizers.codebook_ops import kmeans as kmeans
 from jaxlatent.quantizers.codebook_ops import restart_dead_codes as restart_dead_codes
 from jaxlatent.quantizers.codebook_ops import sample_global_rows as sample_global_rows
-from jaxlatent.quantizers.dac_vq import ResidualVectorQuantize as ResidualVectorQuantize
-from jaxlatent.quantizers.dac_vq import RVQDecoded as RVQDecoded
-from jaxlatent.quantizers.dac_vq import RVQOutput as RVQOutput
-from jaxlatent.quantizers.dac_vq import VectorQuantize as VectorQuantize
-from jaxlatent.quantizers.dac_vq import VQOutput as VQOutput
-from jaxlatent.quantizers.dac_vq import dropout_depths as dropout_depths
 from jaxlatent.quantizers.ema import CodebookEMA as CodebookEMA
 from jaxlatent.quantizers.ema import VectorQuantizer as VectorQuantizer
 from jaxlatent.quantizers.ema import VectorQuantizerConfig as VectorQuantizerConfig
 from jaxlatent.quantizers.ema import VectorQuantizerOutput as VectorQuantizerOutput
 
-# piq.py, piq_partition.py (SpeechBrain PIQ's class-partitioned quantizer)
-from jaxlatent.quantizers.piq import VectorQuantization as VectorQuantization
-from jaxlatent.quantizers.piq import (
-    VectorQuantizationStraightThrough as VectorQuantizationStraightThrough,
-)
-from jaxlatent.quantizers.piq import VQEmbedding as VQEmbedding
-from jaxlatent.quantizers.piq import VQEmbeddingOutput as VQEmbeddingOutput
-from jaxlatent.quantizers.piq import VQStraightThroughOutput as VQStraightThroughOutput
-from jaxlatent.quantizers.piq import vector_quantization as vector_quantization
-from jaxlatent.quantizers.piq import (
-    vector_quantization_straight_through as vector_quantization_straight_through,
-)
-from jaxlatent.quantizers.piq_partition import class_of_code as class_of_code
-from jaxlatent.quantizers.piq_partition import get_irrelevant_regions as get_irrelevant_regions
-from jaxlatent.quantizers.piq_partition import torch_linspace_f32 as torch_linspace_f32
+# search.py
 from jaxlatent.quantizers.search import default_chunks as default_chunks
 from jaxlatent.quantizers.search import l2_normalize as l2_normalize
 from jaxlatent.quantizers.search import lookup_codes as lookup_codes

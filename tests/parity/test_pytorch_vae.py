@@ -15,7 +15,6 @@ are compared exactly; floats with the named ``pvae_*`` tolerances of tests/toler
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 from pathlib import Path
@@ -28,7 +27,14 @@ from flax import nnx
 
 from converters import common
 from converters import pytorch_vae as cv
-from jaxlatent.models import VQVAE, WAE_MMD, BetaVAE, ConditionalVAE, VanillaVAE
+from jaxlatent.models import (
+    BetaVAEConfig,
+    ConditionalVAEConfig,
+    VanillaVAE,
+    VanillaVAEConfig,
+    VQVAEConfig,
+    WAEMMDConfig,
+)
 from tests import reference as ref
 from tests.tolerances import assert_close
 
@@ -37,12 +43,12 @@ pytestmark = pytest.mark.parity
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "pytorch_vae"
 SHARED = REPO.parent / "shared" / "reference" / "pytorch_vae"
-CLASSES = {
-    "VanillaVAE": VanillaVAE,
-    "BetaVAE": BetaVAE,
-    "ConditionalVAE": ConditionalVAE,
-    "WAE_MMD": WAE_MMD,
-    "VQVAE": VQVAE,
+CONFIGS = {  # the original's class name -> config
+    "VanillaVAE": VanillaVAEConfig,
+    "BetaVAE": BetaVAEConfig,
+    "ConditionalVAE": ConditionalVAEConfig,
+    "WAE_MMD": WAEMMDConfig,
+    "VQVAE": VQVAEConfig,
 }
 GAUSSIAN = ("VanillaVAE", "BetaVAE", "ConditionalVAE")
 TINY = [
@@ -96,8 +102,8 @@ def _meta(name: str) -> dict:
 def _model(name: str):
     """A fresh model of the bundle, loaded from its torch weights by the production converter."""
     meta = _meta(name)
-    ctor = copy.deepcopy(meta["ctor"])  # the original reverses a hidden_dims list in place
-    return cv.from_checkpoint(CLASSES[meta["cls"]], _data_file(meta["weights"]), **ctor)
+    config = CONFIGS[meta["cls"]].from_model_params(meta["ctor"])  # the original's kwargs
+    return cv.from_checkpoint(config, _data_file(meta["weights"]))
 
 
 def _nhwc(a) -> jax.Array:
@@ -282,7 +288,8 @@ def test_export_matches_the_original_state_dict(name):
 def test_lightning_checkpoint():
     """experiment.py's .ckpt loads (``model.`` prefixes stripped) and gives the recorded output."""
     a = _arrays("vanilla_vae_tiny")
-    model = nnx.eval_shape(lambda: VanillaVAE(3, 16, [8, 16, 32, 64, 512], rngs=nnx.Rngs(1)))
+    config = VanillaVAEConfig(in_channels=3, latent_dim=16, hidden_dims=[8, 16, 32, 64, 512])
+    model = nnx.eval_shape(lambda: VanillaVAE(config, rngs=nnx.Rngs(1)))
     cv.load_checkpoint(model, _data_file("vanilla_vae_tiny.ckpt"))
     exported = cv.export_state_dict(model)
     for key, value in _torch_state("vanilla_vae_tiny.pt").items():

@@ -29,7 +29,7 @@ from flax import nnx
 
 from converters import common
 from converters import dac_quantizer as conv
-from jaxlatent import quantizers as q
+from jaxlatent.quantizers import dac as dac_q
 from tests import reference as ref
 from tests.tolerances import assert_close
 
@@ -56,7 +56,7 @@ def _torch_rvq(reference: str, quantizer_dropout: float):
 def _jax_rvq(quantizer_dropout: float = 0.0, codebook_size: int = CODEBOOK_SIZE):
     """An abstract (shape-only) target: the converter fills every parameter."""
     return nnx.eval_shape(
-        lambda: q.ResidualVectorQuantize(
+        lambda: dac_q.ResidualVectorQuantize(
             INPUT_DIM,
             N_CODEBOOKS,
             codebook_size,
@@ -157,7 +157,7 @@ def _key_with_varied_depths():
     for seed in range(1000):
         key = jax.random.key(seed)
         # with quantizer_dropout=1.0 every item is dropped: this is the full randint draw
-        draw = np.asarray(q.dropout_depths(key, BATCH, N_CODEBOOKS, 1.0))
+        draw = np.asarray(dac_q.dropout_depths(key, BATCH, N_CODEBOOKS, 1.0))
         dropped = draw[: BATCH // 2 + 1]
         if (dropped < N_CODEBOOKS).all() and 1 in dropped and len(set(dropped.tolist())) > 1:
             return key, draw
@@ -190,7 +190,9 @@ def test_single_vector_quantize_matches_reference(rng, reference, style):
     module = ref.dac_quantize() if reference == "dac" else ref.sb_dac()
     torch.manual_seed(1)
     tvq = module.VectorQuantize(INPUT_DIM, CODEBOOK_SIZE, 8)
-    jvq = nnx.eval_shape(lambda: q.VectorQuantize(INPUT_DIM, CODEBOOK_SIZE, 8, rngs=nnx.Rngs(0)))
+    jvq = nnx.eval_shape(
+        lambda: dac_q.VectorQuantize(INPUT_DIM, CODEBOOK_SIZE, 8, rngs=nnx.Rngs(0))
+    )
     assert conv.load_vector_quantize(jvq, tvq.state_dict()) == style
     z = rng.standard_normal((3, TIME, INPUT_DIM)).astype(np.float32)
     t_zq, t_cl, t_cb, t_idx, t_ze = tvq(_ncl(z))

@@ -7,7 +7,7 @@ initialisers; every model uses the same small shapes so compiled operations are 
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -17,15 +17,27 @@ from flax import nnx
 
 from converters import common
 from converters import pytorch_vae as cv
-from jaxlatent.models import VQVAE, WAE_MMD, BetaVAE, ConditionalVAE, VanillaVAE
+from jaxlatent.models import (
+    VQVAE,
+    WAE_MMD,
+    BetaVAE,
+    BetaVAEConfig,
+    ConditionalVAEConfig,
+    VanillaVAE,
+    VanillaVAEConfig,
+    VQVAEConfig,
+    WAEMMDConfig,
+)
 
 B, LATENT, CLASSES = 2, 4, 10  # the doctests' shapes: compiled operations are shared
 SMALL = {"hidden_dims": [8], "img_size": 2}  # 2×2 images, 1×1×8 bottleneck
+GAUSS = {"in_channels": 3, "latent_dim": LATENT, **SMALL}
+VQ = VQVAEConfig(in_channels=3, embedding_dim=8, num_embeddings=16, hidden_dims=[8])
 
 
-def _random_state(cls, **kwargs) -> dict[str, np.ndarray]:
-    kwargs = copy.deepcopy(kwargs)  # the default reverses a hidden_dims list in place
-    abstract = nnx.eval_shape(lambda: cls(**kwargs, rngs=nnx.Rngs(0)))
+def _random_state(config) -> dict[str, np.ndarray]:
+    cls = cv.MODEL_CLASSES[type(config)]
+    abstract = nnx.eval_shape(lambda: cls(config, rngs=nnx.Rngs(0)))
     variables = common.module_variables(abstract)
     rng = np.random.default_rng(0)
     state = {}
@@ -40,12 +52,12 @@ def _random_state(cls, **kwargs) -> dict[str, np.ndarray]:
     return state
 
 
-def _build(cls, **kwargs):
-    return cv.from_checkpoint(cls, _random_state(cls, **kwargs), **copy.deepcopy(kwargs))
+def _build(config):
+    return cv.from_checkpoint(config, _random_state(config))
 
 
 def _vanilla(**kw):
-    return _build(VanillaVAE, **({"in_channels": 3, "latent_dim": LATENT} | SMALL | kw))
+    return _build(VanillaVAEConfig(**(GAUSS | kw)))
 
 
 def _images(channels=3, size=2, batch=B, seed=0):
@@ -63,7 +75,7 @@ def _eps(seed=1):
 
 def test_image_size_the_config_cannot_handle():
     with pytest.raises(ValueError, match=r"img_size \(60, 60\).*multiples of 2\*\*5 = 32"):
-        nnx.eval_shape(lambda: VanillaVAE(3, 8, img_size=60, rngs=nnx.Rngs(0)))
+        VanillaVAEConfig(in_channels=3, latent_dim=8, img_size=60)
     vae = _vanilla()
     with pytest.raises(ValueError, match=r"\[batch, 2, 2, 3\].*got shape \(2, 4, 4, 3\)"):
         vae.encode(_images(size=4))
@@ -71,13 +83,13 @@ def test_image_size_the_config_cannot_handle():
         vae(jnp.moveaxis(_images(), -1, 1), eps=_eps())
     with pytest.raises(ValueError, match=r"z of shape \[batch, 4\], got \(2, 5\)"):
         vae.decode(jnp.zeros((B, LATENT + 1)))
-    vq = _build(VQVAE, in_channels=3, embedding_dim=8, num_embeddings=16, hidden_dims=[8])
+    vq = _build(VQ)
     with pytest.raises(ValueError, match=r"multiples of 2, got shape \(2, 3, 3, 3\)"):
         vq(_images(size=3))
 
 
 def test_conditional_vae_label_width():
-    cvae = _build(ConditionalVAE, in_channels=3, num_classes=CLASSES, latent_dim=LATENT, **SMALL)
+    cvae = _build(ConditionalVAEConfig(num_classes=CLASSES, **GAUSS))
     x = _images()
     with pytest.raises(ValueError, match=r"labels of shape \[2, 10\], got \(2, 9\)"):
         cvae(x, labels=jnp.zeros((B, CLASSES - 1)), eps=_eps())
@@ -90,59 +102,65 @@ def test_conditional_vae_label_width():
 
 
 def test_checkpoint_of_another_model_class():
-    vq_state = _random_state(
-        VQVAE, in_channels=3, embedding_dim=8, num_embeddings=16, hidden_dims=[8]
-    )
+    vq_state = _random_state(VQ)
     vae = _vanilla()
     with pytest.raises(common.ConversionError) as info:
         cv.load_state_dict(vae, vq_state)
     message = str(info.value)
     assert "checkpoint is a VQVAE state_dict but the model is a VanillaVAE" in message
     assert "vq_layer.embedding.weight" in message and "fc_mu.weight" in message
-    wae_state = _random_state(WAE_MMD, in_channels=3, latent_dim=LATENT, **SMALL)
+    wae_state = _random_state(WAEMMDConfig(**GAUSS))
     with pytest.raises(common.ConversionError, match=r"a WAE_MMD state_dict.*BetaVAE"):
-        _build_from(BetaVAE, wae_state)
+        cv.from_checkpoint(BetaVAEConfig(**GAUSS), wae_state)
     with pytest.raises(common.ConversionError, match="not a PyTorch-VAE state_dict"):
         cv.load_state_dict(vae, {"weight": np.zeros(3, np.float32)})
 
 
-def _build_from(cls, state):
-    return cv.from_checkpoint(cls, state, in_channels=3, latent_dim=LATENT, **SMALL)
+def _build_from(state):
+    return cv.from_checkpoint(VanillaVAEConfig(**GAUSS), state)
 
 
 def test_checkpoint_of_another_configuration_names_keys_and_shapes():
-    state = _random_state(VanillaVAE, in_channels=3, latent_dim=LATENT + 2, **SMALL)
+    state = _random_state(VanillaVAEConfig(**(GAUSS | {"latent_dim": LATENT + 2})))
     with pytest.raises(common.ConversionError) as info:
-        _build_from(VanillaVAE, state)
+        _build_from(state)
     assert "fc_mu.weight (6, 8)" in str(info.value) and "expected (8, 4)" in str(info.value)
-    state = _random_state(VanillaVAE, in_channels=3, latent_dim=LATENT, **SMALL)
+    state = _random_state(VanillaVAEConfig(**GAUSS))
     del state["encoder.0.1.running_var"]
     state["extra"] = np.zeros(1, np.float32)
     with pytest.raises(common.ConversionError) as info:
-        _build_from(VanillaVAE, state)
+        _build_from(state)
     assert info.value.unexpected == ["extra"]
     assert any("encoder.0.1.running_var" in m for m in info.value.missing)
 
 
 def test_lightning_checkpoint_layout():
-    state = _random_state(VanillaVAE, in_channels=3, latent_dim=LATENT, **SMALL)
+    state = _random_state(VanillaVAEConfig(**GAUSS))
     ckpt = {"epoch": 3, "state_dict": {"model." + k: v for k, v in state.items()}}
-    vae = _build_from(VanillaVAE, ckpt)
+    vae = _build_from(ckpt)
     np.testing.assert_array_equal(vae.fc_mu.kernel[...], state["fc_mu.weight"].T)
     ckpt["state_dict"]["discriminator.weight"] = np.zeros(2, np.float32)
     with pytest.raises(common.ConversionError, match=r"outside the 'model\.'") as info:
-        _build_from(VanillaVAE, ckpt)
+        _build_from(ckpt)
     assert info.value.unexpected == ["discriminator.weight"]
 
 
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: VanillaVAE(3, 4, output_activation="relu", **SMALL, rngs=nnx.Rngs(0)), "relu"),
-        (lambda: BetaVAE(3, 4, loss_type="C", **SMALL, rngs=nnx.Rngs(0)), "loss_type 'C'"),
-        (lambda: WAE_MMD(3, 4, kernel_type="cauchy", **SMALL, rngs=nnx.Rngs(0)), "cauchy"),
-        (lambda: VanillaVAE(3, 4, hidden_dims=[], rngs=nnx.Rngs(0)), "hidden_dims"),
-        (lambda: VanillaVAE(3, 4, img_size=(2, 2, 2), rngs=nnx.Rngs(0)), "img_size"),
+        (lambda: VanillaVAEConfig(**GAUSS, output_activation="relu"), "relu"),
+        (lambda: BetaVAEConfig(**GAUSS, loss_type="C"), "loss_type 'C'"),
+        (lambda: WAEMMDConfig(**GAUSS, kernel_type="cauchy"), "cauchy"),
+        (lambda: WAEMMDConfig(**GAUSS, mmd_estimator="biased"), "biased"),
+        (lambda: VanillaVAEConfig(in_channels=3, latent_dim=4, hidden_dims=[]), "hidden_dims"),
+        (lambda: VanillaVAEConfig(in_channels=3, latent_dim=4, img_size=(2, 2, 2)), "img_size"),
+        (lambda: VanillaVAEConfig(in_channels=0, latent_dim=4), "in_channels must be a positive"),
+        (lambda: BetaVAEConfig(**GAUSS, Capacity_max_iter=0), "Capacity_max_iter must be pos"),
+        (lambda: ConditionalVAEConfig(**GAUSS, num_classes=True), "num_classes must be a pos"),
+        (lambda: VQVAEConfig(in_channels=3, embedding_dim=8, num_embeddings=0), "num_embeddings"),
+        (lambda: VanillaVAE(VQ, rngs=nnx.Rngs(0)), "VanillaVAE needs a VanillaVAEConfig, got VQ"),
+        (lambda: BetaVAE(VanillaVAEConfig(**GAUSS), rngs=nnx.Rngs(0)), "needs a BetaVAEConfig"),
+        (lambda: VQVAE({"in_channels": 3}, rngs=nnx.Rngs(0)), "VQVAE needs a VQVAEConfig, got d"),
     ],
 )
 def test_bad_configuration(make, match):
@@ -159,7 +177,7 @@ def test_noise_arguments():
         vae(x, rngs=nnx.Rngs(0), eps=_eps())
     with pytest.raises(ValueError, match=r"eps must have shape \(2, 4\), got \(2, 5\)"):
         vae(x, eps=np.zeros((B, LATENT + 1), np.float32))
-    wae = _build(WAE_MMD, in_channels=3, latent_dim=LATENT, **SMALL)
+    wae = _build(WAEMMDConfig(**GAUSS))
     with pytest.raises(ValueError, match="prior_z="):
         wae.loss_function(*wae(x))
     with pytest.raises(ValueError, match=r"batch >= 2.*\(1, 4\)"):
@@ -181,13 +199,14 @@ def test_reconstruction_shape_mismatch():
 
 def test_any_image_size_channels_and_activation():
     vae = _build(
-        VanillaVAE,
-        in_channels=1,
-        latent_dim=LATENT,
-        hidden_dims=[8, 16],
-        img_size=(4, 8),
-        out_channels=1,
-        output_activation="sigmoid",
+        VanillaVAEConfig(
+            in_channels=1,
+            latent_dim=LATENT,
+            hidden_dims=[8, 16],
+            img_size=(4, 8),
+            out_channels=1,
+            output_activation="sigmoid",
+        )
     )
     x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (B, 4, 8, 1)))
     out = vae(x, eps=_eps())
@@ -198,31 +217,71 @@ def test_any_image_size_channels_and_activation():
 
 
 def test_config_model_params_with_name():
-    for cls, params in (
-        (BetaVAE, {"name": "BetaVAE", "in_channels": 3, "latent_dim": 4, "loss_type": "H"}),
-        (VQVAE, {"name": "VQVAE", "in_channels": 3, "embedding_dim": 8, "num_embeddings": 16}),
+    for config_cls, params in (
+        (BetaVAEConfig, {"name": "BetaVAE", "in_channels": 3, "latent_dim": 4, "loss_type": "H"}),
+        (
+            VQVAEConfig,
+            {"name": "VQVAE", "in_channels": 3, "embedding_dim": 8, "num_embeddings": 16},
+        ),
     ):
-        assert nnx.eval_shape(lambda: cls(**params, rngs=nnx.Rngs(0))).in_channels == 3  # noqa: B023
-    with pytest.raises(TypeError, match="latent_size"):
-        VanillaVAE(3, 4, latent_size=3, rngs=nnx.Rngs(0))
+        config = config_cls.from_model_params(params)
+        cls = cv.MODEL_CLASSES[config_cls]
+        model = nnx.eval_shape(lambda c=config, cls=cls: cls(c, rngs=nnx.Rngs(0)))
+        assert model.in_channels == 3 and model.config == config
+    with pytest.raises(ValueError, match=r"unknown VanillaVAE model_params \['latent_size'\]"):
+        VanillaVAEConfig.from_model_params({"in_channels": 3, "latent_dim": 4, "latent_size": 3})
+    with pytest.raises(ValueError, match="name 'VQVAE' does not describe a WAE_MMD"):
+        WAEMMDConfig.from_model_params({"name": "VQVAE", "in_channels": 3, "latent_dim": 4})
+    with pytest.raises(
+        ValueError, match=r"unknown BetaVAEConfig preset 'vae'.*\['bhvae', 'bbvae'\]"
+    ):
+        BetaVAEConfig.preset("vae")
 
 
-def test_hidden_dims_reversal_in_place_is_optional():
+def test_presets_are_the_original_configs():
+    """The model_params of configs/*.yaml at a6896b9 (values copied from those files)."""
+    yaml = {
+        "vae": (VanillaVAEConfig, {"name": "VanillaVAE", "in_channels": 3, "latent_dim": 128}),
+        "bhvae": (BetaVAEConfig, {"name": "BetaVAE", "in_channels": 3, "latent_dim": 128,
+                                  "loss_type": "H", "beta": 10.0}),
+        "bbvae": (BetaVAEConfig, {"name": "BetaVAE", "in_channels": 3, "latent_dim": 128,
+                                  "loss_type": "B", "gamma": 10.0, "max_capacity": 25,
+                                  "Capacity_max_iter": 10000}),
+        "cvae": (ConditionalVAEConfig, {"name": "ConditionalVAE", "in_channels": 3,
+                                        "num_classes": 40, "latent_dim": 128}),
+        "wae_mmd_imq": (WAEMMDConfig, {"name": "WAE_MMD", "in_channels": 3, "latent_dim": 128,
+                                       "reg_weight": 100, "kernel_type": "imq"}),
+        "wae_mmd_rbf": (WAEMMDConfig, {"name": "WAE_MMD", "in_channels": 3, "latent_dim": 128,
+                                       "reg_weight": 5000, "kernel_type": "rbf"}),
+        "vq_vae": (VQVAEConfig, {"name": "VQVAE", "in_channels": 3, "embedding_dim": 64,
+                                 "num_embeddings": 512, "img_size": 64, "beta": 0.25}),
+    }  # fmt: skip
+    assert sorted(yaml) == sorted(n for c in cv.MODEL_CLASSES for n in c.PRESETS)
+    for name, (config_cls, params) in yaml.items():
+        assert config_cls.preset(name) == config_cls.from_model_params(params), name
+    assert VanillaVAEConfig.vae().hidden_dims == (32, 64, 128, 256, 512)
+    assert VQVAEConfig.vq_vae().hidden_dims == (128, 256)
+
+
+def test_config_is_frozen_and_leaves_the_callers_list_alone():
     dims = [8, 16]
-    nnx.eval_shape(lambda: VanillaVAE(3, 4, dims, img_size=4, rngs=nnx.Rngs(0)))
-    assert dims == [16, 8]  # the original's hidden_dims.reverse() on the caller's list
-    dims = [8, 16]
-    vae = nnx.eval_shape(
-        lambda: VanillaVAE(
-            3, 4, dims, img_size=4, reverse_hidden_dims_in_place=False, rngs=nnx.Rngs(0)
-        )
-    )
-    assert dims == [8, 16] and vae.hidden_dims == (8, 16)
+    params = {"in_channels": 3, "latent_dim": 4, "hidden_dims": dims, "img_size": 4}
+    config = VanillaVAEConfig.from_model_params(params)
+    assert dims == [8, 16] and config.hidden_dims == (8, 16)  # the original reverses `dims`
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.latent_dim = 5
+    a = nnx.eval_shape(lambda: VanillaVAE(config, rngs=nnx.Rngs(0)))
+    b = nnx.eval_shape(lambda: VanillaVAE(config, rngs=nnx.Rngs(0)))
+    assert a.hidden_dims == b.hidden_dims == (8, 16)
+    assert a.decoder[0].conv.kernel.shape == b.decoder[0].conv.kernel.shape
+    assert hash(config) == hash(VanillaVAEConfig(**params))
+    default = VanillaVAEConfig.from_model_params({**params, "hidden_dims": None, "img_size": 64})
+    assert default.hidden_dims == (32, 64, 128, 256, 512)  # None: the original's default
 
 
 def test_kld_sign_in_the_logged_dict():
     original = _vanilla()
-    fixed = _build(VanillaVAE, in_channels=3, latent_dim=LATENT, negate_logged_kld=False, **SMALL)
+    fixed = _vanilla(negate_logged_kld=False)
     out = original(_images(), eps=_eps())
     a = original.loss_function(*out, M_N=0.5)
     b = fixed.loss_function(*out, M_N=0.5)
@@ -232,9 +291,10 @@ def test_kld_sign_in_the_logged_dict():
 
 
 def test_beta_vae_losses_and_explicit_step():
-    kw = {"in_channels": 3, "latent_dim": LATENT, **SMALL}
-    h = _build(BetaVAE, loss_type="H", beta=10.0, **kw)
-    b = _build(BetaVAE, loss_type="B", gamma=10.0, max_capacity=25, Capacity_max_iter=100, **kw)
+    h = _build(BetaVAEConfig(loss_type="H", beta=10.0, **GAUSS))
+    b = _build(
+        BetaVAEConfig(loss_type="B", gamma=10.0, max_capacity=25, Capacity_max_iter=100, **GAUSS)
+    )
     out = h(_images(), eps=_eps())
     lh = h.loss_function(*out, M_N=0.1)
     np.testing.assert_allclose(lh.loss, lh.Reconstruction_Loss + 1.0 * lh.KLD, rtol=1e-6)
@@ -272,11 +332,10 @@ def _mmd_numpy(z, p, kernel, reg_weight, estimator):
 @pytest.mark.parametrize("kernel", ["imq", "rbf"])
 @pytest.mark.parametrize("estimator", ["original", "unbiased"])
 def test_wae_mmd_estimators(kernel, estimator):
-    wae = nnx.eval_shape(
-        lambda: WAE_MMD(
-            3, 6, kernel_type=kernel, reg_weight=7.0, mmd_estimator=estimator, rngs=nnx.Rngs(0)
-        )
+    config = WAEMMDConfig(
+        in_channels=3, latent_dim=6, kernel_type=kernel, reg_weight=7.0, mmd_estimator=estimator
     )
+    wae = nnx.eval_shape(lambda: WAE_MMD(config, rngs=nnx.Rngs(0)))
     rng = np.random.default_rng(2)
     z, p = rng.standard_normal((2, 5, 6))
     got = wae.compute_mmd(jnp.asarray(z, jnp.float32), jnp.asarray(p, jnp.float32))
@@ -289,18 +348,17 @@ def test_wae_mmd_estimators(kernel, estimator):
 
 
 def test_sample_and_generate_shapes():
-    kw = {"in_channels": 3, "latent_dim": LATENT, **SMALL}
     x = _images()
-    for cls in (VanillaVAE, BetaVAE, WAE_MMD):
-        model = _build(cls, **kw)
+    for config_cls in (VanillaVAEConfig, BetaVAEConfig, WAEMMDConfig):
+        model = _build(config_cls(**GAUSS))
         assert model.sample(5, rngs=nnx.Rngs(0)).shape == (5, 2, 2, 3)
-        extra = {} if cls is WAE_MMD else {"rngs": nnx.Rngs(1)}
+        extra = {} if config_cls is WAEMMDConfig else {"rngs": nnx.Rngs(1)}
         assert model.generate(x, **extra).shape == x.shape
-    cvae = _build(ConditionalVAE, in_channels=3, num_classes=CLASSES, latent_dim=LATENT, **SMALL)
+    cvae = _build(ConditionalVAEConfig(num_classes=CLASSES, **GAUSS))
     labels = jnp.eye(CLASSES)[:B]
     assert cvae.sample(B, rngs=nnx.Rngs(0), labels=labels).shape == (B, 2, 2, 3)
     assert cvae.generate(x, labels=labels, eps=_eps()).shape == x.shape
-    vq = _build(VQVAE, in_channels=3, embedding_dim=8, num_embeddings=16, hidden_dims=[8])
+    vq = _build(VQ)
     assert vq.generate(_images(size=4)).shape == (B, 4, 4, 3)
     with pytest.raises(NotImplementedError, match="decode_indices"):
         vq.sample(2, rngs=nnx.Rngs(0))
@@ -337,8 +395,8 @@ def _train_step(model, x, eps):
 
 def test_jit_train_step_matches_eager():
     x, eps = _images(), _eps()
-    eager_model = _build(BetaVAE, in_channels=3, latent_dim=LATENT, **SMALL)
-    jit_model = _build(BetaVAE, in_channels=3, latent_dim=LATENT, **SMALL)
+    eager_model = _build(BetaVAEConfig(**GAUSS))
+    jit_model = _build(BetaVAEConfig(**GAUSS))
     # Eager forward and loss (gradients eagerly are covered against torch by the parity tests).
     eager_loss = eager_model.loss_function(*eager_model(x, eps=eps), M_N=0.01).loss
     step = nnx.jit(_train_step)
@@ -358,7 +416,7 @@ def test_jit_train_step_matches_eager():
 
 
 def test_vqvae_under_jit_and_grad():
-    vq = _build(VQVAE, in_channels=3, embedding_dim=8, num_embeddings=16, hidden_dims=[8])
+    vq = _build(VQ)
     x = _images(size=4)
 
     @nnx.jit
@@ -381,7 +439,7 @@ def test_vqvae_under_jit_and_grad():
 
 
 def test_vq_layer_quantizes_to_codes_and_straight_through():
-    vq = _build(VQVAE, in_channels=3, embedding_dim=8, num_embeddings=16, hidden_dims=[8])
+    vq = _build(VQ)
     latents = jnp.asarray(np.random.default_rng(3).standard_normal((2, 2, 2, 8)), jnp.float32)
     out = vq.vq_layer(latents)
     codebook = np.asarray(vq.vq_layer.codebook)
@@ -400,18 +458,19 @@ def test_vq_layer_quantizes_to_codes_and_straight_through():
 
 
 @pytest.mark.parametrize(
-    "cls, kwargs",
+    "config",
     [
-        (VanillaVAE, {"in_channels": 3, "latent_dim": LATENT, **SMALL}),
-        (BetaVAE, {"in_channels": 3, "latent_dim": LATENT, **SMALL}),
-        (ConditionalVAE, {"in_channels": 3, "num_classes": CLASSES, "latent_dim": 4, **SMALL}),
-        (WAE_MMD, {"in_channels": 3, "latent_dim": LATENT, **SMALL}),
-        (VQVAE, {"in_channels": 3, "embedding_dim": 8, "num_embeddings": 16, "hidden_dims": [8]}),
+        VanillaVAEConfig(**GAUSS),
+        BetaVAEConfig(**GAUSS),
+        ConditionalVAEConfig(num_classes=CLASSES, **GAUSS),
+        WAEMMDConfig(**GAUSS),
+        VQ,
     ],
+    ids=lambda c: type(c).__name__,
 )
-def test_export_round_trip(cls, kwargs):
-    state = _random_state(cls, **kwargs)
-    model = cv.from_checkpoint(cls, state, **kwargs)
+def test_export_round_trip(config):
+    state = _random_state(config)
+    model = cv.from_checkpoint(config, state)
     exported = cv.export_state_dict(model)
     assert list(exported) == list(state)
     for key, value in state.items():
@@ -420,11 +479,13 @@ def test_export_round_trip(cls, kwargs):
 
 
 def test_beta_vae_counter_is_kept_on_load_and_not_exported():
-    kwargs = {"in_channels": 3, "latent_dim": LATENT, **SMALL}
-    beta = _build(BetaVAE, **kwargs)
+    config = BetaVAEConfig(**GAUSS)
+    beta = _build(config)
     beta.num_iter[...] = jnp.int32(7)
     state = cv.export_state_dict(beta)
     assert not any("num_iter" in k for k in state)
     cv.load_state_dict(beta, state)
     assert int(beta.num_iter[...]) == 7
-    assert int(cv.from_checkpoint(BetaVAE, state, **kwargs).num_iter[...]) == 0
+    assert int(cv.from_checkpoint(config, state).num_iter[...]) == 0
+    with pytest.raises(TypeError, match="not a PyTorch-VAE config: dict"):
+        cv.from_checkpoint({"in_channels": 3}, state)

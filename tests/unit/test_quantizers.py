@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxlatent import quantizers as q
+from jaxlatent.quantizers import dac as dac_q
 
 # --------------------------------------------------------------------------------------------
 # search
@@ -291,7 +292,7 @@ def test_stats_bad_input():
 def rvq():
     from flax import nnx
 
-    return q.ResidualVectorQuantize(12, 3, 16, 4, quantizer_dropout=0.5, rngs=nnx.Rngs(3))
+    return dac_q.ResidualVectorQuantize(12, 3, 16, 4, quantizer_dropout=0.5, rngs=nnx.Rngs(3))
 
 
 def _z(rng, batch=4, time=9, dim=12):
@@ -362,9 +363,9 @@ def test_rvq_train_dropout_semantics(rng, rvq, key):
     assert tr.codes.shape == (5, 3, 9)
     np.testing.assert_array_equal(tr.codes, ev.codes)  # every quantizer runs, unmasked residual
     np.testing.assert_array_equal(tr.latents, ev.latents)
-    depths = np.asarray(q.dropout_depths(key, 5, 3, 0.5))
+    depths = np.asarray(dac_q.dropout_depths(key, 5, 3, 0.5))
     assert (depths[2:] == 4).all() and ((depths[:2] >= 1) & (depths[:2] <= 3)).all()
-    assert np.array_equal(q.dropout_depths(key, 5, 3, 0.5), depths)  # deterministic
+    assert np.array_equal(dac_q.dropout_depths(key, 5, 3, 0.5), depths)  # deterministic
     # item b is the sum of the outputs of its first depths[b] quantizers
     residual, expected_z, expected_loss = z, 0.0, 0.0
     for i in range(3):
@@ -380,8 +381,8 @@ def test_rvq_train_dropout_semantics(rng, rvq, key):
     no_drop.quantizer_dropout = 0.0
     np.testing.assert_array_equal(no_drop(z, train=True).z, ev.z)
     # the first int(batch * p) items are dropped: int(5 * 0.3) == 1, int(5 * 1.0) == 5
-    np.testing.assert_array_equal(q.dropout_depths(key, 5, 3, 0.3), [depths[0], 4, 4, 4, 4])
-    np.testing.assert_array_equal(q.dropout_depths(key, 5, 3, True)[:2], depths[:2])
+    np.testing.assert_array_equal(dac_q.dropout_depths(key, 5, 3, 0.3), [depths[0], 4, 4, 4, 4])
+    np.testing.assert_array_equal(dac_q.dropout_depths(key, 5, 3, True)[:2], depths[:2])
     one_item = rvq(z[:1], train=True)  # int(1 * 0.5) == 0: no key needed
     np.testing.assert_array_equal(one_item.codes, ev.codes[:1])
 
@@ -428,6 +429,6 @@ def test_rvq_bad_construction():
     from flax import nnx
 
     with pytest.raises(ValueError, match="codebook_dim has 2 entries but n_codebooks=3"):
-        q.ResidualVectorQuantize(8, 3, 4, (2, 2), rngs=nnx.Rngs(0))
+        dac_q.ResidualVectorQuantize(8, 3, 4, (2, 2), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"quantizer_dropout must lie in \[0, 1\], got 1.5"):
-        q.ResidualVectorQuantize(8, 3, 4, 2, quantizer_dropout=1.5, rngs=nnx.Rngs(0))
+        dac_q.ResidualVectorQuantize(8, 3, 4, 2, quantizer_dropout=1.5, rngs=nnx.Rngs(0))

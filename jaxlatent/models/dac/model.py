@@ -44,7 +44,7 @@ from jaxlatent._checks import check_floating, check_no_nan, is_concrete, shape_s
 from jaxlatent.models.dac.codec import Decoder, Encoder
 from jaxlatent.models.dac.config import DACConfig
 from jaxlatent.models.dac.layers import init_weights
-from jaxlatent.quantizers.dac_vq import ResidualVectorQuantize, RVQDecoded
+from jaxlatent.quantizers.dac import ResidualVectorQuantize, RVQDecoded
 
 Array = jax.Array
 
@@ -146,7 +146,7 @@ class DAC(nnx.Module):
     """The Descript Audio Codec (encoder, residual VQ, decoder), channels-last.
 
     Submodules ``encoder`` (:class:`~jaxlatent.models.dac.Encoder`), ``quantizer``
-    (:class:`~jaxlatent.quantizers.ResidualVectorQuantize`) and ``decoder``
+    (:class:`~jaxlatent.quantizers.dac.ResidualVectorQuantize`) and ``decoder``
     (:class:`~jaxlatent.models.dac.Decoder`) hold exactly the reference's parameters
     (weight-normed convolutions with trainable ``weight_g``/``weight_v``, Snake ``alpha``,
     codebooks). After construction the reference's ``init_weights`` is applied

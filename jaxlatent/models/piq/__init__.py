@@ -26,7 +26,3 @@ from jaxlatent.models.piq.psi import (
     VectorQuantizedPSIFocalNet_Audio as VectorQuantizedPSIFocalNet_Audio,
 )
 from jaxlatent.models.piq.psi import VectorQuantizedPSIViT_Audio as VectorQuantizedPSIViT_Audio
-
-# the quantizer (jaxlatent.quantizers.piq), for convenience
-from jaxlatent.quantizers.piq import VQEmbedding as VQEmbedding
-from jaxlatent.quantizers.piq import VQEmbeddingOutput as VQEmbeddingOutput

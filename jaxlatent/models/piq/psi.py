@@ -4,7 +4,7 @@ Ports of SpeechBrain 1.1.2 `speechbrain.lobes.models.PIQ.VectorQuantizedPSI_Audi
 `VectorQuantizedPSIFocalNet_Audio` and `VectorQuantizedPSIViT_Audio` (Paissan, Subakan &
 Ravanelli 2023, arXiv:2303.12659): an optional residual adapter and 2× down-sampling of a
 classifier's representation, PIQ's class-partitioned codebook
-(:class:`jaxlatent.quantizers.VQEmbedding`), 2× up-sampling and a transposed-conv decoder to a
+(:class:`jaxlatent.quantizers.piq.VQEmbedding`), 2× up-sampling and a transposed-conv decoder to a
 one-channel log-power spectrogram.
 
 Kept from SpeechBrain: the decoder applies **ReLU before BatchNorm**; the returned `hcat` is

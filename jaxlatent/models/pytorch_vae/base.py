@@ -15,7 +15,7 @@ original's loss dict (``loss._asdict()`` gives that dict).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -103,38 +103,6 @@ def output_activation_fn(name: str) -> Callable[[Array], Array]:
     """
     check_choice("output_activation", name, tuple(OUTPUT_ACTIVATIONS))
     return OUTPUT_ACTIVATIONS[name]
-
-
-def image_size(img_size: int | Sequence[int]) -> tuple[int, int]:
-    """``(height, width)`` from an int (square) or a pair.
-
-    Raises:
-      ValueError: if the sizes are not positive ints.
-    """
-    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-        raise ValueError(f"img_size must be a positive int or (height, width), got {img_size!r}")
-    return size  # type: ignore[return-value]
-
-
-def take_hidden_dims(
-    hidden_dims: Sequence[int] | None, default: Sequence[int], *, reverse_in_place: bool
-) -> tuple[int, ...]:
-    """The model's own copy of `hidden_dims` (`default` if None).
-
-    With `reverse_in_place` a *list* passed by the caller is reversed in place, as the
-    original's ``hidden_dims.reverse()`` does (a config list reused for a second model then
-    describes a different network). The model itself always uses the order given.
-
-    Raises:
-      ValueError: if `hidden_dims` is empty or holds non-positive values.
-    """
-    dims = tuple(default if hidden_dims is None else hidden_dims)
-    if not dims or not all(isinstance(d, int) and d > 0 for d in dims):
-        raise ValueError(f"hidden_dims must be a non-empty list of positive ints, got {dims!r}")
-    if reverse_in_place and isinstance(hidden_dims, list):
-        hidden_dims.reverse()
-    return dims
 
 
 def check_images(name: str, x: Any, expected: tuple[int | None, int | None, int], owner: str):

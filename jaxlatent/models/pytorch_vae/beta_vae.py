@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxlatent._checks import check_choice
 from jaxlatent.models.pytorch_vae.base import VAELoss, gaussian_kld, mse_loss
+from jaxlatent.models.pytorch_vae.config import BetaVAEConfig
 from jaxlatent.models.pytorch_vae.vanilla_vae import VanillaVAE
 
 Array = jax.Array
@@ -42,24 +41,21 @@ class BetaVAE(VanillaVAE):
       (e.g. the optimiser step, unaffected by validation).
     * The original's loss 'B' has shape [1] (the capacity is a 1-element tensor); here every
       loss is a scalar (`jax.grad` needs one). The value is the same.
-    * An unknown `loss_type` raises ValueError at construction, not at the first loss call.
-    * The VanillaVAE options (`img_size`, `out_channels`, `output_activation`,
-      `reverse_hidden_dims_in_place`) apply.
+    * An unknown `loss_type` raises ValueError when the config is made, not at the first loss
+      call.
+    * The `VanillaVAE` options (`img_size`, `out_channels`, `output_activation`,
+      `negate_logged_kld`) apply, as fields of `BetaVAEConfig`.
 
     Args:
-      in_channels, latent_dim, hidden_dims: as VanillaVAE.
-      beta: KL weight of loss 'H' (original default 4; configs/bhvae.yaml: 10).
-      gamma: weight of loss 'B' (default 1000; configs/bbvae.yaml: 10).
-      max_capacity: the capacity reached at the end of the schedule (default 25).
-      Capacity_max_iter: length of the schedule in loss calls/steps (default 1e5;
-        configs/bbvae.yaml: 10000).
-      loss_type: 'H' or 'B' (default 'B').
-      **options: keyword options of VanillaVAE (``img_size``, ``precision``, ``rngs``, ...).
+      config: a `BetaVAEConfig` (`beta`, `gamma`, `max_capacity`, `Capacity_max_iter`,
+        `loss_type` and the network's sizes).
+      precision, rngs: as `VanillaVAE`.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> vae = BetaVAE(3, 4, [8], img_size=2, gamma=10.0, max_capacity=25,
-      ...               Capacity_max_iter=10000, rngs=nnx.Rngs(0))
+      >>> config = BetaVAEConfig(in_channels=3, latent_dim=4, hidden_dims=[8], img_size=2,
+      ...                        gamma=10.0, max_capacity=25, Capacity_max_iter=10000)
+      >>> vae = BetaVAE(config, rngs=nnx.Rngs(0))
       >>> vae.capacity(2500)
       Array(6.25, dtype=float32)
       >>> out = vae(jnp.ones((2, 2, 2, 3)), rngs=nnx.Rngs(1))
@@ -68,32 +64,16 @@ class BetaVAE(VanillaVAE):
       1
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        latent_dim: int,
-        hidden_dims: Sequence[int] | None = None,
-        beta: float = 4,
-        gamma: float = 1000.0,
-        max_capacity: float = 25,
-        Capacity_max_iter: float = 1e5,
-        loss_type: str = "B",
-        **options: Any,
-    ):
-        check_choice("loss_type", loss_type, ("H", "B"))
-        options.setdefault("negate_logged_kld", False)
-        super().__init__(in_channels, latent_dim, hidden_dims, **options)
-        self.beta = beta
-        self.gamma = gamma
-        self.max_capacity = max_capacity
-        self.C_stop_iter = Capacity_max_iter
-        self.loss_type = loss_type
+    CONFIG = BetaVAEConfig
+
+    def __init__(self, config: BetaVAEConfig, *, precision: Any = None, rngs: nnx.Rngs):
+        super().__init__(config, precision=precision, rngs=rngs)
         self.num_iter = IterationCounter(jnp.zeros((), jnp.int32))
 
     def capacity(self, num_iter: Any) -> Array:
         """``clamp(max_capacity / Capacity_max_iter · num_iter, 0, max_capacity)``, float32."""
-        c_max = jnp.float32(self.max_capacity)
-        rate = c_max / jnp.float32(self.C_stop_iter)
+        c_max = jnp.float32(self.config.max_capacity)
+        rate = c_max / jnp.float32(self.config.Capacity_max_iter)
         return jnp.clip(rate * jnp.asarray(num_iter).astype(jnp.float32), 0.0, c_max)
 
     def loss_function(
@@ -124,8 +104,9 @@ class BetaVAE(VanillaVAE):
             num_iter = step
         recons_loss = mse_loss(recons, input)
         kld = gaussian_kld(mu, log_var)
-        if self.loss_type == "H":
-            loss = recons_loss + self.beta * M_N * kld
+        if self.config.loss_type == "H":
+            loss = recons_loss + self.config.beta * M_N * kld
         else:
-            loss = recons_loss + self.gamma * M_N * jnp.abs(kld - self.capacity(num_iter))
+            gap = jnp.abs(kld - self.capacity(num_iter))
+            loss = recons_loss + self.config.gamma * M_N * gap
         return VAELoss(loss, recons_loss, kld)

@@ -26,7 +26,6 @@ Torch module paths map one to one: ``encoder.{i}.0/1`` → ``encoder/{i}/conv|bn
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -37,17 +36,13 @@ from jaxlatent import nn as jnn
 from jaxlatent.models.pytorch_vae.base import (
     BaseVAE,
     check_images,
-    image_size,
     leaky_relu,
     output_activation_fn,
-    take_hidden_dims,
     torch_linear,
 )
+from jaxlatent.models.pytorch_vae.config import ConvVAEConfig
 
 Array = jax.Array
-
-#: `hidden_dims` of the original's constructors when None is passed.
-DEFAULT_HIDDEN_DIMS = (32, 64, 128, 256, 512)
 
 
 class ConvBlock(nnx.Module):
@@ -105,52 +100,39 @@ class ConvVAEBackbone(BaseVAE):
     Subclasses add their heads (``fc_mu``/``fc_var`` or ``fc_z``) on `feature_size` inputs.
 
     Args:
+      config: the model's config (`hidden_dims`, `img_size`, `out_channels`,
+        `output_activation`; the decoder uses `hidden_dims` reversed).
       encoder_in_channels: channels entering the encoder.
       decoder_in_features: width of the vectors entering `decode`.
-      hidden_dims: encoder widths (the decoder uses them reversed).
-      img_size: ``H`` (square) or ``(H, W)``; both must be multiples of ``2**len(hidden_dims)``.
-      out_channels: channels of the reconstruction (the original: always 3).
-      output_activation: "tanh" (the original), "sigmoid" (for [0, 1] data) or "identity".
-      reverse_hidden_dims_in_place: reverse a caller's `hidden_dims` list in place, as the
-        original does (see `take_hidden_dims`).
       precision: matmul/conv precision (None: JAX's default; HIGHEST for exact float32 on
         accelerators).
       rngs: parameter initialisation (torch's default uniform initialisers).
 
     Raises:
-      ValueError: for an image size the network cannot reproduce, an unknown activation, or
-        invalid `hidden_dims`.
+      ValueError: if `config` is not a config of this model class.
     """
+
+    #: The config class this model takes.
+    CONFIG: type[ConvVAEConfig] = ConvVAEConfig
 
     def __init__(
         self,
+        config: ConvVAEConfig,
         *,
         encoder_in_channels: int,
         decoder_in_features: int,
-        hidden_dims: Sequence[int] | None,
-        img_size: int | Sequence[int],
-        out_channels: int,
-        output_activation: str,
-        reverse_hidden_dims_in_place: bool,
         precision: Any,
         rngs: nnx.Rngs,
     ):
-        dims = take_hidden_dims(
-            hidden_dims, DEFAULT_HIDDEN_DIMS, reverse_in_place=reverse_hidden_dims_in_place
-        )
-        height, width = image_size(img_size)
+        self._check_config(config)
+        self.config = config
+        dims = config.hidden_dims
+        height, width = config.image_shape
         factor = 2 ** len(dims)
-        if height % factor or width % factor:
-            raise ValueError(
-                f"img_size {(height, width)} cannot be handled: the encoder halves height and "
-                f"width len(hidden_dims)={len(dims)} times and the decoder doubles them back, so "
-                f"both must be multiples of 2**{len(dims)} = {factor}"
-            )
-        output_activation_fn(output_activation)  # validates the name
         self.hidden_dims = dims
         self.img_size = (height, width)
         self.encoder_in_channels = encoder_in_channels
-        self.out_channels = out_channels
+        self.out_channels = config.out_channels
         self.bottleneck = (height // factor, width // factor, dims[-1])
         self.feature_size = dims[-1] * (height // factor) * (width // factor)
         cins = (encoder_in_channels, *dims[:-1])
@@ -164,8 +146,17 @@ class ConvVAEBackbone(BaseVAE):
             [DeconvBlock(a, b, precision=precision, rngs=rngs) for a, b in itertools.pairwise(rev)]
         )
         self.final_layer = FinalLayer(
-            rev[-1], out_channels, output_activation, precision=precision, rngs=rngs
+            rev[-1], config.out_channels, config.output_activation, precision=precision, rngs=rngs
         )
+
+    @classmethod
+    def _check_config(cls, config: Any) -> None:
+        """Raise ValueError unless `config` is a ``cls.CONFIG``."""
+        if not isinstance(config, cls.CONFIG):
+            raise ValueError(
+                f"{cls.__name__} needs a {cls.CONFIG.__name__}, got {type(config).__name__} "
+                f"(see {cls.CONFIG.__name__}.from_model_params for the original's model_params)"
+            )
 
     def check_input(self, x: Array, name: str = "x") -> None:
         """Raise ValueError unless `x` is ``[batch, H, W, encoder_in_channels]``."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -20,6 +19,7 @@ from jaxlatent.models.pytorch_vae.base import (
     reparameterize,
     torch_linear,
 )
+from jaxlatent.models.pytorch_vae.config import ConditionalVAEConfig
 from jaxlatent.models.pytorch_vae.conv_vae import ConvVAEBackbone
 
 Array = jax.Array
@@ -36,25 +36,22 @@ class ConditionalVAE(ConvVAEBackbone):
     ``concat([z, labels])`` (``latent_dim + num_classes`` wide). The rest is VanillaVAE's
     network and loss (logged ``KLD = -KL``, not detached: no numeric difference).
 
-    Differences from the original (defaults reproduce it): the VanillaVAE options
-    (`img_size` may be ``(H, W)``, `out_channels`, `output_activation`,
-    `reverse_hidden_dims_in_place`, `negate_logged_kld`) apply; randomness is explicit;
+    Differences from the original (the config's defaults reproduce it): the `VanillaVAE`
+    options (`img_size` may be ``(H, W)``, `out_channels`, `output_activation`,
+    `negate_logged_kld`) are fields of `ConditionalVAEConfig`; randomness is explicit;
     `encode` takes the embedded input (as the original's ``encode``) and :meth:`embed` builds
     it; labels of the wrong width raise ValueError naming the shapes.
 
     Args:
-      in_channels: image channels.
-      num_classes: width of the label vectors.
-      latent_dim: latent size.
-      hidden_dims: encoder widths (default ``[32, 64, 128, 256, 512]``).
-      img_size: image size, int or ``(H, W)`` (default 64); the label embedding has H·W
-        outputs, so inputs must have exactly this size.
-      out_channels, output_activation, reverse_hidden_dims_in_place, negate_logged_kld,
-        precision, name, rngs: keyword options, as VanillaVAE.
+      config: a `ConditionalVAEConfig` (`num_classes`, `latent_dim`, ...; the label embedding
+        has H·W outputs, so inputs must have exactly `img_size`).
+      precision, rngs: as `VanillaVAE`.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> cvae = ConditionalVAE(3, 10, 4, [8], img_size=2, rngs=nnx.Rngs(0))
+      >>> config = ConditionalVAEConfig(in_channels=3, num_classes=10, latent_dim=4,
+      ...                               hidden_dims=[8], img_size=2)
+      >>> cvae = ConditionalVAE(config, rngs=nnx.Rngs(0))
       >>> labels = jnp.eye(10)[:2]
       >>> cvae(jnp.ones((2, 2, 2, 3)), labels=labels, rngs=nnx.Rngs(1)).z.shape
       (2, 14)
@@ -62,43 +59,27 @@ class ConditionalVAE(ConvVAEBackbone):
       (2, 2, 2, 3)
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        latent_dim: int,
-        hidden_dims: Sequence[int] | None = None,
-        img_size: int | Sequence[int] = 64,
-        *,
-        out_channels: int = 3,
-        output_activation: str = "tanh",
-        reverse_hidden_dims_in_place: bool = True,
-        negate_logged_kld: bool = True,
-        precision: Any = None,
-        name: str | None = None,
-        rngs: nnx.Rngs,
-    ):
-        del name  # a config's model_params "name" entry, swallowed by the original's **kwargs
+    CONFIG = ConditionalVAEConfig
+
+    def __init__(self, config: ConditionalVAEConfig, *, precision: Any = None, rngs: nnx.Rngs):
+        self._check_config(config)
         super().__init__(
-            encoder_in_channels=in_channels + 1,  # the extra label channel
-            decoder_in_features=latent_dim + num_classes,
-            hidden_dims=hidden_dims,
-            img_size=img_size,
-            out_channels=out_channels,
-            output_activation=output_activation,
-            reverse_hidden_dims_in_place=reverse_hidden_dims_in_place,
+            config,
+            encoder_in_channels=config.in_channels + 1,  # the extra label channel
+            decoder_in_features=config.latent_dim + config.num_classes,
             precision=precision,
             rngs=rngs,
         )
+        in_channels, latent_dim = config.in_channels, config.latent_dim
         self.in_channels = in_channels
-        self.num_classes = num_classes
+        self.num_classes = config.num_classes
         self.latent_dim = latent_dim
-        self.negate_logged_kld = negate_logged_kld
         height, width = self.img_size
-        self.embed_class = torch_linear(num_classes, height * width, precision=precision, rngs=rngs)
-        self.embed_data = jnn.Conv2d(in_channels, in_channels, 1, precision=precision, rngs=rngs)
-        self.fc_mu = torch_linear(self.feature_size, latent_dim, precision=precision, rngs=rngs)
-        self.fc_var = torch_linear(self.feature_size, latent_dim, precision=precision, rngs=rngs)
+        kw = {"precision": precision, "rngs": rngs}
+        self.embed_class = torch_linear(config.num_classes, height * width, **kw)
+        self.embed_data = jnn.Conv2d(in_channels, in_channels, 1, **kw)
+        self.fc_mu = torch_linear(self.feature_size, latent_dim, **kw)
+        self.fc_var = torch_linear(self.feature_size, latent_dim, **kw)
 
     def _labels(self, labels: Any, batch: int) -> Array:
         if labels is None:
@@ -164,7 +145,7 @@ class ConditionalVAE(ConvVAEBackbone):
         recons_loss = mse_loss(recons, input)
         kld = gaussian_kld(mu, log_var)
         loss = recons_loss + M_N * kld
-        return VAELoss(loss, recons_loss, -kld if self.negate_logged_kld else kld)
+        return VAELoss(loss, recons_loss, -kld if self.config.negate_logged_kld else kld)
 
     def sample(self, num_samples: int, *, rngs: nnx.Rngs, labels: Array) -> Array:
         """Decode ``num_samples`` N(0, I) latents with `labels` ``[num_samples, num_classes]``."""

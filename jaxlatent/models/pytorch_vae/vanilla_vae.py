@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -17,6 +16,7 @@ from jaxlatent.models.pytorch_vae.base import (
     reparameterize,
     torch_linear,
 )
+from jaxlatent.models.pytorch_vae.config import VanillaVAEConfig
 from jaxlatent.models.pytorch_vae.conv_vae import ConvVAEBackbone
 
 Array = jax.Array
@@ -31,7 +31,8 @@ class VanillaVAE(ConvVAEBackbone):
     are the original's, so a converted checkpoint gives the original's numbers
     (`converters.pytorch_vae`). Images are channels-last ``[batch, H, W, C]``.
 
-    Differences from the original, each reproduced by default and correctable by an option:
+    Differences from the original, each reproduced by default and correctable by an option of
+    `VanillaVAEConfig`:
 
     * 64×64 inputs only (``view(-1, 512, 2, 2)`` and ``hidden_dims[-1]*4``): here the bottleneck
       follows `img_size` (any multiple of ``2**len(hidden_dims)``) and ``hidden_dims[-1]``.
@@ -39,35 +40,29 @@ class VanillaVAE(ConvVAEBackbone):
       mis-reshapes).
     * 3 output channels whatever `in_channels`: `out_channels` (default 3).
     * Tanh output although the data are in [0, 1]: `output_activation` ("sigmoid").
-    * ``hidden_dims.reverse()`` mutates the caller's list: `reverse_hidden_dims_in_place`.
     * the loss dict logs ``KLD = -kld_loss`` (a positive KL shows as negative):
       `negate_logged_kld=False` logs +KL. The total loss uses +KL either way.
 
-    Other API differences: `__call__` (``forward``) needs the reparameterisation noise
-    explicitly (``rngs=`` or ``eps=``) and also returns z; ``sample`` takes an `nnx.Rngs`.
-    The bottleneck is flattened in torch's channel-major order (see
-    `jaxlatent.models.pytorch_vae.conv_vae`), so converted Linear weights are used unpermuted.
+    Other API differences: the hyper-parameters come as a frozen `VanillaVAEConfig`
+    (``VanillaVAEConfig.from_model_params`` reads the original's ``model_params``; the
+    original's in-place ``hidden_dims.reverse()`` of the caller's list has no counterpart);
+    `__call__` (``forward``) needs the reparameterisation noise explicitly (``rngs=`` or
+    ``eps=``) and also returns z; ``sample`` takes an `nnx.Rngs`. The bottleneck is flattened
+    in torch's channel-major order (see `jaxlatent.models.pytorch_vae.conv_vae`), so converted
+    Linear weights are used unpermuted.
 
     Args:
-      in_channels: input image channels.
-      latent_dim: latent size.
-      hidden_dims: encoder widths (default ``[32, 64, 128, 256, 512]``).
-      img_size: image size handled, int or ``(H, W)`` (default 64, the original's only size).
-      out_channels, output_activation, reverse_hidden_dims_in_place, negate_logged_kld: see
-        above.
+      config: a `VanillaVAEConfig` (for `BetaVAE`, a `BetaVAEConfig`).
       precision: conv/matmul precision (None: JAX's default).
-      name: ignored; accepted so that a PyTorch-VAE config's ``model_params`` (which include
-        the class ``name``) can be passed as ``**model_params``. Other unknown keywords raise
-        TypeError (the original's ``**kwargs`` swallows them).
       rngs: parameter initialisation (torch's default initialisers).
 
     Raises:
-      ValueError: if `img_size` is not a multiple of ``2**len(hidden_dims)``, or for an
-        unknown `output_activation` or invalid `hidden_dims`.
+      ValueError: if `config` is not a config of this class.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> vae = VanillaVAE(3, 4, hidden_dims=[8], img_size=2, rngs=nnx.Rngs(0))
+      >>> config = VanillaVAEConfig(in_channels=3, latent_dim=4, hidden_dims=[8], img_size=2)
+      >>> vae = VanillaVAE(config, rngs=nnx.Rngs(0))
       >>> out = vae(jnp.ones((2, 2, 2, 3)), rngs=nnx.Rngs(1))
       >>> out.recons.shape, out.mu.shape
       ((2, 2, 2, 3), (2, 4))
@@ -75,38 +70,25 @@ class VanillaVAE(ConvVAEBackbone):
       ['KLD', 'Reconstruction_Loss', 'loss']
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        latent_dim: int,
-        hidden_dims: Sequence[int] | None = None,
-        *,
-        img_size: int | Sequence[int] = 64,
-        out_channels: int = 3,
-        output_activation: str = "tanh",
-        reverse_hidden_dims_in_place: bool = True,
-        negate_logged_kld: bool = True,
-        precision: Any = None,
-        name: str | None = None,
-        rngs: nnx.Rngs,
-    ):
-        del name  # a config's model_params "name" entry, swallowed by the original's **kwargs
+    CONFIG = VanillaVAEConfig
+
+    def __init__(self, config: VanillaVAEConfig, *, precision: Any = None, rngs: nnx.Rngs):
+        self._check_config(config)
         super().__init__(
-            encoder_in_channels=in_channels,
-            decoder_in_features=latent_dim,
-            hidden_dims=hidden_dims,
-            img_size=img_size,
-            out_channels=out_channels,
-            output_activation=output_activation,
-            reverse_hidden_dims_in_place=reverse_hidden_dims_in_place,
+            config,
+            encoder_in_channels=config.in_channels,
+            decoder_in_features=config.latent_dim,
             precision=precision,
             rngs=rngs,
         )
-        self.in_channels = in_channels
-        self.latent_dim = latent_dim
-        self.negate_logged_kld = negate_logged_kld
-        self.fc_mu = torch_linear(self.feature_size, latent_dim, precision=precision, rngs=rngs)
-        self.fc_var = torch_linear(self.feature_size, latent_dim, precision=precision, rngs=rngs)
+        self.in_channels = config.in_channels
+        self.latent_dim = config.latent_dim
+        self.fc_mu = torch_linear(
+            self.feature_size, config.latent_dim, precision=precision, rngs=rngs
+        )
+        self.fc_var = torch_linear(
+            self.feature_size, config.latent_dim, precision=precision, rngs=rngs
+        )
 
     def encode(self, x: Array) -> tuple[Array, Array]:
         """``(mu, log_var)``, each ``[batch, latent_dim]``, of images ``[batch, H, W, C]``.
@@ -171,7 +153,7 @@ class VanillaVAE(ConvVAEBackbone):
         recons_loss = mse_loss(recons, input)
         kld = gaussian_kld(mu, log_var)
         loss = recons_loss + M_N * kld
-        logged = -kld if self.negate_logged_kld else kld
+        logged = -kld if self.config.negate_logged_kld else kld
         return VAELoss(loss, jax.lax.stop_gradient(recons_loss), jax.lax.stop_gradient(logged))
 
     def sample(self, num_samples: int, *, rngs: nnx.Rngs) -> Array:

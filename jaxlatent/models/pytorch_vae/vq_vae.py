@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -17,22 +16,20 @@ from jaxlatent.models.pytorch_vae.base import (
     leaky_relu,
     mse_loss,
     output_activation_fn,
-    take_hidden_dims,
     uniform_init,
 )
+from jaxlatent.models.pytorch_vae.config import VQVAEConfig
 from jaxlatent.quantizers.search import check_code_indices, lookup_codes, nearest_code
 from jaxlatent.quantizers.straight_through import straight_through
 
 Array = jax.Array
 
-#: `hidden_dims` of the original's constructor when None is passed.
-DEFAULT_HIDDEN_DIMS = (128, 256)
 #: Residual layers in the encoder and in the decoder (hard-wired in the original).
 NUM_RESIDUAL_LAYERS = 6
 
 
-class VQOutput(NamedTuple):
-    """Output of `VectorQuantizer`.
+class VQVAEQuantizerOutput(NamedTuple):
+    """Output of `VQVAEQuantizer`.
 
     Attributes:
       quantized: the codes with straight-through gradients ``[batch, H, W, D]``.
@@ -62,8 +59,11 @@ class VQVAELoss(NamedTuple):
     VQ_Loss: Array
 
 
-class VectorQuantizer(nnx.Module):
+class VQVAEQuantizer(nnx.Module):
     """The original's ``VectorQuantizer`` (a port of Sonnet v2's), channels-last.
+
+    Named `VQVAEQuantizer` here: `jaxlatent.quantizers.VectorQuantizer` is the generic
+    gradient/EMA quantizer.
 
     Nearest code by squared L2 distance ``(‖x‖² + ‖e‖²) - 2 x·e`` (the shared exact search,
     `jaxlatent.quantizers.nearest_code`, float32 at ``Precision.HIGHEST``, lowest index on
@@ -97,20 +97,20 @@ class VectorQuantizer(nnx.Module):
         """The codebook ``[K, D]``."""
         return self.embedding.embedding[...]
 
-    def __call__(self, latents: Array) -> VQOutput:
+    def __call__(self, latents: Array) -> VQVAEQuantizerOutput:
         """Quantise encoder latents ``[batch, H, W, D]``.
 
         Raises:
           ValueError: if the last axis of `latents` is not D.
         """
-        check_images("latents", latents, (None, None, self.D), "VectorQuantizer")
+        check_images("latents", latents, (None, None, self.D), "VQVAEQuantizer")
         codebook = self.codebook
         indices = nearest_code(latents, codebook, form="addmm")
         q = jnp.take(codebook, indices, axis=0)
         commitment_loss = mse_loss(jax.lax.stop_gradient(q), latents)
         embedding_loss = mse_loss(q, jax.lax.stop_gradient(latents))
         vq_loss = commitment_loss * self.beta + embedding_loss
-        return VQOutput(straight_through(latents, q), vq_loss, indices)
+        return VQVAEQuantizerOutput(straight_through(latents, q), vq_loss, indices)
 
     def lookup(self, indices: Array) -> Array:
         """Codes ``[..., D]`` of integer `indices` ``[...]`` (checked when concrete)."""
@@ -161,33 +161,31 @@ class VQVAE(BaseVAE):
     Source: AntixK/PyTorch-VAE ``models/vq_vae.py`` (commit a6896b9). Encoder: Conv(k4, s2,
     p1)+LeakyReLU per hidden dim, Conv(k3)+LeakyReLU, 6 `ResidualLayer`s, LeakyReLU,
     Conv(1×1 → D)+LeakyReLU (the latent is activated before quantisation, as the original);
-    `VectorQuantizer`; decoder: Conv(k3)+LeakyReLU, 6 ResidualLayers, LeakyReLU,
+    `VQVAEQuantizer`; decoder: Conv(k3)+LeakyReLU, 6 ResidualLayers, LeakyReLU,
     ConvTranspose(k4, s2, p1)+LeakyReLU per reversed hidden dim, ConvTranspose(→ 3)+Tanh. No
     BatchNorm (train and eval mode are identical). Loss: ``mse(recons, x) + vq_loss``.
     ``encoder.{i}`` / ``decoder.{i}`` indices equal the original's.
 
-    Differences from the original (defaults reproduce it): `out_channels` (3),
-    `output_activation` ("tanh"), `reverse_hidden_dims_in_place` as VanillaVAE; images whose
-    height or width is not a multiple of ``2**len(hidden_dims)`` raise ValueError (the
-    original's reconstruction would not match the input size); `img_size` is unused, as in
-    the original; the straight-through output is the code itself (see `VectorQuantizer`);
-    ``sample`` raises NotImplementedError (the original raises ``Warning``): there is no
-    learnt prior over the codes. `decode` takes latents ``[batch, h, w, D]``; `decode_indices`
-    decodes code indices.
+    Differences from the original (the config's defaults reproduce it): `out_channels` (3)
+    and `output_activation` ("tanh") are fields of `VQVAEConfig`; images whose height or width
+    is not a multiple of ``2**len(hidden_dims)`` raise ValueError (the original's
+    reconstruction would not match the input size); `img_size` is unused, as in the original;
+    the straight-through output is the code itself (see `VQVAEQuantizer`); ``sample`` raises
+    NotImplementedError (the original raises ``Warning``): there is no learnt prior over the
+    codes. `decode` takes latents ``[batch, h, w, D]``; `decode_indices` decodes code indices.
 
     Args:
-      in_channels: image channels.
-      embedding_dim: code dimension D.
-      num_embeddings: codebook size K.
-      hidden_dims: encoder widths (default ``[128, 256]``).
-      beta: commitment weight (0.25).
-      img_size: kept for signature compatibility (unused).
-      out_channels, output_activation, reverse_hidden_dims_in_place, precision, name, rngs:
-        see VanillaVAE.
+      config: a `VQVAEConfig` (`embedding_dim` D, `num_embeddings` K, `hidden_dims`, `beta`).
+      precision: conv/matmul precision (None: JAX's default).
+      rngs: parameter initialisation (torch's default initialisers; codebook U(±1/K)).
+
+    Raises:
+      ValueError: if `config` is not a `VQVAEConfig`.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> vq = VQVAE(3, 8, 16, hidden_dims=[8], rngs=nnx.Rngs(0))
+      >>> config = VQVAEConfig(in_channels=3, embedding_dim=8, num_embeddings=16, hidden_dims=[8])
+      >>> vq = VQVAE(config, rngs=nnx.Rngs(0))
       >>> out = vq(jnp.ones((2, 4, 4, 3)))
       >>> out.recons.shape, out.indices.shape, out.indices.dtype
       ((2, 4, 4, 3), (2, 2, 2), dtype('int32'))
@@ -195,55 +193,39 @@ class VQVAE(BaseVAE):
       (2, 4, 4, 3)
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        embedding_dim: int,
-        num_embeddings: int,
-        hidden_dims: Sequence[int] | None = None,
-        beta: float = 0.25,
-        img_size: int = 64,
-        *,
-        out_channels: int = 3,
-        output_activation: str = "tanh",
-        reverse_hidden_dims_in_place: bool = True,
-        precision: Any = None,
-        name: str | None = None,
-        rngs: nnx.Rngs,
-    ):
-        del name  # a config's model_params "name" entry, swallowed by the original's **kwargs
-        dims = take_hidden_dims(
-            hidden_dims, DEFAULT_HIDDEN_DIMS, reverse_in_place=reverse_hidden_dims_in_place
-        )
-        output_activation_fn(output_activation)  # validates the name
-        self.in_channels = in_channels
+    def __init__(self, config: VQVAEConfig, *, precision: Any = None, rngs: nnx.Rngs):
+        if not isinstance(config, VQVAEConfig):
+            raise ValueError(
+                f"VQVAE needs a VQVAEConfig, got {type(config).__name__} (see "
+                "VQVAEConfig.from_model_params for the original's model_params)"
+            )
+        self.config = config
+        dims = config.hidden_dims
+        embedding_dim = config.embedding_dim
+        self.in_channels = config.in_channels
         self.embedding_dim = embedding_dim
-        self.num_embeddings = num_embeddings
+        self.num_embeddings = config.num_embeddings
         self.hidden_dims = dims
-        self.img_size = img_size
-        self.beta = beta
-        self.out_channels = out_channels
+        self.img_size = config.img_size
+        out_channels = config.out_channels
         kw = {"precision": precision, "rngs": rngs}
         top = dims[-1]
-        cins = (in_channels, *dims[:-1])
+        cins = (config.in_channels, *dims[:-1])
         self.encoder = nnx.List(
             [ConvAct(a, b, 4, 2, 1, **kw) for a, b in zip(cins, dims, strict=True)]
             + [ConvAct(top, top, 3, 1, 1, **kw)]
             + [ResidualLayer(top, **kw) for _ in range(NUM_RESIDUAL_LAYERS)]
             + [LeakyReLU(), ConvAct(top, embedding_dim, 1, 1, 0, **kw)]
         )
-        self.vq_layer = VectorQuantizer(num_embeddings, embedding_dim, beta, rngs=rngs)
+        self.vq_layer = VQVAEQuantizer(config.num_embeddings, embedding_dim, config.beta, rngs=rngs)
         rev = dims[::-1]
+        act = config.output_activation
         self.decoder = nnx.List(
             [ConvAct(embedding_dim, top, 3, 1, 1, **kw)]
             + [ResidualLayer(top, **kw) for _ in range(NUM_RESIDUAL_LAYERS)]
             + [LeakyReLU()]
             + [ConvAct(a, b, 4, 2, 1, transposed=True, **kw) for a, b in itertools.pairwise(rev)]
-            + [
-                ConvAct(
-                    rev[-1], out_channels, 4, 2, 1, transposed=True, act=output_activation, **kw
-                )
-            ]
+            + [ConvAct(rev[-1], out_channels, 4, 2, 1, transposed=True, act=act, **kw)]
         )
 
     @property

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxlatent._checks import check_choice
 from jaxlatent.models.pytorch_vae.base import check_vectors, draw_noise, mse_loss, torch_linear
+from jaxlatent.models.pytorch_vae.config import WAEMMDConfig
 from jaxlatent.models.pytorch_vae.conv_vae import ConvVAEBackbone
 
 Array = jax.Array
@@ -59,66 +58,41 @@ class WAE_MMD(ConvVAEBackbone):
     ``k_rbf = exp(-‖x1 - x2‖² / C)``. Its scale differs from the original's (which divides by
     N(N-1) once more for RBF), so `reg_weight` needs re-tuning.
 
-    Other differences: the VanillaVAE options (`img_size`, `out_channels`, `output_activation`,
-    `reverse_hidden_dims_in_place`) apply; `encode` returns z (as the original); unknown
-    kernels raise ValueError at construction. `loss_function` accepts and ignores ``M_N``.
+    Other differences: the `VanillaVAE` options (`img_size`, `out_channels`,
+    `output_activation`) and `mmd_estimator` are fields of `WAEMMDConfig`; `encode` returns z
+    (as the original); unknown kernels raise ValueError when the config is made.
+    `loss_function` accepts and ignores ``M_N``.
 
     Args:
-      in_channels, latent_dim, hidden_dims: as VanillaVAE.
-      reg_weight: MMD weight (default 100; configs: 100 for IMQ, 5000 for RBF).
-      kernel_type: "imq" (default) or "rbf".
-      latent_var: prior variance scale in C (default 2.0).
-      mmd_estimator: "original" (default) or "unbiased".
-      img_size, out_channels, output_activation, reverse_hidden_dims_in_place, precision,
-        name, rngs: keyword options, as VanillaVAE.
+      config: a `WAEMMDConfig` (`reg_weight`, `kernel_type`, `latent_var`, `mmd_estimator`
+        and the network's sizes).
+      precision, rngs: as `VanillaVAE`.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> wae = WAE_MMD(3, 4, [8], img_size=2, rngs=nnx.Rngs(0))
+      >>> config = WAEMMDConfig(in_channels=3, latent_dim=4, hidden_dims=[8], img_size=2)
+      >>> wae = WAE_MMD(config, rngs=nnx.Rngs(0))
       >>> out = wae(jnp.ones((2, 2, 2, 3)))
       >>> wae.loss_function(*out, rngs=nnx.Rngs(1)).MMD.shape
       ()
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        latent_dim: int,
-        hidden_dims: Sequence[int] | None = None,
-        reg_weight: float = 100,
-        kernel_type: str = "imq",
-        latent_var: float = 2.0,
-        *,
-        mmd_estimator: str = "original",
-        img_size: int | Sequence[int] = 64,
-        out_channels: int = 3,
-        output_activation: str = "tanh",
-        reverse_hidden_dims_in_place: bool = True,
-        precision: Any = None,
-        name: str | None = None,
-        rngs: nnx.Rngs,
-    ):
-        del name  # a config's model_params "name" entry, swallowed by the original's **kwargs
-        check_choice("kernel_type", kernel_type, ("imq", "rbf"))
-        check_choice("mmd_estimator", mmd_estimator, ("original", "unbiased"))
+    CONFIG = WAEMMDConfig
+
+    def __init__(self, config: WAEMMDConfig, *, precision: Any = None, rngs: nnx.Rngs):
+        self._check_config(config)
         super().__init__(
-            encoder_in_channels=in_channels,
-            decoder_in_features=latent_dim,
-            hidden_dims=hidden_dims,
-            img_size=img_size,
-            out_channels=out_channels,
-            output_activation=output_activation,
-            reverse_hidden_dims_in_place=reverse_hidden_dims_in_place,
+            config,
+            encoder_in_channels=config.in_channels,
+            decoder_in_features=config.latent_dim,
             precision=precision,
             rngs=rngs,
         )
-        self.in_channels = in_channels
-        self.latent_dim = latent_dim
-        self.reg_weight = reg_weight
-        self.kernel_type = kernel_type
-        self.z_var = latent_var
-        self.mmd_estimator = mmd_estimator
-        self.fc_z = torch_linear(self.feature_size, latent_dim, precision=precision, rngs=rngs)
+        self.in_channels = config.in_channels
+        self.latent_dim = config.latent_dim
+        self.fc_z = torch_linear(
+            self.feature_size, config.latent_dim, precision=precision, rngs=rngs
+        )
 
     def encode(self, x: Array) -> Array:
         """The latent code z ``[batch, latent_dim]`` of images ``[batch, H, W, C]``."""
@@ -136,10 +110,10 @@ class WAE_MMD(ConvVAEBackbone):
 
     def kernel(self, x1: Array, x2: Array) -> Array:
         """The configured kernel matrix ``[N, M]`` of ``[N, D]`` and ``[M, D]`` (no reduction)."""
-        c = 2.0 * x2.shape[-1] * self.z_var
-        if self.kernel_type == "imq":
+        c = 2.0 * x2.shape[-1] * self.config.latent_var
+        if self.config.kernel_type == "imq":
             return c / (1e-7 + c + jnp.sum(_pairwise_sq(x1, x2), axis=-1))
-        if self.mmd_estimator == "original":
+        if self.config.mmd_estimator == "original":
             return jnp.exp(-(jnp.mean(_pairwise_sq(x1, x2), axis=-1) / c))
         return jnp.exp(-(jnp.sum(_pairwise_sq(x1, x2), axis=-1) / c))
 
@@ -156,19 +130,20 @@ class WAE_MMD(ConvVAEBackbone):
                 f"original divides by batch·(batch - 1)), got {tuple(z.shape)} and "
                 f"{tuple(prior_z.shape)}"
             )
-        if self.mmd_estimator == "unbiased":
+        reg_weight = self.config.reg_weight
+        if self.config.mmd_estimator == "unbiased":
 
             def offdiag_mean(k):
                 return (jnp.sum(k) - jnp.sum(jnp.diagonal(k))) / (n * (n - 1))
 
             pp = offdiag_mean(self.kernel(prior_z, prior_z))
             zz = offdiag_mean(self.kernel(z, z))
-            return self.reg_weight * (pp + zz - 2.0 * jnp.mean(self.kernel(prior_z, z)))
+            return reg_weight * (pp + zz - 2.0 * jnp.mean(self.kernel(prior_z, z)))
 
-        weight = self.reg_weight / (n * (n - 1))
+        weight = reg_weight / (n * (n - 1))
 
         def reduce(k):
-            if self.kernel_type == "imq":  # the kernel function's own off-diagonal sum
+            if self.config.kernel_type == "imq":  # the kernel function's own off-diagonal sum
                 return jnp.sum(k) - jnp.sum(jnp.diagonal(k))
             return jnp.mean(k)
 

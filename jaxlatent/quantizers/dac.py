@@ -1,4 +1,4 @@
-"""DAC's vector quantizer and residual vector quantizer, channels-last.
+"""DAC's vector quantizer and residual vector quantizer, channels-last (the reference's names).
 
 Port of `dac.nn.quantize.VectorQuantize` / `ResidualVectorQuantize` (descript-audio-codec
 1.0.0; SpeechBrain 1.1.2 `speechbrain.lobes.models.discrete.dac` has numerically identical
@@ -47,10 +47,19 @@ from jaxlatent.quantizers.search import (
 )
 from jaxlatent.quantizers.straight_through import straight_through
 
+__all__ = [
+    "RVQDecoded",
+    "RVQOutput",
+    "ResidualVectorQuantize",
+    "VectorQuantize",
+    "VectorQuantizeOutput",
+    "dropout_depths",
+]
+
 Array = jax.Array
 
 
-class VQOutput(NamedTuple):
+class VectorQuantizeOutput(NamedTuple):
     """Output of :class:`VectorQuantize` (the reference's 5-tuple, in its order)."""
 
     #: ``[batch, time, input_dim]``: ``out_proj`` of the (straight-through) code vectors.
@@ -150,11 +159,11 @@ class VectorQuantize(nnx.Module):
             jax.random.normal(rngs.params(), (codebook_size, codebook_dim), jnp.float32)
         )
 
-    def __call__(self, z: Array) -> VQOutput:
+    def __call__(self, z: Array) -> VectorQuantizeOutput:
         """Quantize ``z [batch, time, input_dim]`` (floating).
 
         Returns:
-          :class:`VQOutput`.
+          :class:`VectorQuantizeOutput`.
 
         Raises:
           ValueError: if `z` is not floating or not ``[batch, time, input_dim]``.
@@ -167,7 +176,7 @@ class VectorQuantize(nnx.Module):
         commitment_loss = jnp.mean(jnp.square(z_e - jax.lax.stop_gradient(z_q)), axis=axes)
         codebook_loss = jnp.mean(jnp.square(z_q - jax.lax.stop_gradient(z_e)), axis=axes)
         z_q = self.out_proj(straight_through(z_e, z_q))
-        return VQOutput(z_q, commitment_loss, codebook_loss, indices, z_e)
+        return VectorQuantizeOutput(z_q, commitment_loss, codebook_loss, indices, z_e)
 
     def embed_code(self, embed_id: Array) -> Array:
         """Codebook rows of integer ids ``[...]`` → ``[..., codebook_dim]``."""
