@@ -267,7 +267,7 @@ def load_model(
         raise FileNotFoundError(f"model not found: {path}")
     if path.is_dir():
         return load_converted(path, precision=precision)
-    from converters.dac_model import convert_checkpoint
+    from converters.dac import convert_checkpoint
 
     entry = None
     if cache:
