@@ -110,7 +110,7 @@ def test_demo_writes_every_artefact(demo_run):
 
 def test_checkpoint_and_converted_model(demo_run):
     from converters.dac import read_checkpoint
-    from converters.dac_store import load_converted
+    from jaxlatent.models.dac import load_converted
 
     out, _ = demo_run
     _, config = read_checkpoint(out / "weights_16khz_random.pth")  # release layout + kwargs
