@@ -255,8 +255,8 @@ def _reset_peak() -> bool:
 def memory_child(model_dir: str, minutes: float, win_duration: float) -> None:
     """Child process: load the converted model, compile `compress` on a short chunked input,
     then compress `minutes` of noise; print one JSON line."""
-    from converters.dac import load_converted
     from jaxlatent.codec import compress
+    from jaxlatent.models.dac import load_converted
 
     model = load_converted(model_dir)
     sr = model.config.sample_rate
@@ -304,7 +304,8 @@ def memory_config(kind: str):
 def bench_memory(minutes_list, win_duration: float, kind: str) -> list[dict]:
     import torch
 
-    from converters.dac import convert_checkpoint, save_converted
+    from converters.dac import convert_checkpoint
+    from jaxlatent.models.dac import save_converted
 
     dac = import_dac()
     config = memory_config(kind)

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from converters.dac_model import convert_checkpoint, normalize_state_dict, read_checkpoint
+from converters.dac import convert_checkpoint, normalize_state_dict, read_checkpoint
 from converters.torchaudio_stub import install_torchaudio_stub
 from jaxlatent.codec.resample import resample
 from jaxlatent.datasets import read_audio

@@ -12,7 +12,7 @@ Subcommands:
   parity   compare jaxlatent with the torch reference: ``jaxlatent parity dac --model SRC.pth``.
 
 MODEL is a converted directory (``jaxlatent convert``) or a DAC ``.pth`` (converted on the fly
-and cached, see :func:`converters.dac_store.load_model`).
+and cached, see :func:`converters.dac_cache.load_model`).
 
 Errors in user input exit with status 2 and a one-line message, never a traceback, and leave
 no partial output file (every output is written to a temporary file and renamed).
@@ -197,7 +197,7 @@ def _add_generate_parser(sub) -> None:
 
 def _convert(args: argparse.Namespace) -> int:
     from converters.dac import convert_checkpoint
-    from converters.dac_store import save_converted
+    from jaxlatent.models.dac import save_converted
 
     config, model = convert_checkpoint(args.src)
     out = save_converted(args.out_dir, config, model, overwrite=args.overwrite, source=args.src)

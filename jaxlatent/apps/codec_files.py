@@ -36,9 +36,17 @@ class CodingResult(NamedTuple):
 
 
 def _model(model):
-    """A DAC model as given, or loaded from a converted directory or ``.pth`` path."""
+    """A DAC model as given, or loaded from a converted directory or ``.pth`` path.
+
+    A converted directory is restored by jaxlatent alone; only a torch checkpoint imports
+    the converters (and torch) to be converted and cached.
+    """
     if isinstance(model, str | os.PathLike):
-        from converters.dac_store import load_model
+        if os.path.isdir(model):
+            from jaxlatent.models.dac import load_converted
+
+            return load_converted(model)
+        from converters.dac_cache import load_model
 
         return load_model(model)
     return model
@@ -64,9 +72,9 @@ def encode_files(
     """Code audio files (or every audio file under folders) into ``.dac`` files.
 
     Args:
-      model: a :class:`jaxlatent.models.dac.DAC`, or the path of a converted directory or a
-        DAC ``.pth`` (loaded with :func:`converters.dac_store.load_model` after the inputs
-        are checked).
+      model: a :class:`jaxlatent.models.dac.DAC`, or the path of a converted directory
+        (:func:`jaxlatent.models.dac.load_converted`) or a DAC ``.pth``
+        (:func:`converters.dac_cache.load_model`), loaded after the inputs are checked.
       inputs: audio files or folders (suffixes :data:`jaxlatent.codec.files.AUDIO_SUFFIXES`).
       output: output folder; ``INPUT.wav`` becomes ``output/INPUT.dac``.
       win_duration: compress window in seconds (5.0 as the official ``dac encode``).

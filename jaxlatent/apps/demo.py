@@ -168,9 +168,9 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
 
     from converters.dac import convert_checkpoint
     from converters.dac_parity import parity_report
-    from converters.dac_store import load_model, save_converted
     from jaxlatent.apps import codec_demo, train
     from jaxlatent.apps.codec_files import decode_files, encode_files
+    from jaxlatent.models.dac import load_converted, save_converted
 
     clip_src, preset = _check(cfg)
     out = Path(cfg.out)
@@ -198,7 +198,7 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
     def convert():
         config, converted = convert_checkpoint(ckpt)
         save_converted(out / "model", config, converted, overwrite=cfg.overwrite, source=str(ckpt))
-        return load_model(out / "model")
+        return load_converted(out / "model")
 
     model = timer.stage("convert (jaxlatent convert dac)", convert)
     files["model/"] = "converted model (orbax + config.json; --model for encode/decode)"

@@ -1,12 +1,13 @@
 """DAC layers, encoder and decoder against the real `dac` (official) and SpeechBrain modules.
 
 Weights are random (alpha, weight_g and biases perturbed away from their defaults so that each
-matters) and go through the production converter (`converters.dac`); the reverse direction is
-checked to be exact. Covers both weight-norm key styles, even and odd strides (stride 5 loses
-a sample in the decoder), the residual unit's centre crop (convolution padding set to 0, as
-the reference's chunked `compress` does), gradients of every block, a small codec, the
-released 16 kHz and 44.1 kHz encoder and decoder, the state_dict layout of all four released
-variants, and a release-format checkpoint written by `dac.DAC.save` itself.
+matters) and go through the production converter (`converters.dac`, its tables
+`converters.dac_tables`); the reverse direction is checked to be exact. Covers both weight-norm
+key styles, even and odd strides (stride 5 loses a sample in the decoder), the residual unit's
+centre crop (convolution padding set to 0, as the reference's chunked `compress` does),
+gradients of every block, a small codec, the released 16 kHz and 44.1 kHz encoder and decoder,
+the state_dict layout of all four released variants, and a release-format checkpoint written
+by `dac.DAC.save` itself.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import common
+from converters import common, dac_tables
 from converters import dac as cdac
 from jaxlatent.models import dac as jdac
 from tests import reference as ref
@@ -96,7 +97,7 @@ def test_snake1d(rng, style):
     tm = _snake_cls(style)(6)
     with torch.no_grad():  # includes alpha = 0 (identity) and a tiny alpha
         tm.alpha.copy_(torch.tensor([0.0, 1e-4, 0.5, 1.0, 2.0, 7.0]).reshape(1, 6, 1))
-    jm = _from_torch(lambda: jdac.Snake1d(6), tm, cdac.snake_table("", ""))
+    jm = _from_torch(lambda: jdac.Snake1d(6), tm, dac_tables.snake_table("", ""))
     x = (rng.standard_normal((2, 40, 6)) * 3).astype(np.float32)
     out = _run_jax(jm, x)
     assert_close(out, _run_torch(tm, x), "dac_snake_f32")
@@ -144,7 +145,7 @@ def _check_block(tm, jm, table, x, rng):
 def test_residual_unit(rng, style, dilation):
     tm = _torch_module(style).ResidualUnit(6, dilation=dilation)
     _perturb(tm)
-    table = cdac.residual_unit_table("", "", style=style)
+    table = dac_tables.residual_unit_table("", "", style=style)
     jm = _from_torch(lambda: jdac.ResidualUnit(6, dilation, rngs=nnx.Rngs(0)), tm, table)
     x = rng.standard_normal((2, 37, 6)).astype(np.float32)
     _check_block(tm, jm, table, x, rng)
@@ -157,7 +158,7 @@ def test_residual_unit_crop_without_padding(rng):
     jm = _from_torch(
         lambda: jdac.ResidualUnit(4, 3, rngs=nnx.Rngs(0)),
         tm,
-        cdac.residual_unit_table("", "", style="legacy"),
+        dac_tables.residual_unit_table("", "", style="legacy"),
     )
     tm.block[1].padding = (0,)
     jm.conv1.padding = (0,)
@@ -171,7 +172,7 @@ def test_residual_unit_crop_without_padding(rng):
 def test_encoder_block(rng, style, stride):
     tm = _torch_module(style).EncoderBlock(8, stride=stride)
     _perturb(tm)
-    table = cdac.encoder_block_table("", "", style=style)
+    table = dac_tables.encoder_block_table("", "", style=style)
     jm = _from_torch(lambda: jdac.EncoderBlock(8, stride, rngs=nnx.Rngs(0)), tm, table)
     x = rng.standard_normal((2, 43, 4)).astype(np.float32)  # 43: not a multiple of the stride
     out = _check_block(tm, jm, table, x, rng)
@@ -182,7 +183,7 @@ def test_encoder_block(rng, style, stride):
 def test_decoder_block(rng, style, stride):
     tm = _torch_module(style).DecoderBlock(8, 4, stride=stride)
     _perturb(tm)
-    table = cdac.decoder_block_table("", "", style=style)
+    table = dac_tables.decoder_block_table("", "", style=style)
     jm = _from_torch(lambda: jdac.DecoderBlock(8, 4, stride, rngs=nnx.Rngs(0)), tm, table)
     x = rng.standard_normal((2, 7, 8)).astype(np.float32)
     out = _check_block(tm, jm, table, x, rng)
@@ -284,7 +285,7 @@ def test_state_dict_layout_of_released_variants(preset, style):
     with torch.device("meta"):  # shapes only, no allocation
         model = module(**config.to_kwargs())
     actual = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert actual == cdac.expected_torch_shapes(config, style=style)
+    assert actual == dac_tables.expected_torch_shapes(config, style=style)
 
 
 # --------------------------------------------------------------------------------------------

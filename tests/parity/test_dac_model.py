@@ -25,7 +25,9 @@ import pytest
 from flax import nnx
 
 from converters import dac as cdac
-from jaxlatent.models.dac import DACConfig
+from converters.dac_cache import load_model
+from converters.dac_tables import model_table
+from jaxlatent.models.dac import DACConfig, save_converted
 from tests import reference as ref
 from tests.parity.test_dac_layers import _perturb
 from tests.tolerances import assert_close
@@ -212,7 +214,7 @@ def test_small_vq_loss_gradients(small, rng):
 
     grads = nnx.jit(nnx.grad(objective))(model, jnp.asarray(audio), jnp.asarray(w))
     flat = {"/".join(map(str, p)): v.get_value() for p, v in nnx.to_flat_state(grads)}
-    table = cdac.model_table(config)
+    table = model_table(config)
     checked = 0
     for name, param in t_model.named_parameters():
         rule = table[name]
@@ -257,9 +259,9 @@ def test_small_export_round_trip(small, tmp_path, rng):
 def test_small_orbax_round_trip(small, tmp_path, rng):
     """save_converted -> load_converted / load_model: same parameters, same outputs exactly."""
     _, path, (config, model) = small
-    directory = cdac.save_converted(tmp_path / "converted", config, model)
+    directory = save_converted(tmp_path / "converted", config, model)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["converted"]  # no temporary left
-    loaded = cdac.load_model(directory)
+    loaded = load_model(directory)
     assert loaded.config == config
     for (p1, v1), (p2, v2) in zip(
         nnx.to_flat_state(nnx.state(model)), nnx.to_flat_state(nnx.state(loaded)), strict=True
@@ -271,7 +273,7 @@ def test_small_orbax_round_trip(small, tmp_path, rng):
     for name, x, y in zip(a._fields, a, b, strict=True):
         np.testing.assert_array_equal(x, y, err_msg=name)
     # a .pth converted on the fly and cached
-    cached = cdac.load_model(path, cache_dir=tmp_path / "cache")
+    cached = load_model(path, cache_dir=tmp_path / "cache")
     (entry,) = (tmp_path / "cache").iterdir()
     assert entry.name.startswith("weights-") and (entry / "config.json").is_file()
     np.testing.assert_array_equal(cached(audio, None, SMALL_NQ).audio, a.audio)

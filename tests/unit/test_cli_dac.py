@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +20,7 @@ sf = pytest.importorskip("soundfile")
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from converters.dac_store import save_converted
+    from jaxlatent.models.dac import save_converted
 
     path = tmp_path_factory.mktemp("model") / "tiny"
     save_converted(path, TINY, tiny_dac())
@@ -167,7 +171,7 @@ def test_decode_bad_files_exit_2_without_output(tmp_path, rng, model_dir, capsys
 def test_convert_dac(tmp_path, capsys):
     pytest.importorskip("torch")
     from converters.dac import export_release_checkpoint
-    from converters.dac_store import load_converted
+    from jaxlatent.models.dac import load_converted
 
     model = tiny_dac(seed=3)
     pth = tmp_path / "tiny.pth"
@@ -187,3 +191,28 @@ def test_convert_dac(tmp_path, capsys):
     truncated.write_bytes(pth.read_bytes()[:100])
     code, _, stderr = _run(["convert", "dac", str(truncated), str(tmp_path / "t")], capsys)
     assert code == 2 and stderr.count("\n") == 1 and not (tmp_path / "t").exists()
+
+
+def test_converted_directory_needs_no_converters_nor_torch(tmp_path, rng, model_dir):
+    """Restoring a converted directory and `jaxlatent encode/decode --model DIR` import
+    neither `converters` nor torch (only a ``.pth`` needs them)."""
+    wav = _wav(tmp_path / "a.wav", rng, 4000, 8000)
+    out = tmp_path / "codes"
+    code = f"""
+import json, sys
+from jaxlatent.models.dac import load_converted
+model = load_converted({model_dir!r})
+argv = ["--model", {model_dir!r}, "--quiet", "--output"]
+from jaxlatent import cli
+assert cli.main(["encode", {str(wav)!r}, *argv, {str(out)!r}]) == 0
+assert cli.main(["decode", {str(out / "a.dac")!r}, *argv, {str(tmp_path / "wav")!r}]) == 0
+leaked = sorted(m for m in ("converters", "torch") if m in sys.modules)
+print(json.dumps({{"sample_rate": model.config.sample_rate, "leaked": leaked}}))
+"""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"sample_rate": TINY.sample_rate, "leaked": []}
+    assert (out / "a.dac").is_file() and (tmp_path / "wav" / "a.wav").is_file()

@@ -8,6 +8,7 @@ import pytest
 
 from converters import common
 from converters import dac as cdac
+from converters.dac_tables import decoder_table, encoder_table, model_table
 from jaxlatent.models.dac import DACConfig
 from tests import reference as ref
 
@@ -133,24 +134,18 @@ def test_weight_norm_styles_are_detected(release):
         cdac.check_state_dict(mixed, DACConfig.from_kwargs(TINY))
 
 
-def test_dac_table_composes_a_quantizer_table(release):
+def test_model_table_covers_the_reference_state_dict(release):
     _, state_dict = release
     config = DACConfig.from_kwargs(TINY)
-    calls = []
-
-    def quantizer_table(config, *, style, torch_prefix, jax_prefix):
-        calls.append((style, torch_prefix, jax_prefix))
-        return common.tensor(
-            f"{torch_prefix}.quantizers.0.codebook.weight",
-            f"{jax_prefix}/quantizers/0/codebook/embedding",
-        )
-
-    table = cdac.dac_table(config, "legacy", quantizer_table)
-    assert calls == [("legacy", "quantizer", "quantizer")]
-    assert table["quantizer.quantizers.0.codebook.weight"].jax_path == (
-        "quantizer/quantizers/0/codebook/embedding"
+    table = model_table(config, "legacy")
+    assert set(table) == set(state_dict)
+    assert table["quantizer.quantizers.1.codebook.weight"].jax_path == (
+        "quantizer/quantizers/1/codebook"
+    )
+    assert table["quantizer.quantizers.0.in_proj.weight_g"].jax_path == (
+        "quantizer/quantizers/0/in_proj/weight_g"
     )
     assert table["encoder.block.0.weight_g"].jax_path == "encoder/conv1/weight_g"
     assert table["decoder.model.3.alpha"].jax_path == "decoder/snake1/alpha"
-    encoder_decoder = {k for k in state_dict if not k.startswith("quantizer.")}
-    assert set(cdac.dac_table(config, "legacy")) == encoder_decoder
+    parts = set(encoder_table(config, style="legacy")) | set(decoder_table(config, style="legacy"))
+    assert parts == {k for k in state_dict if not k.startswith("quantizer.")}

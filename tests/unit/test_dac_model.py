@@ -207,7 +207,7 @@ def _save(obj, path):
 
 
 def test_bad_checkpoint_files(release, tmp_path):
-    from converters import common
+    from converters import common, dac_cache
     from converters import dac as cdac
 
     path, _ = release
@@ -218,7 +218,7 @@ def test_bad_checkpoint_files(release, tmp_path):
     truncated.write_bytes(data[: len(data) // 3])
     cache = tmp_path / "cache"
     with pytest.raises(common.CheckpointError, match="truncated or not a torch checkpoint"):
-        cdac.load_model(truncated, cache_dir=cache)
+        dac_cache.load_model(truncated, cache_dir=cache)
     assert not cache.exists() or not any(cache.iterdir())  # no partial cache entry
     with pytest.raises(common.CheckpointError, match="expected a state_dict"):
         cdac.convert_checkpoint(_save([1, 2, 3], tmp_path / "list.pth"))
@@ -289,20 +289,22 @@ def test_mixed_key_styles_and_config_inference(release):
 
 
 def test_converted_directory_and_cache(release, model, tmp_path, monkeypatch, rng):
-    from converters import common, dac_model, dac_store
-    from converters import dac as cdac
+    import orbax.checkpoint as ocp
+
+    from converters import dac_cache
+    from jaxlatent.models.dac import ConvertedModelError, load_converted, save_converted
 
     path, _ = release
     cache = tmp_path / "cache"
-    first = cdac.load_model(path, cache_dir=cache)
+    first = dac_cache.load_model(path, cache_dir=cache)
     (entry,) = cache.iterdir()
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]
 
     def no_conversion(*args, **kwargs):
         raise AssertionError("the cached conversion should have been used")
 
-    monkeypatch.setattr(dac_model, "convert_checkpoint", no_conversion)
-    second = cdac.load_model(path, cache_dir=cache)
+    monkeypatch.setattr(dac_cache, "convert_checkpoint", no_conversion)
+    second = dac_cache.load_model(path, cache_dir=cache)
     audio = _audio(rng)
     np.testing.assert_array_equal(first(audio).audio, second(audio).audio)
     np.testing.assert_array_equal(model(audio).audio, second(audio).audio)
@@ -310,37 +312,37 @@ def test_converted_directory_and_cache(release, model, tmp_path, monkeypatch, rn
 
     # a broken cache entry is replaced by a fresh conversion
     (entry / "config.json").write_text("{not json")
-    third = cdac.load_model(path, cache_dir=cache)
+    third = dac_cache.load_model(path, cache_dir=cache)
     np.testing.assert_array_equal(third(audio).audio, first(audio).audio)
-    assert cdac.load_converted(entry).config == TINY.__class__.from_kwargs(
+    assert load_converted(entry).config == TINY.__class__.from_kwargs(
         TINY.to_kwargs() | {"quantizer_dropout": 0.5}
     )
 
     # bad directories
     with pytest.raises(FileNotFoundError):
-        cdac.load_model(tmp_path / "absent")
-    with pytest.raises(common.CheckpointError, match="not a converted DAC model"):
-        cdac.load_converted(tmp_path)
+        dac_cache.load_model(tmp_path / "absent")
+    with pytest.raises(ConvertedModelError, match="not a converted DAC model"):
+        load_converted(tmp_path)
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        cdac.save_converted(entry, model.config, model)
+        save_converted(entry, model.config, model)
     bad = tmp_path / "bad"
-    cdac.save_converted(bad, model.config, model)
+    save_converted(bad, model.config, model)
     meta = (bad / "config.json").read_text()
     (bad / "config.json").write_text(meta.replace('"latent_dim": 6', '"latent_dim": 8'))
-    with pytest.raises(common.CheckpointError, match="cannot restore the parameters"):
-        cdac.load_converted(bad)
+    with pytest.raises(ConvertedModelError, match="cannot restore the parameters"):
+        load_converted(bad)
     (bad / "config.json").write_text(meta.replace('"version": 1', '"version": 9'))
-    with pytest.raises(common.CheckpointError, match="version 9 is not supported"):
-        cdac.load_converted(bad)
+    with pytest.raises(ConvertedModelError, match="version 9 is not supported"):
+        load_converted(bad)
 
     # a failed save leaves neither the target nor a temporary directory
     def broken_save(self, *args, **kwargs):
         raise OSError("disk full")
 
     target = tmp_path / "partial" / "converted"
-    monkeypatch.setattr(dac_store._ocp().StandardCheckpointer, "save", broken_save)
+    monkeypatch.setattr(ocp.StandardCheckpointer, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        cdac.save_converted(target, model.config, model)
+        save_converted(target, model.config, model)
     assert list((tmp_path / "partial").iterdir()) == []
 
 

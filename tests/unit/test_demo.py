@@ -109,8 +109,8 @@ def test_demo_writes_every_artefact(demo_run):
 
 
 def test_checkpoint_and_converted_model(demo_run):
-    from converters.dac_model import read_checkpoint
-    from converters.dac_store import load_converted
+    from converters.dac import read_checkpoint
+    from jaxlatent.models.dac import load_converted
 
     out, _ = demo_run
     _, config = read_checkpoint(out / "weights_16khz_random.pth")  # release layout + kwargs

@@ -2,10 +2,12 @@
 
 Kumar et al. 2023, "High-Fidelity Audio Compression with Improved RVQGAN" (arXiv:2306.06546);
 reference: descript-audio-codec 1.0.0 (``dac``) and SpeechBrain 1.1.2
-``speechbrain.lobes.models.discrete.dac``. Checkpoints convert with :mod:`converters.dac`.
+``speechbrain.lobes.models.discrete.dac``. Checkpoints convert with :mod:`converters.dac`;
+a converted model is saved and restored without torch by :func:`save_converted` /
+:func:`load_converted` (:mod:`jaxlatent.models.dac.store`).
 """
 
-# codec.py, config.py, layers.py, model.py (sin_squared.py: Snake's fast sin**2)
+# codec.py, config.py, layers.py, model.py, store.py (sin_squared.py: Snake's fast sin**2)
 from jaxlatent.models.dac.codec import Decoder as Decoder
 from jaxlatent.models.dac.codec import Encoder as Encoder
 from jaxlatent.models.dac.config import DACConfig as DACConfig
@@ -19,3 +21,7 @@ from jaxlatent.models.dac.model import DAC as DAC
 from jaxlatent.models.dac.model import TRACE_COUNTS as TRACE_COUNTS
 from jaxlatent.models.dac.model import DACEncoded as DACEncoded
 from jaxlatent.models.dac.model import DACOutput as DACOutput
+from jaxlatent.models.dac.store import ConvertedModelError as ConvertedModelError
+from jaxlatent.models.dac.store import is_converted_dir as is_converted_dir
+from jaxlatent.models.dac.store import load_converted as load_converted
+from jaxlatent.models.dac.store import save_converted as save_converted

@@ -154,7 +154,7 @@ class DAC(nnx.Module):
     ``trunc_normal_`` on the recomputed weight has no effect in torch either).
 
     Pretrained weights come from :func:`converters.dac.convert_checkpoint` /
-    :func:`converters.dac.load_model`; building a full-size model here initialises ~75 M
+    :func:`converters.dac_cache.load_model`; building a full-size model here initialises ~75 M
     random parameters eagerly (tens of seconds on CPU); wrap it in ``nnx.eval_shape`` when
     only the structure is needed.
 

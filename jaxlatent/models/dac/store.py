@@ -1,4 +1,4 @@
-"""Converted DAC models on disk: an orbax checkpoint directory plus a config JSON.
+"""A converted DAC model on disk: an orbax checkpoint directory plus a config JSON.
 
 Layout of a converted directory::
 
@@ -7,19 +7,15 @@ Layout of a converted directory::
     DIR/state/        orbax StandardCheckpointer checkpoint of the parameters (a pure dict)
 
 :func:`save_converted` writes the whole directory under a temporary name and renames it into
-place, so a reader never sees half a conversion. :func:`load_model` opens either a converted
-directory or a torch checkpoint (``.pth``/``.pt``/``.ckpt``), converting the latter on the fly
-and caching the conversion (keyed by the file's SHA-256) in a user cache directory
-(``$JAXLATENT_CACHE_DIR``, else ``$XDG_CACHE_HOME/jaxlatent``, else ``~/.cache/jaxlatent``;
-subdirectory ``dac``) or an explicit `cache_dir`.
+place, so a reader never sees half a conversion; :func:`load_converted` restores it, checking
+every stored array's path, shape and dtype against the model of the config first.
 
-Reading a converted directory needs no torch.
+Needs no torch: torch checkpoints are converted by :mod:`converters.dac`, and
+:func:`converters.dac_cache.load_model` converts a ``.pth`` once and caches it in this format.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -30,17 +26,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from converters.common import CheckpointError
-from jaxlatent.models.dac import DAC, DACConfig
+from jaxlatent.models.dac.config import DACConfig
+from jaxlatent.models.dac.model import DAC
 
 __all__ = [
     "CONFIG_NAME",
     "FORMAT",
+    "FORMAT_VERSION",
     "STATE_NAME",
-    "default_cache_dir",
+    "ConvertedModelError",
     "is_converted_dir",
     "load_converted",
-    "load_model",
     "save_converted",
 ]
 
@@ -48,6 +44,11 @@ FORMAT = "jaxlatent.dac"
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 STATE_NAME = "state"
+
+
+class ConvertedModelError(ValueError):
+    """A converted DAC directory cannot be read: not one, an invalid or unsupported config
+    JSON, or parameters missing, corrupt or not matching the config."""
 
 
 def _ocp():
@@ -129,22 +130,22 @@ def load_converted(directory: str | os.PathLike, *, precision: jax.lax.Precision
 
     Raises:
       FileNotFoundError: if `directory` does not exist.
-      CheckpointError: if it is not a converted DAC directory, its config JSON is invalid,
+      ConvertedModelError: if it is not a converted DAC directory, its config JSON is invalid,
         or the orbax checkpoint is missing, corrupt or does not match the config.
     """
     directory = Path(directory)
     if not directory.exists():
         raise FileNotFoundError(f"converted model not found: {directory}")
     if not is_converted_dir(directory):
-        raise CheckpointError(f"{directory} is not a converted DAC model (no {CONFIG_NAME})")
+        raise ConvertedModelError(f"{directory} is not a converted DAC model (no {CONFIG_NAME})")
     try:
         meta = json.loads((directory / CONFIG_NAME).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{directory / CONFIG_NAME}: unreadable config JSON: {e}") from e
+        raise ConvertedModelError(f"{directory / CONFIG_NAME}: unreadable config JSON: {e}") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{directory / CONFIG_NAME}: not a {FORMAT!r} config")
+        raise ConvertedModelError(f"{directory / CONFIG_NAME}: not a {FORMAT!r} config")
     if meta.get("version") != FORMAT_VERSION:
-        raise CheckpointError(
+        raise ConvertedModelError(
             f"{directory / CONFIG_NAME}: format version {meta.get('version')!r} is not "
             f"supported (expected {FORMAT_VERSION})"
         )
@@ -152,7 +153,7 @@ def load_converted(directory: str | os.PathLike, *, precision: jax.lax.Precision
         config = DACConfig.from_kwargs(meta.get("kwargs"))
         param_dtype = jnp.dtype(meta.get("param_dtype", "float32"))
     except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{directory / CONFIG_NAME}: invalid config: {e}") from e
+        raise ConvertedModelError(f"{directory / CONFIG_NAME}: invalid config: {e}") from e
     abstract = nnx.eval_shape(
         lambda: DAC(config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0))
     )
@@ -164,7 +165,7 @@ def load_converted(directory: str | os.PathLike, *, precision: jax.lax.Precision
     )
     state_dir = directory / STATE_NAME
     if not state_dir.is_dir():
-        raise CheckpointError(f"{directory}: the parameters ({STATE_NAME}/) are missing")
+        raise ConvertedModelError(f"{directory}: the parameters ({STATE_NAME}/) are missing")
     ocp = _ocp()
     what = f"{state_dir}: cannot restore the parameters of a DAC with {config.to_kwargs()}"
     try:
@@ -172,11 +173,11 @@ def load_converted(directory: str | os.PathLike, *, precision: jax.lax.Precision
             # shapes are checked first: a failed restore leaves orbax's reads dangling
             _check_stored_shapes(checkpointer.metadata(state_dir.absolute()), target, what)
             restored = checkpointer.restore(state_dir.absolute(), target)
-    except CheckpointError:
+    except ConvertedModelError:
         raise
     except Exception as e:  # orbax raises many types (ValueError, KeyError, OSError, ...)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"{what}: {first}") from e
+        raise ConvertedModelError(f"{what}: {first}") from e
     nnx.replace_by_pure_dict(state, restored)
     return nnx.merge(graphdef, state)
 
@@ -192,7 +193,7 @@ def _flat_shapes(tree) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def _check_stored_shapes(metadata, target, what: str) -> None:
-    """Raise CheckpointError unless the stored arrays have exactly the target's paths/shapes."""
+    """Raise ConvertedModelError unless the stored arrays have exactly the target's paths/shapes."""
     stored = _flat_shapes(getattr(metadata, "item_metadata", metadata))
     wanted = _flat_shapes(target)
     missing = sorted(set(wanted) - set(stored))
@@ -211,76 +212,4 @@ def _check_stored_shapes(metadata, target, what: str) -> None:
         ):
             if items:
                 lines.append(f"{title}: {len(items)}\n  " + "\n  ".join(items[:20]))
-        raise CheckpointError("\n".join(lines))
-
-
-def default_cache_dir() -> Path:
-    """Where :func:`load_model` caches conversions of torch checkpoints."""
-    root = os.environ.get("JAXLATENT_CACHE_DIR")
-    if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(xdg, "jaxlatent")
-    return Path(root) / "dac"
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_model(
-    path: str | os.PathLike,
-    *,
-    cache_dir: str | os.PathLike | None = None,
-    cache: bool = True,
-    sample_rate: int | None = None,
-    precision: jax.lax.PrecisionLike = None,
-) -> DAC:
-    """A :class:`DAC` from a converted directory or a torch checkpoint file.
-
-    A torch checkpoint is converted with :func:`converters.dac.convert_checkpoint` and, when
-    `cache`, saved to ``cache_dir / f"{stem}-{sha256[:16]}"`` (default
-    :func:`default_cache_dir`) so the next call loads the conversion instead; the cache entry
-    is written atomically (concurrent callers each convert, the first rename wins).
-
-    Args:
-      path: a converted directory or a ``.pth``/``.pt``/``.ckpt`` file.
-      cache_dir: explicit cache location.
-      cache: set False to convert without reading or writing the cache.
-      sample_rate: for bare state_dicts of non-released architectures (see
-        :func:`converters.dac.infer_config`).
-      precision: `jax.lax` precision of the model's convolutions.
-
-    Returns:
-      The model (its configuration is ``model.config``).
-
-    Raises:
-      FileNotFoundError: if `path` does not exist.
-      CheckpointError, ConversionError: as :func:`load_converted` /
-        :func:`converters.dac.convert_checkpoint`.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model not found: {path}")
-    if path.is_dir():
-        return load_converted(path, precision=precision)
-    from converters.dac_model import convert_checkpoint
-
-    entry = None
-    if cache:
-        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        entry = root / f"{path.stem}-{_sha256(path)[:16]}"
-        if is_converted_dir(entry):
-            with contextlib.suppress(CheckpointError):
-                return load_converted(entry, precision=precision)
-    config, model = convert_checkpoint(path, sample_rate=sample_rate, precision=precision)
-    if entry is not None:
-        # a broken entry (e.g. from another jaxlatent version) is replaced
-        with contextlib.suppress(FileExistsError):
-            save_converted(
-                entry, config, model, overwrite=entry.exists(), source=str(path.absolute())
-            )
-    return model
+        raise ConvertedModelError("\n".join(lines))

@@ -1,0 +1,103 @@
+"""A DAC model from a converted directory or a torch checkpoint, converting ``.pth`` files once.
+
+:func:`load_model` opens either a converted directory (:mod:`jaxlatent.models.dac.store`) or a
+torch checkpoint (``.pth``/``.pt``/``.ckpt``), converting the latter with
+:func:`converters.dac.convert_checkpoint` and caching the conversion (keyed by the file's
+SHA-256) in a user cache directory (``$JAXLATENT_CACHE_DIR``, else
+``$XDG_CACHE_HOME/jaxlatent``, else ``~/.cache/jaxlatent``; subdirectory ``dac``) or an
+explicit `cache_dir`.
+
+A converted directory alone needs neither torch nor this module: use
+:func:`jaxlatent.models.dac.load_converted`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+import jax
+
+from converters.dac import convert_checkpoint
+from jaxlatent.models.dac import (
+    DAC,
+    ConvertedModelError,
+    is_converted_dir,
+    load_converted,
+    save_converted,
+)
+
+__all__ = ["default_cache_dir", "load_model"]
+
+
+def default_cache_dir() -> Path:
+    """Where :func:`load_model` caches conversions of torch checkpoints."""
+    root = os.environ.get("JAXLATENT_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(xdg, "jaxlatent")
+    return Path(root) / "dac"
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    cache: bool = True,
+    sample_rate: int | None = None,
+    precision: jax.lax.PrecisionLike = None,
+) -> DAC:
+    """A :class:`DAC` from a converted directory or a torch checkpoint file.
+
+    A torch checkpoint is converted with :func:`converters.dac.convert_checkpoint` and, when
+    `cache`, saved to ``cache_dir / f"{stem}-{sha256[:16]}"`` (default
+    :func:`default_cache_dir`) so the next call loads the conversion instead; the cache entry
+    is written atomically (concurrent callers each convert, the first rename wins).
+
+    Args:
+      path: a converted directory or a ``.pth``/``.pt``/``.ckpt`` file.
+      cache_dir: explicit cache location.
+      cache: set False to convert without reading or writing the cache.
+      sample_rate: for bare state_dicts of non-released architectures (see
+        :func:`converters.dac.infer_config`).
+      precision: `jax.lax` precision of the model's convolutions.
+
+    Returns:
+      The model (its configuration is ``model.config``).
+
+    Raises:
+      FileNotFoundError: if `path` does not exist.
+      jaxlatent.models.dac.ConvertedModelError: for a directory, as :func:`load_converted`.
+      converters.common.CheckpointError, converters.common.ConversionError: for a file, as
+        :func:`converters.dac.convert_checkpoint`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model not found: {path}")
+    if path.is_dir():
+        return load_converted(path, precision=precision)
+    entry = None
+    if cache:
+        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        entry = root / f"{path.stem}-{_sha256(path)[:16]}"
+        if is_converted_dir(entry):
+            with contextlib.suppress(ConvertedModelError):
+                return load_converted(entry, precision=precision)
+    config, model = convert_checkpoint(path, sample_rate=sample_rate, precision=precision)
+    if entry is not None:
+        # a broken entry (e.g. from another jaxlatent version) is replaced
+        with contextlib.suppress(FileExistsError):
+            save_converted(
+                entry, config, model, overwrite=entry.exists(), source=str(path.absolute())
+            )
+    return model
