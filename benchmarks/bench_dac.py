@@ -1,188 +1,237 @@
 """DAC codec: jaxlatent (jit) vs the official torch package (eager), and `compress` peak memory.
 
-Part 1, speed: for each released variant (44 kHz 8 kbps, 44 kHz 16 kbps, 24 kHz, 16 kHz), a
-model with random weights is made by the reference code (``dac.DAC(**kwargs)``, the release
-layout ``{"state_dict", "metadata": {"kwargs"}}``) and converted with the production converter
-(:func:`converters.dac.convert_checkpoint`; the JAX model is never initialised eagerly).
-Both code the same 10 s of audio (``preprocess`` + ``encode`` with every codebook, then
-``decode`` of ``z``): jaxlatent through ``DAC.encode``/``DAC.decode`` (jit; the first call,
-trace + compile + run, is reported separately as compile time), torch eager under
-``torch.no_grad`` with ``--torch-threads`` threads (one warm-up call each). The ``--iters``
-timed rounds are interleaved: each round times the encode of both frameworks, then the decode
-of both, alternating which framework goes first, so a load that changes during the run hits
-both sides alike; a retrace of jaxlatent during the rounds is an error. Medians over the
-rounds; real-time factor = wall time / audio duration (lower is faster); speed-up = torch /
-jaxlatent, from wall time and, in the last column, from process CPU time (all threads), which
-the load of a shared machine perturbs much less.
+Part 1, speed, each framework in its own processes (`benchmarks.common`): for each released
+variant (44 kHz 8 kbps, 44 kHz 16 kbps, 24 kHz, 16 kHz), a ``prepare`` worker makes a model
+with random weights by the reference code (``dac.DAC(**kwargs)``, torch seed 0), converts it
+with the production converter (:func:`converters.dac.convert_checkpoint`, the release layout
+``{"state_dict", "metadata": {"kwargs"}}``) and writes both weight sets and 10 s of noise to a
+temporary folder. Then ``--rounds`` alternating rounds (torch, jax; jax, torch; ...), each
+one fresh worker process per framework that loads those weights and codes the audio
+(``preprocess`` + ``encode`` with every codebook, then ``decode`` of ``z``): jaxlatent
+through ``DAC.encode``/``DAC.decode`` (jit; the first call, trace + compile + run, is its
+compile time; an XLA compilation during the timed calls is an error), torch eager under
+``torch.no_grad`` (one warm-up call each); then ``--iters`` timed encode + decode pairs
+(medians, wall and process CPU time). Reported: the median of the rounds' medians, real-time
+factor = wall time / audio duration (lower is faster), speed-up = torch / jaxlatent from wall
+time with its spread over the rounds and, in the last column, from process CPU time (all
+threads). The codes of both frameworks are compared (the first codebook must agree on at
+least `MIN_CODE_AGREEMENT` of the frames: the same weights code the same audio).
 
-Part 2, memory: peak resident memory (the kernel's ``VmHWM`` of a fresh child process, reset
+Part 2, memory: peak resident memory (the kernel's ``VmHWM`` of a fresh worker process, reset
 after the warm-up) of :func:`jaxlatent.codec.compress` on 1, 10 and 60 minutes of audio with
-the 16 kHz model (and a narrow model of the same geometry), plus the child's RSS just before
+the 16 kHz model (and a narrow model of the same geometry), plus the worker's RSS just before
 `compress` (interpreter + jax + model + the input audio).
 
-Run from the repository root: ``python benchmarks/bench_dac.py`` (``--help`` for options).
+Run from the repository root: ``python -m benchmarks.bench_dac`` (``--help`` for options);
+``--smoke`` codes 0.1 s with a tiny model in two rounds (tests/unit/test_bench_dac.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import os
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
-from typing import Any, NamedTuple
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common
+from benchmarks.common import load, markdown_table, ratios, report
 
-from benchmarks.common import environment, markdown_table, summarize
-from converters.torchaudio_stub import install_torchaudio_stub
-
+MODULE = "benchmarks.bench_dac"
 VARIANTS = ("dac_44khz_8kbps", "dac_44khz_16kbps", "dac_24khz", "dac_16khz")
 TARGET_SPEEDUP = 2.0
 MEMORY_LIMIT_GIB = 1.5
+MIN_CODE_AGREEMENT = 0.9  # first codebook; random weights leave rare near-ties in the search
 
 
 def import_dac():
     """The official ``dac`` package; a stub torchaudio is installed when none is present (``dac``
     imports torchaudio at import time; nothing used here calls it)."""
+    from converters.torchaudio_stub import install_torchaudio_stub
+
     install_torchaudio_stub()
     import dac
 
     return dac
 
 
-def load() -> str:
-    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 # --------------------------------------------------------------------------------------------
-# Speed
+# Speed: workers
 # --------------------------------------------------------------------------------------------
 
 
-def _timed(fn, *args) -> tuple[float, float]:
-    """(wall, CPU) seconds of one call; CPU is this process's time over all its threads, which a
-    shared machine's load perturbs much less than wall time."""
-    w0, c0 = time.perf_counter(), time.process_time()
-    fn(*args)
-    return time.perf_counter() - w0, time.process_time() - c0
-
-
-def timed_rounds(fns: dict, orders) -> tuple[dict, dict]:
-    """Time the callables `fns` in rounds, each round calling them in the order of the key
-    sequence `orders` yields for it; ``(wall, cpu)``: the samples (seconds) of each key."""
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
-    for order in orders:
-        for key in order:
-            w, c = _timed(fns[key])
-            wall[key].append(w)
-            cpu[key].append(c)
-    return wall, cpu
-
-
-class VariantPair(NamedTuple):
-    """One released variant built by the reference and converted, with its benchmark audio."""
-
-    config: Any  # jaxlatent.models.dac.DACConfig
-    kwargs: dict  # the reference's constructor arguments (``metadata["kwargs"]``)
-    ref: Any  # dac.DAC in eval mode, torch seed 0
-    model: Any  # jaxlatent DAC converted from `ref` by the production converter
-    convert_s: float  # seconds the converter took
-    audio: np.ndarray  # float32 noise [1, samples, 1] at the model's sample rate
-
-
-def make_pair(name: str, seconds: float, precision=None) -> VariantPair:
-    """The reference DAC of variant `name` (random weights, seed 0), converted with
-    :func:`converters.dac.convert_checkpoint` from the release layout, and `seconds` of noise."""
-    import torch
-
-    from converters.dac import convert_checkpoint
+def variant_config(name: str, smoke: bool = False):
+    """The `DACConfig` preset `name`; with `smoke`, the same rates with tiny layers."""
     from jaxlatent.models.dac import DACConfig
 
-    dac = import_dac()
     config = getattr(DACConfig, name)()
+    if smoke:
+        config = dataclasses.replace(
+            config, encoder_dim=2, decoder_dim=16, codebook_size=16, codebook_dim=2, n_codebooks=2
+        )
+    return config
+
+
+def _path(args, what: str) -> str:
+    return os.path.join(args.workdir, f"{args.variant}-{what}")
+
+
+def worker_prepare(args) -> dict:
+    """The reference model (torch seed 0), its conversion and the audio, written to `workdir`."""
+    torch = common.torch_threads(args.threads)
+    from converters.dac import convert_checkpoint
+
+    dac = import_dac()
+    config = variant_config(args.variant, args.smoke)
     kwargs = config.to_kwargs()
     torch.manual_seed(0)
     ref = dac.DAC(**kwargs).eval()
     checkpoint = {"state_dict": ref.state_dict(), "metadata": {"kwargs": kwargs}}
     t0 = time.perf_counter()
-    _, model = convert_checkpoint(checkpoint, precision=precision)
+    _, model = convert_checkpoint(checkpoint, precision=args.precision)
     convert_s = time.perf_counter() - t0
+    torch.save(ref.state_dict(), _path(args, "torch.pt"))
+    common.save_state(_path(args, "jax.npz"), model)
     rng = np.random.default_rng(0)
-    audio = np.clip(0.1 * rng.standard_normal((1, int(seconds * config.sample_rate), 1)), -1, 1)
-    return VariantPair(config, kwargs, ref, model, convert_s, audio.astype(np.float32))
+    audio = np.clip(
+        0.1 * rng.standard_normal((1, int(args.seconds * config.sample_rate), 1)), -1, 1
+    )
+    np.save(_path(args, "audio.npy"), audio.astype(np.float32))
+    return {"params_m": sum(p.numel() for p in ref.parameters()) / 1e6, "convert_s": convert_s}
 
 
-def bench_variant(name: str, seconds: float, iters: int, precision) -> dict:
-    import jax
+def torch_model(args):
+    """The reference DAC with the prepared weights, in eval mode (torch worker)."""
     import torch
 
-    from jaxlatent.models.dac import TRACE_COUNTS
+    dac = import_dac()
+    ref = dac.DAC(**variant_config(args.variant, args.smoke).to_kwargs()).eval()
+    ref.load_state_dict(torch.load(_path(args, "torch.pt")))
+    return ref
 
-    config, _, ref, model, convert_s, audio = make_pair(name, seconds, precision)
-    sr = config.sample_rate
 
-    # jaxlatent: the public methods (validation in Python, then the module-level jitted fns);
-    # the first call of each is trace + compile + run.
-    x = model.preprocess(audio, sr)
-    z = None
+def jax_model(args):
+    """The converted jaxlatent DAC, loaded into an abstract model (no eager initialisation)."""
+    from flax import nnx
 
-    def jax_enc():
-        nonlocal z
-        z = jax.block_until_ready(model.encode(x).z)
+    from jaxlatent.models.dac import DAC
 
-    def jax_dec():
-        jax.block_until_ready(model.decode(z))
+    config = variant_config(args.variant, args.smoke)
+    model = nnx.eval_shape(lambda: DAC(config, precision=args.precision, rngs=nnx.Rngs(0)))
+    common.load_state(_path(args, "jax.npz"), model)
+    return model
 
-    enc_compile = _timed(jax_enc)[0]
-    dec_compile = _timed(jax_dec)[0]
-    traces = dict(TRACE_COUNTS)
 
-    # torch eager, same audio, channels-first; one warm-up call each
+def _rounds(enc, dec, iters: int) -> dict:
+    """`iters` timed encode + decode pairs: wall and CPU seconds of each."""
+    out = {k: [] for k in ("enc", "dec", "enc_cpu", "dec_cpu")}
+    for _ in range(iters):
+        for key, fn in (("enc", enc), ("dec", dec)):
+            wall, cpu = common.timed(fn)
+            out[key].append(wall)
+            out[key + "_cpu"].append(cpu)
+    return out
+
+
+def worker_torch(args) -> dict:
+    torch = common.torch_threads(args.threads)
+    ref = torch_model(args)
+    audio = np.load(_path(args, "audio.npy"))
+    sr = variant_config(args.variant, args.smoke).sample_rate
     xt = ref.preprocess(torch.from_numpy(audio.transpose(0, 2, 1).copy()), sr)
-    zt = None
+    box = {}
 
-    def torch_enc():
-        nonlocal zt
+    def enc():
         with torch.no_grad():
-            zt = ref.encode(xt)[0]
+            box["z"], box["codes"] = ref.encode(xt)[:2]
 
-    def torch_dec():
+    def dec():
         with torch.no_grad():
-            ref.decode(zt)
+            ref.decode(box["z"])
 
-    torch_enc()
-    torch_dec()
+    enc()  # warm-up
+    dec()
+    np.save(_path(args, "torch-codes.npy"), box["codes"].numpy())
+    return dict(_rounds(enc, dec, args.iters), env=common.torch_environment())
 
-    # Interleaved rounds: each round times encode then decode of both frameworks, alternating
-    # which one goes first, so a load that changes during the run hits both sides alike.
-    fns = {"jax_enc": jax_enc, "torch_enc": torch_enc, "jax_dec": jax_dec, "torch_dec": torch_dec}
-    orders = [
-        ("jax_enc", "torch_enc", "jax_dec", "torch_dec")
-        if i % 2 == 0
-        else ("torch_enc", "jax_enc", "torch_dec", "jax_dec")
-        for i in range(iters)
+
+def worker_jax(args) -> dict:
+    import jax
+
+    counter = common.CompileCounter()
+    model = jax_model(args)
+    audio = np.load(_path(args, "audio.npy"))
+    x = model.preprocess(audio, variant_config(args.variant, args.smoke).sample_rate)
+    box = {}
+
+    def enc():
+        out = jax.block_until_ready(model.encode(x))
+        box["z"], box["codes"] = out.z, out.codes
+
+    def dec():
+        jax.block_until_ready(model.decode(box["z"]))
+
+    compile_enc = common.timed(enc)[0]
+    compile_dec = common.timed(dec)[0]
+    np.save(_path(args, "jax-codes.npy"), np.asarray(box["codes"]))
+    before = counter.count
+    out = _rounds(enc, dec, args.iters)
+    if counter.count != before:
+        raise RuntimeError(f"jaxlatent compiled {counter.count - before}x during the timed calls")
+    return dict(out, compile_enc=compile_enc, compile_dec=compile_dec, env=common.jax_environment())
+
+
+# --------------------------------------------------------------------------------------------
+# Speed: the parent
+# --------------------------------------------------------------------------------------------
+
+
+def code_agreement(workdir: str, variant: str) -> tuple[float, float]:
+    """Fraction of equal codes, (first codebook, all codebooks), jaxlatent vs torch.
+
+    Raises:
+      AssertionError: if the first codebook agrees on fewer than ``MIN_CODE_AGREEMENT`` of the
+        frames (the two sides would not run the same model).
+    """
+    codes = [np.load(os.path.join(workdir, f"{variant}-{s}-codes.npy")) for s in ("jax", "torch")]
+    if codes[0].shape != codes[1].shape:
+        raise AssertionError(f"{variant}: codes of shapes {codes[0].shape} vs {codes[1].shape}")
+    first = float(np.mean(codes[0][:, 0] == codes[1][:, 0]))
+    if first < MIN_CODE_AGREEMENT:
+        raise AssertionError(
+            f"{variant}: jaxlatent and torch agree on {first:.1%} of the first codebook's codes "
+            f"(< {MIN_CODE_AGREEMENT:.0%}): the benchmark would compare different models"
+        )
+    return first, float(np.mean(codes[0] == codes[1]))
+
+
+def bench_variant(args, name: str, workdir: str) -> dict:
+    wargs = ["--variant", name, "--workdir", workdir, "--threads", args.threads]
+    wargs += ["--seconds", args.seconds, *(["--smoke"] if args.smoke else [])]
+    wargs += ["--precision", args.precision] if args.precision else []
+    prep = common.run_worker(MODULE, "prepare", wargs)
+    results = common.alternate(MODULE, args.rounds, [*wargs, "--iters", args.iters], label=name)
+    agreement = code_agreement(workdir, name)
+
+    def per_round(side: str, key: str) -> list[float]:
+        return [statistics.median(r[key]) for r in results[side]]
+
+    r = {"variant": name, "agreement": agreement, **prep}
+    for side in ("jax", "torch"):
+        for key in ("enc", "dec", "enc_cpu", "dec_cpu"):
+            r[f"{side}_{key}"] = per_round(side, key)
+        for cpu in ("", "_cpu"):
+            enc, dec = r[f"{side}_enc{cpu}"], r[f"{side}_dec{cpu}"]
+            r[f"{side}_total{cpu}"] = [a + b for a, b in zip(enc, dec, strict=True)]
+    r["compile"] = [
+        statistics.median(x[k] for x in results["jax"]) for k in ("compile_enc", "compile_dec")
     ]
-    wall, cpu = timed_rounds(fns, orders)
-    if dict(TRACE_COUNTS) != traces:
-        raise RuntimeError(f"jaxlatent retraced during the timed rounds: {dict(TRACE_COUNTS)}")
-
-    result = {
-        "variant": name,
-        "params_m": sum(p.numel() for p in ref.parameters()) / 1e6,
-        "convert_s": convert_s,
-        "load": os.getloadavg()[0],
-    }
-    for key in fns:
-        compile_s = {"jax_enc": enc_compile, "jax_dec": dec_compile}.get(key)
-        result[key] = summarize(wall[key], compile_s)
-        result[key + "_cpu"] = summarize(cpu[key])
-    return result
+    r["env"] = {results["jax"][0]["env"], results["torch"][0]["env"]}
+    return r
 
 
 def speed_header() -> list[str]:
@@ -195,37 +244,37 @@ def speed_header() -> list[str]:
         "jaxlatent RTF",
         "torch RTF",
         "speed-up enc / dec / total",
+        "total speed-up over rounds (min to max)",
         f"≥ {TARGET_SPEEDUP:g}x",
         "CPU-time speed-up enc / dec / total",
+        "equal codes: first codebook / all",
     ]
 
 
-def _speedups(r: dict, suffix: str = "") -> tuple[float, float, float]:
-    def med(key):
-        return r[key + suffix].median_s
-
-    enc = med("torch_enc") / med("jax_enc")
-    dec = med("torch_dec") / med("jax_dec")
-    total = (med("torch_enc") + med("torch_dec")) / (med("jax_enc") + med("jax_dec"))
-    return enc, dec, total
-
-
 def speed_row(r: dict, seconds: float) -> list[str]:
-    j = r["jax_enc"].median_s + r["jax_dec"].median_s
-    t = r["torch_enc"].median_s + r["torch_dec"].median_s
-    enc, dec, total = _speedups(r)
-    cpu_enc, cpu_dec, cpu_total = _speedups(r, "_cpu")
+    def med(key):
+        return statistics.median(r[key])
+
+    def speedups(suffix=""):
+        return [
+            ratios(r[f"torch_{k}{suffix}"], r[f"jax_{k}{suffix}"]) for k in ("enc", "dec", "total")
+        ]
+
+    wall, cpu = speedups(), speedups("_cpu")
+    total = wall[2]
     return [
         r["variant"],
         f"{r['params_m']:.1f} M",
-        f"{r['jax_enc'].compile_s:.1f} / {r['jax_dec'].compile_s:.1f}",
-        f"{r['jax_enc'].median_s:.2f} / {r['jax_dec'].median_s:.2f}",
-        f"{r['torch_enc'].median_s:.2f} / {r['torch_dec'].median_s:.2f}",
-        f"{j / seconds:.3f}",
-        f"{t / seconds:.3f}",
-        f"{enc:.2f}x / {dec:.2f}x / {total:.2f}x",
-        "yes" if total >= TARGET_SPEEDUP else "**no**",
-        f"{cpu_enc:.2f}x / {cpu_dec:.2f}x / {cpu_total:.2f}x",
+        f"{r['compile'][0]:.1f} / {r['compile'][1]:.1f}",
+        f"{med('jax_enc'):.2f} / {med('jax_dec'):.2f}",
+        f"{med('torch_enc'):.2f} / {med('torch_dec'):.2f}",
+        f"{med('jax_total') / seconds:.3f}",
+        f"{med('torch_total') / seconds:.3f}",
+        " / ".join(f"{s.median:.2f}x" for s in wall),
+        f"{total.low:.2f} to {total.high:.2f}x",
+        "yes" if total.median >= TARGET_SPEEDUP else "**no**",
+        " / ".join(f"{s.median:.2f}x" for s in cpu),
+        f"{r['agreement'][0]:.1%} / {r['agreement'][1]:.1%}",
     ]
 
 
@@ -252,9 +301,10 @@ def _reset_peak() -> bool:
         return False
 
 
-def memory_child(model_dir: str, minutes: float, win_duration: float) -> None:
-    """Child process: load the converted model, compile `compress` on a short chunked input,
-    then compress `minutes` of noise; print one JSON line."""
+def worker_memory(args) -> dict:
+    """Load the converted model, compile `compress` on a short chunked input, then compress
+    ``args.minutes`` of noise (a fresh process: its peak RSS is the number)."""
+    model_dir, minutes, win_duration = args.model_dir, args.minutes[0], args.win_duration
     from jaxlatent.codec import compress
     from jaxlatent.models.dac import load_converted
 
@@ -284,7 +334,7 @@ def memory_child(model_dir: str, minutes: float, win_duration: float) -> None:
         "seconds": elapsed,
         "frames": int(out.codes.shape[-1]),
     }
-    print(json.dumps(record))
+    return record
 
 
 def memory_config(kind: str):
@@ -318,15 +368,12 @@ def bench_memory(minutes_list, win_duration: float, kind: str) -> list[dict]:
         model_dir = os.path.join(tmp, "model")
         save_converted(model_dir, config, model)
         for minutes in minutes_list:
-            cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", model_dir]
-            cmd += ["--minutes", str(minutes), "--win-duration", str(win_duration)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise RuntimeError(f"memory child ({minutes} min) failed:\n{proc.stderr[-3000:]}")
-            record = json.loads(proc.stdout.strip().splitlines()[-1])
+            wargs = ["--model-dir", model_dir, "--minutes", minutes]
+            record = common.run_worker(MODULE, "memory", [*wargs, "--win-duration", win_duration])
             record["model"] = f"16 kHz ({kind}, {ref_params(ref):.1f} M params)"
             results.append(record)
-            print(f"<!-- memory {kind} {minutes} min done ({load()}) -->", flush=True)
+            done = f"<!-- memory {kind} {minutes} min done ({load()}) -->"
+            print(done, file=sys.stderr, flush=True)
     return results
 
 
@@ -366,12 +413,66 @@ def memory_table(results: list[dict]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------------
+
+WORKERS = {
+    "prepare": worker_prepare,
+    "torch": worker_torch,
+    "jax": worker_jax,
+    "memory": worker_memory,
+}
+
+
+def run(args) -> str:
+    out = ["# DAC benchmark: jaxlatent (jit) vs descript-audio-codec (torch eager)", ""]
+    out += [f"- {common.machine()}; {load()} at start"]
+    t_start = time.perf_counter()
+    speed, envs = [], set()
+    if args.variants:
+        with tempfile.TemporaryDirectory(prefix="bench_dac-") as work:
+            for name in args.variants:
+                r = bench_variant(args, name, work)
+                envs |= r["env"]
+                speed.append(speed_row(r, args.seconds))
+                print(f"<!-- {name} done, {load()} -->", file=sys.stderr, flush=True)
+        out += [
+            f"- workers: {'; '.join(sorted(envs))}; {args.threads} threads per framework "
+            "(torch set_num_threads; XLA:CPU one thread per core of the process's CPU affinity)",
+            "",
+            f"## Encode + decode of {args.seconds:g} s of audio",
+            "",
+            f"{args.rounds} alternating rounds (torch, jax; jax, torch; ...), one fresh process "
+            f"per framework per round, each timing {args.iters} encode + decode pairs after its "
+            "compile (jax) or warm-up call (torch); times are the median of the rounds' "
+            "medians; RTF = time / audio duration; speed-up = torch / jaxlatent.",
+            "",
+            markdown_table(speed_header(), speed),
+        ]
+    mem = []
+    if args.minutes:
+        mem += bench_memory(args.minutes, args.win_duration, "full")
+    if args.narrow_minutes:
+        mem += bench_memory(args.narrow_minutes, args.win_duration, "narrow")
+    if mem:
+        out += [
+            "",
+            f"## Peak RSS of `compress` (win_duration={args.win_duration:g} s, one fresh "
+            "process per row)",
+            "",
+            memory_table(mem),
+        ]
+    total = time.perf_counter() - t_start
+    out += ["", f"- {load()} at end; total run time {total:.0f} s"]
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--seconds", type=float, default=10.0, help="audio duration (speed part)")
-    p.add_argument("--iters", type=int, default=3, help="timed runs per measurement")
-    p.add_argument("--torch-threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=4, help="alternating rounds of workers")
+    p.add_argument("--iters", type=int, default=3, help="timed encode + decode pairs per worker")
+    p.add_argument("--threads", type=int, default=common.cores(), help="per framework")
     p.add_argument("--precision", default=None, help="jax.lax precision of the convolutions")
     p.add_argument(
         "--minutes",
@@ -393,43 +494,22 @@ def main(argv=None) -> None:
         default=[1, 10, 60],
         help="durations for the narrow 16 kHz-geometry model (none: skip it)",
     )
-    p.add_argument("--skip-speed", action="store_true")
-    p.add_argument("--memory-child", help=argparse.SUPPRESS)
+    p.add_argument("--smoke", action="store_true", help="tiny dac_16khz, 0.1 s, 2 rounds")
+    p.add_argument("--out", help="also write the Markdown here")
+    # worker processes only
+    p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    p.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument("--workdir", help=argparse.SUPPRESS)
+    p.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-
-    if args.memory_child:
-        memory_child(args.memory_child, args.minutes[0], args.win_duration)
+    if args.worker:
+        common.set_threads(args.threads)
+        common.worker_result(WORKERS[args.worker](args))
         return
-
-    import torch
-
-    torch.set_num_threads(args.torch_threads)
-    print("# DAC benchmark: jaxlatent (jit) vs descript-audio-codec (torch eager)\n")
-    print(f"- {environment()}")
-    print(f"- {load()} at start ({os.cpu_count()} CPUs)")
-    if not args.skip_speed:
-        print(
-            f"\n## Encode + decode of {args.seconds:g} s of audio "
-            f"(median of {args.iters}; RTF = time / audio duration)\n"
-        )
-        header = speed_header()
-        print(markdown_table(header, []), flush=True)
-        for name in args.variants:
-            r = bench_variant(name, args.seconds, args.iters, args.precision)
-            row = markdown_table(header, [speed_row(r, args.seconds)]).splitlines()[-1]
-            print(f"{row} <!-- {load()} after; converter {r['convert_s']:.1f} s -->", flush=True)
-    mem = []
-    if args.minutes:
-        mem += bench_memory(args.minutes, args.win_duration, "full")
-    if args.narrow_minutes:
-        mem += bench_memory(args.narrow_minutes, args.win_duration, "narrow")
-    if mem:
-        print(
-            f"\n## Peak RSS of `compress` (win_duration={args.win_duration:g} s, one fresh "
-            "process per row)\n"
-        )
-        print(memory_table(mem))
-    print(f"\n- {load()} at end")
+    if args.smoke:
+        args.variants, args.seconds, args.rounds, args.iters = ["dac_16khz"], 0.1, 2, 1
+        args.minutes = args.narrow_minutes = []
+    report(run(args), args.out)
 
 
 if __name__ == "__main__":

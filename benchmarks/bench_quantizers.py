@@ -2,9 +2,12 @@
 
 Run from the repository root::
 
-    python -m benchmarks.bench_quantizers [--quick] [--torch-threads 2] [--out FILE]
+    python -m benchmarks.bench_quantizers [--rounds 4] [--threads N] [--out FILE]
 
-Compared side by side in one process, for (N vectors, D dims, K codes) in
+Each framework is timed in its own worker processes (`benchmarks.common`: ``--rounds``
+alternating rounds, torch, jax; jax, torch; ..., one fresh process per framework per round,
+each timing every implementation of its framework on every shape), for (N vectors, D dims,
+K codes) in
 {(65536, 256, 1024), (65536, 8, 1024), (16384, 256, 16384), (4096, 64, 65536)}:
 
 * **l2 search**: `jaxlatent.quantizers.nearest_code(form="addmm")` vs SpeechBrain 1.1.2
@@ -19,13 +22,16 @@ Compared side by side in one process, for (N vectors, D dims, K codes) in
   `VectorQuantizationStraightThrough` backward, vs that class and vs DAC's
   ``z + (q - z).detach()`` with an embedding lookup.
 
-Also measured in the same run: a plain float32 GEMM (``[4096, D] x [D, 4096]``, jax and torch;
+Also measured by the same workers: a plain float32 GEMM (``[4096, D] x [D, 4096]``, jax and torch;
 the faster is the "GEMM peak") to report the search's fraction of it for D = 256, and the
 262144 x 65536 search's peak memory (XLA's buffer assignment and the process RSS high-water
 mark).
 
 Timings: `benchmarks.common` (compile separate, `block_until_ready`, warm-up excluded,
-median). Peak memory: the process's RSS high-water mark (``VmHWM``, reset through
+median in a worker; median of the rounds' medians and their spread across rounds). The
+indices of the searches are compared across the workers (a difference is noted: near-ties).
+``--smoke``: two tiny shapes, 2 rounds (tests/unit/test_bench_quantizers.py).
+Peak memory: the process's RSS high-water mark (``VmHWM``, reset through
 ``/proc/self/clear_refs``) above the RSS before the call, for both frameworks; for jax also
 the temporary buffers of the compiled program (`memory_analysis`).
 """
@@ -33,23 +39,22 @@ the temporary buffers of the compiled program (`memory_analysis`).
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
-import subprocess
-import sys
+import statistics
+import tempfile
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import environment, markdown_table, report, time_jax, time_torch
-from converters.torchaudio_stub import install_torchaudio_stub
-from jaxlatent.quantizers import default_chunks, lookup_codes, nearest_code, straight_through
+from benchmarks import common
+from benchmarks.common import ROLES, Spread, markdown_table, ratios, report
+
+MODULE = "benchmarks.bench_quantizers"
 
 SHAPES = [(65536, 256, 1024), (65536, 8, 1024), (16384, 256, 16384), (4096, 64, 65536)]
 BIG = (262144, 8, 65536)  # the memory case
+SMOKE_SHAPES = [(512, 256, 64), (256, 8, 32)]
+SMOKE_BIG = (2048, 8, 1024)
 MIB = 1 << 20
 
 
@@ -67,7 +72,7 @@ def xla_temp_mib(jitted, *args) -> float:
     return jitted.lower(*args).compile().memory_analysis().temp_size_in_bytes / MIB
 
 
-def peak_rss_mib(fn, *args) -> float | None:
+def peak_rss_mib(fn, *args, block=lambda x: x) -> float | None:
     """RSS high-water mark during one call of `fn(*args)`, above the RSS before it (MiB)."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -75,41 +80,47 @@ def peak_rss_mib(fn, *args) -> float | None:
     except OSError:
         return None
     before = _status_kib("VmRSS")
-    jax.block_until_ready(fn(*args))
+    block(fn(*args))
     return (_status_kib("VmHWM") - before) / 1024
 
 
 # -- jaxlatent ---------------------------------------------------------------------------------
-@jax.jit
-def jax_l2(x, c):
-    return nearest_code(x, c, form="addmm")
+def jax_fns() -> dict:
+    """The jitted jaxlatent functions (jax is imported in the jax worker only)."""
+    import jax
+    import jax.numpy as jnp
 
+    from jaxlatent.quantizers import lookup_codes, nearest_code, straight_through
 
-@jax.jit
-def jax_cosine_gather(x, c):
-    idx = nearest_code(x, c, metric="cosine", form="dac")
-    return lookup_codes(c, idx), idx
+    @jax.jit
+    def l2(x, c):
+        return nearest_code(x, c, form="addmm")
 
+    @jax.jit
+    def cosine_gather(x, c):
+        idx = nearest_code(x, c, metric="cosine", form="dac")
+        return lookup_codes(c, idx), idx
 
-@jax.jit
-def jax_ste_grad(x, c, w):
-    def loss(x, c):
-        q = lookup_codes(c, nearest_code(x, c, form="addmm"))
-        return jnp.sum(w * straight_through(x, q)) + jnp.sum(w * q)
+    @jax.jit
+    def ste_grad(x, c, w):
+        def loss(x, c):
+            q = lookup_codes(c, nearest_code(x, c, form="addmm"))
+            return jnp.sum(w * straight_through(x, q)) + jnp.sum(w * q)
 
-    return jax.grad(loss, argnums=(0, 1))(x, c)
+        return jax.grad(loss, argnums=(0, 1))(x, c)
 
+    @jax.jit
+    def gemm(a, b):
+        return jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST)
 
-@jax.jit
-def jax_gemm(a, b):
-    return jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST)
+    return {"l2": l2, "cosine": cosine_gather, "ste": ste_grad, "gemm": gemm}
 
 
 # -- torch references --------------------------------------------------------------------------
 def torch_refs(threads: int):
-    import torch
+    from converters.torchaudio_stub import install_torchaudio_stub
 
-    torch.set_num_threads(threads)
+    torch = common.torch_threads(threads)
     install_torchaudio_stub("2.13.0")  # no old-torchaudio warning from SpeechBrain
     import dac.nn.quantize as dac_quantize
     from speechbrain.lobes.models import PIQ
@@ -156,25 +167,118 @@ def torch_refs(threads: int):
     return torch, piq_search, addmm_search, dac_module, piq_ste, dac_ste
 
 
-# -- the run -----------------------------------------------------------------------------------
-def interleaved(rounds: int, it: dict, **timed) -> dict:
-    """Time several implementations in alternating rounds; keep each one's best round.
-
-    ``timed[name] = (timer, fn, *args)`` with `timer` `time_jax` or `time_torch`. The machine
-    is shared, so load changes between back-to-back measurements; alternating rounds give every
-    implementation the same chances, and the best round's median is reported (the compile time
-    is the first round's).
-    """
-    best: dict = {}
-    for r in range(rounds):
-        for name, (timer, fn, *args) in timed.items():
-            t = timer(fn, *args, **it)
-            if name not in best or t.median_s < best[name].median_s:
-                compile_s = best[name].compile_s if r else t.compile_s
-                best[name] = dataclasses.replace(t, compile_s=compile_s)
-    return best
+# -- workers: one framework each ---------------------------------------------------------------
+GEMM_N = 4096
 
 
+def _inputs(shape, rng_seed: int = 0):
+    """The float32 inputs of a shape, the same in every worker: x, codebook c, weights w."""
+    n, d, k = shape
+    rng = np.random.default_rng(rng_seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    c = rng.standard_normal((k, d)).astype(np.float32)
+    w = rng.standard_normal((n, d)).astype(np.float32)
+    return x, c, w
+
+
+def _gemm_inputs(d: int):
+    rng = np.random.default_rng(d)
+    a = rng.standard_normal((GEMM_N, d)).astype(np.float32)
+    return a, rng.standard_normal((d, GEMM_N)).astype(np.float32)
+
+
+def _gemm_ds(shapes) -> list[int]:
+    return sorted({d for _, d, _ in shapes} | {256})
+
+
+def _record(t, rss=None, xla=None) -> dict:
+    return {"median_s": t.median_s, "compile_s": t.compile_s, "rss_mib": rss, "xla_mib": xla}
+
+
+def worker_jax(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    fns = jax_fns()
+    it = {"warmup": args.warmup, "iters": args.iters}
+    block = jax.block_until_ready
+    gemm = {}
+    for d in _gemm_ds(args.shapes):
+        a, b = (jnp.asarray(v) for v in _gemm_inputs(d))
+        gemm[d] = common.time_jax(fns["gemm"], a, b, **it).median_s
+    shapes = {}
+    for shape in args.shapes:
+        x, c, w = (jnp.asarray(v) for v in _inputs(shape))
+        calls = {"l2": (fns["l2"], x, c), "cosine": (fns["cosine"], x, c)}
+        calls["ste"] = (fns["ste"], x, c, w)
+        shapes[_shape_str(shape)] = {
+            name: _record(
+                common.time_jax(*call, **it),
+                peak_rss_mib(*call, block=block),
+                xla_temp_mib(*call),
+            )
+            for name, call in calls.items()
+        }
+        stem = os.path.join(args.workdir, _shape_str(shape))
+        np.save(stem + "-jax-l2.npy", np.asarray(fns["l2"](x, c)))
+        np.save(stem + "-jax-cosine.npy", np.asarray(fns["cosine"](x, c)[1]))
+    vc, cc = _chunks()
+    return {"gemm": gemm, "shapes": shapes, "chunks": [vc, cc], "env": common.jax_environment()}
+
+
+def _chunks():
+    from jaxlatent.quantizers import default_chunks
+
+    return default_chunks()
+
+
+def worker_torch(args) -> dict:
+    torch, piq_search, addmm_search, dac_module, piq_ste, dac_ste = torch_refs(args.threads)
+    it = {"warmup": args.warmup, "iters": args.iters}
+    gemm = {}
+    for d in _gemm_ds(args.shapes):
+        a, b = (torch.from_numpy(v) for v in _gemm_inputs(d))
+        gemm[d] = common.time_torch(torch.matmul, a, b, **it).median_s
+    shapes = {}
+    for shape in args.shapes:
+        n, d, k = shape
+        xt, ct, wt = (torch.from_numpy(v) for v in _inputs(shape))
+        x4, w4 = xt.view(1, n, 1, d), wt.view(1, n, 1, d)
+        labels = torch.zeros(1)
+        vq = dac_module(d, k)
+        with torch.no_grad():
+            vq.codebook.weight.copy_(ct)
+        z = xt.t().reshape(1, d, n).contiguous()  # dac: [batch, dim, time]
+        wz = wt.t().reshape(1, d, n).contiguous()
+        calls = {
+            "piq": (piq_search, x4, ct, labels),
+            "addmm": (addmm_search, xt, ct),
+            "dac": (vq.decode_latents, z),
+            "piq_ste": (piq_ste, x4, ct, labels, w4),
+            "dac_ste": (dac_ste, vq, z, wz),
+        }
+        measured = {"piq", "dac", "piq_ste"}  # peak RSS of the rows' references
+        shapes[_shape_str(shape)] = {
+            name: _record(
+                common.time_torch(*call, **it), peak_rss_mib(*call) if name in measured else None
+            )
+            for name, call in calls.items()
+        }
+        stem = os.path.join(args.workdir, _shape_str(shape))
+        with torch.no_grad():
+            np.save(stem + "-torch-l2.npy", piq_search(x4, ct, labels).reshape(-1).numpy())
+            np.save(stem + "-torch-cosine.npy", vq.decode_latents(z)[1].reshape(-1).numpy())
+    return {"gemm": gemm, "shapes": shapes, "env": common.torch_environment()}
+
+
+def worker_memory(args) -> dict:
+    return memory_probe(args.big)
+
+
+WORKERS = {"torch": worker_torch, "jax": worker_jax, "memory": worker_memory}
+
+
+# -- the parent --------------------------------------------------------------------------------
 def _fmt_rate(n: int, seconds: float) -> str:
     r = n / seconds
     return f"{r / 1e6:.2f} M/s" if r >= 1e6 else f"{r / 1e3:.1f} k/s"
@@ -185,218 +289,120 @@ def _fmt_mib(x: float | None) -> str:
 
 
 def run(args) -> str:
-    torch, piq_search, addmm_search, dac_module, piq_ste, dac_ste = torch_refs(args.torch_threads)
-    rng = np.random.default_rng(0)
-    it = dict(warmup=1, iters=2 if args.quick else 3)
-    rounds = 1 if args.quick else 3
-    rows, gemm_rows, notes = [], [], []
-    load = os.getloadavg()
+    load_start = common.load()
+    with tempfile.TemporaryDirectory(prefix="bench_quantizers-") as work:
+        wargs = ["--workdir", work, "--threads", args.threads, "--iters", args.iters]
+        wargs += ["--warmup", args.warmup, "--shapes", ",".join(map(_shape_str, args.shapes))]
+        results = common.alternate(MODULE, args.rounds, wargs, label="quantizers")
+        notes = []
+        for shape in map(_shape_str, args.shapes):
+            for op, ref in (("l2", "SpeechBrain PIQ"), ("cosine", "dac decode_latents")):
+                j, t = (np.load(os.path.join(work, f"{shape}-{s}-{op}.npy")) for s in ROLES)
+                if not np.array_equal(j.reshape(-1), t.reshape(-1)):
+                    frac = np.mean(j.reshape(-1) == t.reshape(-1))
+                    notes.append(
+                        f"{shape} {op}: {frac:.2%} of the indices equal {ref}'s (near-ties)"
+                    )
+    big = common.run_worker(MODULE, "memory", ["--big", _shape_str(args.big)])
 
-    # GEMM peak of this machine, measured now (shares the machine load with the rows below)
-    for d in sorted({d for _, d, _ in args.shapes} | {256}):
-        a = rng.standard_normal((4096, d)).astype(np.float32)
-        b = rng.standard_normal((d, 4096)).astype(np.float32)
-        tj = time_jax(jax_gemm, jnp.asarray(a), jnp.asarray(b), **it)
-        tt = time_torch(lambda a, b: a @ b, torch.from_numpy(a), torch.from_numpy(b), **it)
-        flops = 2 * 4096 * 4096 * d
-        gemm_rows.append(
-            [d, f"{flops / tj.median_s / 1e9:.1f}", f"{flops / tt.median_s / 1e9:.1f}"]
-        )
-    a256 = rng.standard_normal((4096, 256)).astype(np.float32)
-    b256 = rng.standard_normal((256, 4096)).astype(np.float32)
-    gemm_flops = 2 * 4096 * 4096 * 256
-    # the machine is shared: for D=256 rows the GEMM runs in the same alternating rounds as
-    # the search, and the row's fraction is of the faster (jax or torch) GEMM of those rounds
-    gemm_timed = dict(
-        gemm_jax=(time_jax, jax_gemm, jnp.asarray(a256), jnp.asarray(b256)),
-        gemm_torch=(time_torch, torch.matmul, torch.from_numpy(a256), torch.from_numpy(b256)),
-    )
+    def times(side: str, shape: str, name: str) -> list[float]:
+        return [r["shapes"][shape][name]["median_s"] for r in results[side]]
 
-    def gemm_peak(t: dict) -> float:
-        return gemm_flops / min(t["gemm_jax"].median_s, t["gemm_torch"].median_s) / 1e9
+    def first(side: str, shape: str, name: str) -> dict:
+        return results[side][0]["shapes"][shape][name]
 
-    fractions, speedups, gemm_256_samples = [], [], []
+    def first_s(shape: str, op: str) -> list[float]:
+        return [r["shapes"][shape][op]["compile_s"] for r in results["jax"]]
 
-    def search_row(case, t: dict, ref: str, label: str, extra: str, jax_call, ref_call):
-        """The row of a search timed by `interleaved`: ``t["jax"]`` (``jax_call = (fn,
-        *args)``) against the torch reference ``t[ref]`` (`ref_call`); `extra` is the
-        "vs bare torch addmm+min" column; ``case = (shape, n, d, flops)``. D=256 rows also
-        record the GEMM peak."""
-        shape, n, d, flops = case
-        peak = gemm_peak(t) if d == 256 else None
-        gemm_256_samples.extend([peak] if peak else [])
-        t_j, t_ref = t["jax"], t[ref]
-        m_j = peak_rss_mib(*jax_call)
-        x_j = xla_temp_mib(*jax_call)
-        m_ref = peak_rss_mib(*ref_call)
-        frac = "{frac}" if d == 256 else "-"
-        fractions.append((len(rows), flops / t_j.median_s / 1e9, peak) if d == 256 else None)
-        speedups.append(t_ref.median_s / t_j.median_s)
-        rows.append(
-            [
-                shape,
-                label,
-                _fmt_rate(n, t_j.median_s),
-                _fmt_rate(n, t_ref.median_s),
-                f"**{t_ref.median_s / t_j.median_s:.2f}x**",
-                extra,
-                f"{flops / t_j.median_s / 1e9:.1f} ({frac})",
-                f"{x_j:.1f}, {_fmt_mib(m_j)} / {_fmt_mib(m_ref)}",
-                f"{t_j.compile_s:.1f}",
-            ]
-        )
+    def gemm(side: str, d: int) -> float:
+        return statistics.median(r["gemm"][str(d)] for r in results[side])
 
+    gemm_rows = []
+    for d in _gemm_ds(args.shapes):
+        flops = 2 * GEMM_N * GEMM_N * d
+        gemm_rows.append((d, flops / gemm("jax", d) / 1e9, flops / gemm("torch", d) / 1e9))
+    peak_256 = max(g for d, *gs in gemm_rows if d == 256 for g in gs)
+
+    rows, speedups, fractions = [], [], []
     for n, d, k in args.shapes:
-        x = rng.standard_normal((n, d)).astype(np.float32)
-        c = rng.standard_normal((k, d)).astype(np.float32)
-        w = rng.standard_normal((n, d)).astype(np.float32)
-        xj, cj, wj = jnp.asarray(x), jnp.asarray(c), jnp.asarray(w)
-        xt, ct, wt = torch.from_numpy(x), torch.from_numpy(c), torch.from_numpy(w)
-        x4, w4 = xt.view(1, n, 1, d), wt.view(1, n, 1, d)
-        labels = torch.zeros(1)
-        vq = dac_module(d, k)
-        with torch.no_grad():
-            vq.codebook.weight.copy_(ct)
-        z = xt.t().reshape(1, d, n).contiguous()  # dac: [batch, dim, time]
-        wz = wt.t().reshape(1, d, n).contiguous()
+        shape = _shape_str((n, d, k))
         flops = 2 * n * d * k
-        shape = f"{n}x{d}x{k}"
-
-        gemm = gemm_timed if d == 256 else {}
-        t = interleaved(
-            rounds,
-            it,
-            jax=(time_jax, jax_l2, xj, cj),
-            piq=(time_torch, piq_search, x4, ct, labels),
-            addmm=(time_torch, addmm_search, xt, ct),
-            **gemm,
-        )
-        addmm = f"{t['addmm'].median_s / t['jax'].median_s:.2f}x"
-        case = (shape, n, d, flops)
-        search_row(
-            case,
-            t,
-            "piq",
-            "l2 search vs SpeechBrain PIQ",
-            addmm,
-            (jax_l2, xj, cj),
-            (piq_search, x4, ct, labels),
-        )
-
-        t = interleaved(
-            rounds,
-            it,
-            jax=(time_jax, jax_cosine_gather, xj, cj),
-            dac=(time_torch, vq.decode_latents, z),
-            **gemm,
-        )
-        search_row(
-            case,
-            t,
-            "dac",
-            "cosine search + gather vs dac decode_latents",
-            "",
-            (jax_cosine_gather, xj, cj),
-            (vq.decode_latents, z),
-        )
-
-        t = interleaved(
-            rounds,
-            it,
-            jax=(time_jax, jax_ste_grad, xj, cj, wj),
-            piq=(time_torch, piq_ste, x4, ct, labels, w4),
-            dac=(time_torch, dac_ste, vq, z, wz),
-        )
-        t_js, t_ps, t_ds = t["jax"], t["piq"], t["dac"]
-        speedups.append(min(t_ps.median_s, t_ds.median_s) / t_js.median_s)
-        m_js = peak_rss_mib(jax_ste_grad, xj, cj, wj)
-        x_js = xla_temp_mib(jax_ste_grad, xj, cj, wj)
-        m_ps = peak_rss_mib(piq_ste, x4, ct, labels, w4)
-        rows.append(
-            [
-                shape,
-                "straight-through fwd+bwd vs PIQ STE (dac STE)",
-                _fmt_rate(n, t_js.median_s),
-                _fmt_rate(n, t_ps.median_s),
-                f"**{t_ps.median_s / t_js.median_s:.2f}x**",
-                f"({t_ds.median_s / t_js.median_s:.2f}x dac)",
-                f"{flops / t_js.median_s / 1e9:.1f}",
-                f"{x_js:.1f}, {_fmt_mib(m_js)} / {_fmt_mib(m_ps)}",
-                f"{t_js.compile_s:.1f}",
-            ]
-        )
-        # the work compared is the same: the indices agree with the references
-        idx_j = np.asarray(jax_l2(xj, cj))
-        with torch.no_grad():
-            idx_piq = piq_search(x4, ct, labels).reshape(-1).numpy()
-            idx_dac = vq.decode_latents(z)[1].reshape(-1).numpy()
-        same = (idx_j == idx_piq).all() and (
-            np.asarray(jax_cosine_gather(xj, cj)[1]) == idx_dac
-        ).all()
-        if not same:
-            notes.append(f"{shape}: indices differ from the reference (near-ties)")
-
-        print(f"done {shape}", file=sys.stderr, flush=True)
-
-    worst_fraction = float("inf")
-    for item in fractions:
-        if item is not None:
-            row, gflops, peak = item
-            worst_fraction = min(worst_fraction, gflops / peak)
-            rows[row][6] = rows[row][6].replace("{frac}", f"{gflops / peak:.0%} of {peak:.0f}")
-
-    # the memory case, in a fresh process (its whole-process peak RSS is the number that counts)
-    probe = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bench_quantizers",
-            "--memory-probe",
-            _shape_str(args.big),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    big = json.loads(probe.stdout.strip().splitlines()[-1])
+        for op, ref, label in (
+            ("l2", "piq", "l2 search vs SpeechBrain PIQ"),
+            ("cosine", "dac", "cosine search + gather vs dac decode_latents"),
+            ("ste", "piq_ste", "straight-through fwd+bwd vs PIQ STE (dac STE)"),
+        ):
+            tj, tr = times("jax", shape, op), times("torch", shape, ref)
+            j, s = Spread.of(tj), ratios(tr, tj)
+            if op == "l2":
+                extra = f"{ratios(times('torch', shape, 'addmm'), tj).median:.2f}x"
+                speedups.append(s.median)
+            elif op == "cosine":
+                extra = ""
+                speedups.append(s.median)
+            else:
+                dac = ratios(times("torch", shape, "dac_ste"), tj)
+                extra = f"({dac.median:.2f}x dac)"
+                speedups.append(min(s.median, dac.median))  # the faster reference
+            gflops = flops / j.median / 1e9
+            frac = (
+                f" ({gflops / peak_256:.0%} of {peak_256:.0f})" if d == 256 and op != "ste" else ""
+            )
+            if frac:
+                fractions.append(gflops / peak_256)
+            mj, mr = first("jax", shape, op), first("torch", shape, ref)
+            rows.append(
+                [
+                    shape,
+                    label,
+                    _fmt_rate(n, j.median),
+                    _fmt_rate(n, statistics.median(tr)),
+                    f"**{s.median:.2f}x**",
+                    f"{s.low:.2f} to {s.high:.2f}x",
+                    extra,
+                    f"{gflops:.1f}{frac}",
+                    f"{mj['xla_mib']:.1f}, {_fmt_mib(mj['rss_mib'])} / {_fmt_mib(mr['rss_mib'])}",
+                    f"{statistics.median(first_s(shape, op)):.1f}",
+                ]
+            )
     n, d, k = args.big
-
-    vc, cc = default_chunks()
+    vc, cc = results["jax"][0]["chunks"]
+    envs = sorted({results["jax"][0]["env"], results["torch"][0]["env"]})
+    worst_fraction = min(fractions) if fractions else float("nan")
     header = [
         "NxDxK",
         "operation (jaxlatent vs torch reference)",
         "jaxlatent vectors/s",
         "torch vectors/s",
         "speed-up",
+        "per round (min to max)",
         "vs bare torch addmm+min",
-        "jaxlatent GFLOP/s (% of the GEMM GFLOP/s of the same rounds)",
+        "jaxlatent GFLOP/s (% of the D=256 GEMM peak)",
         "peak MiB: jax XLA temp, jax RSS / torch RSS",
         "jax compile s",
     ]
     out = [
         "# bench_quantizers",
         "",
-        f"Environment: {environment()}.",
+        f"Environment: {common.machine()}; workers: {'; '.join(envs)}; {args.threads} threads "
+        "per framework (torch set_num_threads; XLA:CPU one thread per core of the process's "
+        f"CPU affinity). {load_start} at the start, {common.load()} at the end.",
         "",
-        f"**This machine was shared with other engineers' jobs during the run** (load average "
-        f"{load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} "
-        "cores): absolute numbers are depressed and noisy; the ratios compare runs made "
-        "back to back under the same load.",
-        "",
-        f"Search chunks: vector_chunk={vc}, code_chunk={cc}. Timings: the implementations of a "
-        f"row are timed in {rounds} alternating rounds of {it['iters']} runs (after "
-        f"{it['warmup']} warm-up); each reports its best round's median. Peak memory: XLA's "
-        "temporary buffers of the compiled program; the RSS high-water mark of one call above "
-        "the RSS before it (VmHWM reset through /proc/self/clear_refs; memory the process "
-        "already holds and reuses is not counted, so small jax numbers read 0).",
+        f"Search chunks: vector_chunk={vc}, code_chunk={cc}. Timings: {args.rounds} alternating "
+        "rounds (torch, jax; jax, torch; ...), one fresh process per framework per round timing "
+        f"every implementation of its framework ({args.iters} runs after {args.warmup} warm-up, "
+        "median); reported: the median of the rounds' medians and the speed-up's spread over "
+        "the rounds. Peak memory (first round's workers): XLA's temporary buffers of the "
+        "compiled program; the RSS high-water mark of one call above the RSS before it (VmHWM "
+        "reset through /proc/self/clear_refs; memory the process already holds and reuses is "
+        "not counted, so small numbers read 0).",
         "",
         markdown_table(header, rows),
         "",
-        "GEMM ``[4096, D] x [D, 4096]`` float32, GFLOP/s (jax / torch): "
-        + "; ".join(f"D={r[0]}: {r[1]} / {r[2]}" for r in gemm_rows)
-        + ". For the D=256 rows the GEMM was re-timed in the rows' alternating rounds: "
-        + ", ".join(f"{g:.1f}" for g in gemm_256_samples)
-        + " GFLOP/s (the denominators of the fractions).",
+        f"GEMM ``[{GEMM_N}, D] x [D, {GEMM_N}]`` float32, GFLOP/s (jax / torch, medians over the "
+        "rounds): "
+        + "; ".join(f"D={d}: {gj:.1f} / {gt:.1f}" for d, gj, gt in gemm_rows)
+        + f". The D=256 peak (the faster of the two) is {peak_256:.1f} GFLOP/s.",
         "",
         f"Memory case {n}x{d}x{k} (jaxlatent l2 search, default chunks, one call in a fresh "
         f"process, {big['seconds']:.1f} s): XLA temporary buffers {big['xla_temp_mib']:.1f} "
@@ -420,14 +426,19 @@ def memory_probe(shape: tuple[int, int, int]) -> dict:
     """Run the l2 search once on `shape` and report this process's memory (MiB) as JSON."""
     n, d, k = shape
     rng = np.random.default_rng(0)
+    import jax
+    import jax.numpy as jnp
+
     x = jnp.asarray(rng.standard_normal((n, d)).astype(np.float32))
     c = jnp.asarray(rng.standard_normal((k, d)).astype(np.float32))
-    compiled = jax_l2.lower(x, c).compile()  # compiled first: the RSS increase is the run's
+    compiled = (
+        jax_fns()["l2"].lower(x, c).compile()
+    )  # compiled first: the RSS increase is the run's
     temp = compiled.memory_analysis().temp_size_in_bytes / MIB
     jax.block_until_ready((x, c))
     before = _status_kib("VmRSS") / 1024
     t0 = time.perf_counter()
-    increase = peak_rss_mib(compiled, x, c)
+    increase = peak_rss_mib(compiled, x, c, block=jax.block_until_ready)
     return {
         "xla_temp_mib": temp,
         "rss_before_mib": before,
@@ -447,16 +458,23 @@ def _shapes(text: str) -> list[tuple[int, int, int]]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 round of 2 runs (smoke test)")
-    parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of workers")
+    parser.add_argument("--iters", type=int, default=3, help="timed runs per worker")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per worker")
+    parser.add_argument("--threads", type=int, default=common.cores(), help="per framework")
     parser.add_argument("--out", help="also write the Markdown here")
     parser.add_argument("--shapes", type=_shapes, default=SHAPES, help="e.g. 1024x8x64,512x4x32")
     parser.add_argument("--big", type=lambda s: _shapes(s)[0], default=BIG, help="memory case")
-    parser.add_argument("--memory-probe", type=lambda s: _shapes(s)[0], help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="two tiny shapes, 2 rounds")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.memory_probe:
-        print(json.dumps(memory_probe(args.memory_probe)))
+    if args.worker:
+        common.set_threads(args.threads)
+        common.worker_result(WORKERS[args.worker](args))
         return
+    if args.smoke:
+        args.shapes, args.big, args.rounds, args.iters = SMOKE_SHAPES, SMOKE_BIG, 2, 1
     report(run(args), args.out)
 
 

@@ -1,7 +1,9 @@
 """How fast can the DAC codec get on this machine? The convolutions alone, against the full model.
 
 `bench_dac.py` measures the speed-up of the jaxlatent DAC over the official torch package. This
-script asks what bounds that speed-up: it times, in one process and in interleaved rounds,
+script asks what bounds that speed-up: it times, each framework in its own worker processes
+in alternating rounds (`benchmarks.common`; the models are `bench_dac`'s ``prepare``
+worker's),
 
 * the official torch model (eager, ``torch.no_grad``) and jaxlatent (jit, the public
   ``encode``/``decode``), exactly as `bench_dac.py` does, and
@@ -16,25 +18,25 @@ speed-up any change to jaxlatent's non-convolution work (Snake, weight norm, qua
 dispatch) could reach with the convolution kernels XLA uses on this machine. The outputs of
 the convolutions-only models are meaningless; only their time is used.
 
-Run from the repository root: ``python benchmarks/dac_speed_bound.py --variants dac_16khz``
-(``--help`` for options). Results go in ``results/bench_dac-<device>.md`` beside the speed
-table they explain.
+Run from the repository root: ``python -m benchmarks.dac_speed_bound --variants dac_16khz``
+(``--help`` for options; ``--smoke``: a tiny model, tests/unit/test_bench_dac.py). Results
+go in ``results/bench_dac-<device>.md`` beside the speed table they explain.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import statistics
 import sys
+import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import bench_dac, common
+from benchmarks.common import load, markdown_table, report
 
-from benchmarks.bench_dac import VARIANTS, import_dac, load, make_pair, timed_rounds
-from benchmarks.common import environment, markdown_table
-
-FNS = ("torch", "torch_convs", "jax", "jax_convs")
+MODULE = "benchmarks.dac_speed_bound"
+VARIANTS = bench_dac.VARIANTS
 
 
 def _torch_convs_only(dac, ref):
@@ -45,36 +47,58 @@ def _torch_convs_only(dac, ref):
         if hasattr(module, "weight_g"):
             torch.nn.utils.remove_weight_norm(module)
         if isinstance(module, dac.nn.layers.Snake1d):
-            module.forward = torch.nn.Identity()  # this instance only; `ref` keeps Snake
+            module.forward = torch.nn.Identity()  # this instance only
     return ref
 
 
-def bench_variant(name: str, seconds: float, iters: int) -> dict:
+def _interleaved(fns: dict, iters: int) -> dict:
+    """`iters` rounds of the callables `fns` (order reversed every round): wall and CPU
+    seconds of each, keyed ``name`` and ``name_cpu``."""
+    out = {k + suffix: [] for k in fns for suffix in ("", "_cpu")}
+    keys = list(fns)
+    for i in range(iters):
+        for key in keys if i % 2 == 0 else keys[::-1]:
+            wall, cpu = common.timed(fns[key])
+            out[key].append(wall)
+            out[key + "_cpu"].append(cpu)
+    return out
+
+
+def worker_torch(args) -> dict:
+    torch = common.torch_threads(args.threads)
+    dac = bench_dac.import_dac()
+    ref = bench_dac.torch_model(args)
+    convs = _torch_convs_only(dac, bench_dac.torch_model(args))
+    audio = np.load(bench_dac._path(args, "audio.npy"))
+    sr = bench_dac.variant_config(args.variant, args.smoke).sample_rate
+    xt = ref.preprocess(torch.from_numpy(audio.transpose(0, 2, 1).copy()), sr)
+
+    def full(module):
+        with torch.no_grad():
+            module.decode(module.encode(xt)[0])
+
+    fns = {"torch": lambda: full(ref), "torch_convs": lambda: full(convs)}
+    for fn in fns.values():  # warm-up
+        fn()
+    return dict(_interleaved(fns, args.iters), env=common.torch_environment())
+
+
+def worker_jax(args) -> dict:
     import jax
-    import torch
     from flax import nnx
 
     import jaxlatent.models.dac.layers as dac_layers
     import jaxlatent.nn.weight_norm as weight_norm
 
-    dac = import_dac()
-    config, kwargs, ref, model, _, audio = make_pair(name, seconds)
-    sr = config.sample_rate
-    x = model.preprocess(audio, sr)
-    xt = ref.preprocess(torch.from_numpy(audio.transpose(0, 2, 1).copy()), sr)
+    model = bench_dac.jax_model(args)
+    audio = np.load(bench_dac._path(args, "audio.npy"))
+    x = model.preprocess(audio, bench_dac.variant_config(args.variant, args.smoke).sample_rate)
 
-    # Full models first (traced before anything is patched).
-    def jax_full():
+    def jax_full():  # the public methods, traced before anything is patched
         z = model.encode(x).z
         jax.block_until_ready(model.decode(z))
 
-    def torch_full(module):
-        with torch.no_grad():
-            module.decode(module.encode(xt)[0])
-
     jax_full()
-    torch_full(ref)
-
     # Convolutions only: patch, then trace fresh jits (the public methods keep their traces).
     original_snake, original_weight = dac_layers.snake, weight_norm._WeightNormMixin._weight
     dac_layers.snake = lambda x, alpha: x
@@ -90,22 +114,25 @@ def bench_variant(name: str, seconds: float, iters: int) -> dict:
     def jax_convs():
         jax.block_until_ready(dec(state, enc(state, x)))
 
-    torch.manual_seed(0)
-    ref_convs = _torch_convs_only(dac, dac.DAC(**kwargs).eval())
-    torch_full(ref_convs)
+    fns = {"jax": jax_full, "jax_convs": jax_convs}
+    return dict(_interleaved(fns, args.iters), env=common.jax_environment())
 
-    fns = {
-        "torch": lambda: torch_full(ref),
-        "torch_convs": lambda: torch_full(ref_convs),
-        "jax": jax_full,
-        "jax_convs": jax_convs,
-    }
-    wall, cpu = timed_rounds(fns, [FNS if i % 2 == 0 else FNS[::-1] for i in range(iters)])
-    return {
-        "variant": name,
-        **{k: float(np.median(v)) for k, v in wall.items()},
-        **{k + "_cpu": float(np.median(v)) for k, v in cpu.items()},
-    }
+
+WORKERS = {"prepare": bench_dac.worker_prepare, "torch": worker_torch, "jax": worker_jax}
+
+
+def bench_variant(args, name: str, workdir: str) -> dict:
+    wargs = ["--variant", name, "--workdir", workdir, "--threads", args.threads]
+    wargs += ["--seconds", args.seconds, *(["--smoke"] if args.smoke else [])]
+    common.run_worker(MODULE, "prepare", wargs)
+    results = common.alternate(MODULE, args.rounds, [*wargs, "--iters", args.iters], label=name)
+    r = {"variant": name, "env": {results["jax"][0]["env"], results["torch"][0]["env"]}}
+    for side, keys in (("torch", ("torch", "torch_convs")), ("jax", ("jax", "jax_convs"))):
+        for key in keys:
+            for suffix in ("", "_cpu"):
+                rounds = [statistics.median(x[key + suffix]) for x in results[side]]
+                r[key + suffix] = statistics.median(rounds)
+    return r
 
 
 def row(r: dict) -> list[str]:
@@ -134,25 +161,49 @@ HEADER = [
 ]
 
 
+def run(args) -> str:
+    out = [f"# DAC speed bound: convolutions alone vs the full codec, {args.seconds:g} s of audio"]
+    out += ["", f"- {common.machine()}; {load()} at start"]
+    rows, envs = [], set()
+    with tempfile.TemporaryDirectory(prefix="dac_speed_bound-") as work:
+        for name in args.variants:
+            r = bench_variant(args, name, work)
+            envs |= r["env"]
+            rows.append(row(r))
+            print(f"<!-- {name} done, {load()} -->", file=sys.stderr, flush=True)
+    out += [
+        f"- workers: {'; '.join(sorted(envs))}; {args.threads} threads per framework",
+        f"- {args.rounds} alternating rounds (one fresh process per framework per round) of "
+        f"{args.iters} interleaved full / convolutions-only calls; medians of the rounds' medians",
+        "",
+        markdown_table(HEADER, rows),
+        "",
+        f"- {load()} at end",
+    ]
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--seconds", type=float, default=10.0, help="audio duration")
-    p.add_argument("--iters", type=int, default=5, help="interleaved timed rounds")
-    p.add_argument("--torch-threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=4, help="alternating rounds of workers")
+    p.add_argument("--iters", type=int, default=3, help="timed calls of each model per worker")
+    p.add_argument("--threads", type=int, default=common.cores(), help="per framework")
+    p.add_argument("--smoke", action="store_true", help="tiny dac_16khz, 0.1 s, 2 rounds")
+    p.add_argument("--out", help="also write the Markdown here")
+    p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    p.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument("--workdir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-
-    import torch
-
-    torch.set_num_threads(args.torch_threads)
-    print(f"# DAC speed bound: convolutions alone vs the full codec, {args.seconds:g} s of audio\n")
-    print(f"- {environment()}")
-    print(f"- {load()} at start ({os.cpu_count()} CPUs); medians of {args.iters} rounds\n")
-    print(markdown_table(HEADER, []), flush=True)
-    for name in args.variants:
-        r = bench_variant(name, args.seconds, args.iters)
-        print(markdown_table(HEADER, [row(r)]).splitlines()[-1], flush=True)
-    print(f"\n- {load()} at end")
+    args.precision = None  # bench_dac's workers read it
+    if args.worker:
+        common.set_threads(args.threads)
+        common.worker_result(WORKERS[args.worker](args))
+        return
+    if args.smoke:
+        args.variants, args.seconds, args.rounds, args.iters = ["dac_16khz"], 0.1, 2, 1
+    report(run(args), args.out)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks.common import environment, markdown_table
+from benchmarks.common import jax_environment, machine, markdown_table
 from jaxlatent.models.dac import DACConfig, Snake1d
 from jaxlatent.nn import WNConv1d, WNConvTranspose1d
 
@@ -120,7 +120,7 @@ def main(argv=None) -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--iters", type=int, default=2, help="timed runs per layer (median)")
     args = p.parse_args(argv)
-    print(f"- {environment()}")
+    print(f"- {machine()}; {jax_environment()}")
     print(f"- load average {os.getloadavg()} at start ({os.cpu_count()} CPUs)\n")
     for name in args.variants:
         print(profile(name, args.seconds, args.iters), flush=True)

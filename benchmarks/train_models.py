@@ -103,22 +103,6 @@ TINY_DAC = DACSize(
 )
 
 
-@dataclasses.dataclass
-class TrainPair:
-    """One model's train step on a fixed batch, on both sides.
-
-    ``jax_step()`` runs one jaxlatent step and returns ``(state, metrics)`` (block on it);
-    ``torch_step()`` runs one torch step and returns the loss tensor.
-    """
-
-    name: str
-    examples: int
-    example: str
-    params: int
-    jax_step: Callable[[], Any]
-    torch_step: Callable[[], Any]
-
-
 # -- data ----------------------------------------------------------------------------------------
 def conv_batch(size: ConvSize, seed: int = 0, *, batch: int | None = None) -> dict[str, np.ndarray]:
     """``x [batch, frames, freq]`` ~ N(0, 1), relative ``length`` (every 4th item 0.75) and the
@@ -216,14 +200,19 @@ def dac_loss_fn(model, batch, *, key, train):
 LOSS_FNS = {"vae": vae_loss_fn, "vqvae": vqvae_loss_fn, "dac": dac_loss_fn}
 
 
-def jax_model(name: str, size, seed: int = 0) -> nnx.Module:
-    """A randomly initialised jaxlatent model (the scaling runs need no torch)."""
-    rngs = nnx.Rngs(seed)
-    if name == "vae":
-        return jax_vae(size, rngs)
-    if name == "vqvae":
-        return jax_vqvae(size, rngs)
-    return DAC(size.config, rngs=rngs)
+def jax_model(name: str, size, seed: int = 0, *, abstract: bool = False) -> nnx.Module:
+    """A randomly initialised jaxlatent model (the scaling runs need no torch); with
+    `abstract`, its `nnx.eval_shape` (no arrays), to be filled by `common.load_state`."""
+
+    def build():
+        rngs = nnx.Rngs(seed)
+        if name == "vae":
+            return jax_vae(size, rngs)
+        if name == "vqvae":
+            return jax_vqvae(size, rngs)
+        return DAC(size.config, rngs=rngs)
+
+    return nnx.eval_shape(build) if abstract else build()
 
 
 def batch_for(name: str, size, seed: int = 0, *, batch: int | None = None) -> dict:
@@ -240,3 +229,11 @@ def jax_stepper(trainer: training.DataParallel, model: nnx.Module, tx, batch) ->
         return box[0], metrics
 
     return step
+
+
+def jax_trainer_stepper(name: str, model: nnx.Module, size, seed: int = 0) -> Callable[[], Any]:
+    """``step() -> (state, metrics)``: a `SingleDevice` trainer (``jax.jit``, state donated,
+    ``optax.adam`` at the reference's learning rate) on the fixed batch of `size` and `seed`."""
+    tx = training.make_optimizer("adam", size.learning_rate)
+    trainer = training.SingleDevice(LOSS_FNS[name], tx)
+    return jax_stepper(trainer, model, tx, batch_for(name, size, seed))

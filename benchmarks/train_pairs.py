@@ -1,16 +1,17 @@
-"""The torch references of `bench_train` and their jaxlatent twins, as `TrainPair`s.
+"""The torch references of `bench_train` and their conversion to jaxlatent.
 
-Each ``build_*`` makes the reference model with torch, SpeechBrain 1.1.2 or `dac` modules,
-converts its weights into the jaxlatent model of `benchmarks.train_models` with the
-production converters (`converters.speechbrain`, `converters.dac_quantizer`,
-`converters.dac`), and returns both train steps on the same fixed batch: torch eager with
-``torch.optim.Adam`` (``foreach`` implementation) and a jaxlatent `SingleDevice` trainer
-(``jax.jit`` of `make_train_step`, state donated) with ``optax.adam`` of the same learning
-rate. What each model and loss is: see `benchmarks.train_models`.
+`torch_reference` makes a reference model with torch, SpeechBrain 1.1.2 or `dac` modules
+(torch seed fixed) and its loss on the fixed batch; `convert` turns its weights into the
+jaxlatent model of `benchmarks.train_models` with the production converters
+(`converters.speechbrain`, `converters.dac_quantizer`, `converters.dac`); `torch_stepper` is
+the torch train step (eager, ``torch.optim.Adam``, ``foreach`` implementation). The jaxlatent
+step (`train_models.jax_trainer_stepper`) imports no torch: `bench_train` runs the two sides
+in separate processes. What each model and loss is: see `benchmarks.train_models`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -22,18 +23,12 @@ from benchmarks.train_models import (
     KL_WEIGHT,
     ConvSize,
     DACSize,
-    TrainPair,
     conv_batch,
     dac_batch,
-    dac_loss_fn,
-    jax_stepper,
     jax_vae,
     jax_vqvae,
-    vae_loss_fn,
-    vqvae_loss_fn,
 )
 from converters.torchaudio_stub import install_torchaudio_stub
-from jaxlatent import training
 
 
 def _torch_conv_stack(size: ConvSize, c_in: int, c_out: int, *, final_act: bool):
@@ -55,60 +50,26 @@ def _conv_table(prefix: str):
     return sbconv.sequential({0: sbconv.conv1d, 2: sbconv.conv1d})(prefix, prefix)
 
 
-def _torch_stepper(model, params, learning_rate: float, loss_of: Callable[[], Any]) -> Callable:
-    import torch
-
-    opt = torch.optim.Adam(params, lr=learning_rate, foreach=True)
-
-    def step():
-        with torch.enable_grad():  # benchmarks.common.time_torch runs under no_grad
-            opt.zero_grad(set_to_none=True)
-            loss = loss_of()
-            loss.backward()
-            opt.step()
-        return loss.detach()
-
-    model.train()
-    return step
-
-
-def _param_count(model) -> int:
+def param_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _pair(
-    name: str,
-    batch_size: int,
-    shape: str,
-    learning_rate: float,
-    loss_fn: Callable,
-    jmodel,
-    batch,
-    tmodel,
-    loss_of: Callable[[], Any],
-) -> TrainPair:
-    """The `TrainPair` of `jmodel` (a `SingleDevice` trainer with ``optax.adam``) and `tmodel`
-    (``torch.optim.Adam`` on ``loss_of()``), both at `learning_rate` on the same `batch`."""
-    tx = training.make_optimizer("adam", learning_rate)
-    return TrainPair(
-        name,
-        batch_size,
-        shape,
-        _param_count(tmodel),
-        jax_stepper(training.SingleDevice(loss_fn, tx), jmodel, tx, batch),
-        _torch_stepper(tmodel, tmodel.parameters(), learning_rate, loss_of),
-    )
+@dataclasses.dataclass
+class TorchReference:
+    """One model's torch side: the module, its training loss on the fixed batch (a closure
+    ``loss_of() -> tensor``) and the Adam learning rate."""
+
+    name: str
+    model: Any
+    loss_of: Callable[[], Any]
+    learning_rate: float
 
 
-def build_vae(size: ConvSize | None = None, seed: int = 0) -> TrainPair:
-    """The SpeechBrain VAE and its jaxlatent twin with the same weights (see module doc)."""
-    size = size or ConvSize()
+def _vae(size: ConvSize, seed: int) -> TorchReference:
     import torch
     from speechbrain.nnet.autoencoders import VariationalAutoencoder as SBVAE
     from speechbrain.nnet.linear import Linear
     from speechbrain.nnet.losses import VariationalAutoencoderLoss as SBLoss
-
-    from converters import speechbrain as sbconv
 
     torch.manual_seed(seed)
     tvae = SBVAE(
@@ -117,14 +78,6 @@ def build_vae(size: ConvSize | None = None, seed: int = 0) -> TrainPair:
         mean=Linear(n_neurons=size.latent, input_size=size.hidden),
         log_var=Linear(n_neurons=size.latent, input_size=size.hidden),
     )
-    table = sbconv.variational_autoencoder_table(
-        encoder=sbconv.sequential({0: sbconv.conv1d, 2: sbconv.conv1d}),
-        decoder=sbconv.sequential({0: sbconv.conv1d, 2: sbconv.conv1d}),
-        mean=sbconv.linear,
-        log_var=sbconv.linear,
-    )
-    jvae = sbconv.convert_autoencoder(tvae, jax_vae(size, nnx.Rngs(seed)), table)
-
     batch = conv_batch(size, seed)
     x, length, noise = (torch.from_numpy(batch[k]) for k in ("x", "length", "noise"))
     sb_loss = SBLoss(dist_loss_weight=KL_WEIGHT)
@@ -138,20 +91,24 @@ def build_vae(size: ConvSize | None = None, seed: int = 0) -> TrainPair:
             torch.randn_like = randn_like
         return sb_loss(out, x, length)
 
-    shape = f"{size.frames} x {size.freq} frames"
-    return _pair(
-        "vae", size.batch, shape, size.learning_rate, vae_loss_fn, jvae, batch, tvae, loss_of
+    return TorchReference("vae", tvae, loss_of, size.learning_rate)
+
+
+def _convert_vae(tvae, size: ConvSize, seed: int) -> nnx.Module:
+    from converters import speechbrain as sbconv
+
+    table = sbconv.variational_autoencoder_table(
+        encoder=sbconv.sequential({0: sbconv.conv1d, 2: sbconv.conv1d}),
+        decoder=sbconv.sequential({0: sbconv.conv1d, 2: sbconv.conv1d}),
+        mean=sbconv.linear,
+        log_var=sbconv.linear,
     )
+    return sbconv.convert_autoencoder(tvae, jax_vae(size, nnx.Rngs(seed)), table)
 
 
-def build_vqvae(size: ConvSize | None = None, seed: int = 0) -> TrainPair:
-    """The conv VQ-VAE with `dac.nn.quantize.VectorQuantize` and its jaxlatent twin."""
-    size = size or ConvSize()
+def _vqvae(size: ConvSize, seed: int) -> TorchReference:
     import torch
     from dac.nn.quantize import VectorQuantize as DACVectorQuantize
-
-    from converters import speechbrain as sbconv
-    from converters.dac_quantizer import vector_quantize_table
 
     class TorchVQVAE(torch.nn.Module):
         def __init__(self, encoder, vq, decoder):
@@ -168,43 +125,34 @@ def build_vqvae(size: ConvSize | None = None, seed: int = 0) -> TrainPair:
     vq = DACVectorQuantize(size.hidden, size.codebook_size, size.codebook_dim)
     decoder = _torch_conv_stack(size, size.hidden, size.freq, final_act=False)
     tmodel = TorchVQVAE(encoder, vq, decoder)
-    table = _conv_table("encoder") | _conv_table("decoder")
-    table |= vector_quantize_table("vq", "vq", style="legacy")
-    jmodel = sbconv.convert_autoencoder(tmodel, jax_vqvae(size, nnx.Rngs(seed)), table)
-
-    batch = conv_batch(size, seed)
-    x = torch.from_numpy(batch["x"])
+    x = torch.from_numpy(conv_batch(size, seed)["x"])
 
     def loss_of():
         rec, commitment, codebook = tmodel(x)
         mse = torch.nn.functional.mse_loss(rec, x)
         return mse + COMMITMENT_WEIGHT * commitment + CODEBOOK_WEIGHT * codebook
 
-    shape = f"{size.frames} x {size.freq} frames"
-    lr = size.learning_rate
-    return _pair("vqvae", size.batch, shape, lr, vqvae_loss_fn, jmodel, batch, tmodel, loss_of)
+    return TorchReference("vqvae", tmodel, loss_of, size.learning_rate)
 
 
-def build_dac(size: DACSize | None = None, seed: int = 0) -> TrainPair:
-    """`dac.DAC` (random weights, release layout) and its conversion by `converters.dac`."""
-    size = size or DACSize()
+def _convert_vqvae(tmodel, size: ConvSize, seed: int) -> nnx.Module:
+    from converters import speechbrain as sbconv
+    from converters.dac_quantizer import vector_quantize_table
+
+    table = _conv_table("encoder") | _conv_table("decoder")
+    table |= vector_quantize_table("vq", "vq", style="legacy")
+    return sbconv.convert_autoencoder(tmodel, jax_vqvae(size, nnx.Rngs(seed)), table)
+
+
+def _dac(size: DACSize, seed: int) -> TorchReference:
+    import dac
     import torch
 
-    install_torchaudio_stub()
-    import dac
-
-    from converters.dac import convert_checkpoint
-
-    kwargs = size.config.to_kwargs()
     torch.manual_seed(seed)
-    tmodel = dac.DAC(**kwargs)
-    checkpoint = {"state_dict": tmodel.state_dict(), "metadata": {"kwargs": kwargs}}
-    _, jmodel = convert_checkpoint(checkpoint)
+    tmodel = dac.DAC(**size.config.to_kwargs())
+    audio = torch.from_numpy(dac_batch(size, seed)["audio"].transpose(0, 2, 1).copy())
 
-    batch = dac_batch(size, seed)
-    audio = torch.from_numpy(batch["audio"].transpose(0, 2, 1).copy())  # [batch, 1, samples]
-
-    def loss_of():
+    def loss_of():  # audio: [batch, 1, samples]
         out = tmodel(audio, size.config.sample_rate)
         rec = out["audio"]
         l1 = torch.nn.functional.l1_loss(rec, audio[..., : rec.shape[-1]])
@@ -214,9 +162,48 @@ def build_dac(size: DACSize | None = None, seed: int = 0) -> TrainPair:
             + CODEBOOK_WEIGHT * out["vq/codebook_loss"]
         )
 
-    shape = f"{size.seconds:g} s at {size.config.sample_rate // 1000} kHz"
-    lr = size.learning_rate
-    return _pair("dac", size.batch, shape, lr, dac_loss_fn, jmodel, batch, tmodel, loss_of)
+    return TorchReference("dac", tmodel, loss_of, size.learning_rate)
 
 
-BUILDERS = {"vae": build_vae, "vqvae": build_vqvae, "dac": build_dac}
+def _convert_dac(tmodel, size: DACSize, seed: int) -> nnx.Module:
+    from converters.dac import convert_checkpoint
+
+    kwargs = size.config.to_kwargs()
+    checkpoint = {"state_dict": tmodel.state_dict(), "metadata": {"kwargs": kwargs}}
+    return convert_checkpoint(checkpoint)[1]
+
+
+_TORCH = {"vae": _vae, "vqvae": _vqvae, "dac": _dac}
+_CONVERT = {"vae": _convert_vae, "vqvae": _convert_vqvae, "dac": _convert_dac}
+
+
+def torch_reference(name: str, size: ConvSize | DACSize, seed: int = 0) -> TorchReference:
+    """The torch reference model `name` (``vae``, ``vqvae``, ``dac``; see module doc), built
+    with torch seed `seed`, and its loss on the fixed batch of `size` and `seed`. A stub
+    torchaudio is installed when there is none (SpeechBrain and `dac` import it; nothing here
+    calls it)."""
+    install_torchaudio_stub()
+    return _TORCH[name](size, seed)
+
+
+def convert(ref: TorchReference, size: ConvSize | DACSize, seed: int = 0) -> nnx.Module:
+    """The jaxlatent twin of `ref` with the same weights, by the production converters."""
+    return _CONVERT[ref.name](ref.model, size, seed)
+
+
+def torch_stepper(ref: TorchReference) -> Callable[[], Any]:
+    """``step() -> loss tensor``: one ``torch.optim.Adam`` (foreach) step of ``ref.loss_of``."""
+    import torch
+
+    opt = torch.optim.Adam(ref.model.parameters(), lr=ref.learning_rate, foreach=True)
+
+    def step():
+        with torch.enable_grad():
+            opt.zero_grad(set_to_none=True)
+            loss = ref.loss_of()
+            loss.backward()
+            opt.step()
+        return loss.detach()
+
+    ref.model.train()
+    return step
