@@ -24,13 +24,16 @@ def read_audio(path) -> Clip:
     """Read a wav/flac file with soundfile as float32 ``[time, channels]``.
 
     Raises:
-      ImportError: if soundfile is not installed (``pip install jaxlatent[audio]``).
+      ImportError: if soundfile is not installed (``pip install soundfile``).
       ValueError: if the file is not readable audio, is empty, or contains NaN/Inf.
     """
     try:
         import soundfile
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading audio needs soundfile: pip install 'jaxlatent[audio]'") from e
+        raise ImportError(
+            "reading audio needs soundfile: pip install soundfile "
+            "(or the clone's audio extra: pip install '.[audio]')"
+        ) from e
     try:
         audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as e:

@@ -1,7 +1,7 @@
 """Audio and ``.dac`` files for the command line: finding inputs, atomic writing.
 
 Audio is read with :func:`jaxlatent.datasets.read_audio` and written with soundfile
-(libsndfile: WAV, FLAC, OGG, AIFF, ...; the ``jaxlatent[audio]`` extra). Every output is
+(libsndfile: WAV, FLAC, OGG, AIFF, ...; the ``audio`` extra). Every output is
 written to a temporary file in the target folder and renamed into place, so an error never
 leaves a partial file behind.
 """
@@ -27,7 +27,8 @@ def _soundfile():
         import soundfile
     except ImportError as e:  # pragma: no cover - depends on the installation
         raise ValueError(
-            "reading and writing audio needs soundfile: pip install 'jaxlatent[audio]'"
+            "reading and writing audio needs soundfile: pip install soundfile "
+            "(or the clone's audio extra: pip install '.[audio]')"
         ) from e
     return soundfile
 
