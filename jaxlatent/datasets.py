@@ -20,6 +20,22 @@ class Clip(NamedTuple):
     sample_rate: int
 
 
+def _soundfile():
+    """The `soundfile` module (reads and writes audio files; the ``audio`` extra).
+
+    Raises:
+      ImportError: if soundfile is not installed, saying how to install it.
+    """
+    try:
+        import soundfile
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "reading and writing audio needs soundfile: pip install soundfile "
+            "(or the clone's audio extra: pip install '.[audio]')"
+        ) from e
+    return soundfile
+
+
 def read_audio(path) -> Clip:
     """Read a wav/flac file with soundfile as float32 ``[time, channels]``.
 
@@ -27,13 +43,7 @@ def read_audio(path) -> Clip:
       ImportError: if soundfile is not installed (``pip install soundfile``).
       ValueError: if the file is not readable audio, is empty, or contains NaN/Inf.
     """
-    try:
-        import soundfile
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading audio needs soundfile: pip install soundfile "
-            "(or the clone's audio extra: pip install '.[audio]')"
-        ) from e
+    soundfile = _soundfile()
     try:
         audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as e:

@@ -15,22 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from jaxlatent.codec._atomic import atomic_write
+from jaxlatent.datasets import _soundfile
 
 __all__ = ["AUDIO_SUFFIXES", "find_inputs", "output_path", "write_audio"]
 
 #: File suffixes taken from folders given as audio inputs (files are taken whatever the suffix).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3")
-
-
-def _soundfile():
-    try:
-        import soundfile
-    except ImportError as e:  # pragma: no cover - depends on the installation
-        raise ValueError(
-            "reading and writing audio needs soundfile: pip install soundfile "
-            "(or the clone's audio extra: pip install '.[audio]')"
-        ) from e
-    return soundfile
 
 
 def find_inputs(
