@@ -47,7 +47,7 @@ def _import_dac():
     except ImportError as e:
         raise ImportError(
             "`jaxlatent parity dac` needs torch and descript-audio-codec "
-            "(pip install 'jaxlatent[torch]' descript-audio-codec)"
+            "(bash .ci/setup, or in the clone pip install '.[torch]' descript-audio-codec)"
         ) from e
     return dac
 

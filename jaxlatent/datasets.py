@@ -20,17 +20,30 @@ class Clip(NamedTuple):
     sample_rate: int
 
 
-def read_audio(path) -> Clip:
-    """Read a wav/flac file with soundfile as float32 ``[time, channels]``.
+def _soundfile():
+    """The `soundfile` module (reads and writes audio files; the ``audio`` extra).
 
     Raises:
-      ImportError: if soundfile is not installed (``pip install jaxlatent[audio]``).
-      ValueError: if the file is not readable audio, is empty, or contains NaN/Inf.
+      ImportError: if soundfile is not installed, saying how to install it.
     """
     try:
         import soundfile
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading audio needs soundfile: pip install 'jaxlatent[audio]'") from e
+        raise ImportError(
+            "reading and writing audio needs soundfile: pip install soundfile "
+            "(or the clone's audio extra: pip install '.[audio]')"
+        ) from e
+    return soundfile
+
+
+def read_audio(path) -> Clip:
+    """Read a wav/flac file with soundfile as float32 ``[time, channels]``.
+
+    Raises:
+      ImportError: if soundfile is not installed (``pip install soundfile``).
+      ValueError: if the file is not readable audio, is empty, or contains NaN/Inf.
+    """
+    soundfile = _soundfile()
     try:
         audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as e:

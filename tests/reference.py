@@ -1,26 +1,81 @@
 """Access to the PyTorch reference implementations used by the parity tests.
 
-Import through these helpers so that a missing reference package skips the parity tests
-with a clear reason instead of failing at collection. torch, speechbrain and dac are only
-ever imported here and in the converters.
+Import every reference (and every optional package a test needs) through `require` or the
+helpers below. A missing one **fails** the test, naming the module and how to get it, so a
+broken reference install cannot turn the parity suite into skips. People who run the unit
+tests without torch or the references opt out explicitly: with ``JAXLATENT_SKIP_PARITY=1``
+in the environment, those tests skip instead (with the same message). torch, speechbrain
+and dac are only ever imported here and in the converters.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import warnings
+from types import ModuleType
+from typing import NoReturn
+
 import numpy as np
 import pytest
 
+#: The environment variable that turns a missing reference from a failure into a skip.
+SKIP_ENV = "JAXLATENT_SKIP_PARITY"
+
+
+def skipping() -> bool:
+    """Whether missing references skip (``JAXLATENT_SKIP_PARITY`` set, and not to ``0``)."""
+    return os.environ.get(SKIP_ENV, "") not in ("", "0")
+
+
+def missing(what: str) -> NoReturn:
+    """Stop the current test (or test module) because `what` it compares against is missing.
+
+    Fails by default; skips when `skipping()`. Either way the message names `what` and
+    the environment variable.
+    """
+    if skipping():
+        pytest.skip(f"{what} ({SKIP_ENV} is set: skipped)", allow_module_level=True)
+    pytest.fail(
+        f"{what}. Install it (`bash .ci/setup` installs every reference), or set "
+        f"{SKIP_ENV}=1 to skip the tests that need it",
+        pytrace=False,
+    )
+
+
+def require(module: str) -> ModuleType:
+    """Import `module` (e.g. ``"dac"``, ``"speechbrain.nnet.losses"``) for a test.
+
+    Warnings raised while the module is imported are ignored, as `pytest.importorskip`
+    does: they are the third-party package's own, not the code under test's.
+
+    Returns:
+      The module.
+
+    Raises:
+      pytest.fail.Exception: when it cannot be imported (``ImportError``), unless
+        ``JAXLATENT_SKIP_PARITY`` is set, then pytest.skip.Exception.
+    """
+    error = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return importlib.import_module(module)
+        except ImportError as e:
+            error = f"{type(e).__name__}: {e}"
+    missing(f"{module!r}, which this test needs, cannot be imported ({error})")
+
 
 def torch():
-    return pytest.importorskip("torch")
+    return require("torch")
 
 
 def sb_losses():
-    return pytest.importorskip("speechbrain.nnet.losses")
+    return require("speechbrain.nnet.losses")
 
 
 def sb_autoencoders():
-    return pytest.importorskip("speechbrain.nnet.autoencoders")
+    return require("speechbrain.nnet.autoencoders")
 
 
 def to_torch(x, dtype=None):
@@ -34,19 +89,19 @@ def to_numpy(x):
 
 
 def speechbrain(module: str):
-    """Any SpeechBrain submodule, e.g. ``speechbrain("nnet.CNN")`` (skips if unavailable)."""
-    return pytest.importorskip(f"speechbrain.{module}")
+    """Any SpeechBrain submodule, e.g. ``speechbrain("nnet.CNN")`` (see `require`)."""
+    return require(f"speechbrain.{module}")
 
 
 # --- dac ---------------------------------------------------------------------------------------
 def dac():
     """The official descript-audio-codec package (``dac``)."""
-    return pytest.importorskip("dac")
+    return require("dac")
 
 
 def sb_dac():
     """SpeechBrain's DAC port (``speechbrain.lobes.models.discrete.dac``)."""
-    return pytest.importorskip("speechbrain.lobes.models.discrete.dac")
+    return require("speechbrain.lobes.models.discrete.dac")
 
 
 # --- quantizers ---------------------------------------------------------------------------------
@@ -54,14 +109,14 @@ def sb_dac():
 
 def dac_quantize():
     """The official `dac.nn.quantize` (descript-audio-codec 1.0.0, legacy weight-norm keys)."""
-    return pytest.importorskip("dac.nn.quantize")
+    return require("dac.nn.quantize")
 
 
 def sb_piq():
     """SpeechBrain 1.1.2 `speechbrain.lobes.models.PIQ`."""
-    return pytest.importorskip("speechbrain.lobes.models.PIQ")
+    return require("speechbrain.lobes.models.PIQ")
 
 
 def vector_quantize_pytorch():
     """lucidrains' vector-quantize-pytorch (EMA codebooks, k-means init, dead-code restarts)."""
-    return pytest.importorskip("vector_quantize_pytorch")
+    return require("vector_quantize_pytorch")

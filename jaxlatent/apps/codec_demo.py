@@ -38,7 +38,7 @@ __all__ = [
 
 _NEEDS = (
     "jaxlatent demo needs the torch extra and descript-audio-codec; run .ci/setup "
-    "(or pip install 'jaxlatent[torch]' descript-audio-codec)"
+    "(or, in the clone, pip install '.[torch]' descript-audio-codec)"
 )
 
 

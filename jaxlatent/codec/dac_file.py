@@ -70,6 +70,13 @@ _ALLOWED_GLOBALS = frozenset(
 #: Largest header `numpy.lib.format` reads (its own default): a bigger one is not a .dac file.
 _MAX_HEADER_SIZE = 10_000
 
+#: The ``multiarray`` functions that `_ALLOWED_GLOBALS` names, as numpy's public pickling protocol
+#: (``__reduce__``) hands them out, so that no private numpy module is imported here.
+_MULTIARRAY = {
+    "_reconstruct": np.ndarray((0,)).__reduce__()[0],
+    "scalar": np.float32(0).__reduce__()[0],
+}
+
 
 class DACFileError(ValueError):
     """A ``.dac`` file that cannot be read: truncated, corrupt, unsafe or not in the format."""
@@ -86,10 +93,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 f"{self._path}: the file's pickle refers to {module}.{name}, which a .dac file "
                 "never contains; refusing to load it (unpickling it could run code)"
             )
-        if module.startswith("numpy._core") or module.startswith("numpy.core"):
-            from numpy._core import multiarray  # the 1.x name is an alias in numpy 2
-
-            return getattr(multiarray, name)
+        if module != "numpy":  # numpy._core.multiarray (numpy 2) or numpy.core (1.x)
+            return _MULTIARRAY[name]
         return getattr(np, name)
 
     def persistent_load(self, pid):

@@ -1,7 +1,7 @@
 """Audio and ``.dac`` files for the command line: finding inputs, atomic writing.
 
 Audio is read with :func:`jaxlatent.datasets.read_audio` and written with soundfile
-(libsndfile: WAV, FLAC, OGG, AIFF, ...; the ``jaxlatent[audio]`` extra). Every output is
+(libsndfile: WAV, FLAC, OGG, AIFF, ...; the ``audio`` extra). Every output is
 written to a temporary file in the target folder and renamed into place, so an error never
 leaves a partial file behind.
 """
@@ -15,21 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from jaxlatent.codec._atomic import atomic_write
+from jaxlatent.datasets import _soundfile
 
 __all__ = ["AUDIO_SUFFIXES", "find_inputs", "output_path", "write_audio"]
 
 #: File suffixes taken from folders given as audio inputs (files are taken whatever the suffix).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3")
-
-
-def _soundfile():
-    try:
-        import soundfile
-    except ImportError as e:  # pragma: no cover - depends on the installation
-        raise ValueError(
-            "reading and writing audio needs soundfile: pip install 'jaxlatent[audio]'"
-        ) from e
-    return soundfile
 
 
 def find_inputs(

@@ -5,10 +5,10 @@ loses at most the line being written. Resuming from a checkpoint at step ``s`` f
 rewrites the file (atomically) without the records of steps after ``s`` and any torn last
 line, so the file reads like the log of an uninterrupted run.
 
-`TensorBoardLog` writes scalars with TensorBoard's own framework-free writer
-(``tensorboard.summary.Writer``, numpy only; no TensorFlow or torch needed). On resume it
-first writes a ``SessionLog.START`` event at step ``s + 1``, TensorBoard's standard marker
-that makes it discard the stale events of steps after ``s`` from the interrupted run.
+`TensorBoardLog` writes scalars with ``tensorboardX.SummaryWriter`` (numpy and protobuf only;
+no TensorFlow or torch needed). On resume it opens the writer with ``purge_step=s + 1``, which
+first writes a ``SessionLog.START`` event at that step, TensorBoard's standard marker that makes
+it discard the stale events of steps after ``s`` from the interrupted run.
 """
 
 from __future__ import annotations
@@ -87,39 +87,42 @@ class JsonlMetrics:
 
 
 class TensorBoardLog:
-    """Scalars to TensorBoard event files in `logdir` (``tensorboard.summary.Writer``).
+    """Scalars to TensorBoard event files in `logdir` (``tensorboardX.SummaryWriter``).
+
+    Every call to `scalars` is flushed (the writer's thread writes it to disk within a
+    second), so a killed run loses at most its last records. Each writer gets its own event
+    file, named so that TensorBoard reads the files in the order they were written.
 
     Args:
       logdir: the event folder.
       resume_step: when resuming, the restored step: events of later steps are purged.
 
     Raises:
-      ImportError: if the `tensorboard` package is missing (``pip install jaxlatent[train]``).
+      ImportError: if the `tensorboardX` package is missing (``pip install ".[train]"``).
     """
 
     def __init__(self, logdir: str, *, resume_step: int | None = None):
         try:
-            from tensorboard.compat.proto import event_pb2
-            from tensorboard.summary import DirectoryOutput, Writer
-        except ImportError as e:  # pragma: no cover - tensorboard is a test dependency
+            from tensorboardX import SummaryWriter
+        except ImportError as e:  # pragma: no cover - tensorboardX is a test dependency
             raise ImportError(
-                "TensorBoard logging needs the `tensorboard` package: "
-                "pip install 'jaxlatent[train]' (or pass tensorboard=False)"
+                "TensorBoard logging needs the `tensorboardX` package: "
+                "pip install '.[train]' from a clone (or pass tensorboard=False)"
             ) from e
-        os.makedirs(logdir, exist_ok=True)
-        output = DirectoryOutput(logdir)
-        if resume_step is not None:
-            # The START marker goes first into the new event file (DirectoryOutput's own
-            # EventFileWriter), so TensorBoard purges the old steps before reading new ones.
-            start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
-            output._ev_writer.add_event(
-                event_pb2.Event(step=resume_step + 1, wall_time=time.time(), session_log=start)
-            )
-        self._writer = Writer(output)
+        # tensorboardX names files events.out.tfevents.<seconds>.<host><suffix>: two writers
+        # in the same second would share (and truncate) one file without a unique suffix, and
+        # TensorBoard reads files in name order, so the suffix starts with the time in ns.
+        self._writer = SummaryWriter(
+            logdir,
+            purge_step=None if resume_step is None else resume_step + 1,
+            flush_secs=1,
+            filename_suffix=f".{time.time_ns():020d}.{os.getpid()}",
+        )
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for tag, value in values.items():
-            self._writer.add_scalar(tag, value, step=step)
+            self._writer.add_scalar(tag, value, global_step=step)
+        self._writer.flush()
 
     def flush(self) -> None:
         self._writer.flush()

@@ -5,8 +5,8 @@ truncation by the default `mse_loss`, ``len_dim=2``) and gradients with respect 
 `mean` and `log_var` (vector-Jacobian products with random cotangents for unreduced
 outputs) against torch autograd. The torch side always uses SpeechBrain's real default
 reconstruction loss (`speechbrain.nnet.losses.mse_loss`); the jaxlatent side uses
-`sb_mse_unreduced` below until `jaxlatent.losses.regression.mse_loss` exists, and its own
-default in `test_default_rec_loss` (skipped until then).
+`sb_mse_unreduced` below, and its own default (`jaxlatent.losses.regression.mse_loss`) in
+`test_default_rec_loss`.
 """
 
 from __future__ import annotations
@@ -159,7 +159,6 @@ def test_ae_loss_and_gradients(rng, case, length, reduction):
 @pytest.mark.parametrize("reduction", ["batchmean", "batch", "mean", "none"])
 def test_default_rec_loss(rng, reduction):
     """jaxlatent's default `rec_loss` (its `mse_loss`) against SpeechBrain's default."""
-    pytest.importorskip("jaxlatent.losses.regression")
     rec, targets, mean, log_var, len_dim = _data(rng, "truncated", reduction)
     lens = LENGTHS["partial"]
     j_out = VariationalAutoencoderLoss(dist_loss_weight=0.3).details(

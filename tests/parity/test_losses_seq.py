@@ -19,7 +19,7 @@ import pytest
 
 from jaxlatent.losses import ce_kd, ctc_loss, ctc_loss_kd, nll_loss_kd, transducer_loss
 from jaxlatent.losses.distillation import teacher_labels
-from tests.reference import sb_losses, to_numpy, to_torch, torch
+from tests.reference import missing, require, sb_losses, to_numpy, to_torch, torch
 from tests.tolerances import assert_close
 
 pytestmark = pytest.mark.parity
@@ -233,7 +233,7 @@ def _sb_transducer_loss():
     `numba.cuda` picks the simulator when it is first imported, if the (re)loaded numba
     config says so; the environment variable is restored afterwards.
     """
-    numba = pytest.importorskip("numba", reason="the transducer parity test needs numba")
+    numba = require("numba")
     if "numba.cuda" not in sys.modules:
         previous = os.environ.get("NUMBA_ENABLE_CUDASIM")
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
@@ -246,7 +246,7 @@ def _sb_transducer_loss():
             else:
                 os.environ["NUMBA_ENABLE_CUDASIM"] = previous
     if getattr(sys.modules["numba.cuda"], "simulator_init", None) is None:
-        pytest.skip("numba.cuda was imported without the CUDA simulator before this test")
+        missing("numba.cuda was imported without the CUDA simulator before this test")
     return sb_losses().transducer_loss
 
 

@@ -4,7 +4,8 @@ The reference arrays, recorded by running AntixK/PyTorch-VAE at commit a6896b9 o
 torch weights they were recorded from are copied from ``../shared/reference/pytorch_vae`` (see
 the README there). The tiny bundles are committed (``tests/data/pytorch_vae/``; a missing file
 is an error); the default-size bundles (slow, 18 MB) are read from
-``<repo>/../shared/reference/pytorch_vae`` and skip, naming that path, when it is absent.
+``<repo>/../shared/reference/pytorch_vae`` and fail, naming that path, when it is absent
+(skip with ``JAXLATENT_SKIP_PARITY=1``: `tests.reference.missing`).
 
 Every bundle is loaded from its ``.pt`` with `converters.pytorch_vae.load_checkpoint` and
 compared on: encode, decode and forward in eval mode (recorded noise), the loss dict at
@@ -67,7 +68,8 @@ BUNDLES = TINY + [pytest.param(b, marks=pytest.mark.slow) for b in DEFAULT]
 def _data_file(file: str) -> Path:
     """A reference file: the tiny bundles' (npz and torch weights) are committed in
     ``tests/data/pytorch_vae`` and must be there; the default-size bundles' are read from
-    ``../shared/reference/pytorch_vae`` and the test skips, naming that path, without them."""
+    ``../shared/reference/pytorch_vae`` and the test fails (skips with JAXLATENT_SKIP_PARITY=1),
+    naming that path, without them."""
     path = DATA / file
     if path.exists():
         return path
@@ -75,7 +77,7 @@ def _data_file(file: str) -> Path:
         raise FileNotFoundError(f"PyTorch-VAE reference file {file!r} is missing from {DATA}")
     path = SHARED / file
     if not path.exists():
-        pytest.skip(
+        ref.missing(
             f"{file} not found under {SHARED} (the default-size PyTorch-VAE reference bundles, "
             "../shared/reference/pytorch_vae relative to the repository root)"
         )

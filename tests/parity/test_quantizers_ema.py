@@ -28,7 +28,6 @@ K, D = 32, 6
 
 
 def _pair(rng, metric, *, threshold=0.0, decay=0.8, beta=0.25):
-    torch = ref.torch()
     lucid = ref.vector_quantize_pytorch()
     tv = lucid.VectorQuantize(
         dim=D,
@@ -45,9 +44,7 @@ def _pair(rng, metric, *, threshold=0.0, decay=0.8, beta=0.25):
     codebook = rng.standard_normal((K, D)).astype(np.float32)
     if metric == "cosine":
         codebook /= np.linalg.norm(codebook, axis=1, keepdims=True)
-    with torch.no_grad():
-        tv._codebook.embed.copy_(ref.to_torch(codebook)[None])
-        tv._codebook.embed_avg.copy_(ref.to_torch(codebook)[None])
+    _set_lucid_codebook(tv, codebook)
     cfg = q.VectorQuantizerConfig.lucidrains(
         K, D, decay=decay, beta=beta, metric=metric, dead_code_threshold=threshold
     )
@@ -57,9 +54,18 @@ def _pair(rng, metric, *, threshold=0.0, decay=0.8, beta=0.25):
     return tv, jv
 
 
+def _set_lucid_codebook(tv, codebook):
+    """Codebook and EMA sums of lucidrains' VectorQuantize, through its public state_dict."""
+    state = tv.state_dict()
+    for name in ("_codebook.embed", "_codebook.embed_avg"):
+        state[name] = ref.to_torch(codebook)[None]
+    tv.load_state_dict(state)
+
+
 def _lucid_state(tv):
-    cb = tv._codebook
-    return [ref.to_numpy(t[0]) for t in (cb.embed, cb.embed_avg, cb.cluster_size)]
+    state = tv.state_dict()
+    names = ("_codebook.embed", "_codebook.embed_avg", "_codebook.cluster_size")
+    return [ref.to_numpy(state[name][0]).copy() for name in names]
 
 
 @nnx.jit(static_argnames="train")
@@ -107,9 +113,7 @@ def test_dead_code_restart_matches_lucidrains_selection(rng):
     tv, jv = _pair(rng, "l2", threshold=0.7)
     codebook = np.asarray(jv.codebook[...]).copy()
     codebook[:8] += 50.0
-    with torch.no_grad():
-        tv._codebook.embed.copy_(ref.to_torch(codebook)[None])
-        tv._codebook.embed_avg.copy_(ref.to_torch(codebook)[None])
+    _set_lucid_codebook(tv, codebook)
     jv.codebook[...] = jnp.asarray(codebook)
     jv.embed_sum[...] = jnp.asarray(codebook)
     keys = jax.random.split(jax.random.key(0), 2)

@@ -13,9 +13,10 @@ import pytest
 
 from jaxlatent import cli
 from jaxlatent.codec import DACFile
+from tests import reference
 from tests.unit.test_dac_compress import TINY, tiny_dac
 
-sf = pytest.importorskip("soundfile")
+sf = reference.require("soundfile")
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,7 @@ def test_decode_bad_files_exit_2_without_output(tmp_path, rng, model_dir, capsys
 
 
 def test_convert_dac(tmp_path, capsys):
-    pytest.importorskip("torch")
+    reference.torch()
     from converters.dac import export_release_checkpoint
     from jaxlatent.models.dac import load_converted
 

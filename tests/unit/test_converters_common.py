@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from converters import common
+from tests import reference
 
 
 class _Pair(nnx.Module):
@@ -86,7 +87,7 @@ def test_weight_norm_style_detection():
 
 
 def test_load_rejects_missing_empty_truncated_and_pickled_code(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = reference.torch()
     with pytest.raises(FileNotFoundError):
         common.load_torch_checkpoint(tmp_path / "nope.pth")
     empty = tmp_path / "empty.pth"

@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 from jaxlatent.models.dac import DAC, TRACE_COUNTS, DACConfig
+from tests import reference
 
 TINY = DACConfig(
     encoder_dim=2,
@@ -191,7 +192,7 @@ def test_init_weights_as_the_reference(monkeypatch):
 @pytest.fixture(scope="module")
 def release(tmp_path_factory, model):
     """A release-format .pth of `model` (written by the exporter) and its raw contents."""
-    torch = pytest.importorskip("torch")
+    torch = reference.torch()
     from converters import dac as cdac
 
     path = tmp_path_factory.mktemp("dac_ckpt") / "tiny.pth"
@@ -229,7 +230,7 @@ def test_bad_checkpoint_files(release, tmp_path):
 
 
 def test_state_dict_of_another_model(release, tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = reference.torch()
     from converters import common
     from converters import dac as cdac
 

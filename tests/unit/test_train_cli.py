@@ -18,9 +18,12 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module", autouse=True)
 def compilation_cache(tmp_path_factory):
     """A persistent compilation cache for this module: every CLI run builds new jitted
-    functions, so runs of the same model would otherwise compile the same programs again."""
+    functions, so runs of the same model would otherwise compile the same programs again.
+
+    The options are `jax.config`'s; JAX decides once per process whether (and where) the
+    cache is used, so the documented `reset_cache` makes it read them again."""
     import jax
-    from jax._src import compilation_cache as cc
+    from jax.experimental.compilation_cache import compilation_cache as cc
 
     options = {
         "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax_cache")),

@@ -47,12 +47,17 @@ def _fit(out, steps, **kw):
     )
 
 
-def _tb_steps(logdir, tag="loss"):
+def _tb_scalars(logdir, tag="loss"):
+    """(step, value) of every event of `tag`, read back as TensorBoard reads them."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(logdir))
     acc.Reload()
-    return [e.step for e in acc.Tensors(tag)]
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def _tb_steps(logdir, tag="loss"):
+    return [step for step, _ in _tb_scalars(logdir, tag)]
 
 
 def test_fit_outputs_and_in_process_resume(tmp_path, capfd):
@@ -66,7 +71,9 @@ def test_fit_outputs_and_in_process_resume(tmp_path, capfd):
     records = training.read_jsonl(str(out / "metrics.jsonl"))
     assert [r["step"] for r in records] == [2, 4, 5]
     assert {"loss", "grad_norm", "rmse", "examples_per_sec", "time"} <= set(records[0])
-    assert _tb_steps(out / "tensorboard") == [2, 4, 5]
+    assert _tb_scalars(out / "tensorboard") == [
+        (r["step"], np.float32(r["loss"])) for r in records
+    ]  # TensorBoard stores float32 scalars
     err = capfd.readouterr().err
     assert "loss=" in err and "ex_s=" in err and "trained steps 0→5" in err  # tqdm + summary
 
