@@ -145,11 +145,10 @@ def _missing_names(code: str, where: str) -> list[str]:
                 try:
                     value = getattr(module, name)
                 except AttributeError:
-                    try:
-                        value = importlib.import_module(f"{node.module}.{name}")
-                    except ImportError:
+                    if importlib.util.find_spec(f"{node.module}.{name}") is None:
                         problems.append(f"{where}: no {node.module}.{name}")
                         continue
+                    value = importlib.import_module(f"{node.module}.{name}")
                 modules[alias.asname or name] = value
     for node in ast.walk(tree):
         if (
