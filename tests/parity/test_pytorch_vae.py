@@ -2,10 +2,8 @@
 
 The reference arrays, recorded by running AntixK/PyTorch-VAE at commit a6896b9 on CPU, and the
 torch weights they were recorded from are copied from ``../shared/reference/pytorch_vae`` (see
-the README there). The tiny bundles are committed (``tests/data/pytorch_vae/``; a missing file
-is an error); the default-size bundles (slow, 18 MB) are read from
-``<repo>/../shared/reference/pytorch_vae`` and fail, naming that path, when it is absent
-(skip with ``JAXLATENT_SKIP_PARITY=1``: `tests.reference.missing`).
+the README there). All of them, tiny and default-size (slow, 18 MB), are committed in
+``tests/data/pytorch_vae/``; a missing file is an error, never a skip.
 
 Every bundle is loaded from its ``.pt`` with `converters.pytorch_vae.load_checkpoint` and
 compared on: encode, decode and forward in eval mode (recorded noise), the loss dict at
@@ -43,7 +41,6 @@ pytestmark = pytest.mark.parity
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "pytorch_vae"
-SHARED = REPO.parent / "shared" / "reference" / "pytorch_vae"
 CONFIGS = {  # the original's class name -> config
     "VanillaVAE": VanillaVAEConfig,
     "BetaVAE": BetaVAEConfig,
@@ -66,21 +63,11 @@ BUNDLES = TINY + [pytest.param(b, marks=pytest.mark.slow) for b in DEFAULT]
 
 
 def _data_file(file: str) -> Path:
-    """A reference file: the tiny bundles' (npz and torch weights) are committed in
-    ``tests/data/pytorch_vae`` and must be there; the default-size bundles' are read from
-    ``../shared/reference/pytorch_vae`` and the test fails (skips with JAXLATENT_SKIP_PARITY=1),
-    naming that path, without them."""
+    """A reference file (recorded outputs and the torch weights they were recorded from),
+    committed in ``tests/data/pytorch_vae``; a missing one is an error, never a skip."""
     path = DATA / file
-    if path.exists():
-        return path
-    if "_default" not in file:
-        raise FileNotFoundError(f"PyTorch-VAE reference file {file!r} is missing from {DATA}")
-    path = SHARED / file
     if not path.exists():
-        ref.missing(
-            f"{file} not found under {SHARED} (the default-size PyTorch-VAE reference bundles, "
-            "../shared/reference/pytorch_vae relative to the repository root)"
-        )
+        raise FileNotFoundError(f"PyTorch-VAE reference file {file!r} is missing from {DATA}")
     return path
 
 
