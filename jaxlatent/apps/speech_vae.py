@@ -25,10 +25,10 @@ import optax
 from flax import nnx
 
 from jaxlatent import nn as jnn
+from jaxlatent.atomic import atomic_write
 from jaxlatent.datasets import bundled_speech
 from jaxlatent.losses import VariationalAutoencoderLoss
 from jaxlatent.models import VariationalAutoencoder
-from jaxlatent.training.logs import atomic_write_bytes, atomic_write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +108,7 @@ def _save_figure(path: str, original: np.ndarray, rec: np.ndarray) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def run(out_dir: str, cfg: SpeechVAEDemoConfig = SpeechVAEDemoConfig(), progress=True) -> dict:
@@ -167,6 +167,6 @@ def run(out_dir: str, cfg: SpeechVAEDemoConfig = SpeechVAEDemoConfig(), progress
         "reconstruction_mse_utterance0": rec_err,
         "history": history,
     }
-    atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2))
+    atomic_write(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2))
     _save_figure(os.path.join(out_dir, "reconstruction.png"), spec[0], np.asarray(rec)[0])
     return metrics
