@@ -1,4 +1,4 @@
-"""Compilation at the edge: one jit cache for a model's functions.
+"""Compilation at the edge: one jit cache for a model's functions, and XLA's cache on disk.
 
 Models are plain NNX modules whose methods just compute; callers that run them many times
 (the codec, the command line, the parity report, benchmarks) compile them here:
@@ -7,15 +7,20 @@ Models are plain NNX modules whose methods just compute; callers that run them m
   ``(graphdef, state)`` split, the graphdef and the options static. The compiled function is
   cached per ``(fn, graphdef, options)``, so every model of one configuration shares it, and
   ``jax.jit`` keeps one executable per argument shape and dtype.
+* :func:`enable_persistent_cache` points JAX's persistent compilation cache (public
+  ``jax.config`` options) at a folder, so that a new process (the next ``jaxlatent encode``)
+  loads the executables instead of compiling them again.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-__all__ = ["compiled"]
+__all__ = ["compiled", "enable_persistent_cache"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -71,3 +76,28 @@ def compiled(fn: Callable, graphdef: Any, /, **options: Any) -> Callable:
             f"compiled: options must be hashable Python values, got {options!r}"
         ) from None
     return _jitted(fn, graphdef, key)
+
+
+def enable_persistent_cache(directory: str | os.PathLike) -> Path:
+    """Let JAX keep compiled executables in `directory` and reuse them in later processes.
+
+    Sets the public options ``jax_compilation_cache_dir`` (created if missing),
+    ``jax_persistent_cache_min_compile_time_secs`` = 0 and
+    ``jax_persistent_cache_min_entry_size_bytes`` = 0 (every executable is kept: the
+    defaults skip compilations under one second, which are most of a small model's), for
+    this process. Call it before the first compilation.
+
+    Returns:
+      The directory, absolute.
+
+    Raises:
+      OSError: if the directory cannot be created.
+    """
+    import jax
+
+    path = Path(directory).expanduser().absolute()
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
