@@ -324,8 +324,8 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 
 def report(text: str, out: str | None) -> None:
     """Print a benchmark's Markdown and, when `out` is given, also write it there atomically."""
-    from jaxlatent.training.logs import atomic_write_text
+    from jaxlatent.atomic import atomic_write
 
     print(text)
     if out:
-        atomic_write_text(out, text + "\n")
+        atomic_write(out, text + "\n")

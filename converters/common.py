@@ -22,7 +22,6 @@ import dataclasses
 import io
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
@@ -30,6 +29,8 @@ from typing import Any, Literal
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from jaxlatent.atomic import atomic_write
 
 WeightNormStyle = Literal["legacy", "parametrizations"]
 
@@ -479,24 +480,6 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
         ) from e
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same directory and a rename."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_torch_checkpoint(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` `obj` (numpy arrays become tensors) atomically to `path`."""
     import torch
@@ -512,4 +495,4 @@ def save_torch_checkpoint(obj: Any, path: str | os.PathLike) -> None:
 
     buffer = io.BytesIO()
     torch.save(convert(obj), buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())

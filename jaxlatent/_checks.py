@@ -62,3 +62,22 @@ def check_no_nan(name: str, x: Any) -> None:
     if is_concrete(x) and jnp.issubdtype(jnp.result_type(x), jnp.floating):
         if not bool(np.isfinite(np.asarray(x)).all()):
             raise ValueError(f"{name} contains NaN or Inf values")
+
+
+def check_n_quantizers(n_quantizers: Any, n_codebooks: int) -> int:
+    """The number of residual quantizers to run: `n_quantizers`, or all when ``None``.
+
+    Raises:
+      ValueError: if `n_quantizers` is not ``None`` or an integer (bool excluded) in
+        ``[1, n_codebooks]``.
+    """
+    if n_quantizers is None:
+        return n_codebooks
+    if isinstance(n_quantizers, bool) or not isinstance(n_quantizers, int | np.integer):
+        raise ValueError(
+            f"n_quantizers must be an integer in [1, n_codebooks={n_codebooks}], got "
+            f"{n_quantizers!r}"
+        )
+    if not 1 <= n_quantizers <= n_codebooks:
+        raise ValueError(f"n_quantizers={n_quantizers} must lie in [1, n_codebooks={n_codebooks}]")
+    return int(n_quantizers)

@@ -16,12 +16,86 @@ and cached, see :func:`converters.dac_cache.load_model`).
 
 Errors in user input exit with status 2 and a one-line message, never a traceback, and leave
 no partial output file (every output is written to a temporary file and renamed).
+
+``encode``, ``decode``, ``parity`` and ``train`` keep XLA's compiled executables in a cache
+folder (:func:`jaxlatent.compilation.enable_persistent_cache`), so a second run loads them
+instead of compiling again: ``$XDG_CACHE_HOME/jaxlatent/xla`` (``~/.cache/jaxlatent/xla``;
+``$JAXLATENT_CACHE_DIR/xla`` when that is set). ``--compile-cache DIR`` moves it,
+``--no-compile-cache`` turns it off, and so does the environment variable
+``JAXLATENT_COMPILE_CACHE`` (a folder, or ``0``/``off`` to disable); the option wins.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+#: Environment variable: the compile-cache folder, or one of `_OFF` to disable it.
+COMPILE_CACHE_ENV = "JAXLATENT_COMPILE_CACHE"
+_OFF = ("0", "off", "false", "no", "none")
+
+
+def compile_cache_dir(
+    option: str | None, disabled: bool, environ: Mapping[str, str] = os.environ
+) -> Path | None:
+    """The persistent compilation cache folder for this run, or ``None`` when it is off.
+
+    Args:
+      option: ``--compile-cache DIR`` (``None`` when not given).
+      disabled: ``--no-compile-cache``.
+      environ: the environment (``JAXLATENT_COMPILE_CACHE``, ``JAXLATENT_CACHE_DIR``,
+        ``XDG_CACHE_HOME``, ``HOME``).
+
+    Returns:
+      The option's folder; else ``None`` if the option or ``JAXLATENT_COMPILE_CACHE`` (``0``,
+      ``off``, ``false``, ``no``, ``none``, any case) disables it; else that variable's
+      folder; else ``$JAXLATENT_CACHE_DIR/xla``, ``$XDG_CACHE_HOME/jaxlatent/xla`` or
+      ``~/.cache/jaxlatent/xla``.
+
+    Raises:
+      ValueError: if both ``--compile-cache`` and ``--no-compile-cache`` are given, or a
+        folder is the empty string.
+    """
+    if disabled:
+        if option is not None:
+            raise ValueError("--compile-cache and --no-compile-cache exclude each other")
+        return None
+    if option is not None:
+        if not option.strip():
+            raise ValueError("--compile-cache needs a folder")
+        return Path(option).expanduser()
+    value = environ.get(COMPILE_CACHE_ENV)
+    if value is not None:
+        if value.strip().lower() in _OFF or not value.strip():
+            return None
+        return Path(value).expanduser()
+    root = environ.get("JAXLATENT_CACHE_DIR")
+    if root:
+        return Path(root).expanduser() / "xla"
+    xdg = environ.get("XDG_CACHE_HOME") or os.path.join(
+        environ.get("HOME") or os.path.expanduser("~"), ".cache"
+    )
+    return Path(xdg) / "jaxlatent" / "xla"
+
+
+def _add_compile_cache_arguments(p) -> None:
+    group = p.add_argument_group("compilation cache")
+    group.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        default=None,
+        help=f"keep compiled code in DIR (default: ${COMPILE_CACHE_ENV}, else "
+        "~/.cache/jaxlatent/xla)",
+    )
+    group.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help=f"compile everything anew (also: {COMPILE_CACHE_ENV}=off)",
+    )
+    p.set_defaults(compile_cache_option=True)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -63,22 +137,39 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_parser(sub) -> None:
-    from jaxlatent.apps.registry import MODELS
-    from jaxlatent.apps.spec import DATA_KINDS as DATA
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose help may be completed only when it is shown: building the
+    parser (every command's start-up) then imports nothing heavy."""
 
-    kinds = {kind: [n for n in sorted(MODELS) if MODELS[n].data_kind == kind] for kind in DATA}
+    complete_help = None
+
+    def format_help(self) -> str:
+        if self.complete_help is not None:
+            complete, self.complete_help = self.complete_help, None
+            complete(self)
+        return super().format_help()
+
+
+def _add_train_parser(sub) -> None:
     t = sub.add_parser(
         "train",
         help="train a model on bundled digits/speech or a folder of images/audio",
-        description="Train a registered model; resumable, with metrics, checkpoints and "
-        "pictures. Image models: "
-        + ", ".join(kinds["image"])
-        + ". Audio models: "
-        + ", ".join(kinds["audio"])
-        + ".",
+        description="Train a registered model; resumable, with metrics, checkpoints and pictures.",
     )
-    t.add_argument("--model", required=True, help="model name (" + ", ".join(sorted(MODELS)) + ")")
+    model = t.add_argument("--model", required=True, help="model name")
+
+    def list_models(parser: argparse.ArgumentParser) -> None:
+        from jaxlatent.apps.registry import MODELS
+        from jaxlatent.apps.spec import DATA_KINDS
+
+        kinds = {k: [n for n in sorted(MODELS) if MODELS[n].data_kind == k] for k in DATA_KINDS}
+        parser.description += (
+            f" Image models: {', '.join(kinds['image'])}. Audio models: "
+            f"{', '.join(kinds['audio'])}."
+        )
+        model.help = "model name (" + ", ".join(sorted(MODELS)) + ")"
+
+    t.complete_help = list_models
     t.add_argument("--preset", default=None, help="model size preset (default: tiny)")
     t.add_argument(
         "--data",
@@ -102,6 +193,7 @@ def _add_train_parser(sub) -> None:
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_compile_cache_arguments(t)
     t.set_defaults(func=_train)
 
 
@@ -244,7 +336,7 @@ def _parity(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxlatent", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="jaxlatent", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",
@@ -289,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="window in seconds (default 5.0, as the official `dac encode`)",
     )
     encode.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_compile_cache_arguments(encode)
     encode.set_defaults(func=_encode)
 
     decode = sub.add_parser("decode", help=".dac files or folders -> WAV files")
@@ -296,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--model", required=True, help=model_help)
     decode.add_argument("--output", required=True, help="output folder")
     decode.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_compile_cache_arguments(decode)
     decode.set_defaults(func=_decode)
 
     parity = sub.add_parser(
@@ -306,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--audio", default=None, help="audio file (default: bundled speech)")
     parity.add_argument("--seconds", type=float, default=2.0, help="seconds of audio (default 2)")
     parity.add_argument("--n-quantizers", type=int, default=None, help="codebooks (default all)")
+    _add_compile_cache_arguments(parity)
     parity.set_defaults(func=_parity)
     return parser
 
@@ -321,6 +416,12 @@ def _one_line(e: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "compile_cache_option", False):
+            directory = compile_cache_dir(args.compile_cache, args.no_compile_cache)
+            if directory is not None:
+                from jaxlatent.compilation import enable_persistent_cache
+
+                enable_persistent_cache(directory)
         return args.func(args)
     except (ValueError, OSError, ImportError) as e:  # OSError covers FileNotFound/FileExists
         print(f"jaxlatent {args.command}: error: {_one_line(e)}", file=sys.stderr)

@@ -16,6 +16,9 @@ import os
 from converters.torchaudio_stub import install_torchaudio_stub
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# `jaxlatent.cli.main` (encode, decode, parity, train) would otherwise turn on JAX's persistent
+# compilation cache in the user's cache folder for the whole test process.
+os.environ.setdefault("JAXLATENT_COMPILE_CACHE", "off")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
     os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()

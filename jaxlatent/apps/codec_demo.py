@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlatent.codec._atomic import atomic_write
+from jaxlatent.atomic import atomic_write
 from jaxlatent.models.dac import DACConfig
 
 __all__ = [

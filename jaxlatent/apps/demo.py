@@ -288,7 +288,7 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
         "vqvae": vq_summary,
     }
     text = json.dumps(summary, indent=2, default=str) + "\n"
-    from jaxlatent.codec._atomic import atomic_write
+    from jaxlatent.atomic import atomic_write
 
     atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(text), ".json")
     return summary

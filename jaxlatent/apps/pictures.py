@@ -13,8 +13,7 @@ import io
 
 import numpy as np
 
-# Re-exported: `pictures.atomic_write_bytes` is the apps' atomic write.
-from jaxlatent.training.logs import atomic_write_bytes as atomic_write_bytes
+from jaxlatent.atomic import atomic_write
 
 
 def _pyplot():
@@ -30,14 +29,14 @@ def _save(fig, path: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     _pyplot().close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def save_npy(path: str, array: np.ndarray) -> None:
     """`array` as a ``.npy`` file at `path`, atomically."""
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def save_grid(path: str, rows: list[tuple[str, np.ndarray]], *, slots: int | None = None) -> None:

@@ -39,7 +39,7 @@ from jaxlatent.apps.registry import get_model
 from jaxlatent.apps.runs import GRID, PARALLEL, initial_state
 from jaxlatent.apps.spec import DATA_KINDS
 from jaxlatent.apps.train_data import load_train_data
-from jaxlatent.training.logs import atomic_write_text
+from jaxlatent.atomic import atomic_write
 
 #: what this app writes besides `fit`'s artefacts (deleted by ``overwrite``).
 APP_ARTIFACTS = ("run.json", "eval.jsonl", "pictures")
@@ -129,7 +129,7 @@ def _truncate_eval_log(out: str, step: int | None) -> None:
     path = os.path.join(out, "eval.jsonl")
     if os.path.exists(path):
         kept = [r for r in training.read_jsonl(path) if step is not None and r["step"] <= step]
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _remove_app_artifacts(out: str) -> None:
@@ -263,7 +263,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "trainer": type(trainer).__name__,
     }
-    atomic_write_text(os.path.join(cfg.out, "run.json"), json.dumps(run_info, indent=2) + "\n")
+    atomic_write(os.path.join(cfg.out, "run.json"), json.dumps(run_info, indent=2) + "\n")
     eval_idx = np.random.default_rng(cfg.seed).permutation(data.examples)
     if "length" in data.arrays:  # audio: whole segments first (the pictures show the first few)
         eval_idx = eval_idx[np.argsort(data.arrays["length"][eval_idx] < 1, kind="stable")]

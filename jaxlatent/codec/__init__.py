@@ -13,7 +13,6 @@ from jaxlatent.codec.chunking import chunk_plan as chunk_plan
 
 # compression.py
 from jaxlatent.codec.compression import compress as compress
-from jaxlatent.codec.compression import conv_padding as conv_padding
 from jaxlatent.codec.compression import decompress as decompress
 
 # dac_file.py

@@ -10,7 +10,8 @@ compress
      peak exceeds 1 down to peak 1 (``ensure_max_of_audio``);
   3. code every channel as a separate mono stream (rows ``batch * channels``);
   4. audio up to ``win_duration`` seconds: one pass with the convolutions padded
-     (``padding=True`` in the file). Longer audio: the convolutions' padding set to 0, the
+     (``padding=True`` in the file). Longer audio: the convolutions run without padding
+     (the model's ``padding=False``; the reference sets every padding to 0), the
      signal zero-padded by the model's delay on both sides, and windows of a fixed size
      (:func:`~jaxlatent.codec.chunking.chunk_plan`) coded independently, their codes
      concatenated; the last window is zero-padded to full size.
@@ -36,90 +37,47 @@ several items *and* channels, which is regrouped into rows once) and the codes g
 length of the audio. The resampled signal is never held in full: one pass over it, block by block,
 measures the loudness and the peaks; every window is then resampled from the input as it is
 coded, and the gain and peak limit are applied to it. The model only ever sees one window,
-the same shape every time, so one compiled function serves every chunk (and every model of
-the same configuration). Unchunked coding (audio shorter than ``win_duration``, or
+the same shape every time, so one compiled function
+(:func:`jaxlatent.compilation.compiled`) serves every chunk (and every model of the same
+configuration). Unchunked coding (audio shorter than ``win_duration``, or
 ``win_duration=None``) runs the whole signal at once and compiles once per input length, as
 the reference does. ``decompress`` writes the decoded chunks into one buffer at the model
 rate and resamples it block by block into the output.
 
 The model is a :class:`jaxlatent.models.dac.DAC`-like module with ``config`` (a
 :class:`~jaxlatent.models.dac.DACConfig`), ``encoder``, ``quantizer`` (a
-:class:`~jaxlatent.quantizers.dac.ResidualVectorQuantize`) and ``decoder``.
+:class:`~jaxlatent.quantizers.dac.ResidualVectorQuantize`) and ``decoder``, the encoder
+and decoder taking ``padding=`` (see :class:`~jaxlatent.models.dac.Encoder`).
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import functools
 import math
-import weakref
-from collections.abc import Callable, Iterator
 
-import jax
 import numpy as np
 from flax import nnx
 
+from jaxlatent._checks import check_n_quantizers
 from jaxlatent.codec import chunking
 from jaxlatent.codec.dac_file import DACFile
 from jaxlatent.codec.loudness import CHANNEL_GAINS, StreamingMeter, normalize_gain
 from jaxlatent.codec.resample import Resampler
-from jaxlatent.nn import Conv1d, ConvTranspose1d
+from jaxlatent.compilation import compiled
 
-__all__ = ["TRACE_COUNTS", "compress", "conv_padding", "decompress"]
-
-#: Traces of the compiled chunk functions (``"encode"``, ``"decode"``): one per model, window
-#: shape and option set, however many chunks are coded (tests check that).
-TRACE_COUNTS: collections.Counter[str] = collections.Counter()
+__all__ = ["compress", "decompress"]
 
 #: Chunks dispatched to the device before the host waits for the oldest one.
 _IN_FLIGHT = 2
 
 
-@contextlib.contextmanager
-def conv_padding(model: nnx.Module, padded: bool) -> Iterator[nnx.Module]:
-    """Within the block, every (transposed) convolution of `model` has padding 0 unless
-    `padded` (the reference's ``CodecMixin.padding`` setter); restored on exit."""
-    convs = [m for _, m in nnx.iter_modules(model) if isinstance(m, Conv1d | ConvTranspose1d)]
-    saved = [c.padding for c in convs]
-    try:
-        if not padded:
-            for c in convs:
-                c.padding = (0,) * len(c.padding)
-        yield model
-    finally:
-        for c, p in zip(convs, saved, strict=True):
-            c.padding = p
+def _encode_chunk(model, audio, *, n_q: int, padding: bool):
+    """int32 codes ``[rows, n_q, frames]`` of audio ``[rows, samples, 1]``."""
+    return model.quantizer(model.encoder(audio, padding=padding), n_q).codes
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "n_q"))
-def _encode_chunk(graphdef, state, audio, *, n_q):
-    TRACE_COUNTS["encode"] += 1
-    m = nnx.merge(graphdef, state)
-    return m.quantizer(m.encoder(audio), n_q).codes
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _decode_chunk(graphdef, state, codes):
-    TRACE_COUNTS["decode"] += 1
-    m = nnx.merge(graphdef, state)
-    return m.decoder(m.quantizer.from_codes(codes).z)[..., 0]
-
-
-# The graphdef of each model with the convolutions padded / unpadded (weakly per model). Equal
-# graphdefs (same configuration) share the compiled functions above, whatever the instance.
-_GRAPHDEFS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _compiled(model: nnx.Module, kind: str, padded: bool, n_q: int | None) -> Callable:
-    per_model = _GRAPHDEFS.setdefault(model, {})
-    if padded not in per_model:
-        with conv_padding(model, padded):
-            per_model[padded] = nnx.graphdef(model)
-    graphdef = per_model[padded]
-    if kind == "encode":
-        return functools.partial(_encode_chunk, graphdef, n_q=n_q)
-    return functools.partial(_decode_chunk, graphdef)
+def _decode_chunk(model, codes, *, padding: bool):
+    """Audio ``[rows, samples]`` of int32 codes ``[rows, n_q, frames]``."""
+    return model.decoder(model.quantizer.from_codes(codes).z, padding=padding)[..., 0]
 
 
 def _config(model):
@@ -130,19 +88,6 @@ def _config(model):
             f"{type(model).__name__}"
         )
     return config
-
-
-def _check_n_quantizers(n_quantizers, config) -> int | None:
-    if n_quantizers is None:
-        return None
-    if isinstance(n_quantizers, bool) or not isinstance(n_quantizers, int | np.integer):
-        raise ValueError(f"n_quantizers must be an integer, got {n_quantizers!r}")
-    if not 1 <= n_quantizers <= config.n_codebooks:
-        raise ValueError(
-            f"n_quantizers={n_quantizers} must lie in [1, {config.n_codebooks}] (the model's "
-            "n_codebooks)"
-        )
-    return int(n_quantizers)
 
 
 def _check_audio(audio, sample_rate) -> np.ndarray:
@@ -255,7 +200,7 @@ def compress(
     """
     config = _config(model)
     audio = _check_audio(audio, sample_rate)
-    n_q = _check_n_quantizers(n_quantizers, config)
+    n_q = check_n_quantizers(n_quantizers, config.n_codebooks)
     if normalize_db is not None and not math.isfinite(float(normalize_db)):
         raise ValueError(f"normalize_db must be a finite number or None, got {normalize_db!r}")
     batch, original_length, channels = audio.shape
@@ -288,8 +233,8 @@ def compress(
 
     # 3-4. Code the rows, whole or window by window.
     plan = chunking.chunk_plan(config, length, win_duration)
-    state = nnx.state(model)
-    fn = _compiled(model, "encode", not plan.chunked, n_q)
+    graphdef, state = nnx.split(model)
+    fn = compiled(_encode_chunk, graphdef, n_q=n_q, padding=not plan.chunked)
     if not plan.chunked:
         padded = math.ceil(length / config.hop_length) * config.hop_length  # preprocess
         windows = [read(0, padded)]
@@ -343,8 +288,8 @@ def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -
         )
     sr = config.sample_rate
     step = dac_file.chunk_length
-    fn = _compiled(model, "decode", dac_file.padding, None)
-    state = nnx.state(model)
+    graphdef, state = nnx.split(model)
+    fn = compiled(_decode_chunk, graphdef, padding=bool(dac_file.padding))
     chunks = (codes[:, :, i : i + step].astype(np.int32) for i in range(0, frames, step))
     n_chunks = -(-frames // step)
     recons = None

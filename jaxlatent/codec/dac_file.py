@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxlatent.codec._atomic import atomic_write
+from jaxlatent.atomic import atomic_write
 
 __all__ = ["SUPPORTED_VERSIONS", "DACFile", "DACFileError"]
 
@@ -266,15 +266,7 @@ class DACFile:
         Returns:
           The path written, as a string.
         """
-        data = self.to_bytes()
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-
-        return str(atomic_write(path, write, ".dac"))
+        return str(atomic_write(path, self.to_bytes(), ".dac"))
 
     @classmethod
     def from_bytes(cls, data: bytes, *, name: str = "<bytes>") -> DACFile:

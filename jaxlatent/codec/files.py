@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlatent.codec._atomic import atomic_write
+from jaxlatent.atomic import atomic_write
 from jaxlatent.datasets import _soundfile
 
 __all__ = ["AUDIO_SUFFIXES", "find_inputs", "output_path", "write_audio"]

@@ -218,11 +218,13 @@ class _ConvNd(nnx.Module):
                 f"got shape {tuple(x.shape)}"
             )
 
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, *, padding: bool = True) -> Array:
         """Apply the convolution.
 
         Args:
           x: ``[batch, *spatial, in_channels]`` (channels-last).
+          padding: ``False`` applies the convolution as if built with ``padding=0`` (same
+            parameters; the official DAC's chunked ``compress`` runs its convolutions so).
 
         Returns:
           ``[batch, *spatial_out, out_channels]`` with torch's output sizes.
@@ -232,9 +234,10 @@ class _ConvNd(nnx.Module):
         """
         self._check_input(x)
         w = self._weight().astype(x.dtype)
+        pads = self.padding if padding else (0,) * self.ndim
         if self.transposed:
             spec = TransposedConvSpec(
-                self.stride, self.padding, self.dilation, self.output_padding, self.precision
+                self.stride, pads, self.dilation, self.output_padding, self.precision
             )
             y = conv_transpose(x, w, spec)
         else:
@@ -242,7 +245,7 @@ class _ConvNd(nnx.Module):
                 x,
                 w,
                 window_strides=self.stride,
-                padding=[(p, p) for p in self.padding],
+                padding=[(p, p) for p in pads],
                 rhs_dilation=self.dilation,
                 dimension_numbers=_DIMENSION_NUMBERS[self.ndim],
                 feature_group_count=self.groups,

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxlatent._checks import check_floating, shape_str
+from jaxlatent._checks import check_floating, check_n_quantizers, shape_str
 from jaxlatent.nn.weight_norm import WNConv1d
 from jaxlatent.quantizers.search import (
     CODE_CHUNK,
@@ -312,17 +312,6 @@ class ResidualVectorQuantize(nnx.Module):
             ]
         )
 
-    def _check_n_quantizers(self, n_quantizers) -> int:
-        if n_quantizers is None:
-            return self.n_codebooks
-        if not isinstance(n_quantizers, int | np.integer) or isinstance(n_quantizers, bool):
-            raise ValueError(f"n_quantizers must be a Python int, got {n_quantizers!r}")
-        if not 1 <= n_quantizers <= self.n_codebooks:
-            raise ValueError(
-                f"n_quantizers={n_quantizers} must lie in [1, n_codebooks={self.n_codebooks}]"
-            )
-        return int(n_quantizers)
-
     def __call__(
         self,
         z: Array,
@@ -349,7 +338,7 @@ class ResidualVectorQuantize(nnx.Module):
             `n_quantizers` is not an int in ``[1, n_codebooks]``, or the key is missing.
         """
         _check_sequence("z", z, self.input_dim)
-        n_q = self._check_n_quantizers(n_quantizers)
+        n_q = check_n_quantizers(n_quantizers, self.n_codebooks)
         batch = z.shape[0]
         depths = None
         if train:

@@ -15,32 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from typing import Any
 
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename.
-
-    An interrupted write leaves no file at `path` (and no temporary file behind); the file
-    gets mode ``0o644``.
-    """
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write `text` (UTF-8) to `path` through a temporary file and an atomic rename."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+from jaxlatent.atomic import atomic_write
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
@@ -75,7 +53,7 @@ class JsonlMetrics:
             return
         if os.path.exists(path):
             kept = [r for r in read_jsonl(path) if r.get("step", 0) <= resume_step]
-            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(path, "a")
 
     def write(self, record: dict[str, Any]) -> None:

@@ -30,9 +30,10 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxlatent.atomic import atomic_write
 from jaxlatent.training.checkpoint import Checkpointer
 from jaxlatent.training.distributed import any_process, barrier, is_primary
-from jaxlatent.training.logs import JsonlMetrics, TensorBoardLog, atomic_write_text
+from jaxlatent.training.logs import JsonlMetrics, TensorBoardLog
 from jaxlatent.training.parallel import DataParallel
 from jaxlatent.training.state import TrainState
 
@@ -201,7 +202,7 @@ def fit(
         ckpt.wait()
         summary["checkpoints"] = ckpt.all_steps()
         if primary:
-            atomic_write_text(
+            atomic_write(
                 os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2) + "\n"
             )
             if progress:

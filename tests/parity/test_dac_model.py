@@ -27,7 +27,8 @@ from flax import nnx
 from converters import dac as cdac
 from converters.dac_cache import load_model
 from converters.dac_tables import model_table
-from jaxlatent.models.dac import DACConfig, save_converted
+from jaxlatent.compilation import compiled
+from jaxlatent.models.dac import DAC, DACConfig, save_converted
 from tests import reference as ref
 from tests.parity.test_dac_layers import _perturb
 from tests.tolerances import assert_close
@@ -84,12 +85,22 @@ def _audio(rng, config, frames, batch=2, short=3):
 SMALL_FRAMES, SMALL_NQ = 9, 2
 
 
+def _run(method, model, *args, **options):
+    """``method(model, *args, **options)`` compiled as the codec compiles the model."""
+    graphdef, state = nnx.split(model)
+    return compiled(method, graphdef, **options)(state, *args)
+
+
+def _forward(model, audio, n_quantizers, sample_rate=None):
+    return _run(DAC.__call__, model, audio, sample_rate=sample_rate, n_quantizers=n_quantizers)
+
+
 def _compare_forward(t_model, model, audio, n_quantizers, tol, *, sample_rate=None):
     """Reference forward dict vs `DAC.__call__`; returns the JAX output."""
     torch = ref.torch()
     with torch.no_grad():
         expected = t_model(_ncl(audio), sample_rate, n_quantizers)
-    out = model(audio, sample_rate, n_quantizers)
+    out = _forward(model, audio, n_quantizers, sample_rate)
     np.testing.assert_array_equal(out.codes, ref.to_numpy(expected["codes"]))
     for name in ("z", "latents", "audio"):
         actual, desired = getattr(out, name), _nlc(expected[name])
@@ -128,10 +139,11 @@ def test_small_release_checkpoint(small, rng):
     with torch.no_grad():
         t_z, t_zp, _ = t_model.quantizer.from_codes(ref.to_torch(codes))
         t_audio = t_model.decode(t_z)
-    decoded = model.from_codes(codes)
+    decoded = _run(DAC.from_codes, model, codes)
     np.testing.assert_array_equal(decoded.z_p, _nlc(t_zp))
     assert_close(decoded.z, _nlc(t_z), "dac_model_small_f32", err_msg="from_codes")
-    assert_close(model.decode(decoded.z), _nlc(t_audio), "dac_model_small_f32", err_msg="decode")
+    audio_j = _run(DAC.decode, model, decoded.z)
+    assert_close(audio_j, _nlc(t_audio), "dac_model_small_f32", err_msg="decode")
 
 
 def test_small_speechbrain_state_dict(rng):
@@ -144,7 +156,7 @@ def test_small_speechbrain_state_dict(rng):
     assert config == DACConfig.from_kwargs(SMALL)
     # (SpeechBrain's forward returns only (codes, z): compare with encode + decode + crop)
     audio = _audio(rng, config, SMALL_FRAMES)
-    out = model(audio, None, SMALL_NQ)
+    out = _forward(model, audio, SMALL_NQ)
     torch = ref.torch()
     with torch.no_grad():
         pad = SMALL_FRAMES * config.hop_length - audio.shape[1]
@@ -187,7 +199,7 @@ def test_small_fused_weights(small, tmp_path, rng):
     audio = _audio(rng, config, SMALL_FRAMES)
     out = _compare_forward(fused, model, audio, SMALL_NQ, "dac_model_small_f32")
     # and the same outputs as the weight-normed conversion, up to that rounding
-    out_wn = wn_model(audio, None, SMALL_NQ)
+    out_wn = _forward(wn_model, audio, SMALL_NQ)
     np.testing.assert_array_equal(out.codes, out_wn.codes)
     assert_close(out.audio, out_wn.audio, "dac_fused_kernel", err_msg="audio vs weight norm")
     # (export writes the weight-normed form again)
@@ -269,14 +281,14 @@ def test_small_orbax_round_trip(small, tmp_path, rng):
         assert p1 == p2
         np.testing.assert_array_equal(v1.get_value(), v2.get_value(), err_msg=str(p1))
     audio = _audio(rng, config, SMALL_FRAMES)
-    a, b = model(audio, None, SMALL_NQ), loaded(audio, None, SMALL_NQ)
+    a, b = _forward(model, audio, SMALL_NQ), _forward(loaded, audio, SMALL_NQ)
     for name, x, y in zip(a._fields, a, b, strict=True):
         np.testing.assert_array_equal(x, y, err_msg=name)
     # a .pth converted on the fly and cached
     cached = load_model(path, cache_dir=tmp_path / "cache")
     (entry,) = (tmp_path / "cache").iterdir()
     assert entry.name.startswith("weights-") and (entry / "config.json").is_file()
-    np.testing.assert_array_equal(cached(audio, None, SMALL_NQ).audio, a.audio)
+    np.testing.assert_array_equal(_forward(cached, audio, SMALL_NQ).audio, a.audio)
 
 
 # --------------------------------------------------------------------------------------------

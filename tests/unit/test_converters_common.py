@@ -115,12 +115,3 @@ def test_load_rejects_missing_empty_truncated_and_pickled_code(tmp_path):
     noise.write_bytes(np.random.default_rng(0).bytes(1000))
     with pytest.raises(common.CheckpointError, match="corrupt or not a torch checkpoint"):
         common.load_torch_checkpoint(noise)
-
-
-def test_atomic_write_leaves_no_partial_file(tmp_path):
-    target = tmp_path / "out.bin"
-
-    with pytest.raises(TypeError):
-        common.atomic_write_bytes(target, object())  # type: ignore[arg-type]
-    assert not target.exists()
-    assert list(tmp_path.iterdir()) == []

@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxlatent.codec import DACFile, chunking, compress, decompress
-from jaxlatent.codec.compression import TRACE_COUNTS, conv_padding
+from jaxlatent.codec import DACFile, chunking, compress, compression, decompress
 from jaxlatent.models.dac import DAC, DACConfig
-from tests.unit.test_dac_model import random_model
+from tests.unit.test_dac_model import _Traced, random_model
 
 TINY = DACConfig(
     encoder_dim=2,
@@ -68,19 +67,24 @@ def test_unchunked_when_short(model, rng):
     assert decompress(model, f).shape == (1, 795, 1)
 
 
-def test_one_compilation_serves_every_chunk(model, rng):
+def test_one_compilation_serves_every_chunk(model, rng, monkeypatch):
     plan = chunking.chunk_plan(TINY, 8000 * 3, 0.1)
     assert plan.chunked and plan.n_chunks > 10
-    compress(model, _audio(rng, 8000), 8000, win_duration=0.1)  # warm up this window shape
-    before = dict(TRACE_COUNTS)
+    encode = _Traced(compression._encode_chunk)
+    decode = _Traced(compression._decode_chunk)
+    monkeypatch.setattr(compression, "_encode_chunk", encode)
+    monkeypatch.setattr(compression, "_decode_chunk", decode)
+    compress(model, _audio(rng, 8000), 8000, win_duration=0.1)  # compile this window shape
+    assert encode.count == 1
+    before = {"encode": encode.count, "decode": decode.count}
     f1 = compress(model, _audio(rng, 8000 * 3), 8000, win_duration=0.1)
     f2 = compress(model, _audio(rng, 8000 * 2 + 123), 8000, win_duration=0.1)
     decompress(model, f1)
     decompress(model, f2)
     # another instance of the same configuration (e.g. the next file's model) too
     compress(tiny_dac(seed=1), _audio(rng, 8000 * 2), 8000, win_duration=0.1)
-    assert TRACE_COUNTS["encode"] == before["encode"]  # every window (the last one padded)
-    assert TRACE_COUNTS["decode"] <= before.get("decode", 0) + 1
+    assert encode.count == before["encode"]  # every window (the last one padded)
+    assert decode.count <= before["decode"] + 1
 
 
 def test_n_quantizers_and_no_normalization(model, rng):
@@ -101,12 +105,15 @@ def test_input_is_not_modified(model, rng):
     np.testing.assert_array_equal(audio, copy)
 
 
-def test_conv_padding_restores_on_error(model):
-    conv = model.encoder.conv1
-    with pytest.raises(RuntimeError), conv_padding(model, False):
-        assert conv.padding == (0,)
-        raise RuntimeError("boom")
-    assert conv.padding == (3,)
+def test_unpadded_calls_follow_the_chunk_geometry(model, rng):
+    """``padding=False`` runs every convolution without padding (the reference's chunked
+    compress): one window comes back as ``plan.hop`` samples; the model is unchanged."""
+    plan = chunking.chunk_plan(TINY, 8000 * 3, 0.1)
+    x = _audio(rng, (1, plan.window, 1))
+    z = model.quantizer(model.encoder(x, padding=False)).z
+    assert model.decoder(z, padding=False).shape == (1, plan.hop, 1)
+    assert model.encoder(x).shape[1] == plan.window // TINY.hop_length
+    assert model.encoder.conv1.padding == (3,)
 
 
 @pytest.mark.parametrize(
@@ -122,7 +129,7 @@ def test_conv_padding_restores_on_error(model):
         (np.zeros(100, np.float32), {"sample_rate": 0}, "sample_rate"),
         (np.zeros(100, np.float32), {"sample_rate": 8000.0}, "sample_rate"),
         (np.zeros(100, np.float32), {"n_quantizers": 0}, "n_quantizers"),
-        (np.zeros(100, np.float32), {"n_quantizers": 4}, r"\[1, 3\]"),
+        (np.zeros(100, np.float32), {"n_quantizers": 4}, r"\[1, n_codebooks=3\]"),
         (np.zeros(100, np.float32), {"normalize_db": float("nan")}, "normalize_db"),
         (np.zeros(8000, np.float32), {"win_duration": 0.01}, "too short"),
         (np.zeros(8000, np.float32), {"win_duration": -1.0}, "win_duration"),

@@ -1,4 +1,4 @@
-"""`jaxlatent.models.dac.DAC` without the reference: compilation reuse, shapes, bad input.
+"""`jaxlatent.models.dac.DAC` without the reference: shapes, compiled calls, bad input.
 
 The model is built shape-only (`nnx.eval_shape`) and filled with seeded numpy values, which
 avoids dozens of eager random-number compilations on a loaded CPU.
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxlatent.models.dac import DAC, TRACE_COUNTS, DACConfig
+from jaxlatent.compilation import compiled
+from jaxlatent.models.dac import DAC, DACConfig
 from tests import reference
 
 TINY = DACConfig(
@@ -53,8 +54,15 @@ def _audio(rng, batch=2, samples=30):
     return (rng.standard_normal((batch, samples, 1)) * 0.3).astype(np.float32)
 
 
-def _traces(name):
-    return TRACE_COUNTS[name]
+class _Traced:
+    """`fn`, counting its calls: under `compiled` (jit), the number of traces."""
+
+    def __init__(self, fn):
+        self.fn, self.count = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.count += 1
+        return self.fn(*args, **kwargs)
 
 
 def test_shapes_and_consistency(model, rng):
@@ -81,28 +89,39 @@ def test_shapes_and_consistency(model, rng):
     np.testing.assert_array_equal(z16, model.from_codes(enc.codes).z)
 
 
-def test_no_recompilation_for_same_shapes(rng):
+def test_compiled_calls_reuse_one_compilation(rng):
+    """`compiled` over the plain model: results equal the eager methods', and new data, another
+    model of the same configuration or numpy/jax input reuse the compilation."""
     m1, m2 = random_model(seed=1), random_model(seed=2)
+    (g1, s1), (g2, s2) = nnx.split(m1), nnx.split(m2)
     a, b = _audio(rng), _audio(rng)
-    names = ("encode", "decode", "from_codes", "forward")
-    m1.encode(a)  # (may compile)
-    m1.decode(m1.encode(a).z)
-    m1.from_codes(m1.encode(a).codes)
-    m1(a)
-    before = {n: _traces(n) for n in names}
-    # new data, another model with the same config, n_quantizers=None == n_codebooks,
-    # numpy or jax input, an unused key in evaluation: all reuse the compilations
-    enc = m2.encode(jnp.asarray(b), TINY.n_codebooks, key=jax.random.key(3))
-    m2.decode(enc.z)
-    m1.decode(enc.z)
-    m2.from_codes(enc.codes)
-    m2(b, 6000)
-    m1(a, None, None)
-    assert {n: _traces(n) for n in names} == before
+    encode, decode = _Traced(DAC.encode), _Traced(DAC.decode)
+    from_codes, forward = _Traced(DAC.from_codes), _Traced(DAC.__call__)
+    traced = (encode, decode, from_codes, forward)
+    enc = compiled(encode, g1)(s1, a)
+    eager = m1.encode(a)
+    np.testing.assert_array_equal(enc.codes, eager.codes)
+    np.testing.assert_allclose(enc.z, eager.z, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        compiled(decode, g1)(s1, enc.z), m1.decode(enc.z), rtol=1e-5, atol=1e-5
+    )
+    compiled(from_codes, g1)(s1, enc.codes)
+    np.testing.assert_allclose(compiled(forward, g1)(s1, a).audio, m1(a).audio, atol=1e-5)
+    assert [t.count for t in traced] == [1, 1, 1, 1]
+    # new data, another model with the same config, numpy or jax input
+    enc2 = compiled(encode, g2)(s2, jnp.asarray(b))
+    compiled(decode, g2)(s2, enc2.z)
+    compiled(decode, g1)(s1, np.asarray(enc2.z))
+    compiled(from_codes, g2)(s2, enc2.codes)
+    compiled(forward, g2)(s2, b)
+    assert [t.count for t in traced] == [1, 1, 1, 1]
     # a new option or shape traces once, and only once
-    m1.encode(a, 1)
-    m2.encode(b, 1)
-    assert _traces("encode") == before["encode"] + 1
+    compiled(encode, g1, n_quantizers=1)(s1, a)
+    compiled(encode, g2, n_quantizers=1)(s2, b)
+    compiled(encode, g2)(s2, _audio(rng, samples=36))
+    assert encode.count == 3
+    with pytest.raises(ValueError, match="hashable"):
+        compiled(encode, g1, n_quantizers=[1])
 
 
 def test_train_mode(model, rng):

@@ -19,10 +19,7 @@ import jaxlatent
 
 #: Names exported by several modules as different objects, each with the reason it is still so.
 #: An entry that no longer collides fails `test_known_duplicates_are_current`: delete it then.
-KNOWN_DUPLICATES = {
-    "TRACE_COUNTS": "the DAC model's and the codec's retrace counters, module globals that "
-    "issue 12 removes (models pure, compile at the edge)",
-}
+KNOWN_DUPLICATES: dict[str, str] = {}
 
 
 def _modules() -> list[types.ModuleType]:

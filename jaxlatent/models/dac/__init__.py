@@ -18,7 +18,6 @@ from jaxlatent.models.dac.layers import Snake1d as Snake1d
 from jaxlatent.models.dac.layers import init_weights as init_weights
 from jaxlatent.models.dac.layers import snake as snake
 from jaxlatent.models.dac.model import DAC as DAC
-from jaxlatent.models.dac.model import TRACE_COUNTS as TRACE_COUNTS
 from jaxlatent.models.dac.model import DACEncoded as DACEncoded
 from jaxlatent.models.dac.model import DACOutput as DACOutput
 from jaxlatent.models.dac.store import ConvertedModelError as ConvertedModelError

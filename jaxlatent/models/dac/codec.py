@@ -82,11 +82,13 @@ class Encoder(nnx.Module):
         """The encoder of a DAC model (`kwargs`: ``rngs``, ``param_dtype``, ``precision``)."""
         return cls(config.encoder_dim, config.encoder_rates, config.latent_dim, **kwargs)
 
-    def __call__(self, audio: Array) -> Array:
+    def __call__(self, audio: Array, *, padding: bool = True) -> Array:
         """Encode audio.
 
         Args:
           audio: ``[batch, samples, 1]``, floating.
+          padding: ``False`` runs every convolution with padding 0 (the official chunked
+            ``compress``; fewer frames, see :func:`jaxlatent.codec.chunking.output_length`).
 
         Returns:
           ``[batch, frames, d_latent]`` in the dtype of `audio`.
@@ -95,10 +97,10 @@ class Encoder(nnx.Module):
           ValueError: if `audio` is not floating or not ``[batch, samples, 1]``.
         """
         check_floating("audio", audio)
-        x = self.conv1(audio)
+        x = self.conv1(audio, padding=padding)
         for block in self.blocks:
-            x = block(x)
-        return self.conv2(self.snake1(x))
+            x = block(x, padding=padding)
+        return self.conv2(self.snake1(x), padding=padding)
 
 
 class Decoder(nnx.Module):
@@ -160,11 +162,13 @@ class Decoder(nnx.Module):
         """The decoder of a DAC model (`kwargs`: ``rngs``, ``param_dtype``, ``precision``)."""
         return cls(config.latent_dim, config.decoder_dim, config.decoder_rates, **kwargs)
 
-    def __call__(self, z: Array) -> Array:
+    def __call__(self, z: Array, *, padding: bool = True) -> Array:
         """Decode latents.
 
         Args:
           z: ``[batch, frames, input_channel]``, floating.
+          padding: ``False`` runs every convolution with padding 0 (the official chunked
+            ``decompress`` of files coded so).
 
         Returns:
           ``[batch, samples, d_out]`` in ``(-1, 1)``, in the dtype of `z`.
@@ -173,7 +177,7 @@ class Decoder(nnx.Module):
           ValueError: if `z` is not floating or has the wrong rank or channel count.
         """
         check_floating("z", z)
-        x = self.conv1(z)
+        x = self.conv1(z, padding=padding)
         for block in self.blocks:
-            x = block(x)
-        return jnp.tanh(self.conv2(self.snake1(x)))
+            x = block(x, padding=padding)
+        return jnp.tanh(self.conv2(self.snake1(x), padding=padding))

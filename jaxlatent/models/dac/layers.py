@@ -115,8 +115,9 @@ class ResidualUnit(nnx.Module):
     """``x + conv1x1(snake(conv7_dilated(snake(x))))``, the skip centre-cropped to fit.
 
     With the reference's padding (``3 * dilation``) the lengths match and nothing is cropped;
-    the crop matters when the convolutions' padding is set to 0 (the reference's chunked
-    ``compress`` does that), and then removes ``(len(x) - len(y)) // 2`` samples per side.
+    the crop matters when the call runs the convolutions without padding (``padding=False``,
+    as the reference's chunked ``compress``), and then removes ``(len(x) - len(y)) // 2``
+    samples per side.
 
     Args:
       dim: channels in and out.
@@ -146,9 +147,11 @@ class ResidualUnit(nnx.Module):
         self.snake2 = Snake1d(dim, param_dtype=param_dtype)
         self.conv2 = WNConv1d(dim, dim, kernel_size=1, **kw)
 
-    def __call__(self, x: Array) -> Array:
-        """``[batch, time, dim]`` -> ``[batch, time', dim]`` (``time' == time`` as built)."""
-        y = self.conv2(self.snake2(self.conv1(self.snake1(x))))
+    def __call__(self, x: Array, *, padding: bool = True) -> Array:
+        """``[batch, time, dim]`` -> ``[batch, time', dim]``: ``time' == time`` with `padding`,
+        ``time - 6 * dilation`` without (every convolution run with padding 0)."""
+        y = self.conv1(self.snake1(x), padding=padding)
+        y = self.conv2(self.snake2(y), padding=padding)
         pad = (x.shape[1] - y.shape[1]) // 2
         if pad > 0:
             x = x[:, pad:-pad]
@@ -195,10 +198,12 @@ class EncoderBlock(nnx.Module):
             **kw,
         )
 
-    def __call__(self, x: Array) -> Array:
-        """``[batch, time, dim // 2]`` -> ``[batch, time / stride, dim]``."""
-        x = self.res_unit3(self.res_unit2(self.res_unit1(x)))
-        return self.conv1(self.snake1(x))
+    def __call__(self, x: Array, *, padding: bool = True) -> Array:
+        """``[batch, time, dim // 2]`` -> ``[batch, time / stride, dim]`` (with `padding`;
+        ``padding=False`` runs every convolution with padding 0)."""
+        for unit in (self.res_unit1, self.res_unit2, self.res_unit3):
+            x = unit(x, padding=padding)
+        return self.conv1(self.snake1(x), padding=padding)
 
 
 class DecoderBlock(nnx.Module):
@@ -242,10 +247,13 @@ class DecoderBlock(nnx.Module):
         self.res_unit2 = ResidualUnit(output_dim, dilation=3, **kw)
         self.res_unit3 = ResidualUnit(output_dim, dilation=9, **kw)
 
-    def __call__(self, x: Array) -> Array:
-        """``[batch, time, input_dim]`` -> ``[batch, time * stride (- 1 if odd), output_dim]``."""
-        x = self.conv_t1(self.snake1(x))
-        return self.res_unit3(self.res_unit2(self.res_unit1(x)))
+    def __call__(self, x: Array, *, padding: bool = True) -> Array:
+        """``[batch, time, input_dim]`` -> ``[batch, time * stride (- 1 if odd), output_dim]``
+        (with `padding`; ``padding=False`` runs every convolution with padding 0)."""
+        x = self.conv_t1(self.snake1(x), padding=padding)
+        for unit in (self.res_unit1, self.res_unit2, self.res_unit3):
+            x = unit(x, padding=padding)
+        return x
 
 
 def init_weights(module: nnx.Module) -> None:

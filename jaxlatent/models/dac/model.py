@@ -1,15 +1,14 @@
-"""The whole DAC codec: encoder, residual vector quantizer and decoder, jit-compiled.
+"""The whole DAC codec: encoder, residual vector quantizer and decoder.
 
 Same computation, parameters and defaults as descript-audio-codec 1.0.0 ``dac.DAC``
 (``dac/model/dac.py``; SpeechBrain 1.1.2 ``speechbrain.lobes.models.discrete.dac.DAC`` has the
 same modules), on channels-last arrays: audio ``[batch, samples, 1]``, latents
 ``[batch, frames, channels]``, codes ``[batch, n_q, frames]``.
 
-The public methods validate their arguments in Python and then run module-level functions
-compiled with `jax.jit` on the model's ``(graphdef, state)`` split (the graphdef and the
-Python options are static), so repeated calls with the same shapes, dtypes and options reuse
-one compilation; :data:`TRACE_COUNTS` counts the traces. They also work inside `jax`/`nnx`
-transforms (``nnx.grad``, ``nnx.jit``, ...): the inner jit is then inlined.
+`DAC` is a plain NNX module: its methods validate their arguments and compute, eagerly or
+inside any `jax`/`nnx` transform. Compile at the call site: ``nnx.jit``, or
+:func:`jaxlatent.compilation.compiled` (``compiled(DAC.encode, graphdef, n_quantizers=4)``),
+the cached compilation the codec and the command line use.
 
 Behaviour kept from the reference (documented quirks):
 
@@ -29,10 +28,7 @@ Source: Kumar et al. 2023, "High-Fidelity Audio Compression with Improved RVQGAN
 
 from __future__ import annotations
 
-import collections
-import functools
 import math
-import operator
 from typing import NamedTuple
 
 import jax
@@ -40,7 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxlatent._checks import check_floating, check_no_nan, is_concrete, shape_str
+from jaxlatent._checks import (
+    check_floating,
+    check_n_quantizers,
+    check_no_nan,
+    is_concrete,
+    shape_str,
+)
 from jaxlatent.models.dac.codec import Decoder, Encoder
 from jaxlatent.models.dac.config import DACConfig
 from jaxlatent.models.dac.layers import init_weights
@@ -48,12 +50,7 @@ from jaxlatent.quantizers.dac import ResidualVectorQuantize, RVQDecoded
 
 Array = jax.Array
 
-__all__ = ["DAC", "TRACE_COUNTS", "DACEncoded", "DACOutput"]
-
-#: Number of times each compiled entry point has been traced (``"encode"``, ``"decode"``,
-#: ``"from_codes"``, ``"forward"``). A trace happens on the first call for new shapes, dtypes
-#: or static options; tests use it to check that repeated calls do not recompile.
-TRACE_COUNTS: collections.Counter[str] = collections.Counter()
+__all__ = ["DAC", "DACEncoded", "DACOutput"]
 
 
 class DACEncoded(NamedTuple):
@@ -89,52 +86,12 @@ class DACOutput(NamedTuple):
     codebook_loss: Array
 
 
-# --------------------------------------------------------------------------------------------
-# Compiled entry points (module level: one cache shared by every model with the same graphdef)
-# --------------------------------------------------------------------------------------------
-
-
 def _pad_to_hop(audio: Array, hop_length: int) -> Array:
     length = audio.shape[1]
     right_pad = math.ceil(length / hop_length) * hop_length - length
     if right_pad == 0:
         return audio
     return jnp.pad(audio, ((0, 0), (0, right_pad), (0, 0)))
-
-
-def _encode_impl(model: DAC, audio, n_quantizers, train, key) -> DACEncoded:
-    z = model.encoder(audio)
-    out = model.quantizer(z, n_quantizers, train=train, key=key)
-    return DACEncoded(out.z, out.codes, out.latents, out.commitment_loss, out.codebook_loss)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "n_quantizers", "train"))
-def _encode(graphdef, state, audio, key, *, n_quantizers, train):
-    TRACE_COUNTS["encode"] += 1
-    return _encode_impl(nnx.merge(graphdef, state), audio, n_quantizers, train, key)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _decode(graphdef, state, z):
-    TRACE_COUNTS["decode"] += 1
-    return nnx.merge(graphdef, state).decoder(z)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _from_codes(graphdef, state, codes):
-    TRACE_COUNTS["from_codes"] += 1
-    return nnx.merge(graphdef, state).quantizer.from_codes(codes)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "n_quantizers", "train"))
-def _forward(graphdef, state, audio, key, *, n_quantizers, train):
-    TRACE_COUNTS["forward"] += 1
-    model = nnx.merge(graphdef, state)
-    length = audio.shape[1]
-    padded = _pad_to_hop(audio, model.config.hop_length)
-    enc = _encode_impl(model, padded, n_quantizers, train, key)
-    decoded = model.decoder(enc.z)
-    return DACOutput(decoded[:, :length], *enc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,22 +198,6 @@ class DAC(nnx.Module):
         check_no_nan("audio", audio)
         return jnp.asarray(audio)
 
-    def _check_n_quantizers(self, n_quantizers) -> int:
-        n = self.config.n_codebooks
-        if n_quantizers is None:
-            return n
-        if isinstance(n_quantizers, bool):
-            raise ValueError(f"n_quantizers must be an int in [1, {n}], got {n_quantizers!r}")
-        try:
-            value = operator.index(n_quantizers)
-        except TypeError:
-            raise ValueError(
-                f"n_quantizers must be a Python int in [1, {n}], got {n_quantizers!r}"
-            ) from None
-        if not 1 <= value <= n:
-            raise ValueError(f"n_quantizers={value} must lie in [1, n_codebooks={n}]")
-        return value
-
     def _check_train_key(self, batch: int, train: bool, key):
         if not train:
             return None  # evaluation is deterministic: the key is not used (nor compiled in)
@@ -299,6 +240,7 @@ class DAC(nnx.Module):
         *,
         train: bool = False,
         key: Array | None = None,
+        padding: bool = True,
     ) -> DACEncoded:
         """Encode audio to quantized latents and codes (no padding; see `preprocess`).
 
@@ -309,6 +251,8 @@ class DAC(nnx.Module):
           train: training mode: every quantizer runs, with quantizer dropout.
           key: PRNG key of the quantizer dropout (needed when `train` and
             ``int(batch * quantizer_dropout) > 0``; unused in evaluation).
+          padding: ``False`` runs the encoder's convolutions with padding 0, as the
+            reference's chunked ``compress`` (``model.padding = False``): fewer frames.
 
         Returns:
           :class:`DACEncoded` ``(z, codes, latents, commitment_loss, codebook_loss)``.
@@ -319,17 +263,24 @@ class DAC(nnx.Module):
             key is missing in training.
         """
         audio = self._check_audio(audio)
-        n_q = self._check_n_quantizers(n_quantizers)
+        n_q = check_n_quantizers(n_quantizers, self.config.n_codebooks)
         key = self._check_train_key(audio.shape[0], bool(train), key)
-        graphdef, state = nnx.split(self)
-        return _encode(graphdef, state, audio, key, n_quantizers=n_q, train=bool(train))
+        z = self.encoder(audio, padding=padding)
+        out = self.quantizer(z, n_q, train=bool(train), key=key)
+        return DACEncoded(out.z, out.codes, out.latents, out.commitment_loss, out.codebook_loss)
 
-    def decode(self, z) -> Array:
+    def decode(self, z, *, padding: bool = True) -> Array:
         """Decode quantized latents ``z [batch, frames, latent_dim]`` to audio.
+
+        Args:
+          z: floating ``[batch, frames, latent_dim]``.
+          padding: ``False`` runs the decoder's convolutions with padding 0, as the
+            reference's chunked ``decompress`` of files coded so.
 
         Returns:
           ``[batch, samples, 1]`` in ``(-1, 1)``: ``hop_length * frames`` samples, 8 fewer
-          for the 16/24 kHz configurations (stride-5 upsampling, as the reference).
+          for the 16/24 kHz configurations (stride-5 upsampling, as the reference); fewer
+          without `padding`.
 
         Raises:
           ValueError: if `z` is not floating ``[batch, frames, latent_dim]`` or (when
@@ -344,8 +295,7 @@ class DAC(nnx.Module):
                 f"{shape_str(z)}"
             )
         check_no_nan("z", z)
-        graphdef, state = nnx.split(self)
-        return _decode(graphdef, state, jnp.asarray(z))
+        return self.decoder(jnp.asarray(z), padding=padding)
 
     def from_codes(self, codes) -> RVQDecoded:
         """Quantized latents from codes (``quantizer.from_codes`` of the reference).
@@ -381,8 +331,7 @@ class DAC(nnx.Module):
                     f"codes must lie in [0, codebook_size={self.config.codebook_size}), got "
                     f"values in [{values.min()}, {values.max()}]"
                 )
-        graphdef, state = nnx.split(self)
-        return _from_codes(graphdef, state, jnp.asarray(codes).astype(jnp.int32))
+        return self.quantizer.from_codes(jnp.asarray(codes).astype(jnp.int32))
 
     def __call__(
         self,
@@ -412,7 +361,8 @@ class DAC(nnx.Module):
                 f"{self.config.sample_rate} Hz; resample the audio first"
             )
         audio = self._check_audio(audio)
-        n_q = self._check_n_quantizers(n_quantizers)
-        key = self._check_train_key(audio.shape[0], bool(train), key)
-        graphdef, state = nnx.split(self)
-        return _forward(graphdef, state, audio, key, n_quantizers=n_q, train=bool(train))
+        length = audio.shape[1]
+        enc = self.encode(
+            _pad_to_hop(audio, self.config.hop_length), n_quantizers, train=train, key=key
+        )
+        return DACOutput(self.decoder(enc.z)[:, :length], *enc)
