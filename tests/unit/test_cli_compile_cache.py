@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from jaxlatent import cli
+from tests import reference
 from tests.unit.test_cli_dac import model_dir  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def _encode(model, wav, out, cache):
 
 
 def test_second_encode_process_loads_the_cache(tmp_path, rng, model_dir):  # noqa: F811
-    sf = pytest.importorskip("soundfile")
+    sf = reference.require("soundfile")
     wav = tmp_path / "a.wav"
     sf.write(wav, (rng.standard_normal(4000) * 0.1).astype(np.float32), 8000)
     cache = tmp_path / "xla"
