@@ -51,35 +51,12 @@ SMOKE_KWARGS = {
     "sample_rate": 8000,
 }
 
-#: Installs a torchaudio stub where torchaudio is missing (it has no CPU build for every
-#: torch); the official compress's loudness meter calls ``torchaudio.functional.lfilter``.
+#: Installs the one torchaudio stub (``converters.torchaudio_stub``; its ``lfilter`` is
+#: scipy's, which the official compress's loudness meter calls) where torchaudio is missing.
 _TORCHAUDIO = """
-try:
-    import torchaudio.functional
-except Exception:
-    from converters.torchaudio_stub import install_torchaudio_stub
+from converters.torchaudio_stub import install_torchaudio_stub
 
-    install_torchaudio_stub()
-    import torchaudio.functional
-if not hasattr(torchaudio.functional, "lfilter"):
-    import numpy as np
-    import scipy.signal
-    import torch
-
-    def lfilter(waveform, a_coeffs, b_coeffs, clamp=True, batching=True):
-        x = waveform.detach().double().numpy()
-        a, b = a_coeffs.detach().double().numpy(), b_coeffs.detach().double().numpy()
-        if a.ndim == 1:
-            y = scipy.signal.lfilter(b, a, x, axis=-1)
-        else:
-            y = np.stack(
-                [scipy.signal.lfilter(b[i], a[i], x[..., i, :], axis=-1) for i in range(len(a))],
-                axis=-2,
-            )
-        y = torch.from_numpy(y).to(waveform.dtype)
-        return y.clamp(-1.0, 1.0) if clamp else y
-
-    torchaudio.functional.lfilter = lfilter
+install_torchaudio_stub()
 """
 
 #: Writes a release-format checkpoint with random weights: ``SCRIPT KWARGS_JSON PTH``.
