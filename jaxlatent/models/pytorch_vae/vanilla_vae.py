@@ -47,10 +47,10 @@ class VanillaVAE(ConvVAEBackbone):
     (``VanillaVAEConfig.from_model_params`` reads the original's ``model_params``; the
     original's in-place ``hidden_dims.reverse()`` of the caller's list has no counterpart);
     `__call__` (``forward``) needs the reparameterisation noise explicitly (``rngs=`` or
-    ``eps=``) and also returns z; ``sample`` takes an `nnx.Rngs`; the mode is the
-    ``train`` keyword (default False: torch's eval mode; a new torch module is in train mode). The bottleneck is flattened
-    in torch's channel-major order (see `jaxlatent.models.pytorch_vae.conv_vae`), so converted
-    Linear weights are used unpermuted.
+    ``eps=``) and also returns z; ``sample`` takes an `nnx.Rngs`; the mode is the ``train``
+    keyword (default False: torch's eval mode; a new torch module is in train mode). The
+    bottleneck is flattened in torch's channel-major order (see
+    `jaxlatent.models.pytorch_vae.conv_vae`), so converted Linear weights are used unpermuted.
 
     Args:
       config: a `VanillaVAEConfig` (for `BetaVAE`, a `BetaVAEConfig`).

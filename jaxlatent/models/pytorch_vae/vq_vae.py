@@ -163,8 +163,9 @@ class VQVAE(BaseVAE):
     Conv(1×1 → D)+LeakyReLU (the latent is activated before quantisation, as the original);
     `VQVAEQuantizer`; decoder: Conv(k3)+LeakyReLU, 6 ResidualLayers, LeakyReLU,
     ConvTranspose(k4, s2, p1)+LeakyReLU per reversed hidden dim, ConvTranspose(→ 3)+Tanh. No
-    BatchNorm (train and eval mode are identical: `train` is accepted and has no effect). Loss: ``mse(recons, x) + vq_loss``.
-    ``encoder.{i}`` / ``decoder.{i}`` indices equal the original's.
+    BatchNorm (train and eval mode are identical: `train` is accepted and has no effect).
+    Loss: ``mse(recons, x) + vq_loss``. ``encoder.{i}`` / ``decoder.{i}`` indices equal the
+    original's.
 
     Differences from the original (the config's defaults reproduce it): `out_channels` (3)
     and `output_activation` ("tanh") are fields of `VQVAEConfig`; images whose height or width
