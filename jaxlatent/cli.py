@@ -109,7 +109,7 @@ def _demo(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     summary = demo.run(cfg)
-    print(demo.format_summary(summary, args.out))
+    print(demo.format_stage_summary(summary, args.out))
     return 0
 
 

@@ -40,7 +40,8 @@ def make_data(n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 class ConvBN(nnx.Module):
-    """Conv1d → BatchNorm → leaky ReLU → Conv1d: a tiny deterministic model with BatchStats."""
+    """Conv1d → BatchNorm → leaky ReLU → Conv1d: a tiny deterministic model with BatchStats
+    (``train=True``: batch statistics, updating the running ones; else running statistics)."""
 
     def __init__(self, features: int = 3, hidden: int = 8, seed: int = 0):
         rngs = nnx.Rngs(seed)
@@ -48,8 +49,9 @@ class ConvBN(nnx.Module):
         self.bn = jnn.BatchNorm(hidden)
         self.out = jnn.Conv1d(hidden, features, 3, padding=1, rngs=rngs)
 
-    def __call__(self, x):
-        return self.out(nnx.leaky_relu(self.bn(self.conv(x))))
+    def __call__(self, x, *, train: bool = False):
+        h = self.bn(self.conv(x), use_running_average=not train)
+        return self.out(nnx.leaky_relu(h))
 
 
 _MODELS: dict = {}
@@ -88,7 +90,7 @@ def vae(seed: int = 0) -> VariationalAutoencoder:
 
 def mse_loss_fn(model, batch, *, key, train):
     """``loss_fn`` protocol: mean squared reconstruction error of ``batch["x"]``."""
-    y = model(batch["x"])
+    y = model(batch["x"], train=train)
     err = (y.astype(jnp.float32) - batch["x"].astype(jnp.float32)) ** 2
     return jnp.mean(err), {"rmse": jnp.sqrt(jnp.mean(err))}
 

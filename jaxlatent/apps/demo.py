@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 from jaxlatent.models.dac import DACConfig
 
-__all__ = ["DemoConfig", "StageTime", "format_summary", "run"]
+__all__ = ["DemoConfig", "StageTime", "format_stage_summary", "run"]
 
 RANDOM_NOTE = (
     "random weights (a release-format checkpoint made offline by the reference code): the "
@@ -294,7 +294,7 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
     return summary
 
 
-def format_summary(summary: dict[str, Any], out: str) -> str:
+def format_stage_summary(summary: dict[str, Any], out: str) -> str:
     """The lines `jaxlatent demo` prints at the end: stage timings and the files written."""
     lines = [
         "",

@@ -19,9 +19,9 @@ updates as one device.
   every ``--parallel`` mode (under pmap / shard_map the training core sets the norm's
   ``axis_name`` and it `psum`s the statistics). Evaluation
   departs from SpeechBrain on purpose: SpeechBrain updates the statistics on every call,
-  evaluation included, but here the eval loss (``train=False``) and the eval reconstructions
-  and pictures run with the norm frozen, i.e. normalise with the statistics of the training
-  batches only. An evaluation thus never depends on the eval batch's own statistics or on how
+  evaluation included, but here the eval loss and the eval reconstructions and pictures call
+  the model with ``train=False``, i.e. normalise with the statistics of the training batches
+  only. An evaluation thus never depends on the eval batch's own statistics or on how
   it is split over devices; it cannot change the training state in any case (the eval step
   and the pictures discard the model state they compute).
 * ``vq_vae_ema`` — `jaxlatent.models.ConvVQVAE` with the generic `VectorQuantizer` and an EMA
@@ -42,7 +42,6 @@ updates as one device.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import jax
@@ -205,26 +204,15 @@ def _build_sb_nae(p: AudioPreset, num_classes, rngs):
     return NormalizingAutoencoder(encoder, decoder, len_dim=1)  # norm: GlobalNorm(length_dim=1)
 
 
-@contextlib.contextmanager
-def _norm_frozen(model: NormalizingAutoencoder, frozen: bool = True):
-    """Freeze ``model.norm`` inside the block (eval: the training statistics only)."""
-    before = model.norm.frozen
-    model.norm.frozen = before or frozen
-    try:
-        yield
-    finally:
-        model.norm.frozen = before
-
-
 def _sb_nae_loss(p: AudioPreset):
-    ae_loss = _sb_ae_loss(p)
+    ae_loss = AutoencoderLoss(rec_loss=l1_loss)
 
     def loss_fn(model, batch, *, key, train):
-        with _norm_frozen(model, frozen=not train):
-            loss, aux = ae_loss(model, batch, key=key, train=train)
+        x, length = batch["x"], batch["length"]
+        out = model.train_sample(x, length, train=train)  # train=False: no statistics update
+        loss = ae_loss(out, x, length, reduction="batchmean")
         norm = model.norm  # the running statistics after this step (global, same everywhere)
         return loss, {
-            **aux,
             "latent_running_mean": norm.running_mean[...],
             "latent_running_std": norm.running_std[...],
         }
@@ -233,8 +221,7 @@ def _sb_nae_loss(p: AudioPreset):
 
 
 def _sb_nae_reconstruct(model, batch, key):
-    with _norm_frozen(model):
-        return _sb_ae_reconstruct(model, batch, key)
+    return model.train_sample(batch["x"], batch["length"], train=False).rec
 
 
 # --- VQ-VAE with an EMA or a gradient-trained codebook -------------------------------------

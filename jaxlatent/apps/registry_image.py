@@ -76,7 +76,7 @@ def _gaussian_loss(p: ImagePreset):
     def loss_fn(model, batch, *, key, train):
         x = batch["x"]
         eps = jax.random.normal(key, (x.shape[0], model.latent_dim), x.dtype)
-        out = model(x, eps=eps)
+        out = model(x, train=train, eps=eps)
         losses = model.loss_function(*out, M_N=p.kld_weight)
         return losses.loss, _aux(losses)
 
@@ -99,7 +99,7 @@ def _cvae_loss(p: ImagePreset):
     def loss_fn(model, batch, *, key, train):
         x = batch["x"]
         eps = jax.random.normal(key, (x.shape[0], model.latent_dim), x.dtype)
-        out = model(x, labels=batch["labels"], eps=eps)
+        out = model(x, labels=batch["labels"], train=train, eps=eps)
         losses = model.loss_function(*out, M_N=p.kld_weight)
         return losses.loss, _aux(losses)
 
@@ -122,7 +122,7 @@ def _cvae_sample(model, n, key, num_classes, preset):
 
 def _wae_loss(p: ImagePreset):
     def loss_fn(model, batch, *, key, train):
-        out = model(batch["x"])
+        out = model(batch["x"], train=train)
         prior = jax.random.normal(key, out.z.shape, out.z.dtype)
         losses = model.loss_function(*out, prior_z=prior)
         return losses.loss, _aux(losses)
@@ -139,7 +139,7 @@ def _wae_reconstruct(model, batch, key):
 
 def _vq_loss(p: ImagePreset):
     def loss_fn(model, batch, *, key, train):
-        out = model(batch["x"])
+        out = model(batch["x"], train=train)
         losses = model.loss_function(*out)
         used = codes_used(out.indices, model.num_embeddings)
         return losses.loss, {**_aux(losses), "codes_used": used}

@@ -201,7 +201,9 @@ def _placeholder(leaf: jax.ShapeDtypeStruct) -> jax.Array:
 
 
 def restore(info: RunInfo, step: int) -> Restored:
-    """Restore checkpoint `step` of a run (as ``train --resume`` does), model in eval mode.
+    """Restore checkpoint `step` of a run (as ``train --resume`` does).
+
+    The model's calls evaluate by default (``train=False``: BatchNorm running statistics).
 
     Raises:
       ValueError: if the checkpoint does not fit the model `run.json` describes.
@@ -211,7 +213,6 @@ def restore(info: RunInfo, step: int) -> Restored:
     with training.Checkpointer(os.path.join(info.folder, "checkpoints"), keep=None) as ckpt:
         state, _ = ckpt.restore(template, step)
     model = state.merge()
-    model.eval()
     return Restored(info, step, model)
 
 

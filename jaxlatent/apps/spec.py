@@ -35,8 +35,8 @@ class ModelSpec:
         `jaxlatent.apps.audio_data`).
       build: ``build(preset, num_classes, rngs) -> nnx.Module``.
       loss_fn: ``loss_fn(preset)`` → the training core's loss function.
-      reconstruct: ``reconstruct(model, batch, key) -> x_hat`` (eval mode), shaped like
-        ``batch["x"]``.
+      reconstruct: ``reconstruct(model, batch, key) -> x_hat`` (eval mode: the model's calls
+        with ``train=False``, their default), shaped like ``batch["x"]``.
       sample: ``sample(model, n, key, num_classes, preset) -> x`` (eval mode), or None for a
         model without a learnt prior (no sample pictures are drawn; `sample_title` says why).
       sample_title: what the sample pictures show (or why there are none).

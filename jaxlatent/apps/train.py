@@ -152,8 +152,7 @@ class _Evaluator:
         n_samples = GRID if spec.data_kind == "image" else AUDIO_PICTURES
 
         def pictures(graphdef, params, model_state, batch, key):
-            model = nnx.merge(graphdef, params, model_state)
-            model.eval()
+            model = nnx.merge(graphdef, params, model_state)  # the hooks call it with train=False
             k1, k2 = jax.random.split(key)
             k3 = jax.random.fold_in(key, 2)
             recons = spec.reconstruct(model, batch, k1)

@@ -13,9 +13,10 @@ Statistics are computed in float32 whatever the input dtype. With `axis_name` (i
 `jax.pmap` / `jax.shard_map` over that named axis) the batch mean and variance are those of
 the global batch across devices, i.e. what one device computes on the concatenated batch
 (torch's SyncBatchNorm); under `jax.jit` with a batch-sharded input no axis name is needed.
-Train/eval follows NNX: the
-`use_running_average` attribute (set by ``model.eval()``/``model.train()``) or the call's
-keyword of the same name.
+Train/eval: the call's ``use_running_average`` keyword, which jaxlatent's models always pass
+(``use_running_average=not train``: the explicit ``train`` convention); without it the layer
+falls back to its NNX ``use_running_average`` attribute (what ``.eval()``/``.train()`` set),
+for use as a standalone NNX layer.
 """
 
 from __future__ import annotations

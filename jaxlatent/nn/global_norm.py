@@ -101,6 +101,9 @@ class GlobalNorm(nnx.Module):
       running_mean, running_std, weight: scalar float32 `nnx.BatchStat` (torch buffers).
       step_count: scalar int32 `nnx.BatchStat`, the number of calls so far.
       frozen: static Python bool; `freeze()`/`unfreeze()` set it (a change retraces jit).
+        SpeechBrain's module state, kept for parity and carried by the converters; models
+        choose per call with `skip_update` instead (`NormalizingAutoencoder` passes
+        ``skip_update=not train``).
       axis_name: static; see Args.
 
     Source: SpeechBrain 1.1.2 `speechbrain.processing.features.GlobalNorm`.

@@ -254,8 +254,11 @@ class VQEmbedding(nnx.Module):
 
     Attributes:
       embedding: `nnx.Param` ``[K, D]`` (torch ``embedding.weight``).
-      deterministic: evaluation mode (SpeechBrain's ``not self.training``): set by NNX's
-        ``.eval()``/``.train()``; False after construction, like a new torch module.
+
+    The stage is the explicit ``train`` keyword of both methods (default False: evaluation,
+    where the shared codes are allowed), not a module mode: NNX's ``.train()``/``.eval()``
+    change nothing. SpeechBrain's module starts in training mode, and its ``forward`` always
+    quantizes as in training, so its calls pair with ``train=True`` here.
 
     Source: SpeechBrain 1.1.2 `speechbrain.lobes.models.PIQ.VQEmbedding`.
 
@@ -287,7 +290,6 @@ class VQEmbedding(nnx.Module):
         self.numclasses = numclasses
         self.activate_class_partitioning = activate_class_partitioning
         self.shared_keys = shared_keys
-        self.deterministic = False
         self.embedding = nnx.Param(
             jax.random.uniform(rngs.params(), (K, D), jnp.float32, -1.0 / K, 1.0 / K)
         )
@@ -308,18 +310,22 @@ class VQEmbedding(nnx.Module):
         num_classes: int = 10,
         activate_class_partitioning: bool = True,
         shared_keys: int = 10,
-        train: bool = True,
+        train: bool = False,
     ) -> Array:
         """Code indices of `z_e_x` (SpeechBrain's ``forward``; no gradient).
 
-        The keyword defaults are SpeechBrain's: its ``forward`` ignores the module's
+        The class keywords' defaults are SpeechBrain's: its ``forward`` ignores the module's
         `numclasses`, `activate_class_partitioning`, `shared_keys` and training mode and uses
         ``VectorQuantization``'s defaults (10 classes, partitioning on, 10 shared keys,
-        training). Pass ``num_classes=self.numclasses`` etc. for the module's own settings.
+        training). Pass ``num_classes=self.numclasses`` etc. for the module's own settings,
+        and ``train=True`` for SpeechBrain's stage (the default here is evaluation, jaxlatent's
+        convention).
 
         Args:
           z_e_x: floating ``[batch, H, W, D]``.
           labels: ``[batch]`` class labels.
+          num_classes, activate_class_partitioning, shared_keys: as :func:`vector_quantization`.
+          train: stage ``"TRAIN"`` (True: shared codes forbidden) or evaluation (False).
 
         Returns:
           int32 ``[batch, H, W]``.
@@ -338,7 +344,7 @@ class VQEmbedding(nnx.Module):
             train,
         )
 
-    def straight_through(self, z_e_x, labels=None, *, train: bool | None = None):
+    def straight_through(self, z_e_x, labels=None, *, train: bool = False):
         """Quantize with the module's settings; returns :class:`VQEmbeddingOutput`.
 
         `z_q_x` is the straight-through output computed with a detached codebook (gradient to
@@ -348,15 +354,13 @@ class VQEmbedding(nnx.Module):
         Args:
           z_e_x: floating ``[batch, H, W, D]``.
           labels: ``[batch]`` class labels.
-          train: stage ``"TRAIN"`` (True) or evaluation (False); None uses the module's mode
-            (``not self.deterministic``).
+          train: stage ``"TRAIN"`` (True) or evaluation (False), SpeechBrain's
+            ``self.training``.
 
         Raises:
           ValueError: as :func:`vector_quantization`, or if `z_e_x` is not ``[batch, H, W, D]``.
         """
         self._check_input(z_e_x)
-        if train is None:
-            train = not self.deterministic
         weight = self.embedding[...]
         z_q_x, indices = vector_quantization_straight_through(
             z_e_x,

@@ -68,7 +68,7 @@ class TrainState(struct.PyTreeNode):
         """Split `model` and initialise the optimizer state.
 
         Args:
-          model: any NNX module, in the mode it should train in (``model.train()``).
+          model: any NNX module (its mode comes from the loss's ``train`` argument).
           tx: the optax transformation (e.g. from `jaxlatent.training.make_optimizer`).
           key: an int seed or a PRNG key (typed or raw uint32) for the per-step keys.
           param_filter: NNX filter selecting the trainable variables (default `nnx.Param`).

@@ -7,8 +7,10 @@ Any NNX model trains with any loss written as::
 `model` is a fresh module merged from the state inside the step (mutate it freely: its
 non-Param variables — BatchNorm statistics, EMA codebooks — are carried out of the step as
 the new `model_state`), `batch` is one (per-device) batch pytree, `key` a PRNG key for this
-step, `train` is True in the train step and False in the eval step. `loss` is a scalar;
-`aux_metrics` is a dict of scalars that is logged (and averaged across devices).
+step, `train` is True in the train step and False in the eval step: the loss passes it on to
+the model (``model(x, train=train)``, jaxlatent's one train/eval convention), as the steps
+never switch NNX's ``.train()``/``.eval()`` module state. `loss` is a scalar; `aux_metrics`
+is a dict of scalars that is logged (and averaged across devices).
 
 The step is built unjitted so the data-parallel wrappers of `jaxlatent.training.parallel`
 can wrap it in `jax.jit`, `jax.pmap` or `jax.shard_map`. Reductions across devices:
@@ -264,9 +266,9 @@ def make_eval_step(
 ) -> Callable[[TrainState, Any], dict[str, Array]]:
     """Build ``eval_step(state, batch) -> metrics``: the loss in eval mode, no update.
 
-    The merged model is put in eval mode (``model.eval()``: running statistics, no dropout)
-    and `loss_fn` is called with ``train=False`` and a key derived from the state's key
-    without advancing it. Metrics are averaged over `axis_name` when given.
+    `loss_fn` is called with ``train=False`` (which it passes to the model: running
+    statistics, no dropout) and a key derived from the state's key without advancing it; the
+    model state it computes is discarded. Metrics are averaged over `axis_name` when given.
     """
 
     def eval_step(state: TrainState, batch: Any):
@@ -276,7 +278,6 @@ def make_eval_step(
             params = mixed_precision.cast_params(params)
             inputs = mixed_precision.cast_batch(batch)
         model = nnx.merge(state.graphdef, params, state.model_state)
-        model.eval()
         key = jax.random.fold_in(state.key, 1)
         loss, aux = loss_fn(model, inputs, key=key, train=False)
         metrics = {"loss": _check_loss(loss), **{k: jnp.asarray(v) for k, v in aux.items()}}

@@ -278,14 +278,16 @@ def test_normalizing_autoencoder_tracks_running_stats(rng, factor):
     tae = sb.NormalizingAutoencoder(t_enc, t_dec, latent_padding=t_pad, latent_mask_value=-3.0)
     jae = NormalizingAutoencoder(j_enc, j_dec, latent_padding=j_pad, latent_mask_value=-3.0)
     sbconv.convert_autoencoder(tae, jae, NORM_TABLE)
-    step = nnx.jit(lambda m, x, l: m.train_sample(x, l))
+    # SpeechBrain's calls always update the statistics: train=True here
+    step = nnx.jit(lambda m, x, l: m.train_sample(x, l, train=True))
     schedule = [None, PARTIAL, np.array([0.25, 1.0, 0.6], np.float32), PARTIAL, "encode"]
     for i, lens in enumerate(schedule):
         x = (2.0 * rng.standard_normal((B, T, F)) + i).astype(np.float32)
         with torch.no_grad():
             if isinstance(lens, str):
                 t_z = tae.encode(_t(x), _t(PARTIAL))
-                assert_close(jae.encode(x, PARTIAL), ref.to_numpy(t_z), "ae_model_f32")
+                j_z = jae.encode(x, PARTIAL, train=True)
+                assert_close(j_z, ref.to_numpy(t_z), "ae_model_f32")
             else:
                 t_out = tae.train_sample(_t(x), _t(lens))
                 _compare_output(step(jae, x, lens), t_out, mask_values=(-3.0, 0.0))
@@ -299,6 +301,10 @@ def test_normalizing_autoencoder_tracks_running_stats(rng, factor):
         t_out = tae.train_sample(_t(x), _t(PARTIAL))
     _compare_output(step(jae, x, PARTIAL), t_out, mask_values=(-3.0,))
     _compare_norm_state(tae.norm, jae.norm)
+    assert float(jae.norm.running_mean[...]) == before
+    # train=False (an evaluation) normalises as SpeechBrain's frozen norm does
+    jae.norm.unfreeze()
+    _compare_output(jae.train_sample(x, PARTIAL), t_out, mask_values=(-3.0,))
     assert float(jae.norm.running_mean[...]) == before
 
 

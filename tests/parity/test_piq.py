@@ -157,13 +157,12 @@ def test_vq_embedding_forward_uses_speechbrain_function_defaults(rng):
     jm = piq_conv.from_state_dict(
         lambda: piq.VQEmbedding(64, 6, 3, rngs=nnx.Rngs(0)), tm.state_dict()
     )
-    jm.eval()
     weight = tm.embedding.weight.detach()
     x = (rng.standard_normal((4, 5, 7, 6)) / 64).astype(np.float32)  # the shapes of VQ_CASES
     for labels in ([2.0, 0.0, 9.0, 1.0], [2.0, 0.0, 2.0, 1.0]):  # 9: in the 10-class table
         labels = np.array(labels, np.float32)
         expected = ref.to_numpy(tm(_nchw(x), torch.from_numpy(labels)))
-        np.testing.assert_array_equal(jm(x, jnp.asarray(labels)), expected)
+        np.testing.assert_array_equal(jm(x, jnp.asarray(labels), train=True), expected)
     # the module's own settings (3 classes, no shared keys, eval) give other codes: a real quirk
     own = sb.VectorQuantization.apply(
         ref.to_torch(x), weight, torch.from_numpy(labels), 3, True, 0, False

@@ -122,10 +122,11 @@ def _loss_close(loss, arrays: dict, prefix: str) -> None:
 
 def _forward(model, cls: str, a: dict, mode: str):
     x = _nhwc(a["input/x"])
+    train = mode == "train"
     if cls in GAUSSIAN:
         kw = {"labels": a["input/labels"]} if cls == "ConditionalVAE" else {}
-        return model(x, eps=a[f"input/eps_{mode}"], **kw)
-    return model(x)
+        return model(x, train=train, eps=a[f"input/eps_{mode}"], **kw)
+    return model(x, train=train)
 
 
 def _loss(model, cls: str, a: dict, out, mode: str, m_n: float):
@@ -140,8 +141,7 @@ def _loss(model, cls: str, a: dict, out, mode: str, m_n: float):
 def test_eval_mode(name):
     meta, a = _meta(name), _arrays(name)
     cls = meta["cls"]
-    model = _model(name)
-    model.eval()
+    model = _model(name)  # the calls' default, train=False, is the recording's eval mode
     x = _nhwc(a["input/x"])
     if cls in ("VanillaVAE", "BetaVAE"):
         mu, log_var = model.encode(x)
@@ -199,8 +199,7 @@ def test_train_mode_bn_stats_and_gradients(name):
     """
     meta, a = _meta(name), _arrays(name)
     cls = meta["cls"]
-    model = _model(name)
-    model.train()
+    model = _model(name)  # _forward(..., "train") calls it with train=True
 
     def loss_fn(model):
         out = _forward(model, cls, a, "train")
@@ -283,8 +282,7 @@ def test_lightning_checkpoint():
     exported = cv.export_state_dict(model)
     for key, value in _torch_state("vanilla_vae_tiny.pt").items():
         np.testing.assert_array_equal(exported[key], value, err_msg=key)
-    model.eval()
-    out = model(_nhwc(a["input/x"]), eps=a["input/eps_eval"])
+    out = model(_nhwc(a["input/x"]), train=False, eps=a["input/eps_eval"])
     _close(_nchw(out.recons), a["eval/recons"], "pvae_activations", "ckpt recons")
 
 

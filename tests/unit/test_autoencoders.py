@@ -99,12 +99,18 @@ def test_vae_sampling_uses_the_key():
 def test_normalizing_autoencoder_shapes_and_stats():
     ae = _nae(latent_padding=DownsamplingPadding(4, len_dim=1, dims=(1,)))
     assert isinstance(ae.norm, GlobalNorm) and ae.norm.length_dim == 1
-    out = ae.train_sample(_x(), jnp.array([1.0, 0.3]))
+    out = ae.train_sample(_x(), jnp.array([1.0, 0.3]), train=True)
     assert isinstance(out, AutoencoderOutput)
     assert out.rec.shape == (B, T, F) and out.latent.shape == (B, 12, Z)
     assert int(ae.norm.step_count[...]) == 1 and float(ae.norm.weight[...]) == (10 + 3) * Z
-    assert ae(_x()).shape == (B, T, Z)  # __call__ = encode (updates the stats too)
-    assert int(ae.norm.step_count[...]) == 2
+    assert ae(_x(), train=True).shape == (B, T, Z)  # __call__ = encode (updates the stats too)
+    assert int(ae.norm.step_count[...]) == 2 and float(ae.norm.weight[...]) == (10 + 3 + 20) * Z
+    # evaluation (the default) normalises with the statistics as they are
+    stats = [float(v[...]) for v in (ae.norm.running_mean, ae.norm.running_std, ae.norm.weight)]
+    evaluated = ae(_x(1))
+    assert [float(v[...]) for v in (ae.norm.running_mean, ae.norm.running_std)] == stats[:2]
+    assert float(ae.norm.weight[...]) == stats[2]
+    np.testing.assert_allclose(evaluated, ae.norm.normalize(ae.encoder(_x(1))), rtol=1e-6)
 
 
 def test_trim_as_and_pad_divisible():
@@ -149,14 +155,14 @@ def test_normalizing_autoencoder_jit_no_retrace_state_updates():
     @nnx.jit
     def step(model, x, length):
         traces.append(1)
-        return model.train_sample(x, length)
+        return model.train_sample(x, length, train=True)
 
     for i in range(3):
         step(ae, _x(i), jnp.array([1.0, 0.5]))
     assert len(traces) == 1
     assert int(ae.norm.step_count[...]) == 3
     assert float(ae.norm.weight[...]) == 3 * (10 + 5) * Z
-    grads = nnx.grad(lambda m: jnp.sum(m.train_sample(_x(), None).rec ** 2))(ae)
+    grads = nnx.grad(lambda m: jnp.sum(m.train_sample(_x(), None, train=True).rec ** 2))(ae)
     assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
 
 
@@ -291,7 +297,7 @@ def test_converter_tables_and_export_without_torch():
         nnx.Linear(F, Z, rngs=rngs),
         nnx.Sequential(jnp.tanh, SpeechBrainConv1d(F, 3, in_channels=Z, rngs=rngs)),
     )
-    ae.encode(_x(), jnp.array([1.0, 0.5]))
+    ae.encode(_x(), jnp.array([1.0, 0.5]), train=True)
     state, attributes = sbconv.export_autoencoder(ae, table)
     assert attributes == {"norm.step_count": 1}
     assert state["decoder.1.conv.weight"].shape == (F, Z, 3)  # torch layout [out, in, k]

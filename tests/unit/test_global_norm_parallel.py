@@ -134,7 +134,7 @@ def _model():
 
 def _loss_fn(model, batch, *, key, train):
     x, length = batch["x"], batch["length"]
-    out = model.train_sample(x, length)
+    out = model.train_sample(x, length, train=train)
     return AutoencoderLoss()(out, x, length, reduction="batchmean"), {}
 
 

@@ -160,23 +160,22 @@ def test_vq_embedding_init_modes_and_outputs(rng):
     z = jnp.asarray(rng.standard_normal((2, 3, 5, 4)) / 32, jnp.float32)
     vq.embedding[...] = vq.embedding[...].at[28:].set(z[0, 0, :4])  # shared keys: exact matches
     labels = jnp.array([3, 1])
-    out = vq.straight_through(z, labels)
+    out = vq.straight_through(z, labels, train=True)
     assert isinstance(out, piq.VQEmbeddingOutput)
     np.testing.assert_array_equal(out.z_q_x, out.z_q_x_bar)
-    # training after construction: the shared keys (28..31) are forbidden ...
-    assert not vq.deterministic
-    np.testing.assert_array_equal(
-        out.z_q_x, vq.embedding[...][vq(z, labels, num_classes=4, shared_keys=4)]
-    )
-    # ... .eval() allows them (straight_through follows the mode), train= overrides the mode
-    vq.eval()
-    assert vq.deterministic
-    eval_idx = vq(z, labels, num_classes=4, shared_keys=4, train=False)
+    # training: the shared keys (28..31) are forbidden ...
+    train_idx = vq(z, labels, num_classes=4, shared_keys=4, train=True)
+    np.testing.assert_array_equal(out.z_q_x, vq.embedding[...][train_idx])
+    # ... evaluation (the default) allows them
+    eval_idx = vq(z, labels, num_classes=4, shared_keys=4)
     np.testing.assert_array_equal(eval_idx[0, 0, :4], [28, 29, 30, 31])
+    assert not np.array_equal(eval_idx, train_idx)
     np.testing.assert_array_equal(vq.straight_through(z, labels).z_q_x, vq.embedding[...][eval_idx])
-    np.testing.assert_array_equal(vq.straight_through(z, labels, train=True).z_q_x, out.z_q_x)
-    vq.train()
-    assert not vq.deterministic
+    # NNX's mode switches change nothing: the stage is the call's `train`
+    for switch in (vq.eval, vq.train):
+        switch()
+        np.testing.assert_array_equal(vq(z, labels, num_classes=4, shared_keys=4), eval_idx)
+        np.testing.assert_array_equal(vq.straight_through(z, labels, train=True).z_q_x, out.z_q_x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,7 +345,7 @@ def test_psi_jit_and_grad_match_eager(psi):
     assert np.isfinite(np.asarray(gh)).all() and np.abs(np.asarray(gh)).sum() > 0
     gc = np.abs(np.asarray(grads.codebook.embedding[...])).sum(1)
     z = eager.hcat
-    used = np.unique(np.asarray(psi.codebook(z, labels, num_classes=4, shared_keys=2)))
+    used = np.unique(np.asarray(psi.codebook(z, labels, num_classes=4, shared_keys=2, train=True)))
     np.testing.assert_array_equal(np.nonzero(gc)[0], used)  # only the selected codes learn
 
 

@@ -374,21 +374,23 @@ def test_sample_draws_from_rngs():
 
 
 def test_eval_mode_keeps_running_statistics():
+    """The mode is the call's `train` (default False); NNX's .train()/.eval() change nothing."""
     vae = _vanilla()
     before = cv.export_state_dict(vae)
-    vae.eval()
-    vae(_images(), eps=_eps())
+    vae.train()  # would switch an attribute-driven BatchNorm to batch statistics
+    evaluated = vae(_images(), eps=_eps())
     after = cv.export_state_dict(vae)
     for key in before:
         np.testing.assert_array_equal(after[key], before[key], err_msg=key)
-    vae.train()
-    vae(_images(), eps=_eps())
+    vae.eval()
+    trained = vae(_images(), train=True, eps=_eps())
     assert cv.export_state_dict(vae)["encoder.0.1.num_batches_tracked"] == 1
+    assert not np.allclose(trained.recons, evaluated.recons)  # the batch statistics were used
 
 
 def _train_step(model, x, eps):
     def loss_fn(model):
-        return model.loss_function(*model(x, eps=eps), M_N=0.01).loss
+        return model.loss_function(*model(x, train=True, eps=eps), M_N=0.01).loss
 
     return nnx.value_and_grad(loss_fn)(model)
 
@@ -398,7 +400,7 @@ def test_jit_train_step_matches_eager():
     eager_model = _build(BetaVAEConfig(**GAUSS))
     jit_model = _build(BetaVAEConfig(**GAUSS))
     # Eager forward and loss (gradients eagerly are covered against torch by the parity tests).
-    eager_loss = eager_model.loss_function(*eager_model(x, eps=eps), M_N=0.01).loss
+    eager_loss = eager_model.loss_function(*eager_model(x, train=True, eps=eps), M_N=0.01).loss
     step = nnx.jit(_train_step)
     loss, grads = step(jit_model, x, eps)
     np.testing.assert_allclose(loss, eager_loss, rtol=1e-6)

@@ -46,11 +46,10 @@ def _states(run: pathlib.Path, model: str):
 @functools.cache
 def _own(model: str, graphdef, method: str, num: int = 0):
     """A jitted call of the model's own sample (VQ-VAE: random codes, decoded) or generate,
-    in eval mode, on the arrays of a state."""
+    in eval mode (the calls' default ``train=False``), on the arrays of a state."""
 
     def call(params, model_state, key, labels, x):
         m = nnx.merge(graphdef, params, model_state)
-        m.eval()
         if method == "generate":
             kwargs = {} if labels is None else {"labels": labels}
             return m.generate(x, rngs=nnx.Rngs(key), **kwargs)

@@ -112,7 +112,7 @@ def test_pmap_without_synced_batch_statistics_would_differ():
 def _denoising_loss(model, batch, *, key, train):
     x = batch["x"]
     noise = jax.random.normal(key, (x.size,)).reshape(x.shape)  # = a draw of x.shape
-    err = (model(x + 0.3 * noise) - x) ** 2
+    err = (model(x + 0.3 * noise, train=train) - x) ** 2
     return err.mean(), {}
 
 

@@ -162,7 +162,6 @@ def test_eval_step_uses_running_statistics_and_changes_nothing(rng):
     batch = _batch(rng)
     metrics = jax.jit(training.make_eval_step(mse_loss_fn))(state, batch)
     model = state.merge()
-    model.eval()
     expected = mse_loss_fn(model, batch, key=None, train=False)[0]
     np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-6)
     np.testing.assert_array_equal(model.bn.mean[...], state.model_state["bn"]["mean"][...])

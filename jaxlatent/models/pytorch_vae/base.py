@@ -4,9 +4,13 @@ PyTorch-VAE (https://github.com/AntixK/PyTorch-VAE, commit a6896b9, ``models/bas
 every model ``encode``, ``decode``, ``sample``, ``generate``, ``forward`` and
 ``loss_function``. Here the same methods work on **channels-last** images
 ``[batch, height, width, channels]``; randomness is explicit (an `nnx.Rngs`, or the noise
-itself so that recorded noise can be replayed), and train/eval mode is NNX's
-(``model.train()`` / ``model.eval()``, which switch every BatchNorm between batch and running
-statistics; a new model is in train mode, as a new torch module is).
+itself so that recorded noise can be replayed), and train/eval mode is an explicit
+``train: bool = False`` keyword of every method that runs the network (``__call__``,
+``encode``, ``decode``, ``sample``, ``generate``): ``train=True`` is torch's train mode
+(BatchNorm normalises with the batch statistics and updates its running ones),
+``train=False`` its eval mode (running statistics, no update). NNX's ``.train()`` /
+``.eval()`` do not change what a call computes. Note the default: torch modules start in
+train mode, so a parity call of a new torch module pairs with ``train=True`` here.
 
 Outputs are typed NamedTuples; losses are NamedTuples whose field names are the keys of the
 original's loss dict (``loss._asdict()`` gives that dict).
@@ -195,14 +199,15 @@ class BaseVAE(nnx.Module):
     Subclasses implement `encode`, `decode`, `__call__` (the original's ``forward``) and
     `loss_function`; `sample` and `generate` are implemented where the original has them.
     Differences from the original interface: ``sample(num_samples, *, rngs)`` takes an
-    `nnx.Rngs` instead of a torch device, and randomness in `__call__`/`generate` is passed
-    explicitly.
+    `nnx.Rngs` instead of a torch device, randomness in `__call__`/`generate` is passed
+    explicitly, and so is the mode (``train=``, default False: eval; see the module
+    docstring).
     """
 
-    def encode(self, x: Array) -> Any:
+    def encode(self, x: Array, *, train: bool = False) -> Any:
         raise NotImplementedError
 
-    def decode(self, z: Array) -> Array:
+    def decode(self, z: Array, *, train: bool = False) -> Array:
         raise NotImplementedError
 
     def sample(self, num_samples: int, *, rngs: nnx.Rngs, **kwargs) -> Array:
@@ -212,7 +217,7 @@ class BaseVAE(nnx.Module):
         """The reconstruction of `x`: ``self(x, **kwargs)[0]``, as the original."""
         return self(x, **kwargs)[0]
 
-    def __call__(self, x: Array, **kwargs) -> Any:
+    def __call__(self, x: Array, *, train: bool = False, **kwargs) -> Any:
         raise NotImplementedError
 
     def loss_function(self, *args, **kwargs) -> Any:

@@ -52,8 +52,8 @@ class ConvBlock(nnx.Module):
         self.conv = jnn.Conv2d(cin, cout, 3, stride=2, padding=1, precision=precision, rngs=rngs)
         self.bn = jnn.BatchNorm(cout)
 
-    def __call__(self, x: Array) -> Array:
-        return leaky_relu(self.bn(self.conv(x)))
+    def __call__(self, x: Array, *, train: bool = False) -> Array:
+        return leaky_relu(self.bn(self.conv(x), use_running_average=not train))
 
 
 class DeconvBlock(nnx.Module):
@@ -65,8 +65,8 @@ class DeconvBlock(nnx.Module):
         )
         self.bn = jnn.BatchNorm(cout)
 
-    def __call__(self, x: Array) -> Array:
-        return leaky_relu(self.bn(self.conv(x)))
+    def __call__(self, x: Array, *, train: bool = False) -> Array:
+        return leaky_relu(self.bn(self.conv(x), use_running_average=not train))
 
 
 class FinalLayer(nnx.Module):
@@ -89,8 +89,8 @@ class FinalLayer(nnx.Module):
         self.conv = jnn.Conv2d(channels, out_channels, 3, padding=1, precision=precision, rngs=rngs)
         self.activation = activation
 
-    def __call__(self, x: Array) -> Array:
-        x = leaky_relu(self.bn(self.conv_transpose(x)))
+    def __call__(self, x: Array, *, train: bool = False) -> Array:
+        x = leaky_relu(self.bn(self.conv_transpose(x), use_running_average=not train))
         return output_activation_fn(self.activation)(self.conv(x))
 
 
@@ -162,18 +162,23 @@ class ConvVAEBackbone(BaseVAE):
         """Raise ValueError unless `x` is ``[batch, H, W, encoder_in_channels]``."""
         check_images(name, x, (*self.img_size, self.encoder_in_channels), type(self).__name__)
 
-    def encode_features(self, x: Array) -> Array:
-        """Encoder output flattened in torch's channel-major order, ``[batch, feature_size]``."""
+    def encode_features(self, x: Array, *, train: bool = False) -> Array:
+        """Encoder output flattened in torch's channel-major order, ``[batch, feature_size]``.
+
+        `train` selects the BatchNorm statistics: the batch's (and a running-statistics
+        update) when True, the running ones when False.
+        """
         self.check_input(x)
         for block in self.encoder:
-            x = block(x)
+            x = block(x, train=train)
         return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
 
-    def decode_features(self, z: Array) -> Array:
-        """``decoder_input`` → view as ``[batch, C, h, w]`` → decoder → ``final_layer``."""
+    def decode_features(self, z: Array, *, train: bool = False) -> Array:
+        """``decoder_input`` → view as ``[batch, C, h, w]`` → decoder → ``final_layer``
+        (`train` as for `encode_features`)."""
         h, w, c = self.bottleneck
         x = self.decoder_input(z).reshape(z.shape[0], c, h, w)
         x = jnp.transpose(x, (0, 2, 3, 1))
         for block in self.decoder:
-            x = block(x)
-        return self.final_layer(x)
+            x = block(x, train=train)
+        return self.final_layer(x, train=train)

@@ -38,7 +38,8 @@ class ConditionalVAE(ConvVAEBackbone):
 
     Differences from the original (the config's defaults reproduce it): the `VanillaVAE`
     options (`img_size` may be ``(H, W)``, `out_channels`, `output_activation`,
-    `negate_logged_kld`) are fields of `ConditionalVAEConfig`; randomness is explicit;
+    `negate_logged_kld`) are fields of `ConditionalVAEConfig`; randomness and the mode
+    (``train``, default False) are explicit;
     `encode` takes the embedded input (as the original's ``encode``) and :meth:`embed` builds
     it; labels of the wrong width raise ValueError naming the shapes.
 
@@ -100,15 +101,16 @@ class ConditionalVAE(ConvVAEBackbone):
         embedded_class = self.embed_class(y).reshape(x.shape[0], height, width, 1)
         return jnp.concatenate([self.embed_data(x), embedded_class], axis=-1)
 
-    def encode(self, x: Array) -> tuple[Array, Array]:
-        """``(mu, log_var)`` of an embedded input ``[batch, H, W, in_channels + 1]``."""
-        h = self.encode_features(x)
+    def encode(self, x: Array, *, train: bool = False) -> tuple[Array, Array]:
+        """``(mu, log_var)`` of an embedded input ``[batch, H, W, in_channels + 1]`` (`train`:
+        BatchNorm batch statistics, else running statistics)."""
+        h = self.encode_features(x, train=train)
         return self.fc_mu(h), self.fc_var(h)
 
-    def decode(self, z: Array) -> Array:
+    def decode(self, z: Array, *, train: bool = False) -> Array:
         """Images of ``concat([z, labels])`` ``[batch, latent_dim + num_classes]``."""
         check_vectors("z", z, self.latent_dim + self.num_classes, "ConditionalVAE")
-        return self.decode_features(z)
+        return self.decode_features(z, train=train)
 
     def reparameterize(
         self, mu: Array, log_var: Array, *, rngs: nnx.Rngs | None = None, eps: Array | None = None
@@ -121,10 +123,12 @@ class ConditionalVAE(ConvVAEBackbone):
         x: Array,
         *,
         labels: Array,
+        train: bool = False,
         rngs: nnx.Rngs | None = None,
         eps: Array | None = None,
     ) -> VAEOutput:
-        """The original's ``forward(x, labels=labels)``.
+        """The original's ``forward(x, labels=labels)`` (`train`, `rngs`, `eps` as for
+        `VanillaVAE.__call__`).
 
         Returns:
           `VAEOutput` whose `z` is the decoder input ``concat([z, labels])``.
@@ -133,10 +137,10 @@ class ConditionalVAE(ConvVAEBackbone):
           ValueError: for wrong image or label shapes, or unless exactly one of `rngs`/`eps`
             is given.
         """
-        mu, log_var = self.encode(self.embed(x, labels))
+        mu, log_var = self.encode(self.embed(x, labels), train=train)
         z = self.reparameterize(mu, log_var, rngs=rngs, eps=eps)
         z = jnp.concatenate([z, self._labels(labels, x.shape[0])], axis=1)
-        return VAEOutput(self.decode(z), x, mu, log_var, z)
+        return VAEOutput(self.decode(z, train=train), x, mu, log_var, z)
 
     def loss_function(
         self, recons: Array, input: Array, mu: Array, log_var: Array, *_: Any, M_N: Any
@@ -147,12 +151,15 @@ class ConditionalVAE(ConvVAEBackbone):
         loss = recons_loss + M_N * kld
         return VAELoss(loss, recons_loss, -kld if self.config.negate_logged_kld else kld)
 
-    def sample(self, num_samples: int, *, rngs: nnx.Rngs, labels: Array) -> Array:
+    def sample(
+        self, num_samples: int, *, rngs: nnx.Rngs, labels: Array, train: bool = False
+    ) -> Array:
         """Decode ``num_samples`` N(0, I) latents with `labels` ``[num_samples, num_classes]``."""
         y = self._labels(labels, num_samples)
         z = jax.random.normal(rngs.noise(), (num_samples, self.latent_dim))
-        return self.decode(jnp.concatenate([z, y], axis=1))
+        return self.decode(jnp.concatenate([z, y], axis=1), train=train)
 
     def generate(self, x: Array, *, labels: Array, **kwargs: Any) -> Array:
-        """Reconstruction of `x` given `labels` (``rngs=`` or ``eps=`` as for `__call__`)."""
+        """Reconstruction of `x` given `labels` (``train=``, ``rngs=`` or ``eps=`` as for
+        `__call__`)."""
         return self(x, labels=labels, **kwargs).recons

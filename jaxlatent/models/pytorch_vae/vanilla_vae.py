@@ -47,9 +47,10 @@ class VanillaVAE(ConvVAEBackbone):
     (``VanillaVAEConfig.from_model_params`` reads the original's ``model_params``; the
     original's in-place ``hidden_dims.reverse()`` of the caller's list has no counterpart);
     `__call__` (``forward``) needs the reparameterisation noise explicitly (``rngs=`` or
-    ``eps=``) and also returns z; ``sample`` takes an `nnx.Rngs`. The bottleneck is flattened
-    in torch's channel-major order (see `jaxlatent.models.pytorch_vae.conv_vae`), so converted
-    Linear weights are used unpermuted.
+    ``eps=``) and also returns z; ``sample`` takes an `nnx.Rngs`; the mode is the ``train``
+    keyword (default False: torch's eval mode; a new torch module is in train mode). The
+    bottleneck is flattened in torch's channel-major order (see
+    `jaxlatent.models.pytorch_vae.conv_vae`), so converted Linear weights are used unpermuted.
 
     Args:
       config: a `VanillaVAEConfig` (for `BetaVAE`, a `BetaVAEConfig`).
@@ -63,7 +64,7 @@ class VanillaVAE(ConvVAEBackbone):
       >>> import jax.numpy as jnp
       >>> config = VanillaVAEConfig(in_channels=3, latent_dim=4, hidden_dims=[8], img_size=2)
       >>> vae = VanillaVAE(config, rngs=nnx.Rngs(0))
-      >>> out = vae(jnp.ones((2, 2, 2, 3)), rngs=nnx.Rngs(1))
+      >>> out = vae(jnp.ones((2, 2, 2, 3)), train=True, rngs=nnx.Rngs(1))
       >>> out.recons.shape, out.mu.shape
       ((2, 2, 2, 3), (2, 4))
       >>> sorted(vae.loss_function(*out, M_N=0.00025)._asdict())
@@ -90,23 +91,27 @@ class VanillaVAE(ConvVAEBackbone):
             self.feature_size, config.latent_dim, precision=precision, rngs=rngs
         )
 
-    def encode(self, x: Array) -> tuple[Array, Array]:
+    def encode(self, x: Array, *, train: bool = False) -> tuple[Array, Array]:
         """``(mu, log_var)``, each ``[batch, latent_dim]``, of images ``[batch, H, W, C]``.
+
+        `train`: BatchNorm with batch statistics (updating the running ones), else running
+        statistics (torch's train/eval mode).
 
         Raises:
           ValueError: if `x` is not ``[batch, *img_size, in_channels]``.
         """
-        h = self.encode_features(x)
+        h = self.encode_features(x, train=train)
         return self.fc_mu(h), self.fc_var(h)
 
-    def decode(self, z: Array) -> Array:
-        """Images ``[batch, H, W, out_channels]`` of latents ``[batch, latent_dim]``.
+    def decode(self, z: Array, *, train: bool = False) -> Array:
+        """Images ``[batch, H, W, out_channels]`` of latents ``[batch, latent_dim]`` (`train` as
+        for `encode`).
 
         Raises:
           ValueError: if `z` is not ``[batch, latent_dim]``.
         """
         check_vectors("z", z, self.latent_dim, type(self).__name__)
-        return self.decode_features(z)
+        return self.decode_features(z, train=train)
 
     def reparameterize(
         self, mu: Array, log_var: Array, *, rngs: nnx.Rngs | None = None, eps: Array | None = None
@@ -115,12 +120,19 @@ class VanillaVAE(ConvVAEBackbone):
         return reparameterize(mu, log_var, rngs=rngs, eps=eps)
 
     def __call__(
-        self, x: Array, *, rngs: nnx.Rngs | None = None, eps: Array | None = None
+        self,
+        x: Array,
+        *,
+        train: bool = False,
+        rngs: nnx.Rngs | None = None,
+        eps: Array | None = None,
     ) -> VAEOutput:
         """The original's ``forward``: encode, reparameterise, decode.
 
         Args:
           x: images ``[batch, H, W, in_channels]``.
+          train: torch's train mode (BatchNorm batch statistics, running statistics updated)
+            if True, its eval mode (running statistics) if False.
           rngs: draws the reparameterisation noise; or
           eps: the noise ``[batch, latent_dim]`` itself.
 
@@ -130,9 +142,9 @@ class VanillaVAE(ConvVAEBackbone):
         Raises:
           ValueError: for a wrong image shape or unless exactly one of `rngs`/`eps` is given.
         """
-        mu, log_var = self.encode(x)
+        mu, log_var = self.encode(x, train=train)
         z = self.reparameterize(mu, log_var, rngs=rngs, eps=eps)
-        return VAEOutput(self.decode(z), x, mu, log_var, z)
+        return VAEOutput(self.decode(z, train=train), x, mu, log_var, z)
 
     def loss_function(
         self, recons: Array, input: Array, mu: Array, log_var: Array, *_: Any, M_N: Any
@@ -156,7 +168,7 @@ class VanillaVAE(ConvVAEBackbone):
         logged = -kld if self.config.negate_logged_kld else kld
         return VAELoss(loss, jax.lax.stop_gradient(recons_loss), jax.lax.stop_gradient(logged))
 
-    def sample(self, num_samples: int, *, rngs: nnx.Rngs) -> Array:
+    def sample(self, num_samples: int, *, rngs: nnx.Rngs, train: bool = False) -> Array:
         """Decode ``num_samples`` latents drawn from N(0, I): ``[num_samples, H, W, C_out]``."""
         z = jax.random.normal(rngs.noise(), (num_samples, self.latent_dim))
-        return self.decode(z)
+        return self.decode(z, train=train)

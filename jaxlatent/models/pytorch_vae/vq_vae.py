@@ -163,8 +163,9 @@ class VQVAE(BaseVAE):
     Conv(1×1 → D)+LeakyReLU (the latent is activated before quantisation, as the original);
     `VQVAEQuantizer`; decoder: Conv(k3)+LeakyReLU, 6 ResidualLayers, LeakyReLU,
     ConvTranspose(k4, s2, p1)+LeakyReLU per reversed hidden dim, ConvTranspose(→ 3)+Tanh. No
-    BatchNorm (train and eval mode are identical). Loss: ``mse(recons, x) + vq_loss``.
-    ``encoder.{i}`` / ``decoder.{i}`` indices equal the original's.
+    BatchNorm (train and eval mode are identical: `train` is accepted and has no effect).
+    Loss: ``mse(recons, x) + vq_loss``. ``encoder.{i}`` / ``decoder.{i}`` indices equal the
+    original's.
 
     Differences from the original (the config's defaults reproduce it): `out_channels` (3)
     and `output_activation` ("tanh") are fields of `VQVAEConfig`; images whose height or width
@@ -233,13 +234,15 @@ class VQVAE(BaseVAE):
         """Ratio of image size to latent size, ``2**len(hidden_dims)``."""
         return 2 ** len(self.hidden_dims)
 
-    def encode(self, x: Array) -> tuple[Array]:
+    def encode(self, x: Array, *, train: bool = False) -> tuple[Array]:
         """``(encoding,)``: the pre-quantisation latent ``[batch, H/f, W/f, D]`` (f =
-        `downsampling`), a 1-tuple as the original's ``[result]``.
+        `downsampling`), a 1-tuple as the original's ``[result]``. `train` has no effect (the
+        `BaseVAE` interface; VQVAE computes the same in both modes).
 
         Raises:
           ValueError: if `x` is not ``[batch, H, W, in_channels]`` with H and W multiples of f.
         """
+        del train
         check_images("x", x, (None, None, self.in_channels), "VQVAE")
         f = self.downsampling
         if x.shape[1] % f or x.shape[2] % f:
@@ -251,8 +254,10 @@ class VQVAE(BaseVAE):
             x = layer(x)
         return (x,)
 
-    def decode(self, z: Array) -> Array:
-        """Images ``[batch, H, W, out_channels]`` of (quantised) latents ``[batch, h, w, D]``."""
+    def decode(self, z: Array, *, train: bool = False) -> Array:
+        """Images ``[batch, H, W, out_channels]`` of (quantised) latents ``[batch, h, w, D]``
+        (`train` has no effect)."""
+        del train
         check_images("z", z, (None, None, self.embedding_dim), "VQVAE")
         for layer in self.decoder:
             z = layer(z)
@@ -263,8 +268,13 @@ class VQVAE(BaseVAE):
         check_code_indices(indices, self.num_embeddings)
         return self.decode(self.vq_layer.lookup(indices))
 
-    def __call__(self, x: Array) -> VQVAEOutput:
-        """The original's ``forward``: ``VQVAEOutput(recons, input, vq_loss, indices)``."""
+    def __call__(self, x: Array, *, train: bool = False) -> VQVAEOutput:
+        """The original's ``forward``: ``VQVAEOutput(recons, input, vq_loss, indices)``.
+
+        `train` has no effect (no BatchNorm or dropout); it is accepted so every `BaseVAE`
+        is called alike.
+        """
+        del train
         encoding = self.encode(x)[0]
         quantized, vq_loss, indices = self.vq_layer(encoding)
         return VQVAEOutput(self.decode(quantized), x, vq_loss, indices)
@@ -289,5 +299,5 @@ class VQVAE(BaseVAE):
         )
 
     def generate(self, x: Array, **kwargs: Any) -> Array:
-        """The reconstruction of `x`."""
+        """The reconstruction of `x` (keywords, such as ``rngs`` or ``train``, are ignored)."""
         return self(x).recons

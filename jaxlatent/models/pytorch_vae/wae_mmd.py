@@ -94,19 +94,21 @@ class WAE_MMD(ConvVAEBackbone):
             self.feature_size, config.latent_dim, precision=precision, rngs=rngs
         )
 
-    def encode(self, x: Array) -> Array:
-        """The latent code z ``[batch, latent_dim]`` of images ``[batch, H, W, C]``."""
-        return self.fc_z(self.encode_features(x))
+    def encode(self, x: Array, *, train: bool = False) -> Array:
+        """The latent code z ``[batch, latent_dim]`` of images ``[batch, H, W, C]`` (`train`:
+        BatchNorm batch statistics, else running statistics)."""
+        return self.fc_z(self.encode_features(x, train=train))
 
-    def decode(self, z: Array) -> Array:
+    def decode(self, z: Array, *, train: bool = False) -> Array:
         """Images ``[batch, H, W, out_channels]`` of latents ``[batch, latent_dim]``."""
         check_vectors("z", z, self.latent_dim, "WAE_MMD")
-        return self.decode_features(z)
+        return self.decode_features(z, train=train)
 
-    def __call__(self, x: Array) -> WAEOutput:
-        """The original's ``forward``: ``WAEOutput(recons, input, z)`` (deterministic)."""
-        z = self.encode(x)
-        return WAEOutput(self.decode(z), x, z)
+    def __call__(self, x: Array, *, train: bool = False) -> WAEOutput:
+        """The original's ``forward``: ``WAEOutput(recons, input, z)`` (no noise; `train` as
+        for `encode`)."""
+        z = self.encode(x, train=train)
+        return WAEOutput(self.decode(z, train=train), x, z)
 
     def kernel(self, x1: Array, x2: Array) -> Array:
         """The configured kernel matrix ``[N, M]`` of ``[N, D]`` and ``[M, D]`` (no reduction)."""
@@ -183,10 +185,12 @@ class WAE_MMD(ConvVAEBackbone):
         mmd = self.compute_mmd(z, prior)
         return WAELoss(recons_loss + mmd, recons_loss, mmd)
 
-    def sample(self, num_samples: int, *, rngs: nnx.Rngs) -> Array:
+    def sample(self, num_samples: int, *, rngs: nnx.Rngs, train: bool = False) -> Array:
         """Decode ``num_samples`` latents drawn from N(0, I)."""
-        return self.decode(jax.random.normal(rngs.noise(), (num_samples, self.latent_dim)))
+        z = jax.random.normal(rngs.noise(), (num_samples, self.latent_dim))
+        return self.decode(z, train=train)
 
-    def generate(self, x: Array, **kwargs: Any) -> Array:
-        """The reconstruction of `x` (deterministic)."""
-        return self(x).recons
+    def generate(self, x: Array, *, train: bool = False, **kwargs: Any) -> Array:
+        """The reconstruction of `x` (no noise: other keywords, such as ``rngs``, are
+        ignored)."""
+        return self(x, train=train).recons
