@@ -65,6 +65,20 @@ def _music_stereo(seconds=0.25):
     return x[None], sr  # [1, time, 2]
 
 
+def _music_24k(seconds=0.25):
+    x, sr = read_clip("music_24k.wav", seconds)
+    return x[None], sr  # [1, time, 1]
+
+
+def _source(source):
+    return {"speech": _speech_batch, "stereo": _music_stereo, "music24": _music_24k}[source]()
+
+
+def test_recipe_presets_are_base_yml():
+    assert MelSpectrogramLoss.recipe() == MelSpectrogramLoss(**RECIPE_MEL)
+    assert MultiScaleSTFTLoss.recipe() == MultiScaleSTFTLoss(**RECIPE_STFT)
+
+
 def _noisy(y, scale=0.01, seed=0):
     rng = np.random.default_rng(seed)
     return (y + scale * rng.standard_normal(y.shape)).astype(np.float32)
@@ -207,6 +221,7 @@ def test_multiscale_stft_loss(loss_module, kwargs, source):
     [
         (RECIPE_MEL, "speech", "noisy"),
         (RECIPE_MEL, "speech", "filtered"),
+        (RECIPE_MEL, "music24", "noisy"),
         ({}, "speech", "noisy"),
         (
             dict(
@@ -226,7 +241,7 @@ def test_multiscale_stft_loss(loss_module, kwargs, source):
     ],
 )
 def test_mel_spectrogram_loss(loss_module, kwargs, source, estimate):
-    y, sr = _speech_batch() if source == "speech" else _music_stereo()
+    y, sr = _source(source)
     x = _noisy(y) if estimate == "noisy" else _filtered(y)
     ref = _torch_value_and_grad(loss_module.MelSpectrogramLoss(**kwargs), x, y, sr)
     ours = _jax_value_and_grad(lambda a, b: MelSpectrogramLoss(**kwargs)(a, b, sr), x, y)

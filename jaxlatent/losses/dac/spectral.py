@@ -65,6 +65,12 @@ class MultiScaleSTFTLoss:
     def __post_init__(self):
         object.__setattr__(self, "window_lengths", tuple(int(w) for w in self.window_lengths))
 
+    @classmethod
+    def recipe(cls) -> MultiScaleSTFTLoss:
+        """The DAC training recipe's (``conf/base.yml``): window lengths ``(2048, 512)``, the
+        other arguments at their defaults."""
+        return cls(window_lengths=(2048, 512))
+
     def __call__(self, x: Array, y: Array) -> Array:
         """The loss, summed over scales.
 
@@ -133,6 +139,20 @@ class MelSpectrogramLoss:
     def __post_init__(self):
         for name in ("n_mels", "window_lengths", "mel_fmin", "mel_fmax"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @classmethod
+    def recipe(cls) -> MelSpectrogramLoss:
+        """The DAC training recipe's (``conf/base.yml``): 7 scales, windows 32 ... 2048 with
+        5 ... 320 mels, ``mag_weight=0``, ``pow=1``, ``clamp_eps=1e-5``, full band."""
+        return cls(
+            n_mels=(5, 10, 20, 40, 80, 160, 320),
+            window_lengths=(32, 64, 128, 256, 512, 1024, 2048),
+            clamp_eps=1e-5,
+            mag_weight=0.0,
+            pow=1.0,
+            mel_fmin=(0.0,) * 7,
+            mel_fmax=(None,) * 7,
+        )
 
     def __call__(self, x: Array, y: Array, sample_rate: int) -> Array:
         """The loss, summed over scales.
