@@ -275,6 +275,15 @@ def test_bad_input():
         SISDRLoss()(x[0], x[0])
     with pytest.raises(ValueError, match="reduction"):
         SISDRLoss(reduction="avg")
+    with pytest.raises(ValueError, match="attribute"):
+        L1Loss(attribute="magnitude")
+    with pytest.raises(ValueError, match="padding_type"):
+        stft_magnitude(x, 256, 64, match_stride=True, padding_type="zeros")
+    with pytest.raises(ValueError, match="hop_length"):
+        stft_magnitude(x, 256, 32, match_stride=True)
+    gan = GANLoss(lambda a: [[a[:, : a.shape[1] // 2], a]])  # output shape depends on the input
+    with pytest.raises(ValueError, match="feature maps"):
+        gan.generator_loss(x, jnp.zeros((1, 4002, 1)))
 
 
 # --- GAN losses -------------------------------------------------------------------------------

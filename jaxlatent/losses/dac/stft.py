@@ -18,6 +18,13 @@ import numpy as np
 
 Array = jax.Array
 
+_TORCH_PAD_MODES = {
+    "reflect": "reflect",
+    "constant": "constant",
+    "replicate": "edge",
+    "circular": "wrap",
+}
+
 DEFAULT_WINDOW_TYPE = "hann"
 """audiotools' window when none is given (``AudioSignal.stft_params`` default)."""
 
@@ -99,8 +106,9 @@ def stft_magnitude(
       hop_length: samples between frames.
       window_type: see `stft_window` (``None``: ``"hann"``).
       match_stride: audiotools' ``match_stride`` (see `stft_padding`; drops 2 frames per end).
-      padding_type: ``jnp.pad`` mode of the `match_stride` padding (audiotools:
-        ``"reflect"``); ``torch.stft``'s own centring pad is always reflect.
+      padding_type: ``torch.nn.functional.pad`` mode of the `match_stride` padding
+        (``"reflect"``, audiotools' default, ``"constant"``, ``"replicate"`` or
+        ``"circular"``); ``torch.stft``'s own centring pad is always reflect.
 
     Returns:
       float32 ``[batch, frames, window_length // 2 + 1, channels]``, ``frames = 1 + (time +
@@ -108,8 +116,9 @@ def stft_magnitude(
       ``|z|`` at ``z = 0`` is 0, as torch's.
 
     Raises:
-      ValueError: if `x` is not 3-D, or too short for reflect padding (``torch.stft``
-        needs more than ``window_length // 2`` samples after the first padding).
+      ValueError: if `x` is not 3-D, `padding_type` is unknown, `match_stride` with
+        ``hop_length != window_length // 4``, or `x` is too short for reflect padding
+        (``torch.stft`` needs more than ``window_length // 2`` samples after the first pad).
 
     Example:
       >>> x = jax.ShapeDtypeStruct((2, 16000, 1), jnp.float32)
@@ -118,6 +127,10 @@ def stft_magnitude(
     """
     if x.ndim != 3:
         raise ValueError(f"audio must be [batch, time, channels], got shape {x.shape}")
+    if padding_type not in _TORCH_PAD_MODES:
+        raise ValueError(
+            f"padding_type must be one of {tuple(_TORCH_PAD_MODES)}, got {padding_type!r}"
+        )
     length = x.shape[1]
     right_pad, pad = stft_padding(length, window_length, hop_length, match_stride)
     half = window_length // 2
@@ -128,7 +141,9 @@ def stft_magnitude(
         )
     y = jnp.swapaxes(x.astype(jnp.float32), 1, 2)  # [batch, channels, time]
     if pad or right_pad:
-        y = jnp.pad(y, ((0, 0), (0, 0), (pad, pad + right_pad)), mode=padding_type)
+        y = jnp.pad(
+            y, ((0, 0), (0, 0), (pad, pad + right_pad)), mode=_TORCH_PAD_MODES[padding_type]
+        )
     y = jnp.pad(y, ((0, 0), (0, 0), (half, half)), mode="reflect")
     n_frames = 1 + (y.shape[-1] - window_length) // hop_length
     index = (
