@@ -158,6 +158,86 @@ TOLERANCES: dict[str, Tolerance] = {
         "same elementwise float32 formulas; only the summation order of the reductions "
         "differs (a few ulp)",
     ),
+    # --- dac training losses (jaxlatent.losses.dac) -----------------------------------------
+    "dac_loss_stft_magnitude": Tolerance(
+        "jaxlatent.losses.dac.stft_magnitude vs audiotools AudioSignal.stft().abs() on real "
+        "clips (magnitudes up to ~130), float32",
+        1e-4,
+        3e-5,
+        "same framing and window; XLA's and pocketfft's float32 FFTs round differently, an "
+        "error that scales with the frame's energy (~1e-7 of the largest bin), so tiny bins "
+        "need the absolute part",
+    ),
+    "dac_loss_l1": Tolerance(
+        "L1Loss value (mean / sum of |x - y|) vs dac.nn.loss.L1Loss, float32",
+        1e-6,
+        1e-7,
+        "same float32 differences; only the summation order of the reduction differs",
+    ),
+    "dac_loss_l1_grad": Tolerance(
+        "L1Loss gradient w.r.t. the estimate (sign(x - y) / n), float32",
+        1e-6,
+        1e-9,
+        "sign times a constant: equal up to the rounding of 1 / n",
+    ),
+    "dac_loss_sisdr": Tolerance(
+        "SISDRLoss value in dB vs dac.nn.loss.SISDRLoss, float32",
+        1e-5,
+        1e-6,
+        "sums of squares over ~10^4 samples are added in a different order by XLA and ATen "
+        "(~sqrt(T) ulp), amplified by the ratio and log10 (measured 2e-6 relative)",
+    ),
+    "dac_loss_sisdr_grad": Tolerance(
+        "SISDRLoss gradient w.r.t. the estimates (entries up to ~0.1), float32",
+        1e-5,
+        1e-7,
+        "the same reductions in the backward pass; measured 4e-8 absolute",
+    ),
+    "dac_loss_stft_value": Tolerance(
+        "MultiScaleSTFTLoss and MelSpectrogramLoss values vs dac.nn.loss, float32",
+        1e-6,
+        1e-6,
+        "means of ~10^5 log-magnitude differences; FFT rounding and summation order differ "
+        "(measured 1e-7 relative)",
+    ),
+    "dac_loss_stft_grad": Tolerance(
+        "MultiScaleSTFTLoss gradient w.r.t. the estimate (entries up to ~0.8), float32",
+        1e-3,
+        1e-4,
+        "d log10(|X|^2) / dx = 2 / (|X| ln 10) dX/dx: low-magnitude bins magnify the float32 "
+        "FFT rounding of |X| (relative error up to ~1e-3 there); measured 5e-5 of the largest "
+        "entry",
+    ),
+    "dac_loss_mel_grad": Tolerance(
+        "MelSpectrogramLoss gradient w.r.t. a noisy estimate (clip + 0.01 noise: every mel "
+        "band well above clamp_eps), float32",
+        1e-5,
+        1e-6,
+        "mel bands sum many bins, so FFT rounding averages out; measured 1e-7 absolute at "
+        "entries up to ~0.09",
+    ),
+    "dac_loss_mel_grad_near_clamp": Tolerance(
+        "MelSpectrogramLoss gradient w.r.t. a low-passed estimate (entries up to ~10), whose "
+        "high mel bands in the clips' silences are within a few times clamp_eps, float32",
+        1e-3,
+        5e-3,
+        "d log10(m) / dm = 1 / (m ln 10) reaches ~4e4 at m ~ 1e-5, where float32 FFT rounding "
+        "(~1e-7 of the frame's energy) is ~1e-3 of m; measured 2e-3 absolute (2e-4 of the "
+        "largest entry), while a framing, window or filterbank error changes entries by O(1)",
+    ),
+    "dac_loss_gan": Tolerance(
+        "GANLoss discriminator / generator / feature-matching values with a small stand-in "
+        "conv discriminator (the same weights in both), float32",
+        1e-5,
+        1e-6,
+        "convolutions and means accumulate in a different order in XLA and ATen",
+    ),
+    "dac_loss_gan_grad": Tolerance(
+        "GANLoss gradients w.r.t. the stand-in discriminator's weights and the audio, float32",
+        1e-4,
+        1e-5,
+        "weight gradients sum over batch x time (~4000 terms) in a different order",
+    ),
     # --- dac ---------------------------------------------------------------------------------
     "dac_snake_f32": Tolerance(
         "Snake activation, float32 CPU",

@@ -5,6 +5,9 @@ label smoothing and relative-length masking as the reference; all usable under `
 `jax.grad`. Layouts follow SpeechBrain's, which is already channels-last for sequences (`[batch,
 time, features]`).
 
+descript-audio-codec's training losses (``dac.nn.loss``: L1, SI-SDR, multi-scale STFT, mel,
+GAN) are the subpackage `jaxlatent.losses.dac`.
+
 Training objectives of ``jaxlatent train``: `multiscale_stft_l1` (spectral.py, the STFT part
 of DAC's reconstruction loss) and `piq_loss` (piq.py, SpeechBrain's PIQ recipe).
 """
