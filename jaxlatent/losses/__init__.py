@@ -59,5 +59,5 @@ from .separation import get_mask as get_mask
 from .separation import get_si_snr_with_pitwrapper as get_si_snr_with_pitwrapper
 from .separation import get_snr_with_pitwrapper as get_snr_with_pitwrapper
 from .spectral import multiscale_stft_l1 as multiscale_stft_l1
-from .spectral import stft_magnitude as stft_magnitude
+from .spectral import unpadded_stft_magnitude as unpadded_stft_magnitude
 from .transducer import transducer_loss as transducer_loss

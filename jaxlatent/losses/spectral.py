@@ -19,7 +19,7 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def stft_magnitude(x: Array, n_fft: int) -> Array:
+def unpadded_stft_magnitude(x: Array, n_fft: int) -> Array:
     """``|STFT|`` of ``[batch, samples]`` with a periodic Hann window, hop ``n_fft // 4``.
 
     Frames are not padded: frame ``f`` covers samples ``[f * hop, f * hop + n_fft)``.
@@ -32,7 +32,7 @@ def stft_magnitude(x: Array, n_fft: int) -> Array:
       ValueError: if `n_fft` is not a multiple of 4 or the signal is shorter than it.
 
     Example:
-      >>> jax.eval_shape(lambda x: stft_magnitude(x, 16), jnp.ones((2, 64))).shape
+      >>> jax.eval_shape(lambda x: unpadded_stft_magnitude(x, 16), jnp.ones((2, 64))).shape
       (2, 13, 9)
     """
     samples = x.shape[-1]
@@ -78,7 +78,7 @@ def multiscale_stft_l1(x_hat: Array, x: Array, n_ffts: Sequence[int] = (64, 256)
         raise ValueError(f"x_hat {x_hat.shape} and x {x.shape} must have the same shape")
     total = jnp.zeros((), jnp.float32)
     for n in n_ffts:
-        a, b = stft_magnitude(x_hat, n), stft_magnitude(x, n)
+        a, b = unpadded_stft_magnitude(x_hat, n), unpadded_stft_magnitude(x, n)
         log_a = jnp.log10(jnp.square(jnp.maximum(a, 1e-5)))
         log_b = jnp.log10(jnp.square(jnp.maximum(b, 1e-5)))
         total = total + jnp.mean(jnp.abs(log_a - log_b)) + jnp.mean(jnp.abs(a - b))

@@ -3,7 +3,7 @@
 Same class names, constructor arguments and defaults as the reference; arrays are
 channels-last ``[batch, time, channels]`` instead of ``AudioSignal``s, and the mel loss takes
 the sample rate explicitly. STFTs follow audiotools 0.7.2 (stft.py); mel filterbanks are
-librosa's (mel.py, ``pip install jaxlatent[losses]``).
+librosa's (mel.py, ``pip install ".[losses]"``).
 
 Files: waveform.py (`L1Loss`, `SISDRLoss`), spectral.py (`MultiScaleSTFTLoss`,
 `MelSpectrogramLoss`), gan.py (`GANLoss`), stft.py, mel.py.

@@ -14,7 +14,7 @@ def mel_filters(
     """``librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)``.
 
     Slaney mel scale and area normalisation (librosa's defaults), computed once per argument
-    tuple in numpy (librosa is imported here, lazily: ``pip install jaxlatent[losses]``).
+    tuple in numpy (librosa is imported here, lazily: ``pip install ".[losses]"``).
 
     Args:
       sample_rate: Hz.
