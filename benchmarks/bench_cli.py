@@ -167,7 +167,7 @@ def _cell(samples: list[float]) -> str:
 
 
 def format_table(result: dict, rounds: int, label: str) -> str:
-    from benchmarks.common import environment, markdown_table
+    from benchmarks.common import load, machine, markdown_table
 
     official = statistics.median(result["official_second"])
     rows = [
@@ -189,7 +189,7 @@ def format_table(result: dict, rounds: int, label: str) -> str:
         "",
         f"Codes equal in both files: {100 * result['agreement']:.1f}%.",
         "",
-        environment(),
+        f"{machine()}; {load()} at the end",
     ]
     return "\n".join(lines)
 
