@@ -493,8 +493,10 @@ def read_release_checkpoint(path: str | os.PathLike) -> tuple[DACConfig, dict[st
         config = DACConfig.from_kwargs(metadata["kwargs"])
     except ValueError as e:
         raise CheckpointError(f"{where}: invalid metadata['kwargs']: {e}") from e
-    from converters.dac_model import normalize_state_dict  # (that module imports this one)
+    from converters.dac_model import check_config_fits, normalize_state_dict  # (imports this)
 
+    common.check_state_dict(state_dict, where)
+    check_config_fits(config, state_dict, where)
     try:
         check_state_dict(normalize_state_dict(state_dict, config)[0], config, style="legacy")
     except ConversionError as e:

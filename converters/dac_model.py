@@ -38,6 +38,7 @@ from converters.dac_quantizer import residual_vector_quantize_table
 from jaxlatent.models.dac import DAC, DACConfig
 
 __all__ = [
+    "check_config_fits",
     "convert_checkpoint",
     "export_release_checkpoint",
     "export_state_dict",
@@ -288,7 +289,8 @@ def read_checkpoint(
     Raises:
       FileNotFoundError: if a path does not exist.
       CheckpointError: if the file is empty, truncated, corrupt or unsafe, or the object is
-        not one of the layouts above, or its ``metadata["kwargs"]`` is invalid.
+        not one of the layouts above, a state_dict value is not a dense real tensor, or its
+        ``metadata["kwargs"]`` is invalid or has more codebooks or blocks than tensors.
     """
     where = "checkpoint" if isinstance(source, Mapping) else os.fspath(source)
     obj = source if isinstance(source, Mapping) else common.load_torch_checkpoint(source)
@@ -309,13 +311,25 @@ def read_checkpoint(
                 raise CheckpointError(f"{where}: invalid metadata['kwargs']: {e}") from e
     else:
         state_dict = obj
-    if not isinstance(state_dict, Mapping) or not all(
-        isinstance(k, str) and hasattr(v, "shape") for k, v in state_dict.items()
-    ):
-        raise CheckpointError(f"{where}: 'state_dict' is not a mapping of names to tensors")
+    common.check_state_dict(state_dict, where)
     if not state_dict:
         raise CheckpointError(f"{where}: the state_dict is empty")
+    if config is not None:
+        check_config_fits(config, state_dict, where)
     return dict(state_dict), config
+
+
+def check_config_fits(config: DACConfig, state_dict: Mapping[str, Any], where: str) -> None:
+    """Refuse a metadata config with more codebooks or blocks than the weights have tensors
+    (before a table or model of its size is built; :func:`converters.common.check_counts_fit`).
+
+    Raises:
+      CheckpointError: naming `where` and every count that is too large.
+    """
+    counts = {"n_codebooks": config.n_codebooks}
+    counts |= {"len(encoder_rates)": len(config.encoder_rates)}
+    counts |= {"len(decoder_rates)": len(config.decoder_rates)}
+    common.check_counts_fit(where, state_dict, counts)
 
 
 def convert_checkpoint(
@@ -344,8 +358,9 @@ def convert_checkpoint(
       FileNotFoundError, CheckpointError: as :func:`read_checkpoint`.
       ConversionError: if the weights do not fit the configuration (every missing,
         unexpected and mis-shaped key is listed) or mix key styles.
-      ValueError: if `config` disagrees with the checkpoint's metadata, or the sample rate
-        of a bare state_dict cannot be determined.
+      ValueError: if `config` disagrees with the checkpoint's metadata, or (a
+        ConversionError naming the file) the sample rate of a bare state_dict cannot be
+        determined.
     """
     state_dict, meta_config = read_checkpoint(source)
     where = "checkpoint" if isinstance(source, Mapping) else os.fspath(source)
@@ -357,8 +372,13 @@ def convert_checkpoint(
     if config is None and meta_config is not None:
         config = meta_config
     if config is None:
-        legacy, _ = normalize_state_dict(state_dict)
-        config = infer_config(legacy, sample_rate=sample_rate)
+        try:
+            legacy, _ = normalize_state_dict(state_dict)
+            config = infer_config(legacy, sample_rate=sample_rate)
+        except ConversionError as e:
+            raise _located_error(e, where, None) from e
+        except (ValueError, IndexError) as e:  # no sample rate; a weight with too few axes
+            raise ConversionError(f"{where}: cannot infer the DAC configuration: {e}") from e
     try:
         model = model_from_state_dict(
             state_dict, config, param_dtype=param_dtype, precision=precision
