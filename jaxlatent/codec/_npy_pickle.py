@@ -30,6 +30,7 @@ import io
 import math
 import pickle
 import pickletools
+import re
 import reprlib
 from typing import Any
 
@@ -63,6 +64,7 @@ DTYPES = frozenset(
 _ARRAY_GLOBALS = {"_reconstruct", "scalar"}
 _NUMPY_GLOBALS = {"ndarray", "dtype"}
 _MAGIC = b"\x93NUMPY"
+_IDENTIFIER = re.compile(rb"[A-Za-z_][A-Za-z0-9_.]{0,99}")
 _MULTIARRAY = ("numpy._core.multiarray", "numpy.core.multiarray")  # numpy 2, numpy 1.x
 _MEMO_PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
 _MEMO_GET = {"GET", "BINGET", "LONG_BINGET"}
@@ -126,6 +128,30 @@ class _Mark:
 _MARK = _Mark()
 
 
+def _check_global(module: str, name: str) -> None:
+    if not (
+        (module in _MULTIARRAY and name in _ARRAY_GLOBALS)
+        or (module == "numpy" and name in _NUMPY_GLOBALS)
+    ):
+        raise NpyPickleError(
+            f"the pickle refers to {module[:100]}.{name[:100]}, which is none of numpy's array, "
+            "dtype and scalar reconstructors; refusing to load it (unpickling it could run code)"
+        )
+
+
+def _refuse_opcode_at(payload: bytes, pos: int) -> None:
+    """Refuse the opcode at `pos` before :func:`pickletools.genops` decodes its argument
+    (decoding the escapes of a mutated text argument warns instead of failing)."""
+    code = payload[pos : pos + 1]
+    if code in (b"S", b"i", b"P"):  # STRING, INST, PERSID: protocol 0, which numpy never writes
+        raise NpyPickleError(f"opcode {code!r} at byte {pos}, which numpy never writes")
+    if code == b"c":  # GLOBAL (protocols 0-3): two lines, a module and a name
+        lines = payload[pos + 1 : pos + 1 + 2 * 101].split(b"\n", 2)
+        if len(lines) < 3 or not all(_IDENTIFIER.fullmatch(line) for line in lines[:2]):
+            raise NpyPickleError(f"corrupt pickle: a malformed GLOBAL at byte {pos}")
+        _check_global(lines[0].decode(), lines[1].decode())
+
+
 def _check_opcodes(payload: bytes) -> None:
     """Walk the opcodes, tracking only how many items each stack entry holds (tuples)."""
     stack: list[Any] = []  # int (tuple items, 1 for anything else) or _MARK
@@ -146,8 +172,10 @@ def _check_opcodes(payload: bytes) -> None:
                 return items
         raise NpyPickleError("corrupt pickle: no MARK before an opcode that needs one")
 
+    buf = io.BytesIO(payload)
     try:
-        for count, (op, arg, _) in enumerate(pickletools.genops(payload)):
+        _refuse_opcode_at(payload, 0)
+        for count, (op, arg, _) in enumerate(pickletools.genops(buf)):
             if count >= MAX_OPCODES:
                 raise NpyPickleError(f"the pickle has more than {MAX_OPCODES} opcodes")
             name = op.name
@@ -185,6 +213,7 @@ def _check_opcodes(payload: bytes) -> None:
                 else:
                     pop(len(before))
                 stack.extend([1] * len(op.stack_after))
+            _refuse_opcode_at(payload, buf.tell())  # before genops decodes its argument
     except (ValueError, OverflowError, UnicodeDecodeError) as e:
         if isinstance(e, NpyPickleError):
             raise
@@ -288,14 +317,8 @@ _STAND_INS = {"_reconstruct": _reconstruct, "scalar": _scalar, "ndarray": _NDARR
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
-        if (module in _MULTIARRAY and name in _ARRAY_GLOBALS) or (
-            module == "numpy" and name in _NUMPY_GLOBALS
-        ):
-            return _STAND_INS[name]
-        raise NpyPickleError(
-            f"the pickle refers to {module[:100]}.{name[:100]}, which is none of numpy's array, "
-            "dtype and scalar reconstructors; refusing to load it (unpickling it could run code)"
-        )
+        _check_global(module, name)
+        return _STAND_INS[name]
 
     def persistent_load(self, pid):
         raise NpyPickleError("the pickle uses persistent ids, which numpy never writes")

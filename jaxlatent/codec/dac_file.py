@@ -90,13 +90,17 @@ def _as_input_db(path: str, value: Any, batch: int) -> np.ndarray:
     arr = np.asarray(value)
     if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
         raise DACFileError(f"{path}: metadata 'input_db' has dtype {arr.dtype}, expected float32")
-    arr = arr.astype(np.float32).reshape(-1)
-    if arr.shape[0] not in (1, batch) or not np.isfinite(arr).all():
+    arr = arr.reshape(-1)
+    if (
+        arr.shape[0] not in (1, batch)
+        or not np.isfinite(arr).all()
+        or (np.abs(arr) > np.finfo(np.float32).max).any()  # (inf as float32)
+    ):
         raise DACFileError(
             f"{path}: metadata 'input_db' must hold {batch} finite loudness value(s), got "
             f"{short_repr(np.asarray(value))}"
         )
-    return arr
+    return arr.astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
