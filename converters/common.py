@@ -133,7 +133,7 @@ def _transpose_kernel_to_torch(w: np.ndarray) -> np.ndarray:
 def _squeeze_channel_vector(w: np.ndarray) -> np.ndarray:
     if w.ndim == 1:
         return w
-    if any(d != 1 for d in w.shape[1:]):
+    if w.ndim == 0 or any(d != 1 for d in w.shape[1:]):
         raise ValueError(f"expected a per-channel tensor [C, 1, ...], got shape {w.shape}")
     return w.reshape(w.shape[0])
 
@@ -445,26 +445,112 @@ def export_state_dict(module: nnx.Module, table: Table) -> dict[str, np.ndarray]
 # --------------------------------------------------------------------------------------------
 
 
+#: The tensors a checkpoint may hold, in bytes per byte of its file: views of one storage
+#: (tied weights) count each time, so a little more than 1; a broadcast view (stride 0) that
+#: would expand a few stored bytes into gigabytes when copied is refused.
+MAX_TENSOR_BYTES_PER_FILE_BYTE = 4
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _check_archive(path: str, size: int) -> None:
+    """``torch.save``'s zip format, every member stored uncompressed within the file's size.
+
+    torch reads a compressed member into a buffer of its declared size (a zip bomb), and the
+    format before torch 1.6 (not a zip) allocates every storage's declared size before reading
+    it, so neither is read.
+    """
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            starts_as_zip = f.read(4) == b"PK\x03\x04"
+        raise CheckpointError(
+            f"{path} is {'truncated' if starts_as_zip else 'corrupt'} or not a torch "
+            "checkpoint: not a whole zip archive (torch.save's format since torch 1.6; the "
+            "older format is not read, because it allocates the sizes it declares before "
+            "reading them)"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        EOFError,
+        OverflowError,
+        NotImplementedError,
+    ) as e:
+        raise CheckpointError(f"{path} is corrupt: {_first_line(e)}") from e
+    for member in members:
+        if member.compress_type != zipfile.ZIP_STORED or member.file_size != member.compress_size:
+            raise CheckpointError(
+                f"{path}: archive member {member.filename[:200]!r} is compressed, which "
+                "torch.save never does (refusing to inflate it)"
+            )
+    if sum(m.file_size for m in members) > size:
+        raise CheckpointError(f"{path}: the archive's members declare more bytes than the file has")
+
+
+def _check_tensors(obj: Any, path: str, size: int) -> None:
+    """Every tensor in `obj` dense and on the CPU, all of them together not much larger than
+    the file (walked without recursion; shared and cyclic references are visited once)."""
+    import torch
+
+    budget = MAX_TENSOR_BYTES_PER_FILE_BYTE * size
+    total, seen, todo = 0, set(), [obj]
+    while todo:
+        x = todo.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, torch.Tensor):
+            if x.layout != torch.strided or x.is_quantized or x.device.type != "cpu":
+                raise CheckpointError(
+                    f"{path}: holds a {x.layout} {x.dtype} tensor on {x.device} "
+                    f"(quantized={x.is_quantized}); only dense CPU tensors are read"
+                )
+            total += x.numel() * x.element_size()
+            if total > budget:
+                raise CheckpointError(
+                    f"{path}: its tensors hold more than {budget} bytes, more than its "
+                    f"{size} bytes can store (a broadcast or overlapping view?)"
+                )
+        elif isinstance(x, Mapping):
+            todo.extend(x.keys())
+            todo.extend(x.values())
+        elif isinstance(x, list | tuple | set | frozenset):
+            todo.extend(x)
+
+
 def load_torch_checkpoint(path: str | os.PathLike) -> Any:
-    """Load a torch checkpoint (``.pth``/``.pt``/``.ckpt``) safely on CPU.
+    """Load a torch checkpoint (``.pth``/``.pt``/``.ckpt``) safely on CPU, in bounded memory.
 
     Uses ``torch.load(map_location="cpu", weights_only=True)``: tensors, containers and plain
-    Python values load; arbitrary pickled objects are refused.
+    Python values load; arbitrary pickled objects are refused. Before loading, the file must
+    be ``torch.save``'s zip archive (torch >= 1.6) with uncompressed members; after loading,
+    every tensor must be dense, and all tensors together at most
+    ``MAX_TENSOR_BYTES_PER_FILE_BYTE`` times the file's size.
 
     Raises:
       FileNotFoundError: if `path` does not exist.
-      CheckpointError: if the file is empty, truncated, not a torch checkpoint, or needs
-        unpickling of arbitrary objects.
+      CheckpointError: if the file is empty, truncated, corrupt, not a torch checkpoint (or
+        one in the format before torch 1.6), needs unpickling of arbitrary objects, or holds
+        sparse, quantized or broadcast tensors; the message names the file and the problem.
     """
     import torch
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if os.path.getsize(path) == 0:
+    size = os.path.getsize(path)
+    if size == 0:
         raise CheckpointError(f"checkpoint is empty: {path}")
+    _check_archive(path, size)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         message = str(e)
         if "Unsupported global" in message:  # a pickled object that is not data
@@ -473,11 +559,85 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
                 f"{path}: refusing to unpickle objects other than tensors and plain containers "
                 f"(weights_only=True): {detail.strip()}"
             ) from e
-        raise CheckpointError(f"{path} is corrupt or not a torch checkpoint") from e
+        raise CheckpointError(
+            f"{path} is corrupt or not a torch checkpoint: {_first_line(e)}"
+        ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, OSError) as e:
         raise CheckpointError(
-            f"{path} is truncated or not a torch checkpoint: {str(e).splitlines()[0]}"
+            f"{path} is truncated or not a torch checkpoint: {_first_line(e)}"
         ) from e
+    except Exception as e:
+        # torch's weights-only unpickler, on hostile bytes, fails inside its own parsing with
+        # whatever that raises (IndexError on its stack, TypeError or AssertionError from its
+        # rebuild functions, ...); only torch.load runs in this try, and the cause is chained.
+        raise CheckpointError(f"{path} is corrupt: {_first_line(e)}") from e
+    _check_tensors(obj, path, size)
+    return obj
+
+
+_REAL_TORCH_DTYPES = frozenset(
+    f"torch.{name}"
+    for name in (
+        "bool", "uint8", "int8", "int16", "int32", "int64",
+        "float16", "bfloat16", "float32", "float64",
+    )
+)  # fmt: skip
+
+
+def check_state_dict(state_dict: Any, where: str) -> None:
+    """Check that `state_dict` maps names to dense real tensors (torch or numpy).
+
+    Raises:
+      CheckpointError: naming `where` and the first offending key, if `state_dict` is not a
+        mapping, a key is not a string, or a value is not a dense (strided, unquantized)
+        tensor of a bool, integer or floating dtype.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(
+            f"{where}: 'state_dict' is not a mapping of names to tensors, but a "
+            f"{type(state_dict).__name__}"
+        )
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise CheckpointError(
+                f"{where}: 'state_dict' is not a mapping of names to tensors: key "
+                f"{str(key)[:100]!r} is a {type(key).__name__}"
+            )
+        if isinstance(value, np.ndarray):
+            ok = value.dtype.kind in "biuf"
+        elif hasattr(value, "detach") and hasattr(value, "layout"):  # a torch.Tensor
+            ok = (
+                str(value.dtype) in _REAL_TORCH_DTYPES
+                and str(value.layout) == "torch.strided"
+                and not value.is_quantized
+            )
+        else:
+            ok = False
+        if not ok:
+            what = f"{type(value).__name__} {getattr(value, 'dtype', '')}".strip()
+            raise CheckpointError(
+                f"{where}: 'state_dict' is not a mapping of names to tensors: {key[:200]!r} "
+                f"is a {what}, not a dense bool, integer or float tensor"
+            )
+
+
+def check_counts_fit(where: str, state_dict: Mapping[str, Any], counts: Mapping[str, int]) -> None:
+    """Refuse a configuration (from a file's metadata) with more layers than tensors.
+
+    Checked before any table or model is built, so that a mutated count in a file does not
+    make a converter build millions of layers: each of `counts` (layers, codebooks, each
+    with at least one tensor) must be at most the number of tensors in `state_dict`. (Sizes
+    need no such bound: they are compared against the tensors' shapes on abstract arrays.)
+
+    Raises:
+      CheckpointError: naming `where` and every count that is too large.
+    """
+    too_many = [f"{k}={v}" for k, v in counts.items() if v > len(state_dict)]
+    if too_many:
+        raise CheckpointError(
+            f"{where}: metadata['kwargs'] {', '.join(too_many)} exceed the "
+            f"{len(state_dict)} tensors of the state_dict"
+        )
 
 
 def save_torch_checkpoint(obj: Any, path: str | os.PathLike) -> None:

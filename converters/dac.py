@@ -45,6 +45,7 @@ from converters.dac_tables import decoder_table, encoder_table, expected_torch_s
 from jaxlatent.models.dac import DAC, DACConfig, Decoder, Encoder
 
 __all__ = [
+    "check_config_fits",
     "check_state_dict",
     "codec_parts_to_state_dict",
     "convert_checkpoint",
@@ -464,7 +465,8 @@ def read_checkpoint(
     Raises:
       FileNotFoundError: if a path does not exist.
       CheckpointError: if the file is empty, truncated, corrupt or unsafe, or the object is
-        not one of the layouts above, or its ``metadata["kwargs"]`` is invalid.
+        not one of the layouts above, a state_dict value is not a dense real tensor, or its
+        ``metadata["kwargs"]`` is invalid or has more codebooks or blocks than tensors.
     """
     where = "checkpoint" if isinstance(source, Mapping) else os.fspath(source)
     obj = source if isinstance(source, Mapping) else common.load_torch_checkpoint(source)
@@ -479,13 +481,25 @@ def read_checkpoint(
             config = _metadata_config(obj["metadata"], where)
     else:
         state_dict = obj
-    if not isinstance(state_dict, Mapping) or not all(
-        isinstance(k, str) and hasattr(v, "shape") for k, v in state_dict.items()
-    ):
-        raise CheckpointError(f"{where}: 'state_dict' is not a mapping of names to tensors")
+    common.check_state_dict(state_dict, where)
     if not state_dict:
         raise CheckpointError(f"{where}: the state_dict is empty")
+    if config is not None:
+        check_config_fits(config, state_dict, where)
     return dict(state_dict), config
+
+
+def check_config_fits(config: DACConfig, state_dict: Mapping[str, Any], where: str) -> None:
+    """Refuse a metadata config with more codebooks or blocks than the weights have tensors
+    (before a table or model of its size is built; :func:`converters.common.check_counts_fit`).
+
+    Raises:
+      CheckpointError: naming `where` and every count that is too large.
+    """
+    counts = {"n_codebooks": config.n_codebooks}
+    counts |= {"len(encoder_rates)": len(config.encoder_rates)}
+    counts |= {"len(decoder_rates)": len(config.decoder_rates)}
+    common.check_counts_fit(where, state_dict, counts)
 
 
 def read_release_checkpoint(path: str | os.PathLike) -> tuple[DACConfig, dict[str, Any]]:
@@ -522,6 +536,8 @@ def read_release_checkpoint(path: str | os.PathLike) -> tuple[DACConfig, dict[st
         raise CheckpointError(
             f"{where}: 'state_dict' is a {type(state_dict).__name__}, not a mapping of tensors"
         )
+    common.check_state_dict(state_dict, where)
+    check_config_fits(config, state_dict, where)
     try:
         check_state_dict(normalize_state_dict(state_dict, config)[0], config, style="legacy")
     except ConversionError as e:
@@ -555,8 +571,9 @@ def convert_checkpoint(
       FileNotFoundError, CheckpointError: as :func:`read_checkpoint`.
       ConversionError: if the weights do not fit the configuration (every missing,
         unexpected and mis-shaped key is listed) or mix key styles.
-      ValueError: if `config` disagrees with the checkpoint's metadata, or the sample rate
-        of a bare state_dict cannot be determined.
+      ValueError: if `config` disagrees with the checkpoint's metadata, or (a
+        ConversionError naming the file) the sample rate of a bare state_dict cannot be
+        determined.
     """
     state_dict, meta_config = read_checkpoint(source)
     where = "checkpoint" if isinstance(source, Mapping) else os.fspath(source)
@@ -568,8 +585,13 @@ def convert_checkpoint(
     if config is None and meta_config is not None:
         config = meta_config
     if config is None:
-        legacy, _ = normalize_state_dict(state_dict)
-        config = infer_config(legacy, sample_rate=sample_rate)
+        try:
+            legacy, _ = normalize_state_dict(state_dict)
+            config = infer_config(legacy, sample_rate=sample_rate)
+        except ConversionError as e:
+            raise common.located_error(e, where) from e
+        except (ValueError, IndexError) as e:  # no sample rate; a weight with too few axes
+            raise ConversionError(f"{where}: cannot infer the DAC configuration: {e}") from e
     try:
         model = model_from_state_dict(
             state_dict, config, param_dtype=param_dtype, precision=precision

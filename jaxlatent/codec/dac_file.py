@@ -11,13 +11,15 @@ array whose payload is a **pickle**::
 
 and reads it back with ``np.load(path, allow_pickle=True)[()]``, which runs whatever code a
 crafted file asks for (descript-audio-codec issue #53). :meth:`DACFile.load` reads the same
-container with a restricted unpickler that resolves exactly the globals numpy's pickle of
-these values refers to (``numpy._core.multiarray._reconstruct`` / ``numpy.core...`` for
-numpy 1.x files, ``numpy.ndarray``, ``numpy.dtype`` and ``numpy._core.multiarray.scalar``
-for numpy scalars) and refuses any other global before it is imported or called; then it
-checks the structure, dtypes, shapes and metadata keys. :meth:`DACFile.save` writes the
-same bytes as the official ``DACFile.save`` (via a temporary file and a rename), so each
-package reads the other's files.
+container through :mod:`jaxlatent.codec._npy_pickle`, which rebuilds only numpy arrays,
+dtypes and scalars (``numpy._core.multiarray._reconstruct`` / ``numpy.core...`` for numpy
+1.x files, ``numpy.ndarray``, ``numpy.dtype``, ``numpy._core.multiarray.scalar``), refuses
+any other global before it is imported or called, and bounds its work and memory by the
+file's size (a declared shape or length larger than the bytes present is refused, never
+allocated); then it checks the structure, dtypes, shapes and metadata keys. Every malformed
+file gives a :class:`DACFileError` naming the file and the problem. :meth:`DACFile.save`
+writes the same bytes as the official ``DACFile.save`` (via a temporary file and a rename),
+so each package reads the other's files.
 
 The codes keep the file's layout ``[batch * channels, n_q, frames]`` (rows are channels, one
 mono stream each, batch-major); it is the on-disk format, not a model tensor.
@@ -29,12 +31,13 @@ import dataclasses
 import io
 import operator
 import os
-import pickle
 from typing import Any
 
 import numpy as np
 
 from jaxlatent.atomic import atomic_write
+from jaxlatent.codec import _npy_pickle
+from jaxlatent.codec._npy_pickle import short_repr
 
 __all__ = ["SUPPORTED_VERSIONS", "DACFile", "DACFileError"]
 
@@ -55,90 +58,22 @@ METADATA_KEYS = frozenset(
     }
 )
 
-#: Globals a .dac pickle may name: numpy's array/dtype/scalar reconstruction, nothing else.
-_ALLOWED_GLOBALS = frozenset(
-    {
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
-)
-
-#: Largest header `numpy.lib.format` reads (its own default): a bigger one is not a .dac file.
-_MAX_HEADER_SIZE = 10_000
-
-#: The ``multiarray`` functions that `_ALLOWED_GLOBALS` names, as numpy's public pickling protocol
-#: (``__reduce__``) hands them out, so that no private numpy module is imported here.
-_MULTIARRAY = {
-    "_reconstruct": np.ndarray((0,)).__reduce__()[0],
-    "scalar": np.float32(0).__reduce__()[0],
-}
-
 
 class DACFileError(ValueError):
     """A ``.dac`` file that cannot be read: truncated, corrupt, unsafe or not in the format."""
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, path: str):
-        super().__init__(file)
-        self._path = path
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise DACFileError(
-                f"{self._path}: the file's pickle refers to {module}.{name}, which a .dac file "
-                "never contains; refusing to load it (unpickling it could run code)"
-            )
-        if module != "numpy":  # numpy._core.multiarray (numpy 2) or numpy.core (1.x)
-            return _MULTIARRAY[name]
-        return getattr(np, name)
-
-    def persistent_load(self, pid):
-        raise DACFileError(f"{self._path}: persistent pickle ids are not part of a .dac file")
-
-
 def _read_payload(data: bytes, path: str) -> Any:
-    """The pickled object of an ``np.save``-d object array, unpickled safely."""
-    buf = io.BytesIO(data)
+    """The pickled object of an ``np.save``-d object array, unpickled safely and boundedly."""
     try:
-        version = np.lib.format.read_magic(buf)
-    except ValueError as e:
-        raise DACFileError(f"{path} is not a .dac file (no .npy header): {e}") from None
-    readers = {
-        (1, 0): np.lib.format.read_array_header_1_0,
-        (2, 0): np.lib.format.read_array_header_2_0,
-    }
-    if version not in readers:
-        raise DACFileError(f"{path}: unsupported .npy format version {version}")
-    try:
-        shape, _, dtype = readers[version](buf, max_header_size=_MAX_HEADER_SIZE)
-    except (ValueError, SyntaxError, EOFError) as e:
-        raise DACFileError(f"{path}: corrupt .npy header: {e}") from None
-    if dtype != np.dtype(object) or shape != ():
-        raise DACFileError(
-            f"{path} is not a .dac file: it holds a {dtype} array of shape {shape}, not the "
-            "pickled dict of codes and metadata"
-        )
-    try:
-        obj = _RestrictedUnpickler(buf, path).load()
-    except DACFileError:
-        raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise DACFileError(f"{path} is truncated or corrupt: {type(e).__name__}: {e}") from None
-    if buf.read(1):
-        raise DACFileError(f"{path}: unexpected bytes after the pickled data")
-    if not isinstance(obj, np.ndarray) or obj.shape != () or obj.dtype != np.dtype(object):
-        raise DACFileError(f"{path} is not a .dac file: the payload is not a 0-d object array")
-    return obj[()]
+        return _npy_pickle.read(data)
+    except _npy_pickle.NpyPickleError as e:
+        raise DACFileError(f"{path} is not a .dac file, or a damaged one: {e}") from None
 
 
 def _as_int(path: str, name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-        raise DACFileError(f"{path}: metadata {name!r} must be an integer, got {value!r}")
+        raise DACFileError(f"{path}: metadata {name!r} must be an integer, got {short_repr(value)}")
     value = operator.index(value)
     if value < minimum:
         raise DACFileError(f"{path}: metadata {name!r} must be >= {minimum}, got {value}")
@@ -149,17 +84,23 @@ def _as_input_db(path: str, value: Any, batch: int) -> np.ndarray:
     if isinstance(value, bool | np.bool_) or not isinstance(
         value, int | float | np.floating | np.integer | np.ndarray
     ):
-        raise DACFileError(f"{path}: metadata 'input_db' must be a float array, got {value!r}")
+        raise DACFileError(
+            f"{path}: metadata 'input_db' must be a float array, got {short_repr(value)}"
+        )
     arr = np.asarray(value)
     if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
         raise DACFileError(f"{path}: metadata 'input_db' has dtype {arr.dtype}, expected float32")
-    arr = arr.astype(np.float32).reshape(-1)
-    if arr.shape[0] not in (1, batch) or not np.isfinite(arr).all():
+    arr = arr.reshape(-1)
+    if (
+        arr.shape[0] not in (1, batch)
+        or not np.isfinite(arr).all()
+        or (np.abs(arr) > np.finfo(np.float32).max).any()  # (inf as float32)
+    ):
         raise DACFileError(
             f"{path}: metadata 'input_db' must hold {batch} finite loudness value(s), got "
-            f"{np.asarray(value)!r}"
+            f"{short_repr(np.asarray(value))}"
         )
-    return arr
+    return arr.astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -230,11 +171,13 @@ class DACFile:
         put(self, "original_length", _as_int(where, "original_length", self.original_length, 1))
         put(self, "sample_rate", _as_int(where, "sample_rate", self.sample_rate, 1))
         if not isinstance(self.padding, bool | np.bool_):
-            raise DACFileError(f"{where}: metadata 'padding' must be a bool, got {self.padding!r}")
+            raise DACFileError(
+                f"{where}: metadata 'padding' must be a bool, got {short_repr(self.padding)}"
+            )
         put(self, "padding", bool(self.padding))
         if self.dac_version not in SUPPORTED_VERSIONS:
             raise DACFileError(
-                f"{where}: dac_version {self.dac_version!r} is not supported (supported: "
+                f"{where}: dac_version {short_repr(self.dac_version)} is not supported (supported: "
                 f"{list(SUPPORTED_VERSIONS)})"
             )
         put(self, "input_db", _as_input_db(where, self.input_db, codes.shape[0] // channels))
@@ -273,7 +216,7 @@ class DACFile:
         """Parse a ``.dac`` file's bytes (see :meth:`load`); `name` labels error messages."""
         payload = _read_payload(data, name)
         if not isinstance(payload, dict) or set(payload) != {"codes", "metadata"}:
-            keys = sorted(map(str, payload)) if isinstance(payload, dict) else type(payload)
+            keys = short_repr(list(payload)) if isinstance(payload, dict) else type(payload)
             raise DACFileError(
                 f"{name} is not a .dac file: expected a dict with keys ['codes', 'metadata'], "
                 f"got {keys}"
@@ -283,15 +226,16 @@ class DACFile:
             raise DACFileError(f"{name}: 'metadata' must be a dict, got {type(metadata)}")
         if set(metadata) != METADATA_KEYS:
             raise DACFileError(
-                f"{name}: metadata keys {sorted(map(str, metadata))} differ from the format's "
+                f"{name}: metadata keys {short_repr(list(metadata))} differ from the format's "
                 f"{sorted(METADATA_KEYS)}"
             )
         if not isinstance(metadata["dac_version"], str):
             raise DACFileError(f"{name}: 'dac_version' must be a string")
-        if not isinstance(payload["codes"], np.ndarray):
-            raise DACFileError(f"{name}: 'codes' must be an array, got {type(payload['codes'])}")
+        codes = payload["codes"]
+        if not isinstance(codes, np.ndarray):
+            raise DACFileError(f"{name}: 'codes' must be an array, got {type(codes)}")
         out = object.__new__(cls)
-        for field, value in [("codes", payload["codes"]), *metadata.items()]:
+        for field, value in [("codes", codes.view(np.ndarray)), *metadata.items()]:
             object.__setattr__(out, field, value)
         out._validate(name)
         return out
