@@ -197,7 +197,9 @@ def test_edited_checkpoints_convert_or_raise_own_errors(seeds, tmp_path):
     outcomes = {"loaded": 0, "refused": 0}
     for i in range(100):
         path.write_bytes(mutate_objects(rng, seeds[i % len(seeds)]))
-        outcomes[_outcome(path, lambda p: dac_converter.convert_checkpoint(p, sample_rate=800))] += 1
+        outcomes[
+            _outcome(path, lambda p: dac_converter.convert_checkpoint(p, sample_rate=800))
+        ] += 1
     assert outcomes["refused"] > 0 and outcomes["loaded"] > 0, outcomes
 
 
@@ -221,7 +223,9 @@ def test_memory_bombs_are_refused_before_allocation(seeds, tmp_path):
     # a broadcast view: 4 stored bytes that a copy would turn into 40 GB
     bomb = {"state_dict": obj["state_dict"] | {key: torch.zeros(1).expand(10**5, 10**5)}}
     with pytest.raises(common.CheckpointError, match=r"more than \d+ bytes"):
-        dac_converter.read_checkpoint(_save(bomb | {"metadata": obj["metadata"]}, tmp_path / "a.pth"))
+        dac_converter.read_checkpoint(
+            _save(bomb | {"metadata": obj["metadata"]}, tmp_path / "a.pth")
+        )
     # a compressed member (a zip bomb inflates ~1000x)
     deflated = tmp_path / "b.pth"
     deflated.write_bytes(_zip(_members(seeds[0]), zipfile.ZIP_DEFLATED))
