@@ -6,6 +6,7 @@ Checks that need concrete values (ranges, NaN) run only when the value is concre
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +29,19 @@ def check_floating(name: str, x: Any) -> None:
     dtype = jnp.result_type(x)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"{name} must be a floating-point array, got dtype {dtype}")
+
+
+def positive_int(name: str, value: Any) -> int:
+    """`value` as an ``int``; ValueError unless it is an integer >= 1 (``bool`` is not)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return value
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:

@@ -39,7 +39,9 @@ Array = jax.Array
 LENGTH_EPS = 1e-6
 
 
-def _float_length(length) -> Array:
+def _checked_float_length(length) -> Array:
+    """Relative lengths checked (`check_relative_length`), as a floating array."""
+    check_relative_length(length)
     length = jnp.asarray(length)
     if not jnp.issubdtype(length.dtype, jnp.floating):
         length = length.astype(jnp.float32)
@@ -81,9 +83,7 @@ def ceil_tolerance_mask(length, max_len: int, *, eps: float = LENGTH_EPS, dtype=
       >>> ceil_tolerance_mask(jnp.array([7 / 13]), 13).sum()
       Array(7, dtype=int32)
     """
-    check_relative_length(length)
-    length = _float_length(length)
-    return length_to_mask(length * max_len - eps, max_len, dtype=dtype)
+    return length_to_mask(_checked_float_length(length) * max_len - eps, max_len, dtype=dtype)
 
 
 def plain_ceil_mask(length, max_len: int, *, dtype=jnp.bool_) -> Array:
@@ -99,9 +99,7 @@ def plain_ceil_mask(length, max_len: int, *, dtype=jnp.bool_) -> Array:
       >>> plain_ceil_mask(jnp.array([7 / 13]), 13).sum()
       Array(8, dtype=int32)
     """
-    check_relative_length(length)
-    length = _float_length(length)
-    return length_to_mask(length * max_len, max_len, dtype=dtype)
+    return length_to_mask(_checked_float_length(length) * max_len, max_len, dtype=dtype)
 
 
 def round_lengths(length, max_len: int) -> Array:
@@ -114,9 +112,7 @@ def round_lengths(length, max_len: int) -> Array:
       >>> round_lengths(jnp.array([0.45, 0.5, 1.0]), 5)
       Array([2, 2, 5], dtype=int32)
     """
-    check_relative_length(length)
-    length = _float_length(length)
-    return jnp.round(length * max_len).astype(jnp.int32)
+    return jnp.round(_checked_float_length(length) * max_len).astype(jnp.int32)
 
 
 def _expand_mask(mask: Array, ndim: int, len_dim: int) -> Array:

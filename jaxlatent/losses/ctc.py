@@ -60,6 +60,26 @@ def check_blank(blank_index, num_classes: int) -> None:
         raise ValueError(f"blank_index {blank_index} is outside the {num_classes} classes")
 
 
+def check_targets(targets) -> None:
+    """Raise ValueError unless `targets` is a 2-D integer array ``[batch, target_len]``."""
+    if jnp.ndim(targets) != 2 or not jnp.issubdtype(jnp.result_type(targets), jnp.integer):
+        raise ValueError(
+            f"targets must be a 2-D integer array [batch, target_len], got shape "
+            f"{shape_str(targets)} and dtype {jnp.result_type(targets)}"
+        )
+
+
+def label_lengths(
+    input_lens, target_lens, targets, time: int, num_classes: int
+) -> tuple[Array, Array]:
+    """``(input_len, target_len)``: the relative lengths rounded to frames and labels (integer
+    ``[batch]`` each), after checking the targets' labels within their lengths."""
+    in_len = round_lengths(input_lens, time)
+    tgt_len = round_lengths(target_lens, jnp.shape(targets)[1])
+    check_labels("targets", targets, tgt_len, num_classes)
+    return in_len, tgt_len
+
+
 def check_labels(name: str, labels, lengths, num_classes: int) -> None:
     """Concrete integer labels must lie in [0, num_classes) inside their valid lengths."""
     if not (is_concrete(labels) and is_concrete(lengths)):
@@ -291,11 +311,7 @@ def ctc_loss(log_probs, targets, input_lens, target_lens, blank_index: int, redu
     """
     check_log_probs("log_probs", log_probs)
     batch, time, classes = jnp.shape(log_probs)
-    if jnp.ndim(targets) != 2 or not jnp.issubdtype(jnp.result_type(targets), jnp.integer):
-        raise ValueError(
-            f"targets must be a 2-D integer array [batch, target_len], got shape "
-            f"{shape_str(targets)} and dtype {jnp.result_type(targets)}"
-        )
+    check_targets(targets)
     if jnp.shape(targets)[0] != batch:
         raise ValueError(
             f"targets batch {jnp.shape(targets)[0]} != log_probs batch {batch} "
@@ -306,9 +322,7 @@ def ctc_loss(log_probs, targets, input_lens, target_lens, blank_index: int, redu
     check_blank(blank_index, classes)
     check_choice("reduction", reduction, CTC_REDUCTIONS)
 
-    in_len = round_lengths(input_lens, time)
-    tgt_len = round_lengths(target_lens, jnp.shape(targets)[1])
-    check_labels("targets", targets, tgt_len, classes)
+    in_len, tgt_len = label_lengths(input_lens, target_lens, targets, time, classes)
     return _ctc_loss(log_probs, targets, in_len, tgt_len, blank_index, reduction)
 
 

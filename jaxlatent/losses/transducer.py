@@ -26,8 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlatent._checks import check_floating, check_relative_length, shape_str
-from jaxlatent.losses.ctc import check_blank, check_labels
-from jaxlatent.masking import round_lengths
+from jaxlatent.losses.ctc import check_blank, check_targets, label_lengths
 
 Array = jax.Array
 
@@ -239,11 +238,7 @@ def transducer_loss(logits, targets, input_lens, target_lens, blank_index: int, 
             f"{shape_str(logits)}"
         )
     batch, time, width, classes = jnp.shape(logits)
-    if jnp.ndim(targets) != 2 or not jnp.issubdtype(jnp.result_type(targets), jnp.integer):
-        raise ValueError(
-            f"targets must be a 2-D integer array [batch, target_len], got shape "
-            f"{shape_str(targets)} and dtype {jnp.result_type(targets)}"
-        )
+    check_targets(targets)
     if jnp.shape(targets)[0] != batch or width < jnp.shape(targets)[1] + 1:
         raise ValueError(
             f"logits {shape_str(logits)} must be [batch, time, >= target_len + 1, classes] "
@@ -258,9 +253,7 @@ def transducer_loss(logits, targets, input_lens, target_lens, blank_index: int, 
         raise ValueError(
             f"Unexpected reduction {reduction!r}; transducer_loss supports {TRANSDUCER_REDUCTIONS}"
         )
-    t_len = round_lengths(input_lens, time)
-    u_len = round_lengths(target_lens, jnp.shape(targets)[1])
-    check_labels("targets", targets, u_len, classes)
+    t_len, u_len = label_lengths(input_lens, target_lens, targets, time, classes)
 
     return _transducer_loss(logits, targets, t_len, u_len, blank_index, reduction)
 

@@ -207,7 +207,17 @@ class PmapDataParallel(DataParallel):
 class _MeshDataParallel(DataParallel):
     """Shared mesh set-up and batch placement of the jit and shard_map variants."""
 
-    def __init__(self, devices: Sequence[Any] | None, mesh: Mesh | None, axis_name: str):
+    def __init__(
+        self,
+        loss_fn: LossFn,
+        tx: optax.GradientTransformation,
+        *,
+        devices: Sequence[Any] | None = None,
+        mesh: Mesh | None = None,
+        axis_name: str = "data",
+        donate: bool = True,
+        **step_kwargs: Any,
+    ):
         if mesh is None:
             devs = np.asarray(devices if devices is not None else jax.devices())
             mesh = Mesh(devs, (axis_name,), axis_types=(AxisType.Auto,))
@@ -220,6 +230,18 @@ class _MeshDataParallel(DataParallel):
         self.num_devices = mesh.size
         self.replicated = NamedSharding(mesh, P())
         self.data_sharding = NamedSharding(mesh, P(axis_name))
+        self._compile(loss_fn, tx, donate=donate, step_kwargs=step_kwargs)
+
+    def _compile(
+        self,
+        loss_fn: LossFn,
+        tx: optax.GradientTransformation,
+        *,
+        donate: bool,
+        step_kwargs: dict[str, Any],
+    ) -> None:
+        """Set ``self._train`` and ``self._eval`` (the compiled step and evaluation)."""
+        raise NotImplementedError
 
     def put_state(self, state: TrainState) -> TrainState:
         if jax.process_count() == 1:
@@ -248,18 +270,7 @@ class ShardedDataParallel(_MeshDataParallel):
       **step_kwargs: `mixed_precision`, `learning_rate` (see `make_train_step`).
     """
 
-    def __init__(
-        self,
-        loss_fn: LossFn,
-        tx: optax.GradientTransformation,
-        *,
-        devices: Sequence[Any] | None = None,
-        mesh: Mesh | None = None,
-        axis_name: str = "data",
-        donate: bool = True,
-        **step_kwargs: Any,
-    ):
-        super().__init__(devices, mesh, axis_name)
+    def _compile(self, loss_fn: LossFn, tx: Any, *, donate: bool, step_kwargs: dict) -> None:
         step = make_train_step(loss_fn, tx, **step_kwargs)
         evaluate = make_eval_step(loss_fn, mixed_precision=step_kwargs.get("mixed_precision"))
         self._train = jax.jit(
@@ -287,18 +298,8 @@ class ShardMapDataParallel(_MeshDataParallel):
     (see `make_train_step`).
     """
 
-    def __init__(
-        self,
-        loss_fn: LossFn,
-        tx: optax.GradientTransformation,
-        *,
-        devices: Sequence[Any] | None = None,
-        mesh: Mesh | None = None,
-        axis_name: str = "data",
-        donate: bool = True,
-        **step_kwargs: Any,
-    ):
-        super().__init__(devices, mesh, axis_name)
+    def _compile(self, loss_fn: LossFn, tx: Any, *, donate: bool, step_kwargs: dict) -> None:
+        axis_name = self.axis_name
         step = make_train_step(loss_fn, tx, axis_name=axis_name, reduce="loss", **step_kwargs)
         evaluate = make_eval_step(
             loss_fn, mixed_precision=step_kwargs.get("mixed_precision"), axis_name=axis_name

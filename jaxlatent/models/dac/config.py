@@ -13,23 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jaxlatent._checks import positive_int
+
 __all__ = ["DACConfig"]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return value
 
 
 def _positive_ints(name: str, value: Any) -> tuple[int, ...]:
@@ -37,7 +26,7 @@ def _positive_ints(name: str, value: Any) -> tuple[int, ...]:
         raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {value!r}")
     if len(value) == 0:
         raise ValueError(f"{name} must be a non-empty sequence of positive integers, got []")
-    return tuple(_positive_int(f"{name}[{i}]", v) for i, v in enumerate(value))
+    return tuple(positive_int(f"{name}[{i}]", v) for i, v in enumerate(value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,13 +76,13 @@ class DACConfig:
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        put("encoder_dim", _positive_int("encoder_dim", self.encoder_dim))
+        put("encoder_dim", positive_int("encoder_dim", self.encoder_dim))
         put("encoder_rates", _positive_ints("encoder_rates", self.encoder_rates))
         if self.latent_dim is None:
             put("latent_dim", self.encoder_dim * 2 ** len(self.encoder_rates))
         else:
-            put("latent_dim", _positive_int("latent_dim", self.latent_dim))
-        put("decoder_dim", _positive_int("decoder_dim", self.decoder_dim))
+            put("latent_dim", positive_int("latent_dim", self.latent_dim))
+        put("decoder_dim", positive_int("decoder_dim", self.decoder_dim))
         put("decoder_rates", _positive_ints("decoder_rates", self.decoder_rates))
         if self.decoder_dim // 2 ** len(self.decoder_rates) < 1:
             raise ValueError(
@@ -101,8 +90,8 @@ class DACConfig:
                 f"{len(self.decoder_rates)} decoder_rates {self.decoder_rates} and would reach "
                 f"0 channels; it must be at least {2 ** len(self.decoder_rates)}"
             )
-        put("n_codebooks", _positive_int("n_codebooks", self.n_codebooks))
-        put("codebook_size", _positive_int("codebook_size", self.codebook_size))
+        put("n_codebooks", positive_int("n_codebooks", self.n_codebooks))
+        put("codebook_size", positive_int("codebook_size", self.codebook_size))
         if isinstance(self.codebook_dim, Sequence) and not isinstance(self.codebook_dim, str):
             dims = _positive_ints("codebook_dim", self.codebook_dim)
             if len(dims) != self.n_codebooks:
@@ -112,14 +101,14 @@ class DACConfig:
                 )
             put("codebook_dim", dims)
         else:
-            put("codebook_dim", _positive_int("codebook_dim", self.codebook_dim))
+            put("codebook_dim", positive_int("codebook_dim", self.codebook_dim))
         dropout = self.quantizer_dropout
         if isinstance(dropout, bool):
             dropout = float(dropout)
         if not isinstance(dropout, int | float) or not 0.0 <= float(dropout) <= 1.0:
             raise ValueError(f"quantizer_dropout must be a number in [0, 1], got {dropout!r}")
         put("quantizer_dropout", float(dropout))
-        put("sample_rate", _positive_int("sample_rate", self.sample_rate))
+        put("sample_rate", positive_int("sample_rate", self.sample_rate))
 
     # ----------------------------------------------------------------------------------------
     @property

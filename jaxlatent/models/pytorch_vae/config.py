@@ -29,10 +29,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from jaxlatent._checks import positive_int
 from jaxlatent.models.pytorch_vae.base import OUTPUT_ACTIVATIONS
 
 __all__ = [
@@ -47,22 +47,10 @@ __all__ = [
 _ACTIVATIONS = tuple(OUTPUT_ACTIVATIONS)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return value
-
-
 def _positive_ints(name: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) == 0:
         raise ValueError(f"{name} must be a non-empty list of positive ints, got {value!r}")
-    return tuple(_positive_int(f"{name}[{i}]", v) for i, v in enumerate(value))
+    return tuple(positive_int(f"{name}[{i}]", v) for i, v in enumerate(value))
 
 
 def _number(name: str, value: Any, *, positive: bool = False) -> float:
@@ -82,9 +70,9 @@ def _image_size(value: Any) -> int | tuple[int, int]:
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         if len(value) != 2:
             raise ValueError(f"img_size must be a positive int or (height, width), got {value!r}")
-        return tuple(_positive_int("img_size", v) for v in value)  # type: ignore[return-value]
+        return tuple(positive_int("img_size", v) for v in value)  # type: ignore[return-value]
     try:
-        return _positive_int("img_size", value)
+        return positive_int("img_size", value)
     except ValueError:
         raise ValueError(
             f"img_size must be a positive int or (height, width), got {value!r}"
@@ -171,11 +159,11 @@ class ConvVAEConfig(_ConfigMixin):
 
     def __post_init__(self):
         put = self._put
-        put("in_channels", _positive_int("in_channels", self.in_channels))
-        put("latent_dim", _positive_int("latent_dim", self.latent_dim))
+        put("in_channels", positive_int("in_channels", self.in_channels))
+        put("latent_dim", positive_int("latent_dim", self.latent_dim))
         put("hidden_dims", _positive_ints("hidden_dims", self.hidden_dims))
         put("img_size", _image_size(self.img_size))
-        put("out_channels", _positive_int("out_channels", self.out_channels))
+        put("out_channels", positive_int("out_channels", self.out_channels))
         _choice("output_activation", self.output_activation, _ACTIVATIONS)
         height, width = self.image_shape
         factor = 2 ** len(self.hidden_dims)
@@ -299,7 +287,7 @@ class ConditionalVAEConfig(ConvVAEConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        self._put("num_classes", _positive_int("num_classes", self.num_classes))
+        self._put("num_classes", positive_int("num_classes", self.num_classes))
 
     @classmethod
     def cvae(cls) -> ConditionalVAEConfig:
@@ -389,13 +377,13 @@ class VQVAEConfig(_ConfigMixin):
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        put("in_channels", _positive_int("in_channels", self.in_channels))
-        put("embedding_dim", _positive_int("embedding_dim", self.embedding_dim))
-        put("num_embeddings", _positive_int("num_embeddings", self.num_embeddings))
+        put("in_channels", positive_int("in_channels", self.in_channels))
+        put("embedding_dim", positive_int("embedding_dim", self.embedding_dim))
+        put("num_embeddings", positive_int("num_embeddings", self.num_embeddings))
         put("hidden_dims", _positive_ints("hidden_dims", self.hidden_dims))
         put("beta", _number("beta", self.beta))
-        put("img_size", _positive_int("img_size", self.img_size))
-        put("out_channels", _positive_int("out_channels", self.out_channels))
+        put("img_size", positive_int("img_size", self.img_size))
+        put("out_channels", positive_int("out_channels", self.out_channels))
         _choice("output_activation", self.output_activation, _ACTIVATIONS)
 
     @classmethod

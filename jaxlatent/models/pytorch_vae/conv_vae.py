@@ -38,6 +38,7 @@ from jaxlatent.models.pytorch_vae.base import (
     check_images,
     leaky_relu,
     output_activation_fn,
+    reparameterize,
     torch_linear,
 )
 from jaxlatent.models.pytorch_vae.config import ConvVAEConfig
@@ -102,8 +103,9 @@ class ConvVAEBackbone(BaseVAE):
     Args:
       config: the model's config (`hidden_dims`, `img_size`, `out_channels`,
         `output_activation`; the decoder uses `hidden_dims` reversed).
-      encoder_in_channels: channels entering the encoder.
-      decoder_in_features: width of the vectors entering `decode`.
+      encoder_in_channels: channels entering the encoder (None: ``config.in_channels``).
+      decoder_in_features: width of the vectors entering `decode` (None:
+        ``config.latent_dim``).
       precision: matmul/conv precision (None: JAX's default; HIGHEST for exact float32 on
         accelerators).
       rngs: parameter initialisation (torch's default uniform initialisers).
@@ -119,13 +121,19 @@ class ConvVAEBackbone(BaseVAE):
         self,
         config: ConvVAEConfig,
         *,
-        encoder_in_channels: int,
-        decoder_in_features: int,
+        encoder_in_channels: int | None = None,
+        decoder_in_features: int | None = None,
         precision: Any,
         rngs: nnx.Rngs,
     ):
         self._check_config(config)
+        if encoder_in_channels is None:
+            encoder_in_channels = config.in_channels
+        if decoder_in_features is None:
+            decoder_in_features = config.latent_dim
         self.config = config
+        self.in_channels = config.in_channels
+        self.latent_dim = config.latent_dim
         dims = config.hidden_dims
         height, width = config.image_shape
         factor = 2 ** len(dims)
@@ -182,3 +190,40 @@ class ConvVAEBackbone(BaseVAE):
         for block in self.decoder:
             x = block(x, train=train)
         return self.final_layer(x, train=train)
+
+
+class GaussianConvVAE(ConvVAEBackbone):
+    """`ConvVAEBackbone` with the Gaussian heads ``fc_mu``/``fc_var`` (VanillaVAE, BetaVAE,
+    ConditionalVAE): `encode` gives ``(mu, log_var)``, `reparameterize` draws from them.
+
+    Subclasses call `_add_gaussian_heads` after the backbone (and any layers the original
+    creates first, so parameters are initialised in the original's order).
+    """
+
+    def _add_gaussian_heads(self, *, precision: Any, rngs: nnx.Rngs) -> None:
+        """``fc_mu`` and ``fc_var``: `feature_size` → `latent_dim` linear layers."""
+        self.fc_mu = torch_linear(
+            self.feature_size, self.latent_dim, precision=precision, rngs=rngs
+        )
+        self.fc_var = torch_linear(
+            self.feature_size, self.latent_dim, precision=precision, rngs=rngs
+        )
+
+    def encode(self, x: Array, *, train: bool = False) -> tuple[Array, Array]:
+        """``(mu, log_var)``, each ``[batch, latent_dim]``, of encoder inputs
+        ``[batch, H, W, encoder_in_channels]``.
+
+        `train`: BatchNorm with batch statistics (updating the running ones), else running
+        statistics (torch's train/eval mode).
+
+        Raises:
+          ValueError: if `x` is not ``[batch, *img_size, encoder_in_channels]``.
+        """
+        h = self.encode_features(x, train=train)
+        return self.fc_mu(h), self.fc_var(h)
+
+    def reparameterize(
+        self, mu: Array, log_var: Array, *, rngs: nnx.Rngs | None = None, eps: Array | None = None
+    ) -> Array:
+        """``eps · exp(0.5 · log_var) + mu`` (see `base.reparameterize`)."""
+        return reparameterize(mu, log_var, rngs=rngs, eps=eps)

@@ -16,16 +16,15 @@ from jaxlatent.models.pytorch_vae.base import (
     check_vectors,
     gaussian_kld,
     mse_loss,
-    reparameterize,
     torch_linear,
 )
 from jaxlatent.models.pytorch_vae.config import ConditionalVAEConfig
-from jaxlatent.models.pytorch_vae.conv_vae import ConvVAEBackbone
+from jaxlatent.models.pytorch_vae.conv_vae import GaussianConvVAE
 
 Array = jax.Array
 
 
-class ConditionalVAE(ConvVAEBackbone):
+class ConditionalVAE(GaussianConvVAE):
     """Conditional VAE (Sohn et al. 2015) conditioned on label/attribute vectors.
 
     Source: AntixK/PyTorch-VAE ``models/cvae.py`` (commit a6896b9). The labels ``[batch,
@@ -63,7 +62,6 @@ class ConditionalVAE(ConvVAEBackbone):
     CONFIG = ConditionalVAEConfig
 
     def __init__(self, config: ConditionalVAEConfig, *, precision: Any = None, rngs: nnx.Rngs):
-        self._check_config(config)
         super().__init__(
             config,
             encoder_in_channels=config.in_channels + 1,  # the extra label channel
@@ -71,16 +69,12 @@ class ConditionalVAE(ConvVAEBackbone):
             precision=precision,
             rngs=rngs,
         )
-        in_channels, latent_dim = config.in_channels, config.latent_dim
-        self.in_channels = in_channels
         self.num_classes = config.num_classes
-        self.latent_dim = latent_dim
         height, width = self.img_size
         kw = {"precision": precision, "rngs": rngs}
         self.embed_class = torch_linear(config.num_classes, height * width, **kw)
-        self.embed_data = jnn.Conv2d(in_channels, in_channels, 1, **kw)
-        self.fc_mu = torch_linear(self.feature_size, latent_dim, **kw)
-        self.fc_var = torch_linear(self.feature_size, latent_dim, **kw)
+        self.embed_data = jnn.Conv2d(config.in_channels, config.in_channels, 1, **kw)
+        self._add_gaussian_heads(**kw)
 
     def _labels(self, labels: Any, batch: int) -> Array:
         if labels is None:
@@ -101,22 +95,10 @@ class ConditionalVAE(ConvVAEBackbone):
         embedded_class = self.embed_class(y).reshape(x.shape[0], height, width, 1)
         return jnp.concatenate([self.embed_data(x), embedded_class], axis=-1)
 
-    def encode(self, x: Array, *, train: bool = False) -> tuple[Array, Array]:
-        """``(mu, log_var)`` of an embedded input ``[batch, H, W, in_channels + 1]`` (`train`:
-        BatchNorm batch statistics, else running statistics)."""
-        h = self.encode_features(x, train=train)
-        return self.fc_mu(h), self.fc_var(h)
-
     def decode(self, z: Array, *, train: bool = False) -> Array:
         """Images of ``concat([z, labels])`` ``[batch, latent_dim + num_classes]``."""
         check_vectors("z", z, self.latent_dim + self.num_classes, "ConditionalVAE")
         return self.decode_features(z, train=train)
-
-    def reparameterize(
-        self, mu: Array, log_var: Array, *, rngs: nnx.Rngs | None = None, eps: Array | None = None
-    ) -> Array:
-        """``eps · exp(0.5 · log_var) + mu`` (see `base.reparameterize`)."""
-        return reparameterize(mu, log_var, rngs=rngs, eps=eps)
 
     def __call__(
         self,

@@ -13,16 +13,14 @@ from jaxlatent.models.pytorch_vae.base import (
     check_vectors,
     gaussian_kld,
     mse_loss,
-    reparameterize,
-    torch_linear,
 )
 from jaxlatent.models.pytorch_vae.config import VanillaVAEConfig
-from jaxlatent.models.pytorch_vae.conv_vae import ConvVAEBackbone
+from jaxlatent.models.pytorch_vae.conv_vae import GaussianConvVAE
 
 Array = jax.Array
 
 
-class VanillaVAE(ConvVAEBackbone):
+class VanillaVAE(GaussianConvVAE):
     """Gaussian VAE with a convolutional encoder/decoder (Kingma & Welling, arXiv:1312.6114).
 
     Source: AntixK/PyTorch-VAE ``models/vanilla_vae.py`` (commit a6896b9). Architecture,
@@ -74,34 +72,8 @@ class VanillaVAE(ConvVAEBackbone):
     CONFIG = VanillaVAEConfig
 
     def __init__(self, config: VanillaVAEConfig, *, precision: Any = None, rngs: nnx.Rngs):
-        self._check_config(config)
-        super().__init__(
-            config,
-            encoder_in_channels=config.in_channels,
-            decoder_in_features=config.latent_dim,
-            precision=precision,
-            rngs=rngs,
-        )
-        self.in_channels = config.in_channels
-        self.latent_dim = config.latent_dim
-        self.fc_mu = torch_linear(
-            self.feature_size, config.latent_dim, precision=precision, rngs=rngs
-        )
-        self.fc_var = torch_linear(
-            self.feature_size, config.latent_dim, precision=precision, rngs=rngs
-        )
-
-    def encode(self, x: Array, *, train: bool = False) -> tuple[Array, Array]:
-        """``(mu, log_var)``, each ``[batch, latent_dim]``, of images ``[batch, H, W, C]``.
-
-        `train`: BatchNorm with batch statistics (updating the running ones), else running
-        statistics (torch's train/eval mode).
-
-        Raises:
-          ValueError: if `x` is not ``[batch, *img_size, in_channels]``.
-        """
-        h = self.encode_features(x, train=train)
-        return self.fc_mu(h), self.fc_var(h)
+        super().__init__(config, precision=precision, rngs=rngs)
+        self._add_gaussian_heads(precision=precision, rngs=rngs)
 
     def decode(self, z: Array, *, train: bool = False) -> Array:
         """Images ``[batch, H, W, out_channels]`` of latents ``[batch, latent_dim]`` (`train` as
@@ -112,12 +84,6 @@ class VanillaVAE(ConvVAEBackbone):
         """
         check_vectors("z", z, self.latent_dim, type(self).__name__)
         return self.decode_features(z, train=train)
-
-    def reparameterize(
-        self, mu: Array, log_var: Array, *, rngs: nnx.Rngs | None = None, eps: Array | None = None
-    ) -> Array:
-        """``eps · exp(0.5 · log_var) + mu`` (see `base.reparameterize`)."""
-        return reparameterize(mu, log_var, rngs=rngs, eps=eps)
 
     def __call__(
         self,

@@ -80,16 +80,7 @@ class WAE_MMD(ConvVAEBackbone):
     CONFIG = WAEMMDConfig
 
     def __init__(self, config: WAEMMDConfig, *, precision: Any = None, rngs: nnx.Rngs):
-        self._check_config(config)
-        super().__init__(
-            config,
-            encoder_in_channels=config.in_channels,
-            decoder_in_features=config.latent_dim,
-            precision=precision,
-            rngs=rngs,
-        )
-        self.in_channels = config.in_channels
-        self.latent_dim = config.latent_dim
+        super().__init__(config, precision=precision, rngs=rngs)
         self.fc_z = torch_linear(
             self.feature_size, config.latent_dim, precision=precision, rngs=rngs
         )
