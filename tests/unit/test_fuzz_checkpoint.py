@@ -24,9 +24,9 @@ from flax import nnx
 from converters import common
 from converters import dac as dac_converter
 from jaxlatent.models.dac import DAC, DACConfig
-from tests import fuzz
+from tests import fuzz, reference
 
-torch = pytest.importorskip("torch")
+torch = reference.torch()
 
 CONFIG = DACConfig(
     encoder_dim=2,
