@@ -469,9 +469,7 @@ def main(argv=None) -> None:
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        common.set_threads(args.threads)
-        common.worker_result(WORKERS[args.worker](args))
+    if common.serve_worker(args, WORKERS):
         return
     if args.smoke:
         args.shapes, args.big, args.rounds, args.iters = SMOKE_SHAPES, SMOKE_BIG, 2, 1

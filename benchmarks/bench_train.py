@@ -457,9 +457,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = parser().parse_args(argv)
-    if args.worker:
-        common.set_threads(args.threads)
-        common.worker_result(WORKERS[args.worker](args))
+    if common.serve_worker(args, WORKERS):
         return
     if args.smoke:
         args.rounds = args.dac_rounds = 2

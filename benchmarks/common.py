@@ -238,9 +238,15 @@ def load_state(path: str, model) -> None:
 
 
 # -- the parent: worker subprocesses in alternating rounds ---------------------------------------
-def worker_result(record: dict) -> None:
-    """A worker's last line: its result as JSON (read by `run_worker`)."""
-    print(json.dumps(record), flush=True)
+def serve_worker(args, workers: dict[str, Callable[[Any], dict]]) -> bool:
+    """In a worker process (``args.worker`` set): set the threads, run ``workers[args.worker]``
+    and print its result as the last line, JSON (read by `run_worker`). Returns whether this
+    process was a worker (the script's ``main`` then returns)."""
+    if not args.worker:
+        return False
+    set_threads(args.threads)
+    print(json.dumps(workers[args.worker](args)), flush=True)
+    return True
 
 
 def run_worker(

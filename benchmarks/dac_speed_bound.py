@@ -203,9 +203,7 @@ def main(argv=None) -> None:
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.precision = None  # bench_dac's workers read it
-    if args.worker:
-        common.set_threads(args.threads)
-        common.worker_result(WORKERS[args.worker](args))
+    if common.serve_worker(args, WORKERS):
         return
     if args.smoke:
         args.variants, args.seconds, args.rounds, args.iters = ["dac_16khz"], 0.1, 2, 1
