@@ -21,6 +21,7 @@ from pathlib import Path
 import jax
 
 from converters.dac import convert_checkpoint
+from jaxlatent._cache_root import cache_root
 from jaxlatent.models.dac import (
     DAC,
     ConvertedModelError,
@@ -34,11 +35,7 @@ __all__ = ["default_cache_dir", "load_model"]
 
 def default_cache_dir() -> Path:
     """Where :func:`load_model` caches conversions of torch checkpoints."""
-    root = os.environ.get("JAXLATENT_CACHE_DIR")
-    if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(xdg, "jaxlatent")
-    return Path(root) / "dac"
+    return cache_root() / "dac"
 
 
 def _sha256(path: str | os.PathLike) -> str:

@@ -72,13 +72,9 @@ def compile_cache_dir(
         if value.strip().lower() in _OFF or not value.strip():
             return None
         return Path(value).expanduser()
-    root = environ.get("JAXLATENT_CACHE_DIR")
-    if root:
-        return Path(root).expanduser() / "xla"
-    xdg = environ.get("XDG_CACHE_HOME") or os.path.join(
-        environ.get("HOME") or os.path.expanduser("~"), ".cache"
-    )
-    return Path(xdg) / "jaxlatent" / "xla"
+    from jaxlatent._cache_root import cache_root
+
+    return cache_root(environ) / "xla"
 
 
 def _add_compile_cache_arguments(p) -> None:
