@@ -13,13 +13,17 @@ drives both directions:
 Transforms are named pairs of inverse functions (torch layout -> JAX layout and back); JAX paths
 are '/'-joined NNX attribute paths (``"encoder/layers/0/kernel"``).
 
-torch is imported only inside :func:`load_torch_checkpoint` and :func:`save_torch_checkpoint`.
+torch is imported only inside :func:`load_torch_checkpoint` and :func:`save_torch_checkpoint`,
+and only for ``.pth``-like files: ``.safetensors`` files are read and written with the
+``safetensors`` library into and from numpy arrays (:func:`load_safetensors`,
+:func:`save_safetensors`), never unpickling anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import pickle
 import zipfile
@@ -534,15 +538,22 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
     every tensor must be dense, and all tensors together at most
     ``MAX_TENSOR_BYTES_PER_FILE_BYTE`` times the file's size.
 
+    A ``.safetensors`` file is read by :func:`load_safetensors` instead (no torch): its
+    tensors, or ``{"state_dict": tensors, "metadata": {...}}`` when its header holds metadata
+    besides ``format``.
+
     Raises:
       FileNotFoundError: if `path` does not exist.
       CheckpointError: if the file is empty, truncated, corrupt, not a torch checkpoint (or
         one in the format before torch 1.6), needs unpickling of arbitrary objects, or holds
         sparse, quantized or broadcast tensors; the message names the file and the problem.
     """
+    path = os.fspath(path)
+    if is_safetensors(path):
+        tensors, metadata = load_safetensors(path)
+        return {"state_dict": tensors, "metadata": metadata} if metadata else tensors
     import torch
 
-    path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     size = os.path.getsize(path)
@@ -641,7 +652,25 @@ def check_counts_fit(where: str, state_dict: Mapping[str, Any], counts: Mapping[
 
 
 def save_torch_checkpoint(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` `obj` (numpy arrays become tensors) atomically to `path`."""
+    """``torch.save`` `obj` (numpy arrays become tensors) atomically to `path`.
+
+    A ``.safetensors`` path is written by :func:`save_safetensors` instead: `obj` is then a
+    state_dict, or ``{"state_dict": ..., "metadata": {...}}``.
+
+    Raises:
+      ValueError: for a ``.safetensors`` path, if `obj` is not of those forms.
+    """
+    if is_safetensors(path):
+        if isinstance(obj, Mapping) and "state_dict" in obj:
+            unknown = sorted(set(obj) - {"state_dict", "metadata"})
+            if unknown:
+                raise ValueError(
+                    f"a .safetensors file holds a state_dict and metadata, not {unknown}"
+                )
+            save_safetensors(obj["state_dict"], path, metadata=obj.get("metadata"))
+        else:
+            save_safetensors(obj, path)
+        return
     import torch
 
     def convert(x):
@@ -656,3 +685,93 @@ def save_torch_checkpoint(obj: Any, path: str | os.PathLike) -> None:
     buffer = io.BytesIO()
     torch.save(convert(obj), buffer)
     atomic_write(path, buffer.getvalue())
+
+
+# --------------------------------------------------------------------------------------------
+# safetensors
+# --------------------------------------------------------------------------------------------
+
+#: The ``format`` entry of a ``.safetensors`` header that transformers writes and checks.
+SAFETENSORS_FORMAT = "pt"
+
+
+def is_safetensors(path: str | os.PathLike) -> bool:
+    """True if `path` names a ``.safetensors`` file (by its suffix)."""
+    return os.fspath(path).lower().endswith(".safetensors")
+
+
+def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The tensors and metadata of a ``.safetensors`` file, as numpy arrays (no torch).
+
+    The ``safetensors`` library checks the header against the file's size before reading a
+    tensor; no code is unpickled. float16 and bfloat16 tensors become float32. Metadata
+    values that are JSON (as :func:`save_safetensors` writes them) are decoded; the
+    ``format`` entry (``"pt"`` for files written by torch or transformers) is dropped.
+
+    Returns:
+      ``(tensors, metadata)``.
+
+    Raises:
+      FileNotFoundError: if `path` does not exist.
+      CheckpointError: if the file is empty, truncated or corrupt (the message names the file
+        and the library's first line).
+    """
+    from safetensors import safe_open
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"checkpoint is empty: {path}")
+    try:
+        with safe_open(path, framework="np") as f:
+            raw_meta = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (OSError, ValueError, TypeError) as e:
+        raise CheckpointError(
+            f"{path} is corrupt or not a safetensors file: {_first_line(e)}"
+        ) from e
+    except Exception as e:  # safetensors' SafetensorError derives from Exception only
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise CheckpointError(f"{path} is truncated or corrupt: {_first_line(e)}") from e
+    for key, value in tensors.items():
+        if value.dtype == np.float16 or value.dtype.kind == "V":  # bfloat16, float8 (ml_dtypes)
+            tensors[key] = value.astype(np.float32)
+    metadata: dict[str, Any] = {}
+    for key, value in raw_meta.items():
+        if key == "format":
+            continue
+        try:
+            metadata[key] = json.loads(value)
+        except json.JSONDecodeError:
+            metadata[key] = value
+    return tensors, metadata
+
+
+def save_safetensors(
+    state_dict: Mapping[str, Any],
+    path: str | os.PathLike,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
+    """Write `state_dict` (numpy arrays or torch tensors) as a ``.safetensors`` file, atomically.
+
+    The header's ``format`` is ``"pt"`` (what ``transformers`` expects); every `metadata` value
+    is stored as JSON (:func:`load_safetensors` decodes it).
+
+    Raises:
+      ValueError: if a key is not a string or `metadata` has a ``format`` entry.
+    """
+    from safetensors.numpy import save
+
+    bad = [k for k in state_dict if not isinstance(k, str)]
+    if bad:
+        raise ValueError(f"safetensors keys must be strings, got {bad[:5]}")
+    header = {"format": SAFETENSORS_FORMAT}
+    for key, value in (metadata or {}).items():
+        if key == "format":
+            raise ValueError("metadata key 'format' is reserved (the safetensors header's format)")
+        header[str(key)] = json.dumps(value)
+    arrays = {k: np.ascontiguousarray(to_numpy(v)) for k, v in state_dict.items()}
+    atomic_write(path, save(arrays, metadata=header))

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import jax
 
-from converters.dac import convert_checkpoint
+from converters.dac_formats import convert_any
+from converters.dac_hf import CONFIG_NAME, WEIGHTS_NAME, is_hf_folder
 from jaxlatent._cache_root import cache_root
 from jaxlatent.models.dac import (
     DAC,
@@ -38,11 +39,12 @@ def default_cache_dir() -> Path:
     return cache_root() / "dac"
 
 
-def _sha256(path: str | os.PathLike) -> str:
+def _sha256(*paths: str | os.PathLike) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -54,15 +56,16 @@ def load_model(
     sample_rate: int | None = None,
     precision: jax.lax.PrecisionLike = None,
 ) -> DAC:
-    """A :class:`DAC` from a converted directory or a torch checkpoint file.
+    """A :class:`DAC` from a converted directory, a checkpoint file or a transformers folder.
 
-    A torch checkpoint is converted with :func:`converters.dac.convert_checkpoint` and, when
+    A checkpoint is converted with :func:`converters.dac_formats.convert_any` and, when
     `cache`, saved to ``cache_dir / f"{stem}-{sha256[:16]}"`` (default
     :func:`default_cache_dir`) so the next call loads the conversion instead; the cache entry
     is written atomically (concurrent callers each convert, the first rename wins).
 
     Args:
-      path: a converted directory or a ``.pth``/``.pt``/``.ckpt`` file.
+      path: a converted directory, a ``.pth``/``.pt``/``.ckpt``/``.safetensors`` file, or a
+        transformers ``DacModel.save_pretrained`` folder.
       cache_dir: explicit cache location.
       cache: set False to convert without reading or writing the cache.
       sample_rate: for bare state_dicts of non-released architectures (see
@@ -75,22 +78,26 @@ def load_model(
     Raises:
       FileNotFoundError: if `path` does not exist.
       jaxlatent.models.dac.ConvertedModelError: for a directory, as :func:`load_converted`.
-      converters.common.CheckpointError, converters.common.ConversionError: for a file, as
-        :func:`converters.dac.convert_checkpoint`.
+      converters.common.CheckpointError, converters.common.ConversionError: for a
+        checkpoint, as :func:`converters.dac_formats.convert_any`.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
-    if path.is_dir():
+    hf_folder = path.is_dir() and is_hf_folder(path)
+    if path.is_dir() and not hf_folder:
         return load_converted(path, precision=precision)
     entry = None
     if cache:
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        entry = root / f"{path.stem}-{_sha256(path)[:16]}"
+        hashed = (path / CONFIG_NAME, path / WEIGHTS_NAME) if hf_folder else (path,)
+        if hf_folder and not hashed[1].is_file():
+            raise FileNotFoundError(f"{path}: no {WEIGHTS_NAME} next to {CONFIG_NAME}")
+        entry = root / f"{path.stem if not hf_folder else path.name}-{_sha256(*hashed)[:16]}"
         if is_converted_dir(entry):
             with contextlib.suppress(ConvertedModelError):
                 return load_converted(entry, precision=precision)
-    config, model = convert_checkpoint(path, sample_rate=sample_rate, precision=precision)
+    config, model = convert_any(path, sample_rate=sample_rate, precision=precision)
     if entry is not None:
         # a broken entry (e.g. from another jaxlatent version) is replaced
         with contextlib.suppress(FileExistsError):

@@ -1,9 +1,11 @@
 """`jaxlatent parity dac`: run the torch reference and jaxlatent on the same audio, stage by stage.
 
 For a DAC checkpoint (release ``.pth``, SpeechBrain or fused state_dict) this builds the
-official ``dac.DAC`` (descript-audio-codec 1.0.0) with the checkpoint's weights and the
-jaxlatent model through :func:`converters.dac.convert_checkpoint`, feeds both the same audio
-(resampled to the model rate, padded to the hop length) and reports, per stage:
+official ``dac.DAC`` (descript-audio-codec 1.0.0) with the checkpoint's weights; for a Hugging
+Face transformers ``DacModel`` (a ``save_pretrained`` folder or its state_dict,
+:func:`converters.dac_formats.checkpoint_format`), transformers' own ``DacModel``. The
+jaxlatent model comes through :func:`converters.dac_formats.convert_any`. Both are fed the
+same audio (resampled to the model rate, padded to the hop length) and reports, per stage:
 
 * ``encoder``: the continuous latent ``z_e``;
 * ``quantizer i``: the quantized output of codebook ``i`` (each side on its own residual, so
@@ -15,8 +17,8 @@ with the maximum absolute error and the maximum relative error ``max|a - b| / ma
 the time of an encode and a decode in torch (eager, no_grad, second run: the first warms up
 TorchScript) and jaxlatent (jit, median of three runs; compilation reported separately).
 
-torch and ``dac`` are imported here only; ``dac`` imports torchaudio, which is replaced by a
-minimal stub when it is not installed (nothing here calls it).
+torch, ``dac`` and ``transformers`` are imported here only; ``dac`` imports torchaudio, which
+is replaced by a minimal stub when it is not installed (nothing here calls it).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import jax
 import numpy as np
 from flax import nnx
 
-from converters.dac import convert_checkpoint, normalize_state_dict, read_checkpoint
+from converters.dac import normalize_state_dict, read_checkpoint
+from converters.dac_formats import checkpoint_format, convert_any
+from converters.dac_hf import check_hf_state_dict, config_to_hf, read_hf
 from converters.torchaudio_stub import install_torchaudio_stub
 from jaxlatent._checks import check_n_quantizers
 from jaxlatent.codec.resample import resample
@@ -53,6 +57,48 @@ def _import_dac():
             "(bash .ci/setup, or in the clone pip install '.[torch]' descript-audio-codec)"
         ) from e
     return dac
+
+
+def _release_reference(checkpoint, config):
+    """The official ``dac.DAC`` holding a release-family checkpoint's weights."""
+    dac = _import_dac()
+    import torch
+
+    state_dict, _ = read_checkpoint(checkpoint)
+    with warnings.catch_warnings():  # the reference's own torch.nn.utils.weight_norm warning
+        warnings.simplefilter("ignore", FutureWarning)
+        tmodel = dac.DAC(**config.to_kwargs()).eval()
+    legacy, _ = normalize_state_dict(state_dict, config)
+    tmodel.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in legacy.items()})
+    return tmodel
+
+
+def _transformers_reference(checkpoint, config):
+    """transformers' ``DacModel`` holding a transformers-family checkpoint's weights."""
+    install_torchaudio_stub()
+    try:
+        import torch
+        from transformers import DacConfig, DacModel
+    except ImportError as e:
+        raise ImportError(
+            "`jaxlatent parity dac` of a transformers DacModel needs torch and transformers>=5 "
+            "(pip install 'transformers>=5')"
+        ) from e
+    if os.path.isdir(checkpoint):
+        return DacModel.from_pretrained(os.fspath(checkpoint)).eval()
+    state_dict, _, _ = read_hf(checkpoint)
+    hf_config = {k: v for k, v in config_to_hf(config).items() if k != "model_type"}
+    tmodel = DacModel(DacConfig(**hf_config)).eval()
+    if check_hf_state_dict(state_dict, config) != "fused":
+        tmodel.apply_weight_norm()
+        legacy, _ = normalize_state_dict(state_dict)
+        g, v = "parametrizations.weight.original0", "parametrizations.weight.original1"
+        state_dict = {
+            k.replace(".weight_g", f".{g}").replace(".weight_v", f".{v}"): val
+            for k, val in legacy.items()
+        }
+    tmodel.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state_dict.items()})
+    return tmodel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +193,8 @@ def parity_report(
     """Compare jaxlatent with the official ``dac.DAC`` on one clip, stage by stage.
 
     Args:
-      checkpoint: a DAC checkpoint file.
+      checkpoint: a DAC checkpoint file, or a transformers ``DacModel`` folder (then the
+        torch side is transformers' model).
       audio: an audio file (first channel used); default: bundled 16 kHz speech.
       seconds: how much of the clip to use (from the start).
       n_quantizers: codebooks to run (default all).
@@ -156,22 +203,18 @@ def parity_report(
       A :class:`ParityReport` (``.format()`` gives the printed table).
 
     Raises:
-      ImportError: without torch / descript-audio-codec.
+      ImportError: without torch / descript-audio-codec (transformers for its checkpoints).
       ValueError: for an unreadable checkpoint or audio file, or bad arguments.
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
-    dac = _import_dac()
-    import torch
-
-    state_dict, _ = read_checkpoint(checkpoint)
-    config, model = convert_checkpoint(checkpoint)
+    config, model = convert_any(checkpoint)
     n_q = check_n_quantizers(n_quantizers, config.n_codebooks)
-    with warnings.catch_warnings():  # the reference's own torch.nn.utils.weight_norm warning
-        warnings.simplefilter("ignore", FutureWarning)
-        tmodel = dac.DAC(**config.to_kwargs()).eval()
-    legacy, _ = normalize_state_dict(state_dict, config)
-    tmodel.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in legacy.items()})
+    if checkpoint_format(checkpoint) == "transformers":
+        tmodel = _transformers_reference(checkpoint, config)
+    else:
+        tmodel = _release_reference(checkpoint, config)
+    import torch
 
     audio_path = os.fspath(audio) if audio is not None else _default_audio()
     clip = read_audio(audio_path)

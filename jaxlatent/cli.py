@@ -11,8 +11,9 @@ Subcommands:
   decode   ``.dac`` files/folders -> WAV files (``--model MODEL INPUT... --output DIR``).
   parity   compare jaxlatent with the torch reference: ``jaxlatent parity dac --model SRC.pth``.
 
-MODEL is a converted directory (``jaxlatent convert``) or a DAC ``.pth`` (converted on the fly
-and cached, see :func:`converters.dac_cache.load_model`).
+MODEL is a converted directory (``jaxlatent convert``), a DAC ``.pth``/``.safetensors`` or a
+Hugging Face transformers ``DacModel`` folder (the format is detected; converted on the fly and
+cached, see :func:`converters.dac_cache.load_model`).
 
 Errors in user input exit with status 2 and a one-line message, never a traceback, and leave
 no partial output file (every output is written to a temporary file and renamed).
@@ -284,10 +285,10 @@ def _add_generate_parser(sub) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from converters.dac import convert_checkpoint
+    from converters.dac_formats import convert_any
     from jaxlatent.models.dac import save_converted
 
-    config, model = convert_checkpoint(args.src)
+    config, model = convert_any(args.src)
     out = save_converted(args.out_dir, config, model, overwrite=args.overwrite, source=args.src)
     print(
         f"converted {args.src} ({config.sample_rate} Hz, {config.n_codebooks} codebooks) to {out}"
@@ -359,7 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = sub.add_parser("convert", help="convert a torch checkpoint to a jaxlatent model")
     convert.add_argument("family", choices=["dac"], help="model family")
-    convert.add_argument("src", help="checkpoint (.pth: release, SpeechBrain or fused weights)")
+    convert.add_argument(
+        "src",
+        help="checkpoint: .pth/.safetensors (release, SpeechBrain or fused weights), or a "
+        "Hugging Face transformers DacModel folder or state_dict (format detected)",
+    )
     convert.add_argument("out_dir", help="output directory (orbax checkpoint + config.json)")
     convert.add_argument("--overwrite", action="store_true", help="replace OUT_DIR")
     convert.set_defaults(func=_convert)
@@ -392,7 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
         "parity", help="stage-by-stage comparison with the torch reference (needs torch, dac)"
     )
     parity.add_argument("family", choices=["dac"], help="model family")
-    parity.add_argument("--model", required=True, help="the torch checkpoint (.pth)")
+    parity.add_argument(
+        "--model",
+        required=True,
+        help="the checkpoint (.pth/.safetensors, or a transformers DacModel folder)",
+    )
     parity.add_argument("--audio", default=None, help="audio file (default: bundled speech)")
     parity.add_argument("--seconds", type=float, default=2.0, help="seconds of audio (default 2)")
     parity.add_argument("--n-quantizers", type=int, default=None, help="codebooks (default all)")

@@ -304,6 +304,24 @@ TOLERANCES: dict[str, Tolerance] = {
         "backward through weight norm, Snake and the quantizers' straight-through path, summed "
         "in another order: measured max 2.4e-6 absolute on gradients up to ~21",
     ),
+    "dac_hf_small_f32": Tolerance(
+        "tiny transformers DacModel (odd strides) converted by converters.dac_hf: z, latents, "
+        "losses and decoded audio of encode, decode and from_codes, float32 CPU",
+        1e-5,
+        1e-6,
+        "same float32 layers as dac_model_small_f32 (only the accumulation order differs, codes "
+        "equal): measured max 2.2e-8 on z (|z| <= 0.2), latents and audio (<= 0.1), 4.7e-10 on "
+        "the losses",
+    ),
+    "dac_hf_full_f32": Tolerance(
+        "released configurations as transformers DacModel (full size, fused weights): z, "
+        "latents, losses and decoded audio, float32 CPU",
+        1e-5,
+        1e-5,
+        "as dac_model_full_f32 (fan-in up to 10k terms, accumulation order only; codes equal): "
+        "measured max 2.4e-6 on latents (|x| <= 0.95), 1.2e-7 on z (<= 0.69), 9.7e-8 on audio "
+        "(<= 0.11) and 9.5e-7 on the losses (<= 1.75) over the four variants",
+    ),
     "dac_fused_kernel": Tolerance(
         "DAC converted from fused weights: recomputed kernel g * v / ||v|| vs the fused "
         "weight, and outputs vs the weight-normed conversion",

@@ -10,6 +10,7 @@ every output is written atomically.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -36,13 +37,14 @@ class CodingResult(NamedTuple):
 
 
 def _model(model):
-    """A DAC model as given, or loaded from a converted directory or ``.pth`` path.
+    """A DAC model as given, or loaded from a converted directory or a checkpoint path.
 
-    A converted directory is restored by jaxlatent alone; only a torch checkpoint imports
-    the converters (and torch) to be converted and cached.
+    A converted directory is restored by jaxlatent alone; only a checkpoint (a ``.pth`` or
+    ``.safetensors`` file, or a transformers ``DacModel`` folder) imports the converters to be
+    converted and cached.
     """
     if isinstance(model, str | os.PathLike):
-        if os.path.isdir(model):
+        if os.path.isdir(model) and not _is_transformers_folder(model):
             from jaxlatent.models.dac import load_converted
 
             return load_converted(model)
@@ -50,6 +52,16 @@ def _model(model):
 
         return load_model(model)
     return model
+
+
+def _is_transformers_folder(path) -> bool:
+    """True if `path`'s ``config.json`` is a transformers ``DacConfig`` (``model_type`` "dac")."""
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(meta, dict) and meta.get("model_type") == "dac"
 
 
 def _bar(items, enabled: bool, desc: str):
@@ -73,7 +85,7 @@ def encode_files(
 
     Args:
       model: a :class:`jaxlatent.models.dac.DAC`, or the path of a converted directory
-        (:func:`jaxlatent.models.dac.load_converted`) or a DAC ``.pth``
+        (:func:`jaxlatent.models.dac.load_converted`) or a DAC checkpoint
         (:func:`converters.dac_cache.load_model`), loaded after the inputs are checked.
       inputs: audio files or folders (suffixes :data:`jaxlatent.codec.files.AUDIO_SUFFIXES`).
       output: output folder; ``INPUT.wav`` becomes ``output/INPUT.dac``.
