@@ -411,8 +411,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(e: BaseException) -> str:
-    """The error as one line: short messages joined, long ones (key lists) summarised."""
+    """The error as one line: short messages joined, long ones (key lists) summarised.
+
+    A converter's error that lists keys (``missing``/``unexpected``/``mismatched``, as
+    ``converters.common.ConversionError``) keeps its first line and the first two keys of
+    each list, with the count of the others.
+    """
     lines = str(e).strip().splitlines() or [type(e).__name__]
+    lists = []
+    for attr, title in (
+        ("missing", "missing"),
+        ("unexpected", "unexpected"),
+        ("mismatched", "mis-shaped"),
+    ):
+        items = getattr(e, attr, None)
+        if isinstance(items, list) and items:
+            more = f" (+{len(items) - 2} more)" if len(items) > 2 else ""
+            lists.append(f"{title} {len(items)}: {'; '.join(map(str, items[:2]))}{more}")
+    if lists:
+        return " ".join(lines[0].split()) + " -- " + "; ".join(lists)
     if len(lines) <= 5:
         return " ".join(" ".join(lines).split())
     return f"{lines[0]} (+{len(lines) - 1} more lines)"
