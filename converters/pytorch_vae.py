@@ -208,7 +208,7 @@ def load_state_dict(model: nnx.Module, checkpoint: Mapping[str, Any]) -> None:
 
 def load_checkpoint(model: nnx.Module, path: str | os.PathLike) -> None:
     """`load_state_dict` from a ``.pt``/``.pth``/``.ckpt`` file (``torch.load`` with
-    ``weights_only=True``).
+    ``weights_only=True``) or a ``.safetensors`` file (the ``safetensors`` library, no torch).
 
     Raises:
       FileNotFoundError, common.CheckpointError: for unreadable files.
@@ -272,5 +272,6 @@ def export_state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
 
 def save_state_dict(model: nnx.Module, path: str | os.PathLike) -> None:
     """``torch.save`` the exported state_dict (loads with ``model.load_state_dict(strict=True)``
-    into the original class built with the config's ``model_params``)."""
+    into the original class built with the config's ``model_params``); a ``.safetensors``
+    `path` is written with the ``safetensors`` library instead."""
     common.save_torch_checkpoint(export_state_dict(model), path)

@@ -198,6 +198,27 @@ def test_export_refuses_what_transformers_cannot_hold(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_encode_with_a_folder(exported, tmp_path, monkeypatch):
+    """``encode --model FOLDER`` converts the folder once; then `load_model` finds it cached."""
+    import soundfile
+
+    from converters.dac_cache import load_model
+
+    _, folder = exported
+    monkeypatch.setenv("JAXLATENT_CACHE_DIR", str(tmp_path / "cache"))
+    wav = tmp_path / "a.wav"
+    audio = (np.random.default_rng(0).standard_normal(1000) * 0.1).astype(np.float32)
+    soundfile.write(wav, audio, TINY.sample_rate)
+    argv = ["--model", str(folder), "--quiet", "--output"]
+    assert cli.main(["encode", str(wav), *argv, str(tmp_path / "codes")]) == 0
+    assert (tmp_path / "codes" / "a.dac").is_file()
+    (entry,) = (tmp_path / "cache" / "dac").iterdir()  # converted once
+    assert entry.name.startswith("tiny-")
+    modified = entry.stat().st_mtime_ns
+    assert load_model(folder).config == TINY
+    assert entry.stat().st_mtime_ns == modified  # read from the cache, not written again
+
+
 def test_reading_needs_no_torch(exported):
     """A transformers folder converts in a process where torch cannot be imported."""
     _, folder = exported
