@@ -675,7 +675,7 @@ def save_torch_checkpoint(obj: Any, path: str | os.PathLike) -> None:
 
     def convert(x):
         if isinstance(x, np.ndarray):
-            return torch.from_numpy(np.ascontiguousarray(x))
+            return torch.from_numpy(np.asarray(x, order="C"))  # (keeps 0-d arrays 0-d)
         if isinstance(x, Mapping):
             return {k: convert(v) for k, v in x.items()}
         if isinstance(x, list | tuple):
@@ -773,5 +773,6 @@ def save_safetensors(
         if key == "format":
             raise ValueError("metadata key 'format' is reserved (the safetensors header's format)")
         header[str(key)] = json.dumps(value)
-    arrays = {k: np.ascontiguousarray(to_numpy(v)) for k, v in state_dict.items()}
+    # (np.asarray, not np.ascontiguousarray: that makes 0-d arrays 1-d)
+    arrays = {k: np.asarray(to_numpy(v), order="C") for k, v in state_dict.items()}
     atomic_write(path, save(arrays, metadata=header))

@@ -297,4 +297,26 @@ def test_saved_state_dict_loads_in_torch_strictly(tmp_path):
     assert list(loaded) == list(original)
     for key, value in original.items():
         assert loaded[key].dtype == torch.from_numpy(value).dtype, key
+        assert loaded[key].shape == value.shape, key  # 0-d counters stay 0-d
         np.testing.assert_array_equal(ref.to_numpy(loaded[key]), value, err_msg=key)
+
+
+def test_safetensors_state_dict_round_trip(tmp_path):
+    """`save_state_dict` to a ``.safetensors`` path: safetensors' own torch loader reads the
+    recorded keys and values, and `load_checkpoint` reads it back (no torch.load)."""
+    ref.torch()
+    safetensors_torch = ref.require("safetensors.torch")
+    model = _model("cvae_tiny")
+    path = tmp_path / "cvae.safetensors"
+    cv.save_state_dict(model, path)
+    loaded = safetensors_torch.load_file(str(path))
+    original = _torch_state(_meta("cvae_tiny")["weights"])
+    assert sorted(loaded) == sorted(original)
+    for key, value in original.items():
+        assert loaded[key].shape == value.shape, key  # 0-d counters stay 0-d
+        np.testing.assert_array_equal(ref.to_numpy(loaded[key]), value, err_msg=key)
+    meta = _meta("cvae_tiny")
+    restored = cv.from_checkpoint(CONFIGS[meta["cls"]].from_model_params(meta["ctor"]), path)
+    exported = cv.export_state_dict(restored)
+    for key, value in original.items():
+        np.testing.assert_array_equal(exported[key], value, err_msg=key)
