@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import dac_hf
+from converters import common, dac_hf
 from converters.dac_formats import checkpoint_format, convert_any
 from jaxlatent import cli
 from jaxlatent.compilation import compiled
@@ -207,6 +207,26 @@ def test_tiny_export_round_trip(tiny, tmp_path, rng):
     _compare(loaded, model2, audio, "dac_hf_small_f32")
     with pytest.raises(FileExistsError):
         dac_hf.export_hf_folder(model, out)
+
+
+def test_export_hidden_size_and_upsampling_ratios(tmp_path):
+    """A latent_dim other than encoder_dim * 2**n and decoder rates other than the reversed
+    encoder rates: config.json's hidden_size and upsampling_ratios, which DacConfig keeps."""
+    from tests.unit.test_dac_model import random_model
+
+    tr = _transformers()
+    config = DACConfig(
+        encoder_dim=2, encoder_rates=(2, 5), latent_dim=6, decoder_dim=8, decoder_rates=(4, 2),
+        n_codebooks=3, codebook_size=16, codebook_dim=2, sample_rate=8000,
+    )  # fmt: skip
+    model = random_model(config, 0)
+    out = dac_hf.export_hf_folder(model, tmp_path / "exported")
+    loaded, info = tr.DacModel.from_pretrained(out, output_loading_info=True)
+    assert all(not v for v in info.values()), info
+    assert (loaded.config.hidden_size, loaded.config.upsampling_ratios) == (6, [4, 2])
+    written, _ = common.load_safetensors(out / "model.safetensors")
+    for k, v in loaded.state_dict().items():
+        np.testing.assert_array_equal(ref.to_numpy(v), written[k], err_msg=k)
 
 
 def test_tiny_cli(tiny, tmp_path, capsys):
