@@ -700,6 +700,35 @@ def is_safetensors(path: str | os.PathLike) -> bool:
     return os.fspath(path).lower().endswith(".safetensors")
 
 
+def _read_safetensors(path: str | os.PathLike, read: Callable[[Any], Any]) -> Any:
+    """``read(f)`` of the file opened by ``safetensors.safe_open`` (numpy), errors named."""
+    from safetensors import SafetensorError, safe_open
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"checkpoint is empty: {path}")
+    try:
+        with safe_open(path, framework="np") as f:
+            return read(f)
+    except (OSError, ValueError, TypeError) as e:
+        raise CheckpointError(
+            f"{path} is corrupt or not a safetensors file: {_first_line(e)}"
+        ) from e
+    except SafetensorError as e:
+        raise CheckpointError(f"{path} is truncated or corrupt: {_first_line(e)}") from e
+
+
+def safetensors_keys(path: str | os.PathLike) -> list[str]:
+    """The tensor names of a ``.safetensors`` file (read from its header only).
+
+    Raises:
+      FileNotFoundError, CheckpointError: as :func:`load_safetensors`.
+    """
+    return _read_safetensors(path, lambda f: list(f.keys()))
+
+
 def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The tensors and metadata of a ``.safetensors`` file, as numpy arrays (no torch).
 
@@ -716,25 +745,9 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
       CheckpointError: if the file is empty, truncated or corrupt (the message names the file
         and the library's first line).
     """
-    from safetensors import safe_open
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(f"checkpoint is empty: {path}")
-    try:
-        with safe_open(path, framework="np") as f:
-            raw_meta = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except (OSError, ValueError, TypeError) as e:
-        raise CheckpointError(
-            f"{path} is corrupt or not a safetensors file: {_first_line(e)}"
-        ) from e
-    except Exception as e:  # safetensors' SafetensorError derives from Exception only
-        if type(e).__name__ != "SafetensorError":
-            raise
-        raise CheckpointError(f"{path} is truncated or corrupt: {_first_line(e)}") from e
+    raw_meta, tensors = _read_safetensors(
+        path, lambda f: (f.metadata() or {}, {key: f.get_tensor(key) for key in f.keys()})
+    )
     for key, value in tensors.items():
         if value.dtype == np.float16 or value.dtype.kind == "V":  # bfloat16, float8 (ml_dtypes)
             tensors[key] = value.astype(np.float32)

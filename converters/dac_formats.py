@@ -34,17 +34,6 @@ __all__ = ["CheckpointFormat", "checkpoint_format", "convert_any"]
 CheckpointFormat = Literal["release", "transformers"]
 
 
-def _safetensors_keys(path: str) -> list[str]:
-    """The tensor names of a ``.safetensors`` file (its header only)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(path, framework="np") as f:
-            return list(f.keys())
-    except Exception:
-        return []
-
-
 def checkpoint_format(source: str | os.PathLike | Mapping[str, Any]) -> CheckpointFormat:
     """``"transformers"`` for a ``DacModel`` folder, file or state_dict, else ``"release"``.
 
@@ -55,7 +44,7 @@ def checkpoint_format(source: str | os.PathLike | Mapping[str, Any]) -> Checkpoi
     Raises:
       FileNotFoundError: if a path does not exist.
       CheckpointError: for a folder that is not a transformers ``DacModel`` folder, or an
-        unreadable torch file.
+        unreadable file.
     """
     if isinstance(source, Mapping):
         obj: Any = source
@@ -71,7 +60,7 @@ def checkpoint_format(source: str | os.PathLike | Mapping[str, Any]) -> Checkpoi
                 "model_type 'dac'); give a checkpoint file"
             )
         if common.is_safetensors(path):
-            obj = dict.fromkeys(_safetensors_keys(os.fspath(path)))
+            obj = dict.fromkeys(common.safetensors_keys(path))
         else:
             obj = common.load_torch_checkpoint(path)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
