@@ -4,8 +4,8 @@ Import every reference (and every optional package a test needs) through `requir
 helpers below. A missing one **fails** the test, naming the module and how to get it, so a
 broken reference install cannot turn the parity suite into skips. People who run the unit
 tests without torch or the references opt out explicitly: with ``JAXLATENT_SKIP_PARITY=1``
-in the environment, those tests skip instead (with the same message). torch, speechbrain
-and dac are only ever imported here and in the converters.
+in the environment, those tests skip instead (with the same message). torch, speechbrain,
+dac and transformers are only ever imported here and in the converters.
 """
 
 from __future__ import annotations
@@ -97,6 +97,13 @@ def speechbrain(module: str):
 def dac():
     """The official descript-audio-codec package (``dac``)."""
     return require("dac")
+
+
+def transformers_dac():
+    """Hugging Face transformers' DAC (``transformers.models.dac``: ``DacConfig``,
+    ``DacModel``; ``modeling_dac`` for its submodules), transformers >= 5."""
+    torch()
+    return require("transformers.models.dac.modeling_dac")
 
 
 def sb_dac():

@@ -49,8 +49,7 @@ TINY_FRAMES = 9
 
 
 def _transformers():
-    ref.torch()
-    return ref.require("transformers")
+    return ref.transformers_dac()  # DacConfig, DacModel, DacVectorQuantize, ...
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -289,13 +288,11 @@ def test_codebook_search_sign_differs_from_official():
     """
     torch = ref.torch()
     tr = _transformers()
-    from transformers.models.dac.modeling_dac import DacVectorQuantize
-
     from converters.dac_quantizer import load_vector_quantize
     from jaxlatent.quantizers.dac import VectorQuantize
 
     kwargs = {"encoder_hidden_size": 1, "downsampling_ratios": [2], "codebook_size": 2}
-    hf_vq = DacVectorQuantize(tr.DacConfig(**kwargs, codebook_dim=4)).eval()
+    hf_vq = tr.DacVectorQuantize(tr.DacConfig(**kwargs, codebook_dim=4)).eval()
     official = ref.dac_quantize().VectorQuantize(2, 2, 4).eval()
     codebook = torch.tensor(
         [

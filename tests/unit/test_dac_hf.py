@@ -19,6 +19,7 @@ from converters.dac import convert_checkpoint, export_release_checkpoint, export
 from converters.dac_formats import checkpoint_format, convert_any
 from jaxlatent import cli
 from jaxlatent.models.dac import DACConfig
+from tests import reference
 from tests.tolerances import assert_close
 from tests.unit.test_dac_compress import TINY, tiny_dac
 from tests.unit.test_dac_model import random_model
@@ -200,15 +201,13 @@ def test_export_refuses_what_transformers_cannot_hold(tmp_path):
 
 def test_encode_with_a_folder(exported, tmp_path, monkeypatch):
     """``encode --model FOLDER`` converts the folder once; then `load_model` finds it cached."""
-    import soundfile
-
     from converters.dac_cache import load_model
 
     _, folder = exported
     monkeypatch.setenv("JAXLATENT_CACHE_DIR", str(tmp_path / "cache"))
     wav = tmp_path / "a.wav"
     audio = (np.random.default_rng(0).standard_normal(1000) * 0.1).astype(np.float32)
-    soundfile.write(wav, audio, TINY.sample_rate)
+    reference.require("soundfile").write(wav, audio, TINY.sample_rate)
     argv = ["--model", str(folder), "--quiet", "--output"]
     assert cli.main(["encode", str(wav), *argv, str(tmp_path / "codes")]) == 0
     assert (tmp_path / "codes" / "a.dac").is_file()
