@@ -382,6 +382,24 @@ TOLERANCES: dict[str, Tolerance] = {
         "gradients reach ~50, the measured error is <= 1.2e-6 of a gradient's largest entry "
         "(needs atol 1.1e-5 at rtol 1e-5 over 5 seeds)",
     ),
+    "fsq_out": Tolerance(
+        "FSQ / ResidualFSQ / GroupedResidualFSQ quantized outputs (and decoded indices) vs "
+        "vector-quantize-pytorch 1.32.0, float32",
+        1e-6,
+        1e-6,
+        "same float32 formulas and evaluation order (indices equal); the projections' matmuls "
+        "accumulate in a different order (XLA vs oneDNN); measured max abs error 1.5e-7 on "
+        "outputs up to ~1",
+    ),
+    "fsq_grad": Tolerance(
+        "FSQ-family gradients of sum(w * quantized) w.r.t. the input and the projection "
+        "parameters vs torch autograd, float32",
+        1e-5,
+        1e-5,
+        "the projection-weight gradients sum ~100-300 products over batch x time in another "
+        "order; gradients reach ~80, measured max abs error 1.3e-5 (4e-7 of the largest "
+        "entry); input gradients differ by an ulp",
+    ),
     # --- piq ---
     "piq_st_grad": Tolerance(
         "PIQ straight-through gradients (inputs and codebook, both VQEmbedding branches) vs "

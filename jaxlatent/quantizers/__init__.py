@@ -21,6 +21,13 @@ from jaxlatent.quantizers.ema import VectorQuantizer as VectorQuantizer
 from jaxlatent.quantizers.ema import VectorQuantizerConfig as VectorQuantizerConfig
 from jaxlatent.quantizers.ema import VectorQuantizerOutput as VectorQuantizerOutput
 
+# fsq.py, residual_fsq.py (finite scalar quantization)
+from jaxlatent.quantizers.fsq import FSQ as FSQ
+from jaxlatent.quantizers.fsq import FSQOutput as FSQOutput
+from jaxlatent.quantizers.residual_fsq import GroupedResidualFSQ as GroupedResidualFSQ
+from jaxlatent.quantizers.residual_fsq import ResidualFSQ as ResidualFSQ
+from jaxlatent.quantizers.residual_fsq import ResidualFSQOutput as ResidualFSQOutput
+
 # search.py
 from jaxlatent.quantizers.search import default_chunks as default_chunks
 from jaxlatent.quantizers.search import l2_normalize as l2_normalize
