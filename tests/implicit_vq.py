@@ -45,9 +45,9 @@ def jax_grads(module, grads: nnx.State) -> dict[str, np.ndarray]:
 
 
 def dac_latents(channels: int = 16) -> np.ndarray:
-    """Real features ``[2, 25, channels]`` (float32, unit RMS): a random-init small DAC
-    encoder's latents (``dac.model.dac.Encoder(8, [2, 4, 5, 8], channels)``, hop 320) of the
-    first 0.5 s of two bundled 16 kHz speech clips, channels-last."""
+    """Real features ``[2, 25, channels]`` (float32, each channel standardised): a random-init
+    small DAC encoder's latents (``dac.model.dac.Encoder(8, [2, 4, 5, 8], channels)``, hop
+    320) of the first 0.5 s of two bundled 16 kHz speech clips, channels-last."""
     torch = ref.torch()
     torch.manual_seed(0)
     encoder = ref.dac().model.dac.Encoder(8, [2, 4, 5, 8], channels).eval()
@@ -57,4 +57,5 @@ def dac_latents(channels: int = 16) -> np.ndarray:
     audio = ref.to_torch(np.stack(clips)[:, None, :])
     with torch.no_grad():
         z = ref.to_numpy(encoder(audio)).transpose(0, 2, 1)
-    return (z / np.sqrt(np.mean(z**2))).astype(np.float32)
+    z = (z - z.mean(axis=(0, 1))) / z.std(axis=(0, 1))
+    return z.astype(np.float32)

@@ -400,6 +400,32 @@ TOLERANCES: dict[str, Tolerance] = {
         "order; gradients reach ~80, measured max abs error 1.3e-5 (4e-7 of the largest "
         "entry); input gradients differ by an ulp",
     ),
+    "lfq_out": Tolerance(
+        "LFQ / ResidualLFQ / GroupedResidualLFQ quantized outputs (training and evaluation, "
+        "decoded indices) vs vector-quantize-pytorch 1.32.0, float32",
+        1e-6,
+        1e-6,
+        "codes are exactly ±codebook_scale (or their l2-normalised values); the projections' "
+        "matmuls accumulate in another order and torch's training output z + (q - z) is an ulp "
+        "off the code; measured max abs error 2.4e-7 on outputs up to ~1.6",
+    ),
+    "lfq_loss": Tolerance(
+        "LFQ-family auxiliary losses and their breakdown (per-sample entropy, batch entropy, "
+        "commitment), float32",
+        2e-6,
+        1e-6,
+        "softmax over the codes and entropy sums in float32 reduced in another order; measured "
+        "max abs error 9.5e-7 on entropies up to ~3.3 (relative 3e-7)",
+    ),
+    "lfq_grad": Tolerance(
+        "LFQ-family gradients of loss + sum(w * quantized) w.r.t. the input and the "
+        "projection parameters vs torch autograd, float32",
+        1e-5,
+        1e-5,
+        "projection-weight gradients sum ~100-300 products (straight-through plus the entropy "
+        "softmax's) in another order; gradients reach ~60, measured max abs error 9.5e-6 (8e-7 "
+        "of the largest entry)",
+    ),
     # --- piq ---
     "piq_st_grad": Tolerance(
         "PIQ straight-through gradients (inputs and codebook, both VQEmbedding branches) vs "

@@ -21,12 +21,18 @@ from jaxlatent.quantizers.ema import VectorQuantizer as VectorQuantizer
 from jaxlatent.quantizers.ema import VectorQuantizerConfig as VectorQuantizerConfig
 from jaxlatent.quantizers.ema import VectorQuantizerOutput as VectorQuantizerOutput
 
-# fsq.py, residual_fsq.py (finite scalar quantization)
+# fsq.py, residual_fsq.py, lfq.py, residual_lfq.py (implicit codebooks)
 from jaxlatent.quantizers.fsq import FSQ as FSQ
 from jaxlatent.quantizers.fsq import FSQOutput as FSQOutput
+from jaxlatent.quantizers.lfq import LFQ as LFQ
+from jaxlatent.quantizers.lfq import CosineSimLinear as CosineSimLinear
+from jaxlatent.quantizers.lfq import LFQOutput as LFQOutput
 from jaxlatent.quantizers.residual_fsq import GroupedResidualFSQ as GroupedResidualFSQ
 from jaxlatent.quantizers.residual_fsq import ResidualFSQ as ResidualFSQ
 from jaxlatent.quantizers.residual_fsq import ResidualFSQOutput as ResidualFSQOutput
+from jaxlatent.quantizers.residual_lfq import GroupedResidualLFQ as GroupedResidualLFQ
+from jaxlatent.quantizers.residual_lfq import ResidualLFQ as ResidualLFQ
+from jaxlatent.quantizers.residual_lfq import ResidualLFQOutput as ResidualLFQOutput
 
 # search.py
 from jaxlatent.quantizers.search import default_chunks as default_chunks
