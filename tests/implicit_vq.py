@@ -3,6 +3,8 @@ JAX parameter gradients in torch layout, and real features (DAC encoder latents 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from flax import nnx
 
@@ -25,6 +27,18 @@ def pair(torch_cls, jax_cls, seed: int = 0, **kwargs):
     return t, j
 
 
+@nnx.jit(static_argnames=("train",))
+def call(module, x, *, train: bool = False, **kwargs):
+    """``module(x, train=train, **kwargs)`` compiled (eager JAX compiles every op apart)."""
+    return module(x, train=train, **kwargs)
+
+
+@nnx.jit(static_argnames=("name",))
+def method(module, name: str, *args):
+    """``getattr(module, name)(*args)`` compiled."""
+    return getattr(module, name)(*args)
+
+
 def torch_grads(module) -> dict[str, np.ndarray]:
     """Gradients of the torch module's parameters, by state_dict key."""
     return {k: ref.to_numpy(p.grad) for k, p in module.named_parameters() if p.grad is not None}
@@ -45,6 +59,11 @@ def jax_grads(module, grads: nnx.State) -> dict[str, np.ndarray]:
 
 
 def dac_latents(channels: int = 16) -> np.ndarray:
+    return _dac_latents(channels).copy()
+
+
+@functools.cache
+def _dac_latents(channels: int) -> np.ndarray:
     """Real features ``[2, 25, channels]`` (float32, each channel standardised): a random-init
     small DAC encoder's latents (``dac.model.dac.Encoder(8, [2, 4, 5, 8], channels)``, hop
     320) of the first 0.5 s of two bundled 16 kHz speech clips, channels-last."""

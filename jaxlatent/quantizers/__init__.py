@@ -1,5 +1,9 @@
 """Vector quantizers: exact chunked nearest-code search, straight-through gradients, codebook
-statistics, and the generic `VectorQuantizer` (gradient or EMA codebook).
+statistics, the generic `VectorQuantizer` (gradient or EMA codebook), and the implicit-codebook
+families of vector-quantize-pytorch 1.32.0 under its class names: `FSQ`, `ResidualFSQ`,
+`GroupedResidualFSQ` (finite scalar quantization) and `LFQ`, `ResidualLFQ`,
+`GroupedResidualLFQ` (lookup-free quantization); their state_dicts convert both ways with
+`converters.vector_quantize`.
 
 Quantizers ported from a particular model keep their reference's names in a namespace of their
 own, and are not re-exported here:
