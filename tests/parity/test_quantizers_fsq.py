@@ -198,3 +198,27 @@ def test_state_dict_round_trip_and_strictness():
     bad = dict(state) | {"rvqs.0.project_in.weight": state["rvqs.0.project_in.weight"][:, :2]}
     with pytest.raises(ConversionError, match="mis-shaped"):
         load_vector_quantize_pytorch(j, bad)
+
+
+REJECTED = [
+    ("FSQ", dict(levels=[8, 2]), "levels"),
+    ("FSQ", dict(levels=[5, 5], noise_dropout=0.1), "noise_dropout"),
+    ("FSQ", dict(levels=[5, 5], num_codebooks=2, keep_num_codebooks_dim=False), "keep_num"),
+    ("ResidualFSQ", dict(levels=[5, 1], num_quantizers=2), "levels"),
+    ("ResidualFSQ", dict(levels=[5, 5], num_quantizers=2, soft_clamp_input_value=1.0), "soft"),
+    ("GroupedResidualFSQ", dict(dim=10, groups=3, levels=[5], num_quantizers=1), "dim=10"),
+    ("LFQ", dict(codebook_size=48), "codebook_size"),
+    ("LFQ", dict(), "either dim or codebook_size"),
+    ("LFQ", dict(codebook_size=16, frac_per_sample_entropy=0.0), "frac_per_sample_entropy"),
+    ("LFQ", dict(codebook_size=16, soft_clamp_input_value=0.5), "soft_clamp_input_value"),
+    ("ResidualLFQ", dict(dim=4, num_quantizers=2, codebook_size=16, frac_per_sample_entropy=2.0),
+     "frac_per_sample_entropy"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, kwargs, match", REJECTED)
+def test_arguments_the_reference_rejects_are_value_errors(name, kwargs, match):
+    with pytest.raises(AssertionError):
+        getattr(_lucid(), name)(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        getattr(q, name)(**kwargs)
