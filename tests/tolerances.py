@@ -400,6 +400,58 @@ TOLERANCES: dict[str, Tolerance] = {
         "gradients reach ~50, the measured error is <= 1.2e-6 of a gradient's largest entry "
         "(needs atol 1.1e-5 at rtol 1e-5 over 5 seeds)",
     ),
+    "fsq_out": Tolerance(
+        "FSQ / ResidualFSQ / GroupedResidualFSQ quantized outputs (and decoded indices) vs "
+        "vector-quantize-pytorch 1.32.0, float32",
+        1e-6,
+        1e-6,
+        "same float32 formulas and evaluation order (indices equal); the projections' matmuls "
+        "accumulate in a different order (XLA vs oneDNN); measured max abs error 1.5e-7 on "
+        "outputs up to ~1",
+    ),
+    "fsq_grad": Tolerance(
+        "FSQ-family gradients of sum(w * quantized) w.r.t. the input and the projection "
+        "parameters vs torch autograd, float32",
+        1e-5,
+        1e-5,
+        "the projection-weight gradients sum ~100-300 products over batch x time in another "
+        "order; gradients reach ~80, measured max abs error 1.3e-5 (4e-7 of the largest "
+        "entry); input gradients differ by an ulp",
+    ),
+    "lfq_out": Tolerance(
+        "LFQ / ResidualLFQ / GroupedResidualLFQ quantized outputs (training and evaluation, "
+        "decoded indices) vs vector-quantize-pytorch 1.32.0, float32",
+        1e-6,
+        1e-6,
+        "codes are exactly ±codebook_scale (or their l2-normalised values); the projections' "
+        "matmuls accumulate in another order and torch's training output z + (q - z) is an ulp "
+        "off the code; measured max abs error 2.4e-7 on outputs up to ~1.6",
+    ),
+    "lfq_loss": Tolerance(
+        "LFQ-family auxiliary losses and their breakdown (per-sample entropy, batch entropy, "
+        "commitment), float32",
+        2e-6,
+        1e-6,
+        "softmax over the codes and entropy sums in float32 reduced in another order; measured "
+        "max abs error 9.5e-7 on entropies up to ~3.3 (relative 3e-7)",
+    ),
+    "lfq_grad": Tolerance(
+        "LFQ-family gradients of loss + sum(w * quantized) w.r.t. the input and the "
+        "projection parameters vs torch autograd, float32",
+        1e-5,
+        1e-5,
+        "projection-weight gradients sum ~100-300 products (straight-through plus the entropy "
+        "softmax's) in another order; gradients reach ~60, measured max abs error 9.5e-6 (8e-7 "
+        "of the largest entry)",
+    ),
+    "scalar_vq_data_parallel": Tolerance(
+        "ResidualLFQ / ResidualFSQ global-batch statistics (batch entropy, perplexities) and "
+        "pmean-ed per-device losses under pmap / sharded jit / shard_map vs one device",
+        1e-6,
+        1e-7,
+        "the same float32 sums split into per-device partial sums then psum-ed (or reduced by "
+        "XLA across shards); measured max abs error 2.4e-7 on entropies up to 2.7",
+    ),
     # --- piq ---
     "piq_st_grad": Tolerance(
         "PIQ straight-through gradients (inputs and codebook, both VQEmbedding branches) vs "

@@ -1,5 +1,9 @@
 """Vector quantizers: exact chunked nearest-code search, straight-through gradients, codebook
-statistics, and the generic `VectorQuantizer` (gradient or EMA codebook).
+statistics, the generic `VectorQuantizer` (gradient or EMA codebook), and the implicit-codebook
+families of vector-quantize-pytorch 1.32.0 under its class names: `FSQ`, `ResidualFSQ`,
+`GroupedResidualFSQ` (finite scalar quantization) and `LFQ`, `ResidualLFQ`,
+`GroupedResidualLFQ` (lookup-free quantization); their state_dicts convert both ways with
+`converters.vector_quantize`.
 
 Quantizers ported from a particular model keep their reference's names in a namespace of their
 own, and are not re-exported here:
@@ -20,6 +24,19 @@ from jaxlatent.quantizers.ema import CodebookEMA as CodebookEMA
 from jaxlatent.quantizers.ema import VectorQuantizer as VectorQuantizer
 from jaxlatent.quantizers.ema import VectorQuantizerConfig as VectorQuantizerConfig
 from jaxlatent.quantizers.ema import VectorQuantizerOutput as VectorQuantizerOutput
+
+# fsq.py, residual_fsq.py, lfq.py, residual_lfq.py (implicit codebooks)
+from jaxlatent.quantizers.fsq import FSQ as FSQ
+from jaxlatent.quantizers.fsq import FSQOutput as FSQOutput
+from jaxlatent.quantizers.lfq import LFQ as LFQ
+from jaxlatent.quantizers.lfq import CosineSimLinear as CosineSimLinear
+from jaxlatent.quantizers.lfq import LFQOutput as LFQOutput
+from jaxlatent.quantizers.residual_fsq import GroupedResidualFSQ as GroupedResidualFSQ
+from jaxlatent.quantizers.residual_fsq import ResidualFSQ as ResidualFSQ
+from jaxlatent.quantizers.residual_fsq import ResidualFSQOutput as ResidualFSQOutput
+from jaxlatent.quantizers.residual_lfq import GroupedResidualLFQ as GroupedResidualLFQ
+from jaxlatent.quantizers.residual_lfq import ResidualLFQ as ResidualLFQ
+from jaxlatent.quantizers.residual_lfq import ResidualLFQOutput as ResidualLFQOutput
 
 # search.py
 from jaxlatent.quantizers.search import default_chunks as default_chunks

@@ -1,0 +1,137 @@
+"""Conversion of lucidrains' vector-quantize-pytorch 1.32.0 implicit-codebook quantizers
+(`FSQ`, `ResidualFSQ`, `GroupedResidualFSQ`, `LFQ`, `ResidualLFQ`, `GroupedResidualLFQ`) to
+and from the jaxlatent modules of the same names, in both directions.
+
+Their only weights are the linear projections and the optional fixed rotation:
+
+torch key                                         jaxlatent target
+------------------------------------------------  --------------------------------------------
+``{p}.project_in.weight`` ``[out, in]`` (+ bias)   ``{p}/project_in/kernel`` ``[in, out]``
+``{p}.project_in.weight`` ``[in, out]`` (LFQ's     ``{p}/project_in/weight`` (no transform)
+cosine-similarity projection)
+``{p}.project_out.weight`` (+ bias)                ``{p}/project_out/kernel``
+``{p}.orthogonal_rot`` ``[d, d]``                  ``{p}/orthogonal_rot``
+``{p}.layers.{i}.…`` (residual)                    ``{p}/layers/{i}/…``
+``{p}.rvqs.{g}.…`` (grouped)                       ``{p}/rvqs/{g}/…``
+
+LFQ also saves its fixed bit mask ``{p}.mask`` (``2 ** arange(codebook_dim - 1, -1, -1)``):
+it is checked on load (it must be exactly that) and written on export. Loading is strict and
+atomic (:func:`converters.common.assign_strict`): a state_dict of another configuration is a
+:class:`~converters.common.ConversionError` listing every missing, unexpected and mis-shaped
+key, and nothing is assigned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from converters.common import (
+    ConversionError,
+    Table,
+    assign_strict,
+    check_state_dict,
+    export_state_dict,
+    linear,
+    located_error,
+    tensor,
+    to_numpy,
+)
+
+
+def _dot(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _slash(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+def _has_bias(layer) -> bool:
+    return getattr(layer, "bias", None) is not None
+
+
+def _projections(module, tp: str, jp: str) -> Table:
+    table: Table = {}
+    if getattr(module, "project_in", None) is None:
+        return table
+    if hasattr(module.project_in, "kernel"):
+        pin = module.project_in
+        table |= linear(_dot(tp, "project_in"), _slash(jp, "project_in"), bias=_has_bias(pin))
+    else:  # LFQ's CosineSimLinear: weight [dim_in, dim_out] in both frameworks
+        table |= tensor(_dot(tp, "project_in.weight"), _slash(jp, "project_in/weight"))
+    bias = _has_bias(module.project_out)
+    return table | linear(_dot(tp, "project_out"), _slash(jp, "project_out"), bias=bias)
+
+
+def _bit_masks(module, tp: str = "") -> dict[str, np.ndarray]:
+    """torch key → expected value of every LFQ ``mask`` buffer inside `module`."""
+    if hasattr(module, "rvqs"):
+        return {
+            k: v
+            for g, m in enumerate(module.rvqs)
+            for k, v in _bit_masks(m, _dot(tp, f"rvqs.{g}")).items()
+        }
+    if hasattr(module, "layers"):
+        return {
+            k: v
+            for i, m in enumerate(module.layers)
+            for k, v in _bit_masks(m, _dot(tp, f"layers.{i}")).items()
+        }
+    if hasattr(module, "bit_mask"):
+        return {_dot(tp, "mask"): np.asarray(module.bit_mask(), np.int64)}
+    return {}
+
+
+def quantizer_table(module, torch_prefix: str = "", jax_prefix: str = "") -> Table:
+    """The conversion table of any of the six quantizers (the LFQ bit masks excluded)."""
+    tp, jp = torch_prefix, jax_prefix
+    table = _projections(module, tp, jp)
+    if hasattr(module, "rvqs"):
+        for g, rvq in enumerate(module.rvqs):
+            table |= quantizer_table(rvq, _dot(tp, f"rvqs.{g}"), _slash(jp, f"rvqs/{g}"))
+    elif hasattr(module, "layers"):
+        for i, layer in enumerate(module.layers):
+            table |= quantizer_table(layer, _dot(tp, f"layers.{i}"), _slash(jp, f"layers/{i}"))
+    elif module.orthogonal_rot is not None:
+        table |= tensor(_dot(tp, "orthogonal_rot"), _slash(jp, "orthogonal_rot"))
+    return table
+
+
+def load_vector_quantize_pytorch(
+    module, state_dict: Mapping[str, Any], *, where: str = "state_dict"
+) -> None:
+    """Copy a vector-quantize-pytorch quantizer's ``state_dict()`` into `module` (strict,
+    atomic). `module` must be the jaxlatent quantizer built with the same arguments.
+
+    Raises:
+      CheckpointError: if `state_dict` is not a mapping of names to dense tensors.
+      ConversionError: (prefixed by `where`) on any missing, unexpected or mis-shaped key,
+        or an LFQ ``mask`` buffer that is not the bit mask of its codebook size.
+    """
+    check_state_dict(state_dict, where)
+    masks = _bit_masks(module)
+    bad = [
+        f"{k}: expected {v.tolist()}"
+        for k, v in masks.items()
+        if k in state_dict
+        and (to_numpy(state_dict[k]).shape != v.shape or (to_numpy(state_dict[k]) != v).any())
+    ]
+    missing = [k for k in masks if k not in state_dict]
+    try:
+        if bad or missing:
+            raise ConversionError(
+                f"bit masks do not match {type(module).__name__}", missing=missing, mismatched=bad
+            )
+        assign_strict(module, state_dict, quantizer_table(module), dont_load=masks)
+    except ConversionError as e:
+        raise located_error(e, where) from None
+
+
+def export_vector_quantize_pytorch(module) -> dict[str, np.ndarray]:
+    """The torch-layout ``state_dict`` (numpy arrays) of a jaxlatent FSQ/LFQ-family
+    quantizer, loadable by the vector-quantize-pytorch module built with the same arguments
+    (``load_state_dict(..., strict=True)``)."""
+    return export_state_dict(module, quantizer_table(module)) | _bit_masks(module)

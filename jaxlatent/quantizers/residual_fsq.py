@@ -1,0 +1,368 @@
+"""Residual FSQ: a stack of :class:`~jaxlatent.quantizers.FSQ` layers, each quantizing what the
+previous ones left, at a scale ``levels ** -i`` (and its grouped form).
+
+Residual quantization as in SoundStream (Zeghidour et al. 2021, arXiv:2107.03312, Alg. 1) with
+FSQ layers (Mentzer et al. 2023, arXiv:2309.15505); follows vector-quantize-pytorch 1.32.0
+``ResidualFSQ`` / ``GroupedResidualFSQ`` (class names, constructor arguments, formulas),
+channels-last. The layers use the symmetry-preserving bound; the input is soft-clamped to
+``±(1 + 1/(L-1))`` and the layers hard-clamp (the reference's defaults).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxlatent._checks import shape_str
+from jaxlatent.quantizers import _scalar as sc
+from jaxlatent.quantizers.fsq import FSQ, check_levels
+
+Array = jax.Array
+
+
+class ResidualFSQOutput(NamedTuple):
+    """Output of :meth:`ResidualFSQ.__call__` (and, with a leading group axis ``G`` on
+    `indices`, `counts` and `perplexity`, of :meth:`GroupedResidualFSQ.__call__`)."""
+
+    #: ``[batch, ..., dim]``: the sum of the kept layers' scaled codes, projected out.
+    quantized: Array
+    #: int32 ``[batch, ..., num_quantizers]`` (``[G, batch, ..., Q]`` grouped); -1 for the
+    #: layers dropped by quantizer dropout.
+    indices: Array
+    #: int32 ``[num_quantizers, codebook_size]``: code usage of each layer (global under
+    #: `axis_name`; dropped layers count nothing).
+    counts: Array
+    #: float32 ``[num_quantizers]``: perplexity of each layer's usage.
+    perplexity: Array
+
+
+class ResidualFSQ(nnx.Module):
+    """Residual finite scalar quantizer, channels-last ``[batch, ..., dim]``.
+
+    Args:
+      levels: FSQ levels of every layer (ints >= 2).
+      num_quantizers: number of residual layers ``Q``; layer ``i`` quantizes
+        ``residual / levels ** -i`` and contributes its codes times ``levels ** -i``.
+      dim: input dimension (default ``len(levels)``; otherwise linear projections).
+      is_channel_first: must be False (channels-last only).
+      quantize_dropout: in training, keep only the layers up to a random one, drawn
+        uniformly from ``[quantize_dropout_cutoff_index, Q)`` with the call's `key` (same
+        layer for the whole batch, as in the reference).
+      quantize_dropout_cutoff_index: first layer that may be the last kept one.
+      quantize_dropout_multiple_of: round the number of kept layers up to a multiple.
+      soft_clamp_input_value: ``tanh(x / c) · c`` of the projected input (a float or one per
+        channel); must be None with `bound_hard_clamp`, which uses ``c = 1 + 1/(L-1)``.
+      bound_hard_clamp: the layers clamp instead of tanh (the input is soft-clamped first).
+      rngs: initialisation randomness (projections, rotations).
+      **kwargs: further :class:`FSQ` arguments of every layer (e.g. `noise_dropout`,
+        `orthogonal_rotation`).
+
+    Raises:
+      ValueError: for levels below 2, `soft_clamp_input_value` with `bound_hard_clamp`, an
+        out-of-range dropout cutoff, `is_channel_first`, or invalid layer arguments.
+
+    Example:
+      >>> rfsq = ResidualFSQ(levels=[8, 5, 5], num_quantizers=3)
+      >>> out = rfsq(jnp.full((2, 4, 3), 0.3))
+      >>> out.indices.shape, out.perplexity.shape
+      ((2, 4, 3), (3,))
+      >>> bool(jnp.allclose(rfsq.get_output_from_indices(out.indices), out.quantized))
+      True
+    """
+
+    def __init__(
+        self,
+        *,
+        levels,
+        num_quantizers: int,
+        dim: int | None = None,
+        is_channel_first: bool = False,
+        quantize_dropout: bool = False,
+        quantize_dropout_cutoff_index: int = 0,
+        quantize_dropout_multiple_of: int = 1,
+        soft_clamp_input_value=None,
+        bound_hard_clamp: bool = True,
+        rngs: nnx.Rngs | None = None,
+        **kwargs,
+    ):
+        self.levels = check_levels(levels, preserve_symmetry=True)
+        sc.check_channels_last("is_channel_first", is_channel_first)
+        if not isinstance(num_quantizers, int) or num_quantizers < 1:
+            raise ValueError(f"num_quantizers must be a positive int, got {num_quantizers!r}")
+        codebook_dim = len(self.levels)
+        self.dim = codebook_dim if dim is None else dim
+        self.num_quantizers = num_quantizers
+        self.has_projections = self.dim != codebook_dim
+        self.project_in, self.project_out = sc.projections(
+            self.has_projections, self.dim, codebook_dim, True, rngs
+        )
+        lv = np.asarray(self.levels, np.float32)
+        # static tuples (a numpy attribute would become a module variable); float32 values
+        self._scales = tuple(tuple((lv ** np.float32(-i)).tolist()) for i in range(num_quantizers))
+        self.layers = nnx.List(
+            [
+                FSQ(
+                    levels=self.levels,
+                    dim=codebook_dim,
+                    preserve_symmetry=True,
+                    bound_hard_clamp=bound_hard_clamp,
+                    rngs=rngs,
+                    **kwargs,
+                )
+                for _ in range(num_quantizers)
+            ]
+        )
+        if self.layers[0].has_projections:
+            raise ValueError(f"the layers of ResidualFSQ cannot have projections ({kwargs})")
+        self.codebook_size = self.layers[0].codebook_size
+        sc.check_dropout(
+            quantize_dropout,
+            quantize_dropout_cutoff_index,
+            quantize_dropout_multiple_of,
+            num_quantizers,
+        )
+        self.quantize_dropout = bool(quantize_dropout) and num_quantizers > 1
+        self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
+        self.quantize_dropout_multiple_of = quantize_dropout_multiple_of
+        if bound_hard_clamp:
+            if soft_clamp_input_value is not None:
+                raise ValueError(
+                    f"soft_clamp_input_value={soft_clamp_input_value!r} must be None with "
+                    "bound_hard_clamp=True (which clamps at 1 + 1/(levels - 1))"
+                )
+            soft_clamp_input_value = np.float32(1) + np.float32(1) / (lv - np.float32(1))
+        if soft_clamp_input_value is not None:
+            soft_clamp_input_value = np.asarray(soft_clamp_input_value, np.float32)
+            if soft_clamp_input_value.ndim > 1 or soft_clamp_input_value.size not in (
+                1,
+                codebook_dim,
+            ):
+                raise ValueError(
+                    "soft_clamp_input_value must be a float or one value per code channel "
+                    f"({codebook_dim}), got {soft_clamp_input_value.tolist()}"
+                )
+            soft_clamp_input_value = tuple(soft_clamp_input_value.reshape(-1).tolist())
+        self.soft_clamp_input_value = soft_clamp_input_value
+
+    @property
+    def scales(self) -> np.ndarray:
+        """float32 ``[Q, len(levels)]``: ``levels ** -i`` of layer ``i``."""
+        return np.asarray(self._scales, np.float32)
+
+    @property
+    def codebooks(self) -> Array:
+        """Normalised codes of every layer, float32 ``[Q, codebook_size, len(levels)]``
+        (unscaled)."""
+        return jnp.stack([layer.implicit_codebook for layer in self.layers])
+
+    def get_codes_from_indices(self, indices) -> Array:
+        """Scaled codes of every layer, float32 ``[Q, batch, ..., len(levels)]``, from indices
+        ``[batch, ..., q]`` (``q < Q`` only with quantize dropout: the rest count as
+        dropped); -1 marks a dropped layer (zero codes).
+
+        Raises:
+          ValueError: for non-integer indices or too many / too few layers.
+        """
+        indices = jnp.asarray(indices)
+        if not jnp.issubdtype(indices.dtype, jnp.integer) or indices.ndim < 1:
+            raise ValueError(f"indices must be integer [..., Q], got {indices.dtype}")
+        n = indices.shape[-1]
+        if n > self.num_quantizers or (n < self.num_quantizers and not self.quantize_dropout):
+            raise ValueError(
+                f"indices have {n} layers ({shape_str(indices)}), expected "
+                f"num_quantizers={self.num_quantizers} (fewer only with quantize_dropout)"
+            )
+        pad = [(0, 0)] * (indices.ndim - 1) + [(0, self.num_quantizers - n)]
+        indices = jnp.pad(indices.astype(jnp.int32), pad, constant_values=-1)
+        codes, scales = [], self.scales
+        for i, layer in enumerate(self.layers):
+            idx = indices[..., i]
+            c = layer._indices_to_codes(jnp.maximum(idx, 0))
+            c = c * scales[i].reshape((1,) * (c.ndim - 1) + (-1,))
+            codes.append(jnp.where((idx >= 0)[..., None], c, 0.0))
+        return jnp.stack(codes)
+
+    def get_output_from_indices(self, indices) -> Array:
+        """The quantized output ``[batch, ..., dim]`` of indices ``[batch, ..., q]``."""
+        return sc.apply(self.project_out, jnp.sum(self.get_codes_from_indices(indices), 0))
+
+    def dropout_index(self, key: Array) -> Array:
+        """The last layer kept by quantizer dropout for `key` (int32 scalar)."""
+        return sc.dropout_index(
+            key,
+            self.quantize_dropout_cutoff_index,
+            self.num_quantizers,
+            self.quantize_dropout_multiple_of,
+        )
+
+    def _needs_key(self) -> tuple[bool, bool]:
+        return self.quantize_dropout, self.layers[0].noise_dropout > 0
+
+    def __call__(
+        self,
+        x,
+        *,
+        train: bool = False,
+        key: Array | None = None,
+        axis_name: str | None = None,
+    ) -> ResidualFSQOutput:
+        """Quantize `x` ``[batch, ..., dim]`` with every layer (or the kept ones).
+
+        Args:
+          x: floating features ``[batch, ..., dim]``.
+          train: quantizer dropout and the layers' noise dropout, when configured.
+          key: PRNG key, required in training with quantize dropout or noise dropout.
+          axis_name: mapped batch axis (usage counts of the global batch).
+
+        Returns:
+          :class:`ResidualFSQOutput`.
+
+        Raises:
+          ValueError: if `x` is not floating or its last axis is not `dim`, or a needed
+            `key` is missing.
+        """
+        x = sc.check_input(x, self.dim)
+        drop, noise = self._needs_key()
+        if train and (drop or noise) and key is None:
+            raise ValueError(
+                "key is required in training with quantize_dropout or noise_dropout, got None"
+            )
+        last = None
+        if train and drop:
+            key, k_drop = jax.random.split(key)
+            last = self.dropout_index(k_drop)
+        return self._forward(x, train, key if train and noise else None, last, axis_name)
+
+    def _forward(self, x, train, key, last, axis_name) -> ResidualFSQOutput:
+        x = sc.apply(self.project_in, x)
+        if self.soft_clamp_input_value is not None:
+            c = np.asarray(self.soft_clamp_input_value, np.float32)
+            c = c.reshape((1,) * (x.ndim - 1) + (-1,))
+            x = jnp.tanh(x / c) * c
+        keys = (
+            [None] * self.num_quantizers if key is None else jax.random.split(key, len(self.layers))
+        )
+        quantized_out, residual, all_indices = 0.0, x, []
+        scales = self.scales
+        for i, layer in enumerate(self.layers):
+            scale = scales[i].reshape((1,) * (x.ndim - 1) + (-1,))
+            out = layer(residual / scale, train=train, key=keys[i])
+            quantized = out.quantized * scale
+            indices = out.indices
+            if last is not None:
+                keep = i <= last
+                quantized = jnp.where(keep, quantized, 0.0)
+                indices = jnp.where(keep, indices, -1)
+            residual = residual - jax.lax.stop_gradient(quantized)
+            quantized_out = quantized_out + quantized
+            all_indices.append(indices)
+        indices = jnp.stack(all_indices, axis=-1)
+        stats = [
+            sc.usage(indices[..., i], self.codebook_size, axis_name)
+            for i in range(len(self.layers))
+        ]
+        return ResidualFSQOutput(
+            sc.apply(self.project_out, quantized_out),
+            indices,
+            jnp.stack([s[0] for s in stats]),
+            jnp.stack([s[1] for s in stats]),
+        )
+
+
+class GroupedResidualFSQ(nnx.Module):
+    """`groups` independent :class:`ResidualFSQ` on equal slices of the channels.
+
+    Args:
+      dim: input dimension, divisible by `groups`.
+      groups: number of groups ``G``.
+      accept_image_fmap: must be False (channels-last only).
+      rngs: initialisation randomness.
+      **kwargs: :class:`ResidualFSQ` arguments of every group (``dim`` excluded).
+
+    Raises:
+      ValueError: if `dim` is not divisible by `groups`, or as :class:`ResidualFSQ`.
+
+    Example:
+      >>> g = GroupedResidualFSQ(dim=6, groups=2, levels=[5, 5, 5], num_quantizers=2)
+      >>> g(jnp.zeros((1, 4, 6))).indices.shape
+      (2, 1, 4, 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        groups: int = 1,
+        accept_image_fmap: bool = False,
+        rngs: nnx.Rngs | None = None,
+        **kwargs,
+    ):
+        sc.check_channels_last("accept_image_fmap", accept_image_fmap)
+        if not isinstance(groups, int) or groups < 1 or not isinstance(dim, int) or dim % groups:
+            raise ValueError(f"dim={dim!r} must be divisible by groups={groups!r}")
+        self.dim, self.groups = dim, groups
+        self.rvqs = nnx.List(
+            [ResidualFSQ(dim=dim // groups, rngs=rngs, **kwargs) for _ in range(groups)]
+        )
+        self.codebook_size = self.rvqs[0].codebook_size
+
+    @property
+    def codebooks(self) -> Array:
+        """float32 ``[G, Q, codebook_size, len(levels)]``."""
+        return jnp.stack([rvq.codebooks for rvq in self.rvqs])
+
+    def get_codes_from_indices(self, indices) -> Array:
+        """float32 ``[G, Q, batch, ..., len(levels)]`` from indices ``[G, batch, ..., q]``."""
+        return jnp.stack(
+            [r.get_codes_from_indices(i) for r, i in zip(self.rvqs, indices, strict=True)]
+        )
+
+    def get_output_from_indices(self, indices) -> Array:
+        """``[batch, ..., dim]`` from indices ``[G, batch, ..., q]``."""
+        outs = [r.get_output_from_indices(i) for r, i in zip(self.rvqs, indices, strict=True)]
+        return jnp.concatenate(outs, axis=-1)
+
+    def __call__(
+        self,
+        x,
+        *,
+        train: bool = False,
+        key: Array | None = None,
+        axis_name: str | None = None,
+    ) -> ResidualFSQOutput:
+        """Quantize `x` ``[batch, ..., dim]``, group by group; the quantizer dropout keeps the
+        same layers in every group (one draw from `key`, as the reference's shared seed).
+
+        Raises:
+          ValueError: as :meth:`ResidualFSQ.__call__`.
+        """
+        x = sc.check_input(x, self.dim)
+        first = self.rvqs[0]
+        drop, noise = first._needs_key()
+        if train and (drop or noise) and key is None:
+            raise ValueError(
+                "key is required in training with quantize_dropout or noise_dropout, got None"
+            )
+        last = None
+        if train and drop:
+            key, k_drop = jax.random.split(key)
+            last = first.dropout_index(k_drop)
+        chunks = jnp.split(x, self.groups, axis=-1)
+        outs = [
+            rvq._forward(
+                chunk,
+                train,
+                jax.random.fold_in(key, g) if train and noise else None,
+                last,
+                axis_name,
+            )
+            for g, (rvq, chunk) in enumerate(zip(self.rvqs, chunks, strict=True))
+        ]
+        return ResidualFSQOutput(
+            jnp.concatenate([o.quantized for o in outs], axis=-1),
+            *(jnp.stack(field) for field in list(zip(*outs, strict=True))[1:]),
+        )

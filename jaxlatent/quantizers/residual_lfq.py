@@ -1,0 +1,336 @@
+"""Residual LFQ: a stack of :class:`~jaxlatent.quantizers.LFQ` layers with codebook scales
+``2 ** -i``, each quantizing what the previous ones left (and its grouped form).
+
+Residual quantization as in SoundStream (Zeghidour et al. 2021, arXiv:2107.03312, Alg. 1) with
+lookup-free layers (Yu et al. 2023, arXiv:2310.05737); follows vector-quantize-pytorch 1.32.0
+``ResidualLFQ`` / ``GroupedResidualLFQ`` (class names, constructor arguments, formulas),
+channels-last.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxlatent._checks import shape_str
+from jaxlatent.quantizers import _scalar as sc
+from jaxlatent.quantizers.lfq import LFQ
+
+Array = jax.Array
+
+
+class ResidualLFQOutput(NamedTuple):
+    """Output of :meth:`ResidualLFQ.__call__` (with a leading group axis ``G`` on every field
+    but `quantized` for :meth:`GroupedResidualLFQ.__call__`). Per-layer values are 0 for the
+    layers dropped by quantizer dropout and, except the counts, in evaluation."""
+
+    #: ``[batch, ..., dim]``: the sum of the kept layers' codes, projected out.
+    quantized: Array
+    #: int32 ``[batch, ..., num_quantizers]``; -1 for dropped layers.
+    indices: Array
+    #: float32 ``[num_quantizers]``: each layer's weighted auxiliary loss (:class:`LFQ`).
+    losses: Array
+    #: float32 ``[num_quantizers]``.
+    per_sample_entropy: Array
+    #: float32 ``[num_quantizers]`` (global under `axis_name`).
+    batch_entropy: Array
+    #: float32 ``[num_quantizers]`` (unweighted).
+    commitment_loss: Array
+    #: int32 ``[num_quantizers, codebook_size]`` (global under `axis_name`).
+    counts: Array
+    #: float32 ``[num_quantizers]``.
+    perplexity: Array
+
+
+class ResidualLFQ(nnx.Module):
+    """Residual lookup-free quantizer, channels-last ``[batch, ..., dim]``.
+
+    Args:
+      dim: input dimension (projected to ``log2(codebook_size)`` channels when different).
+      num_quantizers: number of layers ``Q``; layer ``i`` has ``codebook_scale = 2 ** -i``.
+      codebook_size: a power of two.
+      quantize_dropout, quantize_dropout_cutoff_index, quantize_dropout_multiple_of: as in
+        :class:`~jaxlatent.quantizers.ResidualFSQ` (one draw from the call's `key`).
+      soft_clamp_input_value: the first layer's soft clamp, halved at each layer.
+      rngs: initialisation randomness.
+      **kwargs: further :class:`LFQ` arguments of every layer.
+
+    Raises:
+      ValueError: for a `codebook_size` that is not a power of two, an out-of-range dropout
+        cutoff, or invalid layer arguments.
+
+    Example:
+      >>> rlfq = ResidualLFQ(dim=4, num_quantizers=2, codebook_size=16)
+      >>> out = rlfq(jnp.full((1, 3, 4), 0.7))
+      >>> out.indices[0, 0], out.quantized[0, 0]
+      (Array([15,  0], dtype=int32), Array([0.5, 0.5, 0.5, 0.5], dtype=float32))
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_quantizers: int,
+        codebook_size: int,
+        quantize_dropout: bool = False,
+        quantize_dropout_cutoff_index: int = 0,
+        quantize_dropout_multiple_of: int = 1,
+        soft_clamp_input_value: float | None = None,
+        rngs: nnx.Rngs | None = None,
+        **kwargs,
+    ):
+        if not sc.is_power_of_two(codebook_size):
+            raise ValueError(f"codebook_size must be a power of 2 for LFQ, got {codebook_size!r}")
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive int, got {dim!r}")
+        if not isinstance(num_quantizers, int) or num_quantizers < 1:
+            raise ValueError(f"num_quantizers must be a positive int, got {num_quantizers!r}")
+        codebook_dim = int(math.log2(codebook_size))
+        self.dim, self.num_quantizers, self.codebook_size = dim, num_quantizers, codebook_size
+        self.has_projections = codebook_dim != dim
+        self.project_in, self.project_out = sc.projections(
+            self.has_projections, dim, codebook_dim, True, rngs
+        )
+        layers = []
+        for i in range(num_quantizers):
+            layers.append(
+                LFQ(
+                    dim=codebook_dim,
+                    codebook_scale=2**-i,
+                    soft_clamp_input_value=soft_clamp_input_value,
+                    rngs=rngs,
+                    **kwargs,
+                )
+            )
+            if soft_clamp_input_value is not None:
+                soft_clamp_input_value *= 0.5
+        self.layers = nnx.List(layers)
+        if self.layers[0].has_projections:
+            raise ValueError(f"the layers of ResidualLFQ cannot have projections ({kwargs})")
+        sc.check_dropout(
+            quantize_dropout,
+            quantize_dropout_cutoff_index,
+            quantize_dropout_multiple_of,
+            num_quantizers,
+        )
+        self.quantize_dropout = bool(quantize_dropout) and num_quantizers > 1
+        self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
+        self.quantize_dropout_multiple_of = quantize_dropout_multiple_of
+
+    @property
+    def codebooks(self) -> Array:
+        """float32 ``[Q, codebook_size, log2(codebook_size)]``: each layer's codes."""
+        return jnp.stack([layer.codebook for layer in self.layers])
+
+    def get_codes_from_indices(self, indices) -> Array:
+        """Codes of every layer, float32 ``[Q, batch, ..., log2(codebook_size)]``, from
+        indices ``[batch, ..., q]`` (``q < Q`` only with quantize dropout); -1 marks a
+        dropped layer (zero codes). Like the reference, the codes are not l2-normalised
+        even for spherical layers.
+
+        Raises:
+          ValueError: for non-integer indices or too many / too few layers.
+        """
+        indices = jnp.asarray(indices)
+        if not jnp.issubdtype(indices.dtype, jnp.integer) or indices.ndim < 1:
+            raise ValueError(f"indices must be integer [..., Q], got {indices.dtype}")
+        n = indices.shape[-1]
+        if n > self.num_quantizers or (n < self.num_quantizers and not self.quantize_dropout):
+            raise ValueError(
+                f"indices have {n} layers ({shape_str(indices)}), expected "
+                f"num_quantizers={self.num_quantizers} (fewer only with quantize_dropout)"
+            )
+        pad = [(0, 0)] * (indices.ndim - 1) + [(0, self.num_quantizers - n)]
+        indices = jnp.pad(indices.astype(jnp.int32), pad, constant_values=-1)
+        codes = []
+        for i, layer in enumerate(self.layers):
+            idx = indices[..., i]
+            c = layer._codes_of(jnp.maximum(idx, 0))
+            codes.append(jnp.where((idx >= 0)[..., None], c, 0.0))
+        return jnp.stack(codes)
+
+    def get_output_from_indices(self, indices) -> Array:
+        """The quantized output ``[batch, ..., dim]`` of indices ``[batch, ..., q]``."""
+        return sc.apply(self.project_out, jnp.sum(self.get_codes_from_indices(indices), 0))
+
+    def dropout_index(self, key: Array) -> Array:
+        """The last layer kept by quantizer dropout for `key` (int32 scalar)."""
+        return sc.dropout_index(
+            key,
+            self.quantize_dropout_cutoff_index,
+            self.num_quantizers,
+            self.quantize_dropout_multiple_of,
+        )
+
+    def _needs_key(self) -> tuple[bool, bool]:
+        return self.quantize_dropout, self.layers[0].frac_per_sample_entropy < 1
+
+    def __call__(
+        self,
+        x,
+        *,
+        train: bool = False,
+        key: Array | None = None,
+        axis_name: str | None = None,
+        mask=None,
+    ) -> ResidualLFQOutput:
+        """Quantize `x` ``[batch, ..., dim]`` with every layer (or the kept ones).
+
+        Args:
+          x: floating features ``[batch, ..., dim]``.
+          train: straight-through outputs, losses and quantizer dropout.
+          key: PRNG key, required in training with quantize dropout or
+            ``frac_per_sample_entropy < 1``.
+          axis_name: mapped batch axis (see :meth:`LFQ.__call__`).
+          mask: optional bool ``[batch, ...]`` (see :meth:`LFQ.__call__`).
+
+        Returns:
+          :class:`ResidualLFQOutput`.
+
+        Raises:
+          ValueError: as :meth:`LFQ.__call__`, or a needed `key` is missing.
+        """
+        x = sc.check_input(x, self.dim)
+        drop, sampled = self._needs_key()
+        if train and (drop or sampled) and key is None:
+            raise ValueError(
+                "key is required in training with quantize_dropout or "
+                "frac_per_sample_entropy < 1, got None"
+            )
+        last = None
+        if train and drop:
+            key, k_drop = jax.random.split(key)
+            last = self.dropout_index(k_drop)
+        return self._forward(x, train, key if train and sampled else None, last, axis_name, mask)
+
+    def _forward(self, x, train, key, last, axis_name, mask) -> ResidualLFQOutput:
+        x = sc.apply(self.project_in, x)
+        keys = [None] * len(self.layers) if key is None else jax.random.split(key, len(self.layers))
+        quantized_out, residual = 0.0, x
+        fields = {name: [] for name in ResidualLFQOutput._fields[1:6]}
+        for i, layer in enumerate(self.layers):
+            out = layer(residual, train=train, key=keys[i], axis_name=axis_name, mask=mask)
+            quantized, indices = out.quantized, out.indices
+            values = [out.loss, out.per_sample_entropy, out.batch_entropy, out.commitment_loss]
+            if last is not None:
+                keep = i <= last
+                quantized = jnp.where(keep, quantized, 0.0)
+                indices = jnp.where(keep, indices, -1)
+                values = [jnp.where(keep, v, 0.0) for v in values]
+            residual = residual - jax.lax.stop_gradient(quantized)
+            quantized_out = quantized_out + quantized
+            for name, v in zip(fields, [indices, *values], strict=True):
+                fields[name].append(v)
+        indices = jnp.stack(fields.pop("indices"), axis=-1)
+        stats = [
+            sc.usage(indices[..., i], self.codebook_size, axis_name, mask)
+            for i in range(len(self.layers))
+        ]
+        return ResidualLFQOutput(
+            sc.apply(self.project_out, quantized_out),
+            indices,
+            *(jnp.stack(v) for v in fields.values()),
+            jnp.stack([s[0] for s in stats]),
+            jnp.stack([s[1] for s in stats]),
+        )
+
+
+class GroupedResidualLFQ(nnx.Module):
+    """`groups` independent :class:`ResidualLFQ` on equal slices of the channels.
+
+    Args:
+      dim: input dimension, divisible by `groups`.
+      groups: number of groups ``G``.
+      accept_image_fmap: must be False (channels-last only).
+      rngs: initialisation randomness.
+      **kwargs: :class:`ResidualLFQ` arguments of every group (``dim`` excluded).
+
+    Raises:
+      ValueError: if `dim` is not divisible by `groups`, or as :class:`ResidualLFQ`.
+
+    Example:
+      >>> g = GroupedResidualLFQ(dim=8, groups=2, num_quantizers=2, codebook_size=16)
+      >>> g(jnp.zeros((1, 3, 8))).losses.shape
+      (2, 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        groups: int = 1,
+        accept_image_fmap: bool = False,
+        rngs: nnx.Rngs | None = None,
+        **kwargs,
+    ):
+        sc.check_channels_last("accept_image_fmap", accept_image_fmap)
+        if not isinstance(groups, int) or groups < 1 or not isinstance(dim, int) or dim % groups:
+            raise ValueError(f"dim={dim!r} must be divisible by groups={groups!r}")
+        self.dim, self.groups = dim, groups
+        self.rvqs = nnx.List(
+            [ResidualLFQ(dim=dim // groups, rngs=rngs, **kwargs) for _ in range(groups)]
+        )
+        self.codebook_size = self.rvqs[0].codebook_size
+
+    @property
+    def codebooks(self) -> Array:
+        """float32 ``[G, Q, codebook_size, log2(codebook_size)]``."""
+        return jnp.stack([rvq.codebooks for rvq in self.rvqs])
+
+    def get_codes_from_indices(self, indices) -> Array:
+        """float32 ``[G, Q, batch, ..., log2(codebook_size)]`` from indices ``[G, ..., q]``."""
+        pairs = zip(self.rvqs, indices, strict=True)
+        return jnp.stack([r.get_codes_from_indices(i) for r, i in pairs])
+
+    def get_output_from_indices(self, indices) -> Array:
+        """``[batch, ..., dim]`` from indices ``[G, batch, ..., q]``."""
+        pairs = zip(self.rvqs, indices, strict=True)
+        return jnp.concatenate([r.get_output_from_indices(i) for r, i in pairs], axis=-1)
+
+    def __call__(
+        self,
+        x,
+        *,
+        train: bool = False,
+        key: Array | None = None,
+        axis_name: str | None = None,
+        mask=None,
+    ) -> ResidualLFQOutput:
+        """Quantize `x` ``[batch, ..., dim]`` group by group; the quantizer dropout keeps the
+        same layers in every group (one draw from `key`, as the reference's shared seed).
+
+        Raises:
+          ValueError: as :meth:`ResidualLFQ.__call__`.
+        """
+        x = sc.check_input(x, self.dim)
+        first = self.rvqs[0]
+        drop, sampled = first._needs_key()
+        if train and (drop or sampled) and key is None:
+            raise ValueError(
+                "key is required in training with quantize_dropout or "
+                "frac_per_sample_entropy < 1, got None"
+            )
+        last = None
+        if train and drop:
+            key, k_drop = jax.random.split(key)
+            last = first.dropout_index(k_drop)
+        chunks = jnp.split(x, self.groups, axis=-1)
+        outs = [
+            rvq._forward(
+                chunk,
+                train,
+                jax.random.fold_in(key, g) if train and sampled else None,
+                last,
+                axis_name,
+                mask,
+            )
+            for g, (rvq, chunk) in enumerate(zip(self.rvqs, chunks, strict=True))
+        ]
+        return ResidualLFQOutput(
+            jnp.concatenate([o.quantized for o in outs], axis=-1),
+            *(jnp.stack(field) for field in list(zip(*outs, strict=True))[1:]),
+        )
