@@ -7,7 +7,9 @@ Subcommands:
   generate reconstruct images with a trained run's model (``--run DIR``).
   demo     the main job: DAC codec round trip on the bundled speech, then a VQ-VAE on digits.
   convert  convert a checkpoint: ``jaxlatent convert dac SRC.pth OUT_DIR``.
-  encode   audio files/folders -> ``.dac`` files (``--model MODEL INPUT... --output DIR``).
+  encode   audio files/folders -> ``.dac`` files (``--model MODEL INPUT... --output DIR``),
+           batched over devices and processes; resumable; ``DIR/summary.json``. Exit status
+           1 when some inputs could not be read (listed in the summary, skipped).
   decode   ``.dac`` files/folders -> WAV files (``--model MODEL INPUT... --output DIR``).
   parity   compare jaxlatent with the torch reference: ``jaxlatent parity dac --model SRC.pth``.
 
@@ -296,21 +298,28 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from jaxlatent.apps.codec_files import encode_files
+    from jaxlatent.apps.encode_folder import encode_folder, join_processes
 
-    result = encode_files(
+    join_processes(args.coordinator, args.num_processes, args.process_id)
+    result = encode_folder(
         args.model,
         args.inputs,
         args.output,
+        batch_size=args.batch_size,
         win_duration=args.win_duration,
         n_quantizers=args.n_quantizers,
+        overwrite=args.overwrite,
+        fail_fast=args.fail_fast,
         progress=not args.quiet,
     )
+    skipped = f", {len(result.skipped)} skipped (see {result.summary_path})"
     print(
-        f"encoded {len(result.inputs)} file(s), {result.audio_seconds:.1f} s of audio, in "
-        f"{result.seconds:.1f} s to {args.output}"
+        f"encoded {len(result.coded)} file(s) ({result.already_done} already done"
+        f"{skipped if result.skipped else ''}), {result.audio_seconds:.1f} s of audio, in "
+        f"{result.seconds:.1f} s ({result.audio_seconds_per_second:.1f} audio s/s) to "
+        f"{args.output}"
     )
-    return 0
+    return 1 if result.skipped else 0
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -366,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     model_help = "converted model directory or DAC .pth (converted on the fly and cached)"
     encode = sub.add_parser("encode", help="audio files or folders -> .dac files")
-    encode.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
+    encode.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="audio files, folders or @LIST files of paths"
+    )
     encode.add_argument("--model", required=True, help=model_help)
     encode.add_argument("--output", required=True, help="output folder")
     encode.add_argument("--n-quantizers", type=int, default=None, help="codebooks (default all)")
@@ -376,7 +387,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="window in seconds (default 5.0, as the official `dac encode`)",
     )
-    encode.add_argument("--quiet", action="store_true", help="no progress bars")
+    encode.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="windows per model call, split over this process's devices (default 16)",
+    )
+    encode.add_argument("--overwrite", action="store_true", help="recode existing outputs")
+    encode.add_argument(
+        "--fail-fast", action="store_true", help="stop at the first unreadable input"
+    )
+    encode.add_argument("--quiet", action="store_true", help="no progress bar")
+    group = encode.add_argument_group(
+        "several processes (default: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)"
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    group.add_argument("--num-processes", type=int, help="processes in the job")
+    group.add_argument("--process-id", type=int, help="this process's index")
     _add_compile_cache_arguments(encode)
     encode.set_defaults(func=_encode)
 
