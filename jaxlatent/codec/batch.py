@@ -26,16 +26,22 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
 from flax import nnx
 
-from jaxlatent.codec.compression import PreparedAudio, _encode_chunk
+from jaxlatent.codec.compression import (
+    PreparedAudio,
+    _decode_chunk,
+    _encode_chunk,
+    check_decodable,
+    finish_decoding,
+)
 from jaxlatent.codec.dac_file import DACFile
 from jaxlatent.compilation import compiled
 
-__all__ = ["BatchEncoder", "check_batch_size"]
+__all__ = ["BatchDecoder", "BatchEncoder", "check_batch_size"]
 
 #: Batches dispatched to the devices before the host waits for the oldest one.
 _IN_FLIGHT = 2
@@ -43,17 +49,101 @@ _IN_FLIGHT = 2
 
 @dataclasses.dataclass
 class _Job:
-    """One input being coded: its windows' codes as they come back."""
+    """One input being coded: its windows, and their results as they come back.
+
+    ``window(k)`` gives window `k` of every row, ``[rows, *row_shape]``; ``results[k]`` is
+    filled row by row with the model's outputs; ``remaining`` counts the rows still out.
+    """
 
     key: Hashable
-    prepared: PreparedAudio
-    codes: list = dataclasses.field(default_factory=list)  # per window: [rows, n_q, frames]
+    item: object
+    n_windows: int
+    rows: int
+    window: Callable[[int], np.ndarray]
+    options: tuple  # the compiled function's static options, part of the batch key
+    results: list = dataclasses.field(default_factory=list)
     remaining: int = 0
 
     def __post_init__(self):
-        n = self.prepared.plan.n_chunks
-        self.codes = [None] * n
-        self.remaining = n * self.prepared.rows
+        self.results = [None] * self.n_windows
+        self.remaining = self.n_windows * self.rows
+
+
+class _Batches:
+    """Rows of many jobs through ``fn(model, x, **options)`` in batches over `devices`."""
+
+    def __init__(self, fn, model, batch_size, devices):
+        import jax
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        devices = list(jax.local_devices() if devices is None else devices)
+        check_batch_size(batch_size, len(devices))
+        self.fn = fn
+        self.batch_size = int(batch_size)
+        self.devices = devices
+        self.batches = 0
+        self._graphdef, state = nnx.split(model)
+        if len(devices) > 1:
+            mesh = Mesh(np.array(devices), ("batch",))
+            self._rows_sharding = NamedSharding(mesh, PartitionSpec("batch"))
+            self._state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+        else:
+            self._rows_sharding = devices[0]
+            self._state = jax.device_put(state, devices[0])
+
+    def _size(self, n: int) -> int:
+        """Rows of the batch that holds `n` rows: `batch_size`, or for fewer rows the
+        smallest ``n_devices * 2**k`` that holds them."""
+        size = len(self.devices)
+        while size < n:
+            size *= 2
+        return min(size, self.batch_size)
+
+    def run(self, jobs: Iterable[_Job]) -> Iterator[_Job]:
+        """Run every job's rows; yield each job once all its results are back."""
+        import jax
+
+        buckets: dict[tuple, list] = collections.defaultdict(list)  # rows waiting per shape
+        in_flight: collections.deque = collections.deque()
+
+        def dispatch(options, rows):
+            sample = rows[0][3]
+            x = np.zeros((self._size(len(rows)), *sample.shape), sample.dtype)
+            for i, row in enumerate(rows):
+                x[i] = row[3]
+            fn = compiled(self.fn, self._graphdef, **dict(options))
+            out = fn(self._state, jax.device_put(x, self._rows_sharding))
+            in_flight.append((out, [row[:3] for row in rows]))
+            self.batches += 1
+
+        def collect():
+            out, slots = in_flight.popleft()
+            out = np.asarray(out)
+            for i, (job, k, r) in enumerate(slots):
+                if job.results[k] is None:
+                    job.results[k] = np.empty((job.rows, *out.shape[1:]), out.dtype)
+                job.results[k][r] = out[i]
+                job.remaining -= 1
+                if job.remaining == 0:
+                    yield job
+
+        for job in jobs:
+            for k in range(job.n_windows):
+                window = job.window(k)
+                key = (window.shape[1:], window.dtype.str, job.options)
+                bucket = buckets[key]
+                for r in range(job.rows):
+                    bucket.append((job, k, r, window[r]))
+                    if len(bucket) == self.batch_size:
+                        dispatch(job.options, bucket)
+                        bucket.clear()
+                        while len(in_flight) > _IN_FLIGHT:
+                            yield from collect()
+        for (_, _, options), bucket in buckets.items():
+            for i in range(0, len(bucket), self.batch_size):
+                dispatch(options, bucket[i : i + self.batch_size])
+        while in_flight:
+            yield from collect()
 
 
 class BatchEncoder:
@@ -70,36 +160,14 @@ class BatchEncoder:
 
     Raises:
       ValueError: if `batch_size` is not a positive multiple of the number of devices.
-
-    Example:
-      >>> # encoder = BatchEncoder(model, batch_size=16)
-      >>> # for key, dac_file in encoder.encode((path, prepare(model, audio, sr)) ...): ...
     """
 
     def __init__(self, model: nnx.Module, batch_size: int, devices: Sequence | None = None):
-        import jax
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+        self._batches = _Batches(_encode_chunk, model, batch_size, devices)
 
-        devices = list(jax.local_devices() if devices is None else devices)
-        check_batch_size(batch_size, len(devices))
-        self.batch_size = int(batch_size)
-        self.devices = devices
-        self.batches = 0  # model calls so far
-        self._graphdef, state = nnx.split(model)
-        if len(devices) > 1:
-            mesh = Mesh(np.array(devices), ("batch",))
-            self._rows_sharding = NamedSharding(mesh, PartitionSpec("batch"))
-            self._state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
-        else:
-            self._rows_sharding = devices[0]
-            self._state = jax.device_put(state, devices[0])
-
-    def _sizes(self, n: int) -> int:
-        """Rows of the batch that holds `n` leftover rows."""
-        size = len(self.devices)
-        while size < n:
-            size *= 2
-        return min(size, self.batch_size)
+    @property
+    def batches(self) -> int:
+        return self._batches.batches
 
     def encode(
         self, inputs: Iterable[tuple[Hashable, PreparedAudio]]
@@ -108,54 +176,67 @@ class BatchEncoder:
 
         Inputs are read lazily (one window at a time), so at most a few batches of audio are
         held; files complete roughly in input order (an input completes once its last
-        window's batch is back).
+        window's batch is back). The files equal :func:`~jaxlatent.codec.compress`'s.
         """
-        import jax
+        jobs = (
+            _Job(
+                key,
+                p,
+                p.plan.n_chunks,
+                p.rows,
+                p.window,
+                (("n_q", p.n_q), ("padding", p.padding)),
+            )
+            for key, p in inputs
+        )
+        for job in self._batches.run(jobs):
+            yield job.key, job.item.dac_file(job.results)
 
-        buckets: dict[tuple, list] = collections.defaultdict(list)  # rows waiting per shape
-        in_flight: collections.deque = collections.deque()
 
-        def dispatch(shape_key, rows):
-            window, n_q, padding = shape_key
-            size = self.batch_size if len(rows) == self.batch_size else self._sizes(len(rows))
-            x = np.zeros((size, window, 1), np.float32)
-            for i, (_, _, _, samples) in enumerate(rows):
-                x[i] = samples
-            fn = compiled(_encode_chunk, self._graphdef, n_q=n_q, padding=padding)
-            codes = fn(self._state, jax.device_put(x, self._rows_sharding))
-            in_flight.append((codes, [r[:3] for r in rows]))
-            self.batches += 1
+class BatchDecoder:
+    """Decodes many ``.dac`` files' chunks in batches of `batch_size` rows over `devices`.
 
-        def collect():
-            codes, slots = in_flight.popleft()
-            codes = np.asarray(codes)
-            for i, (job, k, r) in enumerate(slots):
-                if job.codes[k] is None:
-                    job.codes[k] = np.empty((job.prepared.rows, *codes.shape[1:]), codes.dtype)
-                job.codes[k][r] = codes[i]
-                job.remaining -= 1
-                if job.remaining == 0:
-                    yield job.key, job.prepared.dac_file(job.codes)
+    Arguments and errors as :class:`BatchEncoder`; rows are code chunks
+    ``[n_q, chunk_length]`` (one per chunk and channel).
+    """
 
-        for key, prepared in inputs:
-            job = _Job(key, prepared)
-            shape_key = (prepared.window_samples, prepared.n_q, prepared.padding)
-            bucket = buckets[shape_key]
-            for k in range(prepared.plan.n_chunks):
-                window = prepared.window(k)
-                for r in range(prepared.rows):
-                    bucket.append((job, k, r, window[r]))
-                    if len(bucket) == self.batch_size:
-                        dispatch(shape_key, bucket)
-                        bucket.clear()
-                        while len(in_flight) > _IN_FLIGHT:
-                            yield from collect()
-        for shape_key, bucket in buckets.items():
-            while bucket:
-                rows, bucket[:] = bucket[: self.batch_size], bucket[self.batch_size :]
-                dispatch(shape_key, rows)
-        while in_flight:
-            yield from collect()
+    def __init__(self, model: nnx.Module, batch_size: int, devices: Sequence | None = None):
+        self._model = model
+        self._batches = _Batches(_decode_chunk, model, batch_size, devices)
+
+    @property
+    def batches(self) -> int:
+        return self._batches.batches
+
+    def decode(
+        self, inputs: Iterable[tuple[Hashable, DACFile]]
+    ) -> Iterator[tuple[Hashable, np.ndarray]]:
+        """Decode every ``(key, dac_file)``; yield ``(key, audio)`` as each completes, audio
+        float32 ``[batch, original_length, channels]`` equal to
+        :func:`~jaxlatent.codec.decompress`'s.
+
+        Raises:
+          ValueError: for a file the model cannot decode (checked as it is taken, before
+            any of its chunks runs).
+        """
+        rate = self._model.config.sample_rate
+
+        def job(key, dac_file):
+            check_decodable(self._model, dac_file)
+            codes, step = dac_file.codes, dac_file.chunk_length
+            frames = codes.shape[-1]
+            return _Job(
+                key,
+                dac_file,
+                -(-frames // step),
+                codes.shape[0],
+                lambda k: codes[:, :, k * step : (k + 1) * step].astype(np.int32),
+                (("padding", bool(dac_file.padding)),),
+            )
+
+        for done in self._batches.run(job(key, f) for key, f in inputs):
+            recons = np.concatenate(done.results, axis=-1)
+            yield done.key, finish_decoding(done.item, recons, rate)
 
 
 def check_batch_size(batch_size, n_devices: int) -> int:

@@ -66,7 +66,14 @@ from jaxlatent.codec.loudness import CHANNEL_GAINS, StreamingMeter, normalize_ga
 from jaxlatent.codec.resample import Resampler
 from jaxlatent.compilation import compiled
 
-__all__ = ["PreparedAudio", "compress", "decompress", "prepare"]
+__all__ = [
+    "PreparedAudio",
+    "check_decodable",
+    "compress",
+    "decompress",
+    "finish_decoding",
+    "prepare",
+]
 
 #: Chunks dispatched to the device before the host waits for the oldest one.
 _IN_FLIGHT = 2
@@ -356,21 +363,9 @@ def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -
     Source: descript-audio-codec 1.0.0 ``dac.model.base.CodecMixin.decompress``.
     """
     config = _config(model)
-    if not isinstance(dac_file, DACFile):
-        raise ValueError(f"dac_file must be a DACFile, got {type(dac_file).__name__}")
+    check_decodable(model, dac_file)
     codes = dac_file.codes
-    rows, n_q, frames = codes.shape
-    if n_q > config.n_codebooks:
-        raise ValueError(
-            f"the file has {n_q} codebooks but the model only {config.n_codebooks}: it was "
-            "coded with another model variant"
-        )
-    if int(codes.max()) >= config.codebook_size:
-        raise ValueError(
-            f"the file has code {int(codes.max())} but the model's codebooks have "
-            f"{config.codebook_size} entries: it was coded with another model"
-        )
-    sr = config.sample_rate
+    rows, _, frames = codes.shape
     step = dac_file.chunk_length
     graphdef, state = nnx.split(model)
     fn = compiled(_decode_chunk, graphdef, padding=bool(dac_file.padding))
@@ -386,8 +381,47 @@ def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -
         else:
             recons[:, filled : filled + y.shape[-1]] = y
         filled += y.shape[-1]
-    recons = recons[:, :filled]  # [rows, samples] at the model rate
+    return finish_decoding(dac_file, recons[:, :filled], config.sample_rate)
 
+
+def check_decodable(model: nnx.Module, dac_file: DACFile) -> None:
+    """Raise unless `model` can decode `dac_file` (the checks of :func:`decompress`).
+
+    Raises:
+      ValueError: if `dac_file` is not a :class:`DACFile`, or has more codebooks than the
+        model or codes outside its codebooks.
+    """
+    config = _config(model)
+    if not isinstance(dac_file, DACFile):
+        raise ValueError(f"dac_file must be a DACFile, got {type(dac_file).__name__}")
+    codes = dac_file.codes
+    n_q = codes.shape[1]
+    if n_q > config.n_codebooks:
+        raise ValueError(
+            f"the file has {n_q} codebooks but the model only {config.n_codebooks}: it was "
+            "coded with another model variant"
+        )
+    if int(codes.max()) >= config.codebook_size:
+        raise ValueError(
+            f"the file has code {int(codes.max())} but the model's codebooks have "
+            f"{config.codebook_size} entries: it was coded with another model"
+        )
+
+
+def finish_decoding(dac_file: DACFile, recons: np.ndarray, model_rate: int) -> np.ndarray:
+    """The last steps of :func:`decompress`: loudness back to ``input_db``, resampling.
+
+    Args:
+      dac_file: the file decoded.
+      recons: float32 ``[rows, samples]``, its decoded chunks concatenated, at `model_rate`
+        (modified in place).
+      model_rate: the model's sample rate in Hz.
+
+    Returns:
+      float32 ``[batch, original_length, channels]`` at ``dac_file.sample_rate``.
+    """
+    rows, filled = recons.shape
+    sr = model_rate
     # Loudness back to input_db (each decoded channel measured on its own, as the reference).
     meter = StreamingMeter(rows, filled, sr)
     meter.feed(recons)

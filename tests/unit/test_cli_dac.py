@@ -80,7 +80,7 @@ def test_encode_decode_files_and_folders(tmp_path, rng, model_dir, capsys):
     )
     assert code == 0 and "decoded 3 file(s)" in stdout
     wav = tmp_path / "wav"
-    assert _files(wav) == ["a.wav", "c.wav", os.path.join("sub", "b.wav")]
+    assert _files(wav) == ["a.wav", "c.wav", os.path.join("sub", "b.wav"), "summary.json"]
     info = sf.info(wav / "sub" / "b.wav")
     assert (info.samplerate, info.channels, info.frames) == (11025, 2, 6000)
     assert sf.info(wav / "c.wav").frames == 3200
@@ -165,9 +165,8 @@ def test_decode_bad_files_exit_2_without_output(tmp_path, rng, model_dir, capsys
     ).save(foreign)
     for path, message in [(corrupt, "corrupt"), (foreign, "5 codebooks")]:
         out = tmp_path / f"out-{path.stem}"
-        code, _, stderr = _run(
-            ["decode", str(path), "--model", model_dir, "--output", str(out), "--quiet"], capsys
-        )
+        argv = ["decode", str(path), "--model", model_dir, "--output", str(out), "--quiet"]
+        code, _, stderr = _run([*argv, "--fail-fast"], capsys)
         assert code == 2 and message in stderr and stderr.count("\n") == 1
         assert not out.exists() or _files(out) == []
     code, _, stderr = _run(

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["FolderSummary", "encode_folder", "join_processes"]
+__all__ = ["FolderSummary", "decode_folder", "encode_folder", "join_processes"]
 
 #: Name of the summary written in the output folder.
 SUMMARY_NAME = "summary.json"
@@ -40,13 +40,13 @@ _READ_AHEAD = 4
 
 
 class FolderSummary(NamedTuple):
-    """What :func:`encode_folder` did (over all processes).
+    """What :func:`encode_folder` / :func:`decode_folder` did (over all processes).
 
     Attributes:
-      coded: input files coded in this run.
+      coded: input files coded (or decoded) in this run.
       already_done: inputs whose output existed and was kept.
       skipped: ``(input, reason)`` of every input that could not be read or coded.
-      audio_seconds: seconds of audio coded in this run.
+      audio_seconds: seconds of audio coded (encode) or written (decode) in this run.
       seconds: wall time of the coding (after the model is loaded).
       processes: processes of the job.
       devices: devices of all processes.
@@ -150,10 +150,10 @@ def _prepare(model, path, win_duration, n_quantizers):
     return prepared, clip.audio.shape[0] / clip.sample_rate
 
 
-def _bar(total: int, enabled: bool):
+def _bar(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="file", desc="encode", disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=total, unit="file", desc=desc, disable=not enabled, dynamic_ncols=True)
 
 
 def _gather(obj) -> list:
@@ -171,6 +171,105 @@ def _gather(obj) -> list:
     buf[: data.size] = data
     rows = np.asarray(multihost_utils.process_allgather(buf)).reshape(len(sizes), -1)
     return [json.loads(bytes(row[:n])) for row, n in zip(rows, sizes, strict=True)]
+
+
+class _Run:
+    """The bookkeeping of one folder run: progress bar, skipped inputs, summary."""
+
+    def __init__(self, command, total, fail_fast, progress):
+        import jax
+
+        self.command, self.fail_fast = command, fail_fast
+        self.rank, self.count = jax.process_index(), jax.process_count()
+        self.bar = _bar(total, progress and self.rank == 0 and sys.stderr.isatty(), command)
+        self.start = time.perf_counter()
+        self.coded: list[Path] = []
+        self.skipped: dict[Path, str] = {}
+        self.audio_seconds = 0.0
+
+    def skip(self, path: Path, error: Exception) -> None:
+        """Report and skip `path` (or raise, with `fail_fast`)."""
+        reason = " ".join(str(error).split())
+        if self.fail_fast:
+            self.bar.close()
+            raise ValueError(reason if str(path) in reason else f"{path}: {reason}") from None
+        self.skipped[path] = reason
+        self.bar.update(1)
+        print(f"jaxlatent {self.command}: skipped {path}: {reason}", file=sys.stderr)
+
+    def done(self, path: Path, audio_seconds: float) -> None:
+        self.coded.append(path)
+        self.audio_seconds += audio_seconds
+        hours = self.audio_seconds / 3600
+        rate = hours / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix_str(f"{hours:.2f} h audio, {rate:.3g} h/s", refresh=False)
+        self.bar.update(1)
+
+    def prefetch(self, todo, load):
+        """``(path, load(path))`` for every path, loaded by a background thread a few files
+        ahead; a path whose load raises ValueError is skipped."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            pending: list = []
+            for path in todo:
+                pending.append((path, pool.submit(load, path)))
+                while len(pending) >= _READ_AHEAD:
+                    yield from self._take(*pending.pop(0))
+            for item in pending:
+                yield from self._take(*item)
+
+    def _take(self, path, future):
+        try:
+            value = future.result()
+        except ValueError as e:
+            self.skip(path, e)
+            return
+        yield path, value
+
+    def finish(self, output, already_done: int, extra: dict) -> FolderSummary:
+        """Gather every process's part, write ``summary.json`` (process 0), the summary."""
+        import jax
+
+        from jaxlatent.atomic import atomic_write
+
+        self.bar.close()
+        part = {
+            "coded": [str(p) for p in self.coded],
+            "already_done": already_done,
+            "skipped": [{"file": str(p), "reason": r} for p, r in self.skipped.items()],
+            "audio_seconds": self.audio_seconds,
+            "seconds": time.perf_counter() - self.start,
+            "devices": jax.local_device_count(),
+        }
+        parts = _gather(part)
+        audio = sum(p["audio_seconds"] for p in parts)
+        wall = max(p["seconds"] for p in parts)
+        summary = {
+            "command": self.command,
+            "files": [f for p in parts for f in p["coded"]],
+            "already_done": sum(p["already_done"] for p in parts),
+            "skipped": [s for p in parts for s in p["skipped"]],
+            "audio_hours": audio / 3600,
+            "wall_seconds": wall,
+            "audio_hours_per_second": audio / 3600 / wall if wall > 0 else 0.0,
+            "audio_seconds_per_second": audio / wall if wall > 0 else 0.0,
+            **extra,
+            "processes": self.count,
+            "files_per_process": [len(p["coded"]) for p in parts],
+            "devices": sum(p["devices"] for p in parts),
+        }
+        path = Path(output) / SUMMARY_NAME
+        if self.rank == 0:
+            atomic_write(path, json.dumps(summary, indent=1) + "\n")
+        return FolderSummary(
+            tuple(summary["files"]),
+            summary["already_done"],
+            tuple((s["file"], s["reason"]) for s in summary["skipped"]),
+            audio,
+            wall,
+            self.count,
+            summary["devices"],
+            path,
+        )
 
 
 def encode_folder(
@@ -218,7 +317,6 @@ def encode_folder(
     import jax
 
     from jaxlatent.apps.codec_files import _model
-    from jaxlatent.atomic import atomic_write
     from jaxlatent.codec import files
     from jaxlatent.codec.batch import BatchEncoder, check_batch_size
 
@@ -231,108 +329,131 @@ def encode_folder(
     model = _model(model)
     _check_options(model.config, win_duration, n_quantizers)
     encoder = BatchEncoder(model, batch_size)
-    rank, count = jax.process_index(), jax.process_count()
-    mine = found[rank::count]
+    mine = found[jax.process_index() :: jax.process_count()]
     targets = {path: files.output_path(output, rel, ".dac") for path, rel in mine}
     todo = [path for path, _ in mine if overwrite or not targets[path].exists()]
     unreadable = _check_rates(todo, model.config.sample_rate)
     if unreadable and fail_fast:
         path, reason = next(iter(unreadable.items()))
         raise ValueError(f"{path}: {reason}")
-    todo = [path for path in todo if path not in unreadable]
 
-    start = time.perf_counter()
-    coded, audio_seconds = [], 0.0
-    skipped: dict[Path, str] = {}
-    bar = _bar(len(todo) + len(unreadable), progress and rank == 0 and sys.stderr.isatty())
+    run = _Run("encode", len(todo), fail_fast, progress)
+    for path, reason in unreadable.items():
+        run.skip(path, ValueError(reason))
+    todo = [path for path in todo if path not in unreadable]
     durations: dict[Path, float] = {}
 
-    def skip(path: Path, error: Exception):
-        reason = " ".join(str(error).split())
-        if fail_fast:
-            bar.close()
-            raise ValueError(reason if str(path) in reason else f"{path}: {reason}") from None
-        skipped[path] = reason
-        bar.update(1)
-        print(f"jaxlatent encode: skipped {path}: {reason}", file=sys.stderr)
-
-    for path, reason in unreadable.items():
-        skip(path, ValueError(reason))
-
-    def prepared_inputs():
-        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-            pending = []
-            queue = iter(todo)
-            for path in queue:
-                pending.append(
-                    (path, pool.submit(_prepare, model, path, win_duration, n_quantizers))
-                )
-                if len(pending) < _READ_AHEAD:
-                    continue
-                yield from _take(pending.pop(0))
-            for item in pending:
-                yield from _take(item)
-
-    def _take(item):
-        path, future = item
-        try:
-            prepared, seconds = future.result()
-        except ValueError as e:
-            skip(path, e)
-            return
+    def load(path):
+        prepared, seconds = _prepare(model, path, win_duration, n_quantizers)
         durations[path] = seconds
-        yield path, prepared
+        return prepared
 
     try:
-        for path, dac_file in encoder.encode(prepared_inputs()):
+        for path, dac_file in encoder.encode(run.prefetch(todo, load)):
             dac_file.save(targets[path])
-            coded.append(path)
-            audio_seconds += durations.pop(path)
-            elapsed = time.perf_counter() - start
-            bar.set_postfix_str(
-                f"{audio_seconds / 3600:.2f} h audio, {audio_seconds / 3600 / elapsed:.3g} h/s",
-                refresh=False,
-            )
-            bar.update(1)
+            run.done(path, durations.pop(path))
     finally:
-        bar.close()
-    seconds = time.perf_counter() - start
+        run.bar.close()
+    extra = {"batch_size": batch_size, "win_duration": win_duration}
+    return run.finish(output, len(mine) - len(todo) - len(unreadable), extra)
 
-    part = {
-        "coded": [str(p) for p in coded],
-        "already_done": len(mine) - len(todo) - len(skipped),
-        "skipped": [{"file": str(p), "reason": r} for p, r in skipped.items()],
-        "audio_seconds": audio_seconds,
-        "seconds": seconds,
-        "devices": jax.local_device_count(),
-    }
-    parts = _gather(part)
-    total_audio = sum(p["audio_seconds"] for p in parts)
-    wall = max(p["seconds"] for p in parts)
-    summary = {
-        "files": [f for p in parts for f in p["coded"]],
-        "already_done": sum(p["already_done"] for p in parts),
-        "skipped": [s for p in parts for s in p["skipped"]],
-        "audio_hours": total_audio / 3600,
-        "wall_seconds": wall,
-        "audio_hours_per_second": total_audio / 3600 / wall if wall > 0 else 0.0,
-        "audio_seconds_per_second": total_audio / wall if wall > 0 else 0.0,
-        "batch_size": batch_size,
-        "win_duration": win_duration,
-        "processes": count,
-        "files_per_process": [len(p["coded"]) for p in parts],
-        "devices": sum(p["devices"] for p in parts),
-    }
-    path = Path(output) / SUMMARY_NAME
-    if rank == 0:
-        atomic_write(path, json.dumps(summary, indent=1) + "\n")
-    return FolderSummary(
-        tuple(summary["files"]),
-        summary["already_done"],
-        tuple((s["file"], s["reason"]) for s in summary["skipped"]),
-        total_audio,
-        wall,
-        count,
-        summary["devices"],
-        path,
-    )
+
+def _decoded_targets(output, rel: Path, items: int) -> list[Path]:
+    """The WAV files of a ``.dac`` of `items` batch items (``NAME.wav``; several:
+    ``NAME-0.wav``, ``NAME-1.wav``, ...), as :func:`jaxlatent.apps.codec_files.decode_files`."""
+    from jaxlatent.codec import files
+
+    if items == 1:
+        return [files.output_path(output, rel, ".wav")]
+    return [
+        files.output_path(output, rel.with_name(f"{rel.stem}-{i}{rel.suffix}"), ".wav")
+        for i in range(items)
+    ]
+
+
+def _decoded(output, rel: Path, path: Path) -> bool:
+    """Whether every output of the ``.dac`` file `path` exists."""
+    from jaxlatent.codec import DACFile
+
+    if _decoded_targets(output, rel, 1)[0].exists():
+        return True
+    if not _decoded_targets(output, rel, 2)[0].exists():
+        return False
+    try:
+        dac_file = DACFile.load(path)
+    except ValueError:
+        return False
+    items = dac_file.codes.shape[0] // dac_file.channels
+    return all(t.exists() for t in _decoded_targets(output, rel, items))
+
+
+def decode_folder(
+    model,
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    batch_size: int = 16,
+    overwrite: bool = False,
+    fail_fast: bool = False,
+    progress: bool = True,
+) -> FolderSummary:
+    """Decode ``.dac`` files, folders and ``@LIST`` files into 16-bit WAV files under `output`.
+
+    The inverse of :func:`encode_folder`, with the same batching (chunks of many files per
+    model call, :class:`jaxlatent.codec.batch.BatchDecoder`), process shards, resumption
+    and skipping: a corrupt ``.dac`` or one the model cannot decode is reported and skipped.
+    ``NAME.dac`` becomes ``output/NAME.wav`` (a file of several batch items:
+    ``NAME-{i}.wav``), audio equal to :func:`jaxlatent.codec.decompress`'s.
+
+    Args:
+      model, batch_size, overwrite, fail_fast, progress: as :func:`encode_folder`.
+      inputs: ``.dac`` files, folders and ``@LIST`` files.
+      output: output folder (``summary.json`` included).
+
+    Returns:
+      A :class:`FolderSummary` (``audio_seconds``: audio written).
+
+    Raises:
+      ValueError: for a bad `batch_size` or no inputs (before anything is written); with
+        `fail_fast`, for the first bad input.
+      FileNotFoundError: for a missing input or a missing path in an ``@LIST``.
+    """
+    import jax
+
+    from jaxlatent.apps.codec_files import _model
+    from jaxlatent.codec import DACFile, files
+    from jaxlatent.codec.batch import BatchDecoder, check_batch_size
+    from jaxlatent.codec.compression import check_decodable
+
+    found = files.find_inputs(inputs, (".dac",))
+    check_batch_size(batch_size, jax.local_device_count())
+    model = _model(model)
+    decoder = BatchDecoder(model, batch_size)
+    mine = found[jax.process_index() :: jax.process_count()]
+    rels = dict(mine)
+    todo = [path for path, rel in mine if overwrite or not _decoded(output, rel, path)]
+    run = _Run("decode", len(todo), fail_fast, progress)
+
+    def load(path):
+        dac_file = DACFile.load(path)
+        check_decodable(model, dac_file)
+        return dac_file
+
+    dac_files: dict[Path, DACFile] = {}
+
+    def loaded():
+        for path, dac_file in run.prefetch(todo, load):
+            dac_files[path] = dac_file
+            yield path, dac_file
+
+    try:
+        for path, audio in decoder.decode(loaded()):
+            rate = dac_files.pop(path).sample_rate
+            for item, target in zip(
+                audio, _decoded_targets(output, rels[path], audio.shape[0]), strict=True
+            ):
+                files.write_audio(target, item, rate)
+            run.done(path, audio.shape[0] * audio.shape[1] / rate)
+    finally:
+        run.bar.close()
+    return run.finish(output, len(mine) - len(todo), {"batch_size": batch_size})

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from jaxlatent import cli
-from jaxlatent.codec import DACFile, compress
-from jaxlatent.codec.batch import BatchEncoder
+from jaxlatent.codec import DACFile, compress, decompress
+from jaxlatent.codec.batch import BatchDecoder, BatchEncoder
 from jaxlatent.codec.compression import prepare
 from tests import reference
 from tests.unit.test_dac_compress import TINY, tiny_dac
@@ -87,8 +87,18 @@ def test_batched_codes_equal_compress_alone(model, clips, alone, batch_size, n_d
     assert encoder.batches < rows  # windows of several files shared calls
 
 
-def _encode(argv, capsys):
-    code = cli.main(["encode", *map(str, argv)])
+def test_batched_decoding_equals_decompress(model, alone):
+    files = {name: DACFile.from_bytes(data) for name, data in alone.items()}
+    decoder = BatchDecoder(model, 8)
+    got = dict(decoder.decode(files.items()))
+    assert got.keys() == files.keys()
+    for name in ("sub/b.flac", "c.wav"):  # chunked stereo, unchunked (fewer compilations)
+        np.testing.assert_array_equal(got[name], decompress(model, files[name]), err_msg=name)
+    assert decoder.batches < 3 + 2 * 6 + 1 + 1 + 3
+
+
+def _encode(argv, capsys, command="encode"):
+    code = cli.main([command, *map(str, argv)])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -137,6 +147,23 @@ def test_folder_resume_overwrite_skip_and_summary(tmp_path, model_dir, clips, al
         p: t for p, t in before.items() if p not in ("c.dac", "summary.json")
     }
     assert (out / "c.dac").read_bytes() == alone["c.wav"]
+
+    # decode the folder, a corrupt .dac skipped; a rerun decodes nothing
+    (out / "sub" / "corrupt.dac").write_bytes(b"\x93NUMPY garbage")
+    wav = tmp_path / "wav"
+    dargs = [out, "--model", model_dir, "--output", wav, "--batch-size", 8, "--quiet"]
+    code, stdout, stderr = _encode(dargs, capsys, "decode")
+    assert code == 1 and "decoded 5 file(s) (0 already done, 1 skipped" in stdout
+    assert "corrupt.dac" in stderr
+    assert _outputs(wav) == sorted([*(n.replace(".dac", ".wav") for n in expected), "summary.json"])
+    summary = json.loads((wav / "summary.json").read_text())
+    assert summary["command"] == "decode" and len(summary["skipped"]) == 1
+    assert summary["audio_hours"] == pytest.approx(seconds / 3600)
+    info = sf.info(wav / "sub" / "b.wav")
+    assert (info.samplerate, info.channels, info.frames) == (11025, 2, 4410)
+    (out / "sub" / "corrupt.dac").unlink()
+    code, stdout, _ = _encode(dargs, capsys, "decode")
+    assert code == 0 and "decoded 0 file(s) (5 already done)" in stdout
 
     # --overwrite codes everything again (same codes)
     code, stdout, _ = _encode([*args, "--quiet", "--overwrite"], capsys)
