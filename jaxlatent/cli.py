@@ -349,8 +349,9 @@ def _add_folder_arguments(p) -> None:
     p.add_argument(
         "--batch-size",
         type=int,
-        default=16,
-        help="windows per model call, split over this process's devices (default 16)",
+        default=None,
+        help="windows per model call, split over this process's devices (a multiple of "
+        "their count; default 16, rounded up to one)",
     )
     p.add_argument("--overwrite", action="store_true", help="redo existing outputs")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable input")

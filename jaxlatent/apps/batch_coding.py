@@ -35,6 +35,9 @@ __all__ = ["FolderSummary", "decode_folder", "encode_folder", "join_processes"]
 #: Name of the summary written in the output folder.
 SUMMARY_NAME = "summary.json"
 
+#: Rows per model call when not given (rounded up to a multiple of the device count).
+DEFAULT_BATCH = 16
+
 #: Files read and prepared ahead of the devices.
 _READ_AHEAD = 4
 
@@ -103,6 +106,18 @@ def join_processes(
 
     initialize_distributed(coordinator, num_processes, process_id)
     return True
+
+
+def _batch_size(batch_size: int | None) -> int:
+    """`batch_size` checked against this process's devices, or the default."""
+    import jax
+
+    from jaxlatent.codec.batch import check_batch_size
+
+    n = jax.local_device_count()
+    if batch_size is None:
+        return -(-DEFAULT_BATCH // n) * n
+    return check_batch_size(batch_size, n)
 
 
 def _check_options(config, win_duration, n_quantizers) -> None:
@@ -277,7 +292,7 @@ def encode_folder(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     win_duration: float = 5.0,
     n_quantizers: int | None = None,
     overwrite: bool = False,
@@ -295,7 +310,7 @@ def encode_folder(
       output: output folder; ``DIR/sub/a.wav`` given as ``DIR`` becomes
         ``output/sub/a.dac``; ``output/summary.json`` is the run's summary.
       batch_size: rows (windows x channels) per model call, a multiple of this process's
-        device count.
+        device count; default :data:`DEFAULT_BATCH` rounded up to such a multiple.
       win_duration: compress window in seconds (5.0 as the official ``dac encode``).
       n_quantizers: codebooks to use (default all).
       overwrite: code inputs whose output exists again (default: keep them).
@@ -318,14 +333,14 @@ def encode_folder(
 
     from jaxlatent.apps.codec_files import _model
     from jaxlatent.codec import files
-    from jaxlatent.codec.batch import BatchEncoder, check_batch_size
+    from jaxlatent.codec.batch import BatchEncoder
 
     if n_quantizers is not None and n_quantizers < 1:
         raise ValueError(f"--n-quantizers must be at least 1, got {n_quantizers}")
     if not (isinstance(win_duration, int | float) and win_duration > 0):
         raise ValueError(f"--win-duration must be positive, got {win_duration}")
     found = files.find_inputs(inputs, files.AUDIO_SUFFIXES)
-    check_batch_size(batch_size, jax.local_device_count())
+    batch_size = _batch_size(batch_size)
     model = _model(model)
     _check_options(model.config, win_duration, n_quantizers)
     encoder = BatchEncoder(model, batch_size)
@@ -392,7 +407,7 @@ def decode_folder(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     overwrite: bool = False,
     fail_fast: bool = False,
     progress: bool = True,
@@ -422,11 +437,11 @@ def decode_folder(
 
     from jaxlatent.apps.codec_files import _model
     from jaxlatent.codec import DACFile, files
-    from jaxlatent.codec.batch import BatchDecoder, check_batch_size
+    from jaxlatent.codec.batch import BatchDecoder
     from jaxlatent.codec.compression import check_decodable
 
     found = files.find_inputs(inputs, (".dac",))
-    check_batch_size(batch_size, jax.local_device_count())
+    batch_size = _batch_size(batch_size)
     model = _model(model)
     decoder = BatchDecoder(model, batch_size)
     mine = found[jax.process_index() :: jax.process_count()]

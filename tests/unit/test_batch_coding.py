@@ -3,6 +3,7 @@ processes; resume, overwrite, skipped inputs, summary.json (tiny model, short cl
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pathlib
@@ -250,3 +251,22 @@ def test_two_processes_code_as_one(tmp_path, model_dir, clips, alone):
     assert sorted(summary["files"]) == sorted(str(folder / n) for n in names)
     for log in logs:
         assert "encoded 3 file(s)" in log.read_text()
+
+
+def test_progress_bar_on_a_terminal(tmp_path, model_dir, clips, monkeypatch):
+    """Files, audio hours and hours per second, on a terminal (off one: see above)."""
+    from jaxlatent.apps.batch_coding import encode_folder
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    folder, _ = clips
+    inputs = [folder / "a.wav", folder / "e.wav"]
+    out = tmp_path / "out"
+    result = encode_folder(model_dir, inputs, out, batch_size=8, win_duration=WIN, progress=True)
+    assert len(result.coded) == 2
+    text = terminal.getvalue()
+    assert "encode" in text and "2/2" in text and " h audio, " in text and " h/s" in text
