@@ -344,13 +344,18 @@ def encode_folder(
     model = _model(model)
     _check_options(model.config, win_duration, n_quantizers)
     encoder = BatchEncoder(model, batch_size)
-    mine = found[jax.process_index() :: jax.process_count()]
-    targets = {path: files.output_path(output, rel, ".dac") for path, rel in mine}
-    todo = [path for path, _ in mine if overwrite or not targets[path].exists()]
-    unreadable = _check_rates(todo, model.config.sample_rate)
+    targets = {path: files.output_path(output, rel, ".dac") for path, rel in found}
+    # Every process checks every input's header, so that all of them refuse a bad rate (or,
+    # with fail_fast, an unreadable file) before anything is written.
+    pending = [path for path, _ in found if overwrite or not targets[path].exists()]
+    unreadable = _check_rates(pending, model.config.sample_rate)
     if unreadable and fail_fast:
         path, reason = next(iter(unreadable.items()))
         raise ValueError(f"{path}: {reason}")
+    mine = found[jax.process_index() :: jax.process_count()]
+    pending_set = set(pending)
+    todo = [path for path, _ in mine if path in pending_set]
+    unreadable = {path: unreadable[path] for path in todo if path in unreadable}
 
     run = _Run("encode", len(todo), fail_fast, progress)
     for path, reason in unreadable.items():
