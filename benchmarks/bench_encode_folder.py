@@ -5,9 +5,9 @@ Run from the repository root, alone on the machine (needs torch and descript-aud
     python -m benchmarks.bench_encode_folder [--clips 32] [--rounds 3] [--out FILE]
     python -m benchmarks.bench_encode_folder --smoke   # a tiny model, 4 clips: the harness
 
-Setup (not timed): the 16 kHz release architecture with random weights, saved by the
-reference (``dac.DAC(**kwargs).save``) and converted with ``jaxlatent convert dac``
-(:func:`benchmarks.bench_cli.prepare`); a folder of ``--clips`` clips of mixed lengths
+Setup (not timed): the 16 kHz release architecture with random weights (biases perturbed,
+:data:`_SAVE`), saved by the reference (``dac.DAC(**kwargs).save``) and converted with
+``jaxlatent convert dac`` (:func:`prepare_models`); a folder of ``--clips`` clips of mixed lengths
 (:data:`LENGTHS`, 2 to 20 s) and rates (:data:`RATES`, 8 to 48 kHz; every fourth clip
 stereo), made from the bundled speech (tiled, resampled with julius' filter, a little noise
 added so that no two clips are the same); and one untimed ``jaxlatent encode`` run that fills
@@ -48,6 +48,40 @@ RATES = (16000, 44100, 22050, 48000, 24000, 8000)
 
 #: ``--smoke``: clips and their lengths (seconds).
 SMOKE_CLIPS, SMOKE_LENGTHS = 4, (0.3, 1.1, 0.7, 2.3)
+
+
+#: Writes a release-format checkpoint, random weights with every bias perturbed (as the parity
+#: tests do: the reference's init zeroes the biases, so the zero padding of a last window
+#: encodes to ``z_e = 0`` and ties every codebook distance, and the agreement check would
+#: count the tie-breaks): ``SCRIPT KWARGS_JSON PTH``.
+_SAVE = """
+from converters.torchaudio_stub import install_torchaudio_stub
+
+install_torchaudio_stub()
+import json, sys
+import dac
+import torch
+
+torch.manual_seed(0)
+model = dac.DAC(**json.loads(sys.argv[1]))
+gen = torch.Generator().manual_seed(0)
+with torch.no_grad():
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+model.save(sys.argv[2], package=False)
+"""
+
+
+def prepare_models(workdir: Path, kwargs: dict) -> tuple[Path, Path]:
+    """The release ``.pth`` (written by the reference, :data:`_SAVE`) and its converted
+    directory."""
+    from benchmarks.bench_cli import _run
+
+    pth, converted = workdir / "weights.pth", workdir / "converted"
+    _run([sys.executable, "-c", _SAVE, json.dumps(kwargs), str(pth)])
+    _run([sys.executable, "-m", "jaxlatent", "convert", "dac", str(pth), str(converted)])
+    return pth, converted
 
 
 def make_clips(folder: Path, n: int, lengths=LENGTHS, rates=RATES) -> float:
@@ -136,9 +170,9 @@ def agreement(ours: Path, official: Path) -> float:
 
 def measure(workdir: Path, kwargs: dict, clips: int, lengths, rounds: int, args) -> dict:
     """Every round's worker results and the code agreement of the last round."""
-    from benchmarks import bench_cli, common
+    from benchmarks import common
 
-    pth, converted = bench_cli.prepare(workdir, kwargs)
+    pth, converted = prepare_models(workdir, kwargs)
     folder = workdir / "clips"
     audio_s = make_clips(folder, clips, lengths)
     cache = workdir / "xla"
@@ -157,6 +191,10 @@ def measure(workdir: Path, kwargs: dict, clips: int, lengths, rounds: int, args)
         )
     share = agreement(workdir / f"jax-{rounds - 1}", workdir / f"torch-{rounds - 1}")
     return {"results": results, "agreement": share, "audio_s": audio_s, "clips": clips}
+
+
+def _cycle(values, n: int) -> list:
+    return [values[i % len(values)] for i in range(n)]
 
 
 def _speed(results: list[dict], key: str) -> list[float]:
@@ -184,8 +222,9 @@ def format_table(result: dict, rounds: int, label: str, args) -> str:
         f"# `jaxlatent encode` on a folder vs the official `compress` loop ({label})",
         "",
         f"{result['clips']} clips, {result['audio_s']:.0f} s of audio (lengths "
-        f"{', '.join(map(str, sorted(set(args.lengths))))} s; rates "
-        f"{', '.join(map(str, sorted(set(RATES[: result['clips']]))))} Hz; every fourth stereo); "
+        f"{', '.join(map(str, sorted(set(_cycle(args.lengths, result['clips'])))))} s; rates "
+        f"{', '.join(map(str, sorted(set(_cycle(RATES, result['clips'])))))} Hz; "
+        "every fourth stereo); "
         f"`--batch-size {args.batch_size}`, {args.threads} threads per framework, "
         f"win_duration 5 s. Audio seconds per wall second, median (min-max) of {rounds} "
         "alternating rounds; target 3x.",
