@@ -7,8 +7,11 @@ Subcommands:
   generate reconstruct images with a trained run's model (``--run DIR``).
   demo     the main job: DAC codec round trip on the bundled speech, then a VQ-VAE on digits.
   convert  convert a checkpoint: ``jaxlatent convert dac SRC.pth OUT_DIR``.
-  encode   audio files/folders -> ``.dac`` files (``--model MODEL INPUT... --output DIR``).
-  decode   ``.dac`` files/folders -> WAV files (``--model MODEL INPUT... --output DIR``).
+  encode   audio files/folders -> ``.dac`` files (``--model MODEL INPUT... --output DIR``),
+           batched over devices and processes; resumable; ``DIR/summary.json``. Exit status
+           1 when some inputs could not be read (listed in the summary, skipped).
+  decode   ``.dac`` files/folders -> WAV files (``--model MODEL INPUT... --output DIR``),
+           batched, resumable, ``DIR/summary.json`` and exit status 1 as ``encode``.
   parity   compare jaxlatent with the torch reference: ``jaxlatent parity dac --model SRC.pth``.
 
 MODEL is a converted directory (``jaxlatent convert``), a DAC ``.pth``/``.safetensors`` or a
@@ -297,29 +300,69 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from jaxlatent.apps.codec_files import encode_files
+    from jaxlatent.apps.batch_coding import encode_folder, join_processes
 
-    result = encode_files(
+    join_processes(args.coordinator, args.num_processes, args.process_id)
+    result = encode_folder(
         args.model,
         args.inputs,
         args.output,
+        batch_size=args.batch_size,
         win_duration=args.win_duration,
         n_quantizers=args.n_quantizers,
+        overwrite=args.overwrite,
+        fail_fast=args.fail_fast,
         progress=not args.quiet,
     )
-    print(
-        f"encoded {len(result.inputs)} file(s), {result.audio_seconds:.1f} s of audio, in "
-        f"{result.seconds:.1f} s to {args.output}"
-    )
-    return 0
+    print(f"encoded {_folder_report(result)} to {args.output}")
+    return 1 if result.skipped else 0
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from jaxlatent.apps.codec_files import decode_files
+    from jaxlatent.apps.batch_coding import decode_folder, join_processes
 
-    result = decode_files(args.model, args.inputs, args.output, progress=not args.quiet)
-    print(f"decoded {len(result.inputs)} file(s) in {result.seconds:.1f} s to {args.output}")
-    return 0
+    join_processes(args.coordinator, args.num_processes, args.process_id)
+    result = decode_folder(
+        args.model,
+        args.inputs,
+        args.output,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        fail_fast=args.fail_fast,
+        progress=not args.quiet,
+    )
+    print(f"decoded {_folder_report(result)} to {args.output}")
+    return 1 if result.skipped else 0
+
+
+def _folder_report(result) -> str:
+    """``N file(s) (M already done[, K skipped (see summary)]), ...`` of a FolderSummary."""
+    skipped = f", {len(result.skipped)} skipped (see {result.summary_path})"
+    return (
+        f"{len(result.coded)} file(s) ({result.already_done} already done"
+        f"{skipped if result.skipped else ''}), {result.audio_seconds:.1f} s of audio, in "
+        f"{result.seconds:.1f} s ({result.audio_seconds_per_second:.1f} audio s/s)"
+    )
+
+
+def _add_folder_arguments(p) -> None:
+    """--batch-size, --overwrite, --fail-fast, --quiet and the multi-process options."""
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per model call, split over this process's devices (a multiple of "
+        "their count; default 16, rounded up to one)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="redo existing outputs")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable input")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    group = p.add_argument_group(
+        "several processes (default: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)"
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    group.add_argument("--num-processes", type=int, help="processes in the job")
+    group.add_argument("--process-id", type=int, help="this process's index")
 
 
 def _parity(args: argparse.Namespace) -> int:
@@ -371,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     model_help = "converted model directory or DAC .pth (converted on the fly and cached)"
     encode = sub.add_parser("encode", help="audio files or folders -> .dac files")
-    encode.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
+    encode.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="audio files, folders or @LIST files of paths"
+    )
     encode.add_argument("--model", required=True, help=model_help)
     encode.add_argument("--output", required=True, help="output folder")
     encode.add_argument("--n-quantizers", type=int, default=None, help="codebooks (default all)")
@@ -381,15 +426,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="window in seconds (default 5.0, as the official `dac encode`)",
     )
-    encode.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_folder_arguments(encode)
     _add_compile_cache_arguments(encode)
     encode.set_defaults(func=_encode)
 
     decode = sub.add_parser("decode", help=".dac files or folders -> WAV files")
-    decode.add_argument("inputs", nargs="+", metavar="INPUT", help=".dac files or folders")
+    decode.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help=".dac files, folders or @LIST files of paths"
+    )
     decode.add_argument("--model", required=True, help=model_help)
     decode.add_argument("--output", required=True, help="output folder")
-    decode.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_folder_arguments(decode)
     _add_compile_cache_arguments(decode)
     decode.set_defaults(func=_decode)
 

@@ -1,4 +1,7 @@
-"""Audio files <-> ``.dac`` files with a DAC model: what ``jaxlatent encode`` / ``decode`` run.
+"""Audio files <-> ``.dac`` files with a DAC model, file by file (the demo's round trip).
+
+``jaxlatent encode`` / ``decode`` run the batched, resumable folder versions of these
+(:mod:`jaxlatent.apps.batch_coding`); the files are the same.
 
 :func:`encode_files` reads every input with :func:`jaxlatent.datasets.read_audio`, codes it
 with :func:`jaxlatent.codec.compress` (the official ``compress`` algorithm) and writes one

@@ -7,13 +7,18 @@ The resampler and loudness meter reproduce the reference's (julius, audiotools) 
 codes match the official ``compress``.
 """
 
+# batch.py (windows of many inputs per model call)
+from jaxlatent.codec.batch import BatchEncoder as BatchEncoder
+
 # chunking.py
 from jaxlatent.codec.chunking import ChunkPlan as ChunkPlan
 from jaxlatent.codec.chunking import chunk_plan as chunk_plan
 
 # compression.py
+from jaxlatent.codec.compression import PreparedAudio as PreparedAudio
 from jaxlatent.codec.compression import compress as compress
 from jaxlatent.codec.compression import decompress as decompress
+from jaxlatent.codec.compression import prepare as prepare
 
 # dac_file.py
 from jaxlatent.codec.dac_file import DACFile as DACFile

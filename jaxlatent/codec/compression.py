@@ -52,7 +52,9 @@ and decoder taking ``padding=`` (see :class:`~jaxlatent.models.dac.Encoder`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from flax import nnx
@@ -64,7 +66,14 @@ from jaxlatent.codec.loudness import CHANNEL_GAINS, StreamingMeter, normalize_ga
 from jaxlatent.codec.resample import Resampler
 from jaxlatent.compilation import compiled
 
-__all__ = ["compress", "decompress"]
+__all__ = [
+    "PreparedAudio",
+    "check_decodable",
+    "compress",
+    "decompress",
+    "finish_decoding",
+    "prepare",
+]
 
 #: Chunks dispatched to the device before the host waits for the oldest one.
 _IN_FLIGHT = 2
@@ -163,6 +172,126 @@ def _analyse(signal: Resampler, channels: int, rate: int):
     return meter.loudness(), peaks
 
 
+@dataclasses.dataclass(frozen=True)
+class PreparedAudio:
+    """Audio resampled, measured and cut into the model's windows, ready to be coded.
+
+    What :func:`compress` computes before the model runs (steps 1-2 and the window plan of
+    step 4), so that windows of many inputs can be coded together
+    (:class:`jaxlatent.codec.batch.BatchEncoder`) with the codes :func:`compress` gives.
+
+    Attributes:
+      plan: the windows (:func:`~jaxlatent.codec.chunking.chunk_plan`).
+      n_q: codebooks to use.
+      window_samples: samples per window given to the encoder, the same for every window
+        (unchunked: the signal zero-padded to whole hops, as the model's ``preprocess``).
+      rows: coded rows (``batch * channels``).
+      input_db: float32 ``[batch]`` loudness of the input in LUFS.
+      original_length: input samples per channel.
+      channels: input channels.
+      sample_rate: input rate in Hz.
+      read: ``read(start, n)`` -> float32 ``[rows, n, 1]``: samples ``[start, start + n)``
+        of the normalised signal at the model rate, zero outside it.
+    """
+
+    plan: chunking.ChunkPlan
+    n_q: int
+    window_samples: int
+    rows: int
+    input_db: np.ndarray
+    original_length: int
+    channels: int
+    sample_rate: int
+    read: Callable[[int, int], np.ndarray]
+
+    @property
+    def padding(self) -> bool:
+        """Whether the model runs with its convolutions padded (one unchunked window)."""
+        return not self.plan.chunked
+
+    def window(self, k: int) -> np.ndarray:
+        """Window `k` (in ``[0, plan.n_chunks)``): float32 ``[rows, window_samples, 1]``."""
+        if not self.plan.chunked:
+            return self.read(0, self.window_samples)
+        return self.read(k * self.plan.hop - self.plan.delay, self.plan.window)
+
+    def dac_file(self, codes: Sequence[np.ndarray]) -> DACFile:
+        """The :class:`DACFile` of every window's int codes ``[rows, n_q, frames]``, in order."""
+        return DACFile(
+            codes=np.concatenate(codes, axis=-1).astype(np.uint16),
+            chunk_length=codes[-1].shape[-1],
+            original_length=self.original_length,
+            input_db=self.input_db,
+            channels=self.channels,
+            sample_rate=self.sample_rate,
+            padding=self.padding,
+        )
+
+
+def prepare(
+    model: nnx.Module,
+    audio,
+    sample_rate: int,
+    *,
+    win_duration: float | None = 1.0,
+    n_quantizers: int | None = None,
+    normalize_db: float | None = -16,
+) -> PreparedAudio:
+    """Steps 1-2 of :func:`compress` and its window plan; arguments and errors as there.
+
+    Returns:
+      A :class:`PreparedAudio` (the signal is resampled lazily, window by window).
+    """
+    config = _config(model)
+    audio = _check_audio(audio, sample_rate)
+    n_q = check_n_quantizers(n_quantizers, config.n_codebooks)
+    if normalize_db is not None and not math.isfinite(float(normalize_db)):
+        raise ValueError(f"normalize_db must be a finite number or None, got {normalize_db!r}")
+    batch, original_length, channels = audio.shape
+    sr = config.sample_rate
+
+    # 1-2. Resample (lazily, block by block), measure the loudness and the peaks.
+    signal = Resampler(_rows(audio), int(sample_rate), sr)
+    length = signal.length
+    if length < 1:
+        raise ValueError(
+            f"audio of {original_length} samples at {sample_rate} Hz is empty at the model's "
+            f"{sr} Hz"
+        )
+    input_db, peaks = _analyse(signal, channels, sr)
+    # Normalise (audio * gain, per batch item) then limit every channel's peak to 1
+    # (audio * (1 / peak)): applied to each window as it is read, in the reference's float32
+    # order; max |x * g| = fl(max |x| * g) because rounding is monotonic.
+    gain = np.ones(batch, np.float32)
+    if normalize_db is not None:
+        gain = normalize_gain(normalize_db, input_db)
+    row_gain = np.repeat(gain, channels)
+    peaks = peaks * row_gain
+    peak_gain = np.where(peaks > 1.0, np.float32(1.0) / np.maximum(peaks, 1.0), np.float32(1))
+    peak_gain = peak_gain.astype(np.float32)
+
+    def read(start: int, n: int) -> np.ndarray:
+        y = signal.read(start, start + n) * row_gain[:, None]
+        y = y * peak_gain[:, None]
+        return y[:, :, None]  # [rows, n, 1]
+
+    plan = chunking.chunk_plan(config, length, win_duration)
+    window = plan.window
+    if not plan.chunked:  # preprocess: one window padded to whole hops
+        window = math.ceil(length / config.hop_length) * config.hop_length
+    return PreparedAudio(
+        plan,
+        n_q,
+        window,
+        batch * channels,
+        input_db,
+        original_length,
+        channels,
+        int(sample_rate),
+        read,
+    )
+
+
 def compress(
     model: nnx.Module,
     audio,
@@ -198,58 +327,20 @@ def compress(
 
     Source: descript-audio-codec 1.0.0 ``dac.model.base.CodecMixin.compress``.
     """
-    config = _config(model)
-    audio = _check_audio(audio, sample_rate)
-    n_q = check_n_quantizers(n_quantizers, config.n_codebooks)
-    if normalize_db is not None and not math.isfinite(float(normalize_db)):
-        raise ValueError(f"normalize_db must be a finite number or None, got {normalize_db!r}")
-    batch, original_length, channels = audio.shape
-    sr = config.sample_rate
-
-    # 1-2. Resample (lazily, block by block), measure the loudness and the peaks.
-    signal = Resampler(_rows(audio), int(sample_rate), sr)
-    length = signal.length
-    if length < 1:
-        raise ValueError(
-            f"audio of {original_length} samples at {sample_rate} Hz is empty at the model's "
-            f"{sr} Hz"
-        )
-    input_db, peaks = _analyse(signal, channels, sr)
-    # Normalise (audio * gain, per batch item) then limit every channel's peak to 1
-    # (audio * (1 / peak)): applied to each window as it is read, in the reference's float32
-    # order; max |x * g| = fl(max |x| * g) because rounding is monotonic.
-    gain = np.ones(batch, np.float32)
-    if normalize_db is not None:
-        gain = normalize_gain(normalize_db, input_db)
-    row_gain = np.repeat(gain, channels)
-    peaks = peaks * row_gain
-    peak_gain = np.where(peaks > 1.0, np.float32(1.0) / np.maximum(peaks, 1.0), np.float32(1))
-    peak_gain = peak_gain.astype(np.float32)
-
-    def read(start: int, n: int) -> np.ndarray:
-        y = signal.read(start, start + n) * row_gain[:, None]
-        y = y * peak_gain[:, None]
-        return y[:, :, None]  # [rows, n, 1]
-
-    # 3-4. Code the rows, whole or window by window.
-    plan = chunking.chunk_plan(config, length, win_duration)
-    graphdef, state = nnx.split(model)
-    fn = compiled(_encode_chunk, graphdef, n_q=n_q, padding=not plan.chunked)
-    if not plan.chunked:
-        padded = math.ceil(length / config.hop_length) * config.hop_length  # preprocess
-        windows = [read(0, padded)]
-    else:
-        windows = (read(k * plan.hop - plan.delay, plan.window) for k in range(plan.n_chunks))
-    codes = list(_run_chunks(fn, state, windows, plan.n_chunks, verbose, "compress"))
-    return DACFile(
-        codes=np.concatenate(codes, axis=-1).astype(np.uint16),
-        chunk_length=codes[-1].shape[-1],
-        original_length=original_length,
-        input_db=input_db,
-        channels=channels,
-        sample_rate=int(sample_rate),
-        padding=not plan.chunked,
+    prepared = prepare(
+        model,
+        audio,
+        sample_rate,
+        win_duration=win_duration,
+        n_quantizers=n_quantizers,
+        normalize_db=normalize_db,
     )
+    # 3-4. Code the rows, whole or window by window.
+    graphdef, state = nnx.split(model)
+    fn = compiled(_encode_chunk, graphdef, n_q=prepared.n_q, padding=prepared.padding)
+    n_chunks = prepared.plan.n_chunks
+    windows = (prepared.window(k) for k in range(n_chunks))
+    return prepared.dac_file(list(_run_chunks(fn, state, windows, n_chunks, verbose, "compress")))
 
 
 def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -> np.ndarray:
@@ -272,21 +363,9 @@ def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -
     Source: descript-audio-codec 1.0.0 ``dac.model.base.CodecMixin.decompress``.
     """
     config = _config(model)
-    if not isinstance(dac_file, DACFile):
-        raise ValueError(f"dac_file must be a DACFile, got {type(dac_file).__name__}")
+    check_decodable(model, dac_file)
     codes = dac_file.codes
-    rows, n_q, frames = codes.shape
-    if n_q > config.n_codebooks:
-        raise ValueError(
-            f"the file has {n_q} codebooks but the model only {config.n_codebooks}: it was "
-            "coded with another model variant"
-        )
-    if int(codes.max()) >= config.codebook_size:
-        raise ValueError(
-            f"the file has code {int(codes.max())} but the model's codebooks have "
-            f"{config.codebook_size} entries: it was coded with another model"
-        )
-    sr = config.sample_rate
+    rows, _, frames = codes.shape
     step = dac_file.chunk_length
     graphdef, state = nnx.split(model)
     fn = compiled(_decode_chunk, graphdef, padding=bool(dac_file.padding))
@@ -302,8 +381,47 @@ def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -
         else:
             recons[:, filled : filled + y.shape[-1]] = y
         filled += y.shape[-1]
-    recons = recons[:, :filled]  # [rows, samples] at the model rate
+    return finish_decoding(dac_file, recons[:, :filled], config.sample_rate)
 
+
+def check_decodable(model: nnx.Module, dac_file: DACFile) -> None:
+    """Raise unless `model` can decode `dac_file` (the checks of :func:`decompress`).
+
+    Raises:
+      ValueError: if `dac_file` is not a :class:`DACFile`, or has more codebooks than the
+        model or codes outside its codebooks.
+    """
+    config = _config(model)
+    if not isinstance(dac_file, DACFile):
+        raise ValueError(f"dac_file must be a DACFile, got {type(dac_file).__name__}")
+    codes = dac_file.codes
+    n_q = codes.shape[1]
+    if n_q > config.n_codebooks:
+        raise ValueError(
+            f"the file has {n_q} codebooks but the model only {config.n_codebooks}: it was "
+            "coded with another model variant"
+        )
+    if int(codes.max()) >= config.codebook_size:
+        raise ValueError(
+            f"the file has code {int(codes.max())} but the model's codebooks have "
+            f"{config.codebook_size} entries: it was coded with another model"
+        )
+
+
+def finish_decoding(dac_file: DACFile, recons: np.ndarray, model_rate: int) -> np.ndarray:
+    """The last steps of :func:`decompress`: loudness back to ``input_db``, resampling.
+
+    Args:
+      dac_file: the file decoded.
+      recons: float32 ``[rows, samples]``, its decoded chunks concatenated, at `model_rate`
+        (modified in place).
+      model_rate: the model's sample rate in Hz.
+
+    Returns:
+      float32 ``[batch, original_length, channels]`` at ``dac_file.sample_rate``.
+    """
+    rows, filled = recons.shape
+    sr = model_rate
     # Loudness back to input_db (each decoded channel measured on its own, as the reference).
     meter = StreamingMeter(rows, filled, sr)
     meter.feed(recons)

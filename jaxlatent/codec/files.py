@@ -29,19 +29,27 @@ def find_inputs(
     """Input files and their paths relative to what was given.
 
     A file is taken as given (relative path: its name); a folder contributes every file below
-    it whose suffix is in `suffixes` (relative path: below the folder), sorted.
+    it whose suffix is in `suffixes` (relative path: below the folder), sorted. ``@LIST``
+    (an existing text file named after the ``@``) contributes the files and folders it names,
+    one path a line (blank lines and lines starting with ``#`` ignored; relative paths are
+    relative to the list's folder; relative path of a listed file: below the list's folder,
+    else its name).
 
     Returns:
       ``[(path, relative_path), ...]``.
 
     Raises:
-      FileNotFoundError: if an input does not exist.
+      FileNotFoundError: if an input, or a path an ``@LIST`` names, does not exist (the
+        message names the missing paths).
       ValueError: if nothing is found, or two inputs map to the same relative path (their
         outputs would collide).
     """
     suffixes = tuple(s.lower() for s in suffixes)
     found: list[tuple[Path, Path]] = []
     for item in inputs:
+        if str(item).startswith("@") and not Path(item).exists():
+            found += _listed(Path(str(item)[1:]), suffixes)
+            continue
         path = Path(item)
         if path.is_dir():
             files = sorted(
@@ -60,6 +68,36 @@ def find_inputs(
         if key in seen and seen[key] != path:
             raise ValueError(f"{seen[key]} and {path} would both be written as {key}")
         seen[key] = path
+    return found
+
+
+def _listed(listing: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    """The inputs an ``@LIST`` file names (see :func:`find_inputs`)."""
+    if not listing.is_file():
+        raise FileNotFoundError(f"input list not found: @{listing}")
+    base = listing.parent
+    paths = []
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            path = Path(line).expanduser()
+            paths.append(path if path.is_absolute() else base / path)
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise FileNotFoundError(
+            f"@{listing} names {len(missing)} missing file(s): {', '.join(missing[:3])}{more}"
+        )
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += find_inputs([path], suffixes)
+        else:
+            try:
+                rel = path.relative_to(base)
+            except ValueError:
+                rel = Path(path.name)
+            found.append((path, rel))
     return found
 
 

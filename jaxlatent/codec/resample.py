@@ -33,7 +33,10 @@ import math
 
 import numpy as np
 
-__all__ = ["Resampler", "resample", "resample_kernels", "resampled_length"]
+__all__ = ["Resampler", "check_rates", "resample", "resample_kernels", "resampled_length"]
+
+#: Largest filter table :func:`check_rates` accepts, in bytes.
+MAX_TABLE_BYTES = 1 << 28
 
 #: Output frames (groups of ``new_sr`` samples after gcd reduction) computed per block.
 _BLOCK_FRAMES = 8192
@@ -71,6 +74,38 @@ def _reduced(old_sr: int, new_sr: int) -> tuple[int, int]:
             raise ValueError(f"{name} must be a positive integer sample rate, got {value!r}")
     gcd = math.gcd(int(old_sr), int(new_sr))
     return int(old_sr) // gcd, int(new_sr) // gcd
+
+
+def check_rates(old_sr: int, new_sr: int) -> None:
+    """Raise unless audio at `old_sr` Hz can be resampled to `new_sr` Hz here.
+
+    julius' filter has one phase per output sample of a gcd-reduced period, each as long as
+    the input period: rates with a large reduced ratio (44101 Hz to 16 kHz: 16000 phases of
+    44241 taps) need a table of gigabytes. :class:`Resampler` keeps it in float32 and float64
+    (12 bytes a tap); tables over :data:`MAX_TABLE_BYTES` are refused.
+
+    Raises:
+      ValueError: naming both rates and the table size, or for a rate that is not a
+        positive integer.
+
+    Example:
+      >>> check_rates(44100, 16000)
+      >>> try:
+      ...     check_rates(44101, 16000)
+      ... except ValueError as e:
+      ...     print(str(e)[:60])
+      cannot resample 44101 Hz to 16000 Hz: the filter table would
+    """
+    old, new = _reduced(old_sr, new_sr)
+    if old == new:
+        return
+    width = math.ceil(24 * old / (min(new, old) * 0.945))
+    size = 12 * new * (2 * width + old)
+    if size > MAX_TABLE_BYTES:
+        raise ValueError(
+            f"cannot resample {old_sr} Hz to {new_sr} Hz: the filter table would take "
+            f"{size / 2**30:.1f} GiB (rates whose ratio reduces to {old}/{new})"
+        )
 
 
 def resampled_length(length: int, old_sr: int, new_sr: int) -> int:

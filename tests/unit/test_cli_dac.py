@@ -70,7 +70,7 @@ def test_encode_decode_files_and_folders(tmp_path, rng, model_dir, capsys):
         capsys,
     )
     assert code == 0 and "encoded 3 file(s)" in stdout
-    assert _files(out) == ["a.dac", "c.dac", os.path.join("sub", "b.dac")]
+    assert _files(out) == ["a.dac", "c.dac", os.path.join("sub", "b.dac"), "summary.json"]
     b = DACFile.load(out / "sub" / "b.dac")
     assert (b.channels, b.sample_rate, b.original_length, b.padding) == (2, 11025, 6000, False)
 
@@ -80,7 +80,7 @@ def test_encode_decode_files_and_folders(tmp_path, rng, model_dir, capsys):
     )
     assert code == 0 and "decoded 3 file(s)" in stdout
     wav = tmp_path / "wav"
-    assert _files(wav) == ["a.wav", "c.wav", os.path.join("sub", "b.wav")]
+    assert _files(wav) == ["a.wav", "c.wav", os.path.join("sub", "b.wav"), "summary.json"]
     info = sf.info(wav / "sub" / "b.wav")
     assert (info.samplerate, info.channels, info.frames) == (11025, 2, 6000)
     assert sf.info(wav / "c.wav").frames == 3200
@@ -120,9 +120,13 @@ def _bad_wavs(tmp_path, rng):
     ("case", "extra", "message"),
     [
         ("missing", [], "input not found"),
-        ("text", [], "not a readable audio file"),
-        ("empty", [], "empty"),
-        ("nan", [], "NaN or Inf"),
+        ("text", ["--fail-fast"], "not a readable audio file"),
+        ("empty", ["--fail-fast"], "empty"),
+        ("nan", ["--fail-fast"], "NaN or Inf"),
+        ("good", ["--batch-size", "0"], "--batch-size must be at least 1"),
+        ("good", ["--batch-size", "12"], "cannot be split over 8 devices"),
+        ("list", [], "names 1 missing file(s)"),
+        ("odd_rate", [], "cannot resample 44101 Hz to 8000 Hz"),
         ("good", ["--n-quantizers", "9"], "n_quantizers=9"),
         ("good", ["--n-quantizers", "0"], "--n-quantizers"),
         ("good", ["--win-duration", "0.001"], "too short"),
@@ -135,6 +139,10 @@ def test_encode_bad_input_exits_2_without_output(
     files = _bad_wavs(tmp_path, rng)
     files["good"] = _wav(tmp_path / "good.wav", rng, 8000, 8000)
     files["missing"] = tmp_path / "missing.wav"
+    files["odd_rate"] = _wav(tmp_path / "odd.wav", rng, 100, 44101)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"good.wav\n# a comment\n\n{files['missing']}\n")
+    files["list"] = f"@{listing}"
     source = files["good" if case == "model" else case]
     model = str(tmp_path / "nope") if case == "model" else model_dir
     out = tmp_path / "out"
@@ -157,9 +165,8 @@ def test_decode_bad_files_exit_2_without_output(tmp_path, rng, model_dir, capsys
     ).save(foreign)
     for path, message in [(corrupt, "corrupt"), (foreign, "5 codebooks")]:
         out = tmp_path / f"out-{path.stem}"
-        code, _, stderr = _run(
-            ["decode", str(path), "--model", model_dir, "--output", str(out), "--quiet"], capsys
-        )
+        argv = ["decode", str(path), "--model", model_dir, "--output", str(out), "--quiet"]
+        code, _, stderr = _run([*argv, "--fail-fast"], capsys)
         assert code == 2 and message in stderr and stderr.count("\n") == 1
         assert not out.exists() or _files(out) == []
     code, _, stderr = _run(

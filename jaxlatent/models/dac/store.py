@@ -158,7 +158,7 @@ def load_converted(directory: str | os.PathLike, *, precision: jax.lax.Precision
         lambda: DAC(config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0))
     )
     graphdef, state = nnx.split(abstract)
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
         nnx.to_pure_dict(state),

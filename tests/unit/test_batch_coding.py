@@ -1,0 +1,272 @@
+"""`jaxlatent encode` on folders: batched codes equal `compress`'s on 1 and 8 devices and in 2
+processes; resume, overwrite, skipped inputs, summary.json (tiny model, short clips)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxlatent import cli
+from jaxlatent.codec import DACFile, compress, decompress
+from jaxlatent.codec.batch import BatchDecoder, BatchEncoder
+from jaxlatent.codec.compression import prepare
+from tests import reference
+from tests.unit.test_dac_compress import TINY, tiny_dac
+
+sf = reference.require("soundfile")
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+WIN = 0.1  # seconds: 800-sample windows at the tiny model's 8 kHz
+
+# (name, frames, rate, channels): chunked and unchunked, three rates, stereo; the two short
+# clips have the same padded length (700 samples at 8 kHz), so they share a batch.
+CLIPS = [
+    ("a.wav", 2400, 8000, 1),
+    ("sub/b.flac", 4410, 11025, 2),
+    ("c.wav", 1400, 16000, 1),
+    ("sub/deeper/d.wav", 700, 8000, 1),
+    ("e.wav", 1900, 8000, 1),
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_dac()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, model):
+    from jaxlatent.models.dac import save_converted
+
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    save_converted(path, TINY, model)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """The input folder and ``{relative name: (audio, rate)}``."""
+    root = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(0)
+    audio = {}
+    for name, frames, rate, channels in CLIPS:
+        x = (rng.standard_normal((frames, channels)) * 0.1).astype(np.float32)
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(root / name, x, rate, subtype="FLOAT" if name.endswith(".wav") else "PCM_24")
+        audio[name] = sf.read(root / name, dtype="float32", always_2d=True)
+    return root, audio
+
+
+@pytest.fixture(scope="module")
+def alone(model, clips):
+    """Each clip's file from `compress`, coded alone (the official algorithm)."""
+    return {
+        name: compress(model, x, rate, win_duration=WIN).to_bytes()
+        for name, (x, rate) in clips[1].items()
+    }
+
+
+@pytest.mark.parametrize(("batch_size", "n_devices"), [(8, 8), (3, 1)], ids=["8dev", "odd"])
+def test_batched_codes_equal_compress_alone(model, clips, alone, batch_size, n_devices):
+    encoder = BatchEncoder(model, batch_size, devices=jax.local_devices()[:n_devices])
+    inputs = (
+        (name, prepare(model, x, rate, win_duration=WIN)) for name, (x, rate) in clips[1].items()
+    )
+    got = {name: f.to_bytes() for name, f in encoder.encode(inputs)}
+    assert got.keys() == alone.keys()
+    for name in alone:
+        assert got[name] == alone[name], name
+    rows = 3 + 2 * 6 + 1 + 1 + 3  # windows x channels of CLIPS
+    assert encoder.batches < rows  # windows of several files shared calls
+
+
+def test_batched_decoding_equals_decompress(model, alone):
+    files = {name: DACFile.from_bytes(data) for name, data in alone.items()}
+    decoder = BatchDecoder(model, 8)
+    got = dict(decoder.decode(files.items()))
+    assert got.keys() == files.keys()
+    for name in ("sub/b.flac", "c.wav"):  # chunked stereo, unchunked (fewer compilations)
+        np.testing.assert_array_equal(got[name], decompress(model, files[name]), err_msg=name)
+    assert decoder.batches < 3 + 2 * 6 + 1 + 1 + 3
+
+
+def _encode(argv, capsys, command="encode"):
+    code = cli.main([command, *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _outputs(root):
+    return sorted(str(p.relative_to(root)) for p in pathlib.Path(root).rglob("*") if p.is_file())
+
+
+def _mtimes(root):
+    return {p: os.stat(root / p).st_mtime_ns for p in _outputs(root)}
+
+
+def test_folder_resume_overwrite_skip_and_summary(tmp_path, model_dir, clips, alone, capsys):
+    folder, _ = clips
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "corrupt.wav").write_bytes(b"RIFF not really audio")
+    out = tmp_path / "out"
+    args = [folder, bad, "--model", model_dir, "--output", out, "--win-duration", WIN]
+    args += ["--batch-size", 8]
+
+    code, stdout, stderr = _encode(args, capsys)  # not --quiet: no bar off a terminal
+    assert code == 1, stdout + stderr
+    assert "skipped" in stderr and "corrupt.wav" in stderr and "not a readable" in stderr
+    assert "it/s" not in stderr and "file/s" not in stderr
+    expected = sorted(str(pathlib.Path(n).with_suffix(".dac")) for n in alone)
+    assert _outputs(out) == sorted([*expected, "summary.json"])
+    for name, data in alone.items():  # the tree is mirrored; codes as `compress` alone
+        assert (out / pathlib.Path(name).with_suffix(".dac")).read_bytes() == data
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["files"]) == len(CLIPS) and summary["already_done"] == 0
+    assert [s["file"] for s in summary["skipped"]] == [str(bad / "corrupt.wav")]
+    assert "not a readable audio file" in summary["skipped"][0]["reason"]
+    seconds = sum(frames / rate for _, frames, rate, _ in CLIPS)
+    assert summary["audio_hours"] == pytest.approx(seconds / 3600)
+    assert summary["audio_seconds_per_second"] > 0 and summary["devices"] == 8
+
+    # rerun without the bad input: nothing recoded; a removed output is coded again
+    (bad / "corrupt.wav").unlink()
+    before = _mtimes(out)
+    (out / "c.dac").unlink()
+    code, stdout, _ = _encode([*args, "--quiet"], capsys)
+    assert code == 0 and "encoded 1 file(s) (4 already done)" in stdout
+    after = _mtimes(out)
+    assert {p: t for p, t in after.items() if p not in ("c.dac", "summary.json")} == {
+        p: t for p, t in before.items() if p not in ("c.dac", "summary.json")
+    }
+    assert (out / "c.dac").read_bytes() == alone["c.wav"]
+
+    # decode the folder, a corrupt .dac skipped; a rerun decodes nothing
+    (out / "sub" / "corrupt.dac").write_bytes(b"\x93NUMPY garbage")
+    wav = tmp_path / "wav"
+    dargs = [out, "--model", model_dir, "--output", wav, "--batch-size", 8, "--quiet"]
+    code, stdout, stderr = _encode(dargs, capsys, "decode")
+    assert code == 1 and "decoded 5 file(s) (0 already done, 1 skipped" in stdout
+    assert "corrupt.dac" in stderr
+    assert _outputs(wav) == sorted([*(n.replace(".dac", ".wav") for n in expected), "summary.json"])
+    summary = json.loads((wav / "summary.json").read_text())
+    assert summary["command"] == "decode" and len(summary["skipped"]) == 1
+    assert summary["audio_hours"] == pytest.approx(seconds / 3600)
+    info = sf.info(wav / "sub" / "b.wav")
+    assert (info.samplerate, info.channels, info.frames) == (11025, 2, 4410)
+    (out / "sub" / "corrupt.dac").unlink()
+    code, stdout, _ = _encode(dargs, capsys, "decode")
+    assert code == 0 and "decoded 0 file(s) (5 already done)" in stdout
+
+    # --overwrite codes everything again (same codes)
+    code, stdout, _ = _encode([*args, "--quiet", "--overwrite"], capsys)
+    assert code == 0 and f"encoded {len(CLIPS)} file(s) (0 already done)" in stdout
+    assert all(after[p] != t for p, t in _mtimes(out).items())
+    for name, data in alone.items():
+        assert (out / pathlib.Path(name).with_suffix(".dac")).read_bytes() == data
+
+
+def test_killed_run_resumes_without_recoding(tmp_path, model_dir, clips, monkeypatch, capsys):
+    folder, _ = clips
+    out = tmp_path / "out"
+    args = [folder, "--model", model_dir, "--output", out, "--win-duration", WIN, "--quiet"]
+    args += ["--batch-size", 8]
+    save, saved = DACFile.save, []
+
+    def killed_on_third(self, path):
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+        saved.append(path)
+        return save(self, path)
+
+    monkeypatch.setattr(DACFile, "save", killed_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        _encode(args, capsys)
+    monkeypatch.setattr(DACFile, "save", save)
+    assert len(_outputs(out)) == 2  # the finished files, no partial file, no summary
+    before = _mtimes(out)
+    code, stdout, _ = _encode(args, capsys)
+    assert code == 0 and f"encoded {len(CLIPS) - 2} file(s) (2 already done)" in stdout
+    assert {p: _mtimes(out)[p] for p in before} == before
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_code_as_one(tmp_path, model_dir, clips, alone):
+    """2 local processes x 2 CPU devices, each a deterministic share of the files of an @list
+    (the chunked clips: one window shape)."""
+    folder, _ = clips
+    names = ["a.wav", "sub/b.flac", "e.wav"]
+    listing = folder / "list.txt"  # relative paths: relative to the list's folder
+    listing.write_text("".join(f"{n}\n" for n in names))
+    out = tmp_path / "out"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{_free_port()}"
+    env["JAX_NUM_PROCESSES"] = "2"
+    cmd = [sys.executable, "-m", "jaxlatent", "encode", f"@{listing}", "--model", model_dir]
+    cmd += ["--output", str(out), "--win-duration", str(WIN), "--batch-size", "4"]
+    procs, logs = [], []
+    for i in range(2):
+        logs.append(tmp_path / f"p{i}.log")
+        with open(logs[-1], "w") as log:
+            procs.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=ROOT,
+                    env={**env, "JAX_PROCESS_ID": str(i)},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        for proc, log in zip(procs, logs, strict=True):
+            assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    # the listed files were inside the list's folder's tree: the tree is mirrored
+    assert _outputs(out) == ["a.dac", "e.dac", "sub/b.dac", "summary.json"]
+    for name in names:
+        assert (out / pathlib.Path(name).with_suffix(".dac")).read_bytes() == alone[name], name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["devices"] == 4
+    assert summary["files_per_process"] == [2, 1]  # files 0, 2 and file 1
+    assert sorted(summary["files"]) == sorted(str(folder / n) for n in names)
+    for log in logs:
+        assert "encoded 3 file(s)" in log.read_text()
+
+
+def test_progress_bar_on_a_terminal(tmp_path, model_dir, clips, monkeypatch):
+    """Files, audio hours and hours per second, on a terminal (off one: see above)."""
+    from jaxlatent.apps.batch_coding import encode_folder
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    folder, _ = clips
+    inputs = [folder / "a.wav", folder / "e.wav"]
+    out = tmp_path / "out"
+    result = encode_folder(model_dir, inputs, out, batch_size=8, win_duration=WIN, progress=True)
+    assert len(result.coded) == 2
+    text = terminal.getvalue()
+    assert "encode" in text and "2/2" in text and " h audio, " in text and " h/s" in text
