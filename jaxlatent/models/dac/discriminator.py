@@ -76,11 +76,15 @@ class DiscriminatorOutput(NamedTuple):
     MRD; :class:`jaxlatent.losses.dac.GANLoss` reads it.
     """
 
-    #: One per period: ``[batch, ceil((time + 1) / period) / 3**k, period, ch]`` maps.
+    #: One per period: ``[batch, L_k, period, ch]`` maps, ``L_0 = time // period + 1`` and
+    #: ``L_{k+1} = ceil(L_k / 3)`` through the four strided convolutions; logits ``ch = 1``.
     mpd: tuple[FeatureMaps, ...]
-    #: One per rate: ``[batch, time' / 4**k, ch]`` maps (``time'`` the resampled length).
+    #: One per rate: ``[batch, T_k, ch]`` maps, ``T_0`` the resampled length and ``T_{k+1} =
+    #: ceil(T_k / 4)`` through the four strided convolutions; logits ``ch = 1``.
     msd: tuple[FeatureMaps, ...]
-    #: One per FFT size: ``[batch, frames, bins' / 2**k, 32]`` maps, logits ``[.., 1]``.
+    #: One per FFT size: ``[batch, frames, B_k, 32]`` maps per band (``frames = ceil(time /
+    #: hop)``, ``B_0`` the band's bins, ``B_{k+1} = ceil(B_k / 2)`` through the three
+    #: frequency-strided convolutions), then logits ``[batch, frames, sum of B_5, 1]``.
     mrd: tuple[FeatureMaps, ...]
 
     @property
