@@ -260,12 +260,12 @@ TOLERANCES: dict[str, Tolerance] = {
         "GANLoss gradients w.r.t. every discriminator parameter (weight_g, weight_v, bias), "
         "divided by the tensor's largest entry, float32",
         0.0,
-        1e-3,
+        5e-3,
         "LeakyReLU's kink and the feature-matching L1's sign make the gradient discontinuous: "
         "pre-activations (and map differences) within rounding of 0 take either side in the "
-        "two frameworks, and the weight-norm projection of weight_v's gradient cancels; "
-        "measured 5.6e-5 here, and up to 2.6e-3 with other random weights of one MRD band "
-        "(where torch itself moves 2e-5 for a 2e-7 relative change of the input)",
+        "two frameworks. The reference is as sensitive to itself: scaling its input by 1 + 3e-7 "
+        "moves its G-loss gradient of MPD conv 3 by 3.0e-3 of the largest entry. Measured "
+        "against it: 2.7e-3 (that layer's bias, 0.1 s clips), 5.6e-5 on 0.2 s clips",
     ),
     "dac_discriminator_audio_grad": Tolerance(
         "GANLoss gradients w.r.t. the input audio (D loss: real; G loss: fake), divided by "

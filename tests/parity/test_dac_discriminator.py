@@ -130,7 +130,7 @@ def test_gan_loss_values_and_gradients(tmp_path):
     disc_t, path, _, torch = _reference(GAN_CONFIG.to_kwargs(), tmp_path, "gan.pth")
     config, disc_j = load_discriminator(path, GAN_CONFIG)
     assert config == GAN_CONFIG
-    real = _real_batch(0.2)
+    real = _real_batch(0.1)
     fake = _fake(real)
 
     # GANLoss: values, gradients w.r.t. every parameter and the audio.
