@@ -168,9 +168,6 @@ def load_discriminator(
         the state_dict has tensors.
       ConversionError: if the weights do not fit the configuration (naming the file and
         every missing, unexpected and mis-shaped key).
-
-    Example:
-      >>> config, disc = load_discriminator("discriminator.pth")  # doctest: +SKIP
     """
     where = "checkpoint" if isinstance(source, Mapping) else os.fspath(source)
     state_dict, meta_config = _read(source, where)
