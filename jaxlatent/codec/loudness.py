@@ -11,7 +11,13 @@ zero-padded to 0.5 s first when shorter, and the result is floored at -70 LUFS
 (``AudioSignal.loudness``).
 
 This module reproduces those steps in numpy/scipy: measured agreement with the reference on
-the real clips within one float32 ulp (max 1.9e-6 dB). pyloudnorm's own
+the real clips within one float32 ulp (max 1.9e-6 dB). The filters run as scipy's
+``lfilter`` (direct form II transposed, float64), except on signals of at most
+``_PYTHON_FILTER_SAMPLES`` samples (all rows together; 32 s of 16 kHz mono), where the same
+recursion runs as a Python loop: the same float64 operations in the same order, so the same
+bits (tests/unit/test_loudness_filter.py), without importing ``scipy.signal``, which takes
+0.7 s of CPU, more than the loop takes on such a signal (0.5 us per sample and stage; the
+import was an eighth of ``jaxlatent encode``'s time on a short clip). pyloudnorm's own
 ``integrated_loudness`` (the same filters, but it drops the last partial blocks, gates the
 first pass with ``>=`` and does not pad short signals) reads up to 1.3e-4 dB away on the same
 clips (a 1.5e-5 relative gain difference), so it is not used.
@@ -29,7 +35,6 @@ import functools
 import math
 
 import numpy as np
-import scipy.signal
 
 __all__ = [
     "MIN_LOUDNESS",
@@ -45,6 +50,9 @@ MIN_LOUDNESS = -70.0
 #: Channel weights of BS.1770 (L, R, C, Ls, Rs).
 CHANNEL_GAINS = (1.0, 1.0, 1.0, 1.41, 1.41)
 _BLOCK = 1 << 18  # samples filtered / squared per step
+#: Signals of at most this many samples (rows x length) are K-weighted by a Python loop
+#: (:func:`_biquad_python`) rather than scipy's ``lfilter`` (bit-identical; see above).
+_PYTHON_FILTER_SAMPLES = 1 << 19
 
 
 def _biquad(kind: str, gain_db: float, q: float, fc: float, rate: int):
@@ -83,6 +91,61 @@ def k_weighting(rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
         (b.astype(np.float32).astype(np.float64), a.astype(np.float32).astype(np.float64))
         for b, a in stages
     ]
+
+
+def _biquad_python(
+    b: np.ndarray, a: np.ndarray, x: np.ndarray, zi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.lfilter(b, a, x, axis=1, zi=zi)`` of a biquad as a Python loop, same bits.
+
+    The direct form II transposed recursion of scipy's ``_linear_filter`` (``y = z0 + b0*x;
+    z0 = z1 + x*b1 - y*a1; z1 = x*b2 - y*a2``, coefficients divided by ``a[0]``) in Python
+    floats, which are IEEE float64 with the same rounding: the output equals scipy's bit for
+    bit. About 0.5 us per sample: for short signals only (see ``_PYTHON_FILTER_SAMPLES``).
+
+    Args:
+      b, a: the filter, 3 coefficients each, ``a[0] != 0``.
+      x: float64 ``[rows, n]``.
+      zi: float64 ``[rows, 2]`` initial state.
+
+    Returns:
+      ``(y, zf)``: float64 ``[rows, n]`` output and ``[rows, 2]`` final state.
+
+    Raises:
+      ValueError: if the filter is not a biquad.
+
+    Example:
+      >>> import scipy.signal
+      >>> b, a = k_weighting(16000)[1]
+      >>> x = np.random.default_rng(0).standard_normal((2, 300))
+      >>> y, zf = _biquad_python(b, a, x, np.zeros((2, 2)))
+      >>> ref, ref_zf = scipy.signal.lfilter(b, a, x, axis=1, zi=np.zeros((2, 2)))
+      >>> bool((y == ref).all() and (zf == ref_zf).all())
+      True
+    """
+    if len(b) != 3 or len(a) != 3:
+        raise ValueError(f"a biquad has 3 coefficients in b and a, got {len(b)} and {len(a)}")
+    a0 = float(a[0])
+    b0, b1, b2 = (float(v) / a0 for v in b)
+    a1, a2 = (float(v) / a0 for v in a[1:])
+    y = np.empty(np.shape(x), np.float64)
+    zf = np.empty((y.shape[0], 2), np.float64)
+    for r, (row, (z0, z1)) in enumerate(zip(np.asarray(x, np.float64).tolist(), zi.tolist())):
+        out = [0.0] * len(row)
+        for n, xn in enumerate(row):
+            yn = z0 + b0 * xn
+            z0 = z1 + xn * b1 - yn * a1
+            z1 = xn * b2 - yn * a2
+            out[n] = yn
+        y[r] = out
+        zf[r] = (z0, z1)
+    return y, zf
+
+
+def _biquad_scipy(b, a, x, zi):
+    import scipy.signal  # 0.7 s to import: only for long signals
+
+    return scipy.signal.lfilter(b, a, x, axis=1, zi=zi)
 
 
 def _check_audio(audio, rate) -> np.ndarray:
@@ -150,6 +213,8 @@ class StreamingMeter:
         self._points = np.unique(np.concatenate([self._starts, self._ends]))
         self._prefix = np.zeros((rows, self._points.shape[0]), np.float64)
         self._stages = k_weighting(self.rate)
+        short = rows * self.length <= _PYTHON_FILTER_SAMPLES
+        self._lfilter = _biquad_python if short else _biquad_scipy
         self._states = [np.zeros((rows, max(len(a), len(b)) - 1)) for b, a in self._stages]
         self._carry = np.zeros(rows, np.float64)
         self._fed = 0
@@ -167,9 +232,7 @@ class StreamingMeter:
 
     def _feed(self, y: np.ndarray) -> None:
         for i, (b, a) in enumerate(self._stages):
-            yi, self._states[i] = scipy.signal.lfilter(
-                b, a, y.astype(np.float64), axis=1, zi=self._states[i]
-            )
+            yi, self._states[i] = self._lfilter(b, a, y.astype(np.float64), self._states[i])
             y = yi.astype(np.float32)  # torchaudio returns the input dtype; passband gain 1.0
         y64 = y.astype(np.float64)
         local = np.cumsum(y64 * y64, axis=1)
