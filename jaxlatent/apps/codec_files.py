@@ -35,17 +35,18 @@ class CodingResult(NamedTuple):
     seconds: float
 
 
-def _model(model):
+def _model(model, while_reading=None):
     """A DAC model as given, or loaded from a converted directory or ``.pth`` path.
 
-    A converted directory is restored by jaxlatent alone; only a torch checkpoint imports
-    the converters (and torch) to be converted and cached.
+    A converted directory is restored by jaxlatent alone (`while_reading` is passed to
+    :func:`~jaxlatent.models.dac.load_converted`); only a torch checkpoint imports the
+    converters (and torch) to be converted and cached.
     """
     if isinstance(model, str | os.PathLike):
         if os.path.isdir(model):
             from jaxlatent.models.dac import load_converted
 
-            return load_converted(model)
+            return load_converted(model, while_reading=while_reading)
         from converters.dac_cache import load_model
 
         return load_model(model)
@@ -88,7 +89,7 @@ def encode_files(
       ValueError: for a bad `n_quantizers` / `win_duration`, no inputs, unreadable audio.
       FileNotFoundError: for a missing input.
     """
-    from jaxlatent.codec import compress, files
+    from jaxlatent.codec import compile_compress, compress, files
     from jaxlatent.datasets import read_audio
 
     if n_quantizers is not None and n_quantizers < 1:
@@ -96,16 +97,23 @@ def encode_files(
     if not win_duration > 0:
         raise ValueError(f"--win-duration must be positive, got {win_duration}")
     found = files.find_inputs(inputs, files.AUDIO_SUFFIXES)
-    model = _model(model)  # after the cheap checks: bad input fails before a conversion
+    first = read_audio(found[0][0])
+    options = {"win_duration": win_duration, "n_quantizers": n_quantizers}
+
+    def compile_first(abstract):  # while the parameters of a converted model are read
+        compile_compress(abstract, first.audio, first.sample_rate, **options)
+
+    # after the cheap checks: bad input fails before a conversion
+    model = _model(model, while_reading=compile_first)
     start, seconds, written = time.perf_counter(), 0.0, []
-    for path, rel in _bar(found, progress, "encode"):
-        clip = read_audio(path)
+    for i, (path, rel) in enumerate(_bar(found, progress, "encode")):
+        clip = first if i == 0 else read_audio(path)
+        first = None  # not kept while the rest of a folder is coded
         dac_file = compress(
             model,
             clip.audio,
             clip.sample_rate,
-            win_duration=win_duration,
-            n_quantizers=n_quantizers,
+            **options,
             verbose=progress and len(found) == 1,
         )
         written.append(Path(dac_file.save(files.output_path(output, rel, ".dac"))))

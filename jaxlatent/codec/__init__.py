@@ -12,6 +12,7 @@ from jaxlatent.codec.chunking import ChunkPlan as ChunkPlan
 from jaxlatent.codec.chunking import chunk_plan as chunk_plan
 
 # compression.py
+from jaxlatent.codec.compression import compile_compress as compile_compress
 from jaxlatent.codec.compression import compress as compress
 from jaxlatent.codec.compression import decompress as decompress
 

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -64,7 +65,7 @@ from jaxlatent.codec.loudness import CHANNEL_GAINS, StreamingMeter, normalize_ga
 from jaxlatent.codec.resample import Resampler
 from jaxlatent.compilation import compiled
 
-__all__ = ["compress", "decompress"]
+__all__ = ["compile_compress", "compress", "decompress"]
 
 #: Chunks dispatched to the device before the host waits for the oldest one.
 _IN_FLIGHT = 2
@@ -198,23 +199,14 @@ def compress(
 
     Source: descript-audio-codec 1.0.0 ``dac.model.base.CodecMixin.compress``.
     """
-    config = _config(model)
-    audio = _check_audio(audio, sample_rate)
-    n_q = check_n_quantizers(n_quantizers, config.n_codebooks)
+    config, audio, n_q = _checked(model, audio, sample_rate, n_quantizers)
     if normalize_db is not None and not math.isfinite(float(normalize_db)):
         raise ValueError(f"normalize_db must be a finite number or None, got {normalize_db!r}")
     batch, original_length, channels = audio.shape
-    sr = config.sample_rate
 
     # 1-2. Resample (lazily, block by block), measure the loudness and the peaks.
-    signal = Resampler(_rows(audio), int(sample_rate), sr)
-    length = signal.length
-    if length < 1:
-        raise ValueError(
-            f"audio of {original_length} samples at {sample_rate} Hz is empty at the model's "
-            f"{sr} Hz"
-        )
-    input_db, peaks = _analyse(signal, channels, sr)
+    signal, plan = _geometry(config, audio, sample_rate, win_duration)
+    input_db, peaks = _analyse(signal, channels, config.sample_rate)
     # Normalise (audio * gain, per batch item) then limit every channel's peak to 1
     # (audio * (1 / peak)): applied to each window as it is read, in the reference's float32
     # order; max |x * g| = fl(max |x| * g) because rounding is monotonic.
@@ -232,12 +224,9 @@ def compress(
         return y[:, :, None]  # [rows, n, 1]
 
     # 3-4. Code the rows, whole or window by window.
-    plan = chunking.chunk_plan(config, length, win_duration)
-    graphdef, state = nnx.split(model)
-    fn = compiled(_encode_chunk, graphdef, n_q=n_q, padding=not plan.chunked)
+    fn, state, window = _encoder(model, config, n_q, plan)
     if not plan.chunked:
-        padded = math.ceil(length / config.hop_length) * config.hop_length  # preprocess
-        windows = [read(0, padded)]
+        windows = [read(0, window)]
     else:
         windows = (read(k * plan.hop - plan.delay, plan.window) for k in range(plan.n_chunks))
     codes = list(_run_chunks(fn, state, windows, plan.n_chunks, verbose, "compress"))
@@ -250,6 +239,66 @@ def compress(
         sample_rate=int(sample_rate),
         padding=not plan.chunked,
     )
+
+
+def compile_compress(
+    model: nnx.Module,
+    audio,
+    sample_rate: int,
+    *,
+    win_duration: float | None = 1.0,
+    n_quantizers: int | None = None,
+) -> None:
+    """Compile the encoder that :func:`compress` runs for `audio`, without coding anything.
+
+    The model may be abstract (parameters `jax.ShapeDtypeStruct`, as `nnx.eval_shape` makes
+    them and :func:`jaxlatent.models.dac.load_converted` passes them to ``while_reading``):
+    the encoder then compiles while the parameters are read (what ``jaxlatent encode`` does
+    for its first file), and the next :func:`compress` of the same shape with the loaded
+    model runs it without tracing or compiling again.
+
+    Args:
+      model, audio, sample_rate, win_duration, n_quantizers: as for :func:`compress` (only
+        the shape of `audio` and the parameters' shapes and dtypes are used).
+
+    Raises:
+      ValueError: for the arguments :func:`compress` refuses (the same messages).
+    """
+    config, audio, n_q = _checked(model, audio, sample_rate, n_quantizers)
+    signal, plan = _geometry(config, audio, sample_rate, win_duration)
+    fn, state, window = _encoder(model, config, n_q, plan)
+    spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
+    rows = signal.rows.shape[0]
+    fn.trace(spec, jax.ShapeDtypeStruct((rows, window, 1), np.float32)).lower().compile()
+
+
+def _checked(model, audio, sample_rate, n_quantizers):
+    """The checks of :func:`compress`: ``(config, audio [batch, time, channels], n_q)``."""
+    config = _config(model)
+    audio = _check_audio(audio, sample_rate)
+    return config, audio, check_n_quantizers(n_quantizers, config.n_codebooks)
+
+
+def _geometry(config, audio: np.ndarray, sample_rate, win_duration):
+    """The rows resampled to the model rate (lazily) and the windows they are coded in."""
+    signal = Resampler(_rows(audio), int(sample_rate), config.sample_rate)
+    if signal.length < 1:
+        raise ValueError(
+            f"audio of {audio.shape[1]} samples at {sample_rate} Hz is empty at the model's "
+            f"{config.sample_rate} Hz"
+        )
+    return signal, chunking.chunk_plan(config, signal.length, win_duration)
+
+
+def _encoder(model, config, n_q: int, plan: chunking.ChunkPlan):
+    """``(fn, state, window)``: the compiled encoder, the model's state and the samples per
+    window it is called with (unchunked: the length padded to a multiple of the hop, as the
+    reference's ``preprocess``)."""
+    graphdef, state = nnx.split(model)
+    fn = compiled(_encode_chunk, graphdef, n_q=n_q, padding=not plan.chunked)
+    if plan.chunked:
+        return fn, state, plan.window
+    return fn, state, math.ceil(plan.window / config.hop_length) * config.hop_length
 
 
 def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -> np.ndarray:

@@ -130,7 +130,9 @@ def _biquad_python(
     a1, a2 = (float(v) / a0 for v in a[1:])
     y = np.empty(np.shape(x), np.float64)
     zf = np.empty((y.shape[0], 2), np.float64)
-    for r, (row, (z0, z1)) in enumerate(zip(np.asarray(x, np.float64).tolist(), zi.tolist())):
+    for r, (row, (z0, z1)) in enumerate(
+        zip(np.asarray(x, np.float64).tolist(), zi.tolist(), strict=True)
+    ):
         out = [0.0] * len(row)
         for n, xn in enumerate(row):
             yn = z0 + b0 * xn

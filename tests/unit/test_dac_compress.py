@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from flax import nnx
 
-from jaxlatent.codec import DACFile, chunking, compress, compression, decompress
+from jaxlatent.codec import DACFile, chunking, compile_compress, compress, compression, decompress
 from jaxlatent.models.dac import DAC, DACConfig
 from tests.unit.test_dac_model import _Traced, random_model
 
@@ -87,6 +88,22 @@ def test_one_compilation_serves_every_chunk(model, rng, monkeypatch):
     assert decode.count <= before["decode"] + 1
 
 
+@pytest.mark.parametrize(("shape", "rate", "win"), [((3000,), 8000, 5.0), ((4410, 2), 11025, 0.1)])
+def test_compile_compress_of_the_abstract_model_serves_compress(
+    model, rng, monkeypatch, shape, rate, win
+):
+    """What `jaxlatent encode` does while the parameters are read: the encoder compiled from
+    the abstract model (unchunked / chunked) is the one compress then runs, not traced again."""
+    encode = _Traced(compression._encode_chunk)
+    monkeypatch.setattr(compression, "_encode_chunk", encode)
+    abstract = nnx.eval_shape(lambda: DAC(TINY, rngs=nnx.Rngs(0)))
+    audio = _audio(rng, shape)
+    assert compile_compress(abstract, audio, rate, win_duration=win, n_quantizers=2) is None
+    assert encode.count == 1
+    f = compress(model, audio, rate, win_duration=win, n_quantizers=2)
+    assert encode.count == 1 and f.padding == (win == 5.0) and f.codes.shape[1] == 2
+
+
 def test_n_quantizers_and_no_normalization(model, rng):
     audio = _audio(rng, 2000)
     f = compress(model, audio, 8000, n_quantizers=2, win_duration=0.1)
@@ -141,6 +158,9 @@ def test_compress_bad_input(model, audio, kwargs, match):
     sr = kwargs.pop("sample_rate")
     with pytest.raises(ValueError, match=match):
         compress(model, audio, sr, **kwargs)
+    if "normalize_db" not in kwargs:  # the same checks, before any compilation
+        with pytest.raises(ValueError, match=match):
+            compile_compress(model, audio, sr, **kwargs)
 
 
 def test_decompress_bad_files(model, rng):

@@ -35,7 +35,10 @@ def test_next_key_equals_stream_call(stream):
 def test_next_key_under_eval_shape_matches_eager_values():
     def draws(rngs, use_next_key):
         return jax.numpy.stack(
-            [jax.random.key_data(next_key(rngs) if use_next_key else rngs.params()) for _ in range(3)]
+            [
+                jax.random.key_data(next_key(rngs) if use_next_key else rngs.params())
+                for _ in range(3)
+            ]
         )
 
     @nnx.jit(static_argnums=1)

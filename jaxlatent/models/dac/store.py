@@ -16,10 +16,13 @@ Needs no torch: torch checkpoints are converted by :mod:`converters.dac`, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -125,8 +128,25 @@ def save_converted(
     return directory
 
 
-def load_converted(directory: str | os.PathLike, *, precision: jax.lax.PrecisionLike = None) -> DAC:
+def load_converted(
+    directory: str | os.PathLike,
+    *,
+    precision: jax.lax.PrecisionLike = None,
+    while_reading: Callable[[DAC], object] | None = None,
+) -> DAC:
     """Load a directory written by :func:`save_converted`.
+
+    The parameters are read in a background thread (orbax's reads run mostly without the
+    GIL) while the model's structure is built (`nnx.eval_shape`) and checked against them.
+
+    Args:
+      directory: the converted directory.
+      precision: `jax.lax` precision of the model's convolutions.
+      while_reading: called in this thread with the abstract model (same structure, its
+        parameters `jax.ShapeDtypeStruct`) while the parameters are still being read, for
+        work that needs only the structure, e.g. compiling the model's functions
+        (:func:`jaxlatent.codec.compile_compress`); its errors propagate unchanged, once
+        the reading has finished.
 
     Raises:
       FileNotFoundError: if `directory` does not exist.
@@ -154,41 +174,73 @@ def load_converted(directory: str | os.PathLike, *, precision: jax.lax.Precision
         param_dtype = jnp.dtype(meta.get("param_dtype", "float32"))
     except (ValueError, TypeError) as e:
         raise ConvertedModelError(f"{directory / CONFIG_NAME}: invalid config: {e}") from e
-    abstract = nnx.eval_shape(
-        lambda: DAC(config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0))
-    )
-    graphdef, state = nnx.split(abstract)
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
-        nnx.to_pure_dict(state),
-    )
     state_dir = directory / STATE_NAME
     if not state_dir.is_dir():
         raise ConvertedModelError(f"{directory}: the parameters ({STATE_NAME}/) are missing")
     ocp = _ocp()
     what = f"{state_dir}: cannot restore the parameters of a DAC with {config.to_kwargs()}"
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    path = state_dir.absolute()
+    with ocp.StandardCheckpointer() as checkpointer, ThreadPoolExecutor(1) as pool:
+        with _restore_errors(what):
+            metadata = checkpointer.metadata(path)
+            stored = _stored_target(metadata, sharding)
+        # The arrays are read (in orbax's threads, mostly without the GIL) while the model is
+        # built: restore exactly what is stored, then check it against the model.
+        reading = pool.submit(checkpointer.restore, path, stored)
+        abstract = nnx.eval_shape(
+            lambda: DAC(config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0))
+        )
+        graphdef, state = nnx.split(abstract)
+        target = nnx.to_pure_dict(state)
+        _check_stored_shapes(metadata, target, what)
+        if while_reading is not None:
+            while_reading(abstract)
+        with _restore_errors(what):
+            restored = _flat_leaves(reading.result())
+    nnx.replace_by_pure_dict(
+        state, jax.tree_util.tree_map_with_path(lambda p, _: restored[_path_name(p)], target)
+    )
+    return nnx.merge(graphdef, state)
+
+
+@contextlib.contextmanager
+def _restore_errors(what: str):
+    """Re-raise orbax's errors (many types: ValueError, KeyError, OSError, ...) as one
+    ConvertedModelError line."""
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            # shapes are checked first: a failed restore leaves orbax's reads dangling
-            _check_stored_shapes(checkpointer.metadata(state_dir.absolute()), target, what)
-            restored = checkpointer.restore(state_dir.absolute(), target)
+        yield
     except ConvertedModelError:
         raise
-    except Exception as e:  # orbax raises many types (ValueError, KeyError, OSError, ...)
+    except Exception as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConvertedModelError(f"{what}: {first}") from e
-    nnx.replace_by_pure_dict(state, restored)
-    return nnx.merge(graphdef, state)
+
+
+def _path_name(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def _flat_leaves(tree) -> dict:
+    return {_path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _stored_target(metadata, sharding) -> dict:
+    """The stored tree (nested dicts, orbax's key names) of ``ShapeDtypeStruct`` on `sharding`."""
+    tree: dict = {}
+    for name, leaf in _flat_leaves(getattr(metadata, "item_metadata", metadata)).items():
+        *parents, last = name.split("/")
+        node = tree
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+    return tree
 
 
 def _flat_shapes(tree) -> dict[str, tuple[tuple[int, ...], str]]:
     return {
-        "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): (
-            tuple(leaf.shape),
-            str(jnp.dtype(leaf.dtype)),
-        )
-        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+        name: (tuple(leaf.shape), str(jnp.dtype(leaf.dtype)))
+        for name, leaf in _flat_leaves(tree).items()
     }
 
 
