@@ -136,8 +136,9 @@ def load_converted(
 ) -> DAC:
     """Load a directory written by :func:`save_converted`.
 
-    The parameters are read in a background thread (orbax's reads run mostly without the
-    GIL) while the model's structure is built (`nnx.eval_shape`) and checked against them.
+    The model's structure is built (`nnx.eval_shape`) and checked against the stored arrays'
+    paths, shapes and dtypes; then the arrays are read, in a background thread while
+    `while_reading` runs.
 
     Args:
       directory: the converted directory.
@@ -174,33 +175,31 @@ def load_converted(
         param_dtype = jnp.dtype(meta.get("param_dtype", "float32"))
     except (ValueError, TypeError) as e:
         raise ConvertedModelError(f"{directory / CONFIG_NAME}: invalid config: {e}") from e
+    abstract = nnx.eval_shape(
+        lambda: DAC(config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0))
+    )
+    graphdef, state = nnx.split(abstract)
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+        nnx.to_pure_dict(state),
+    )
     state_dir = directory / STATE_NAME
     if not state_dir.is_dir():
         raise ConvertedModelError(f"{directory}: the parameters ({STATE_NAME}/) are missing")
     ocp = _ocp()
     what = f"{state_dir}: cannot restore the parameters of a DAC with {config.to_kwargs()}"
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    path = state_dir.absolute()
     with ocp.StandardCheckpointer() as checkpointer, ThreadPoolExecutor(1) as pool:
         with _restore_errors(what):
-            metadata = checkpointer.metadata(path)
-            stored = _stored_target(metadata, sharding)
-        # The arrays are read (in orbax's threads, mostly without the GIL) while the model is
-        # built: restore exactly what is stored, then check it against the model.
-        reading = pool.submit(checkpointer.restore, path, stored)
-        abstract = nnx.eval_shape(
-            lambda: DAC(config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0))
-        )
-        graphdef, state = nnx.split(abstract)
-        target = nnx.to_pure_dict(state)
-        _check_stored_shapes(metadata, target, what)
+            # shapes are checked first: a failed restore leaves orbax's reads dangling, and
+            # nothing is read that does not fit the model
+            _check_stored_shapes(checkpointer.metadata(state_dir.absolute()), target, what)
+        reading = pool.submit(checkpointer.restore, state_dir.absolute(), target)
         if while_reading is not None:
-            while_reading(abstract)
+            while_reading(abstract)  # meanwhile, orbax reads (mostly without the GIL)
         with _restore_errors(what):
-            restored = _flat_leaves(reading.result())
-    nnx.replace_by_pure_dict(
-        state, jax.tree_util.tree_map_with_path(lambda p, _: restored[_path_name(p)], target)
-    )
+            restored = reading.result()
+    nnx.replace_by_pure_dict(state, restored)
     return nnx.merge(graphdef, state)
 
 
@@ -217,30 +216,13 @@ def _restore_errors(what: str):
         raise ConvertedModelError(f"{what}: {first}") from e
 
 
-def _path_name(path) -> str:
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-
-
-def _flat_leaves(tree) -> dict:
-    return {_path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def _stored_target(metadata, sharding) -> dict:
-    """The stored tree (nested dicts, orbax's key names) of ``ShapeDtypeStruct`` on `sharding`."""
-    tree: dict = {}
-    for name, leaf in _flat_leaves(getattr(metadata, "item_metadata", metadata)).items():
-        *parents, last = name.split("/")
-        node = tree
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
-    return tree
-
-
 def _flat_shapes(tree) -> dict[str, tuple[tuple[int, ...], str]]:
     return {
-        name: (tuple(leaf.shape), str(jnp.dtype(leaf.dtype)))
-        for name, leaf in _flat_leaves(tree).items()
+        "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): (
+            tuple(leaf.shape),
+            str(jnp.dtype(leaf.dtype)),
+        )
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
     }
 
 
