@@ -5,7 +5,10 @@ with :func:`jaxlatent.codec.compress` (the official ``compress`` algorithm) and 
 ``.dac`` file per input; :func:`decode_files` is the inverse with
 :func:`jaxlatent.codec.decompress`, writing 16-bit PCM WAV files. Folders are walked and
 their layout is kept under the output folder (:func:`jaxlatent.codec.files.find_inputs`);
-every output is written atomically.
+every output is written atomically. With a converted model directory, the encoder of the
+first input compiles (:func:`jaxlatent.codec.compile_compress`, from the persistent cache on
+a second run) while the parameters are read (``while_reading`` of
+:func:`jaxlatent.models.dac.load_converted`).
 """
 
 from __future__ import annotations

@@ -41,8 +41,10 @@ the same shape every time, so one compiled function
 (:func:`jaxlatent.compilation.compiled`) serves every chunk (and every model of the same
 configuration). Unchunked coding (audio shorter than ``win_duration``, or
 ``win_duration=None``) runs the whole signal at once and compiles once per input length, as
-the reference does. ``decompress`` writes the decoded chunks into one buffer at the model
-rate and resamples it block by block into the output.
+the reference does. :func:`compile_compress` compiles that function ahead, from the input's
+shape and the parameters' shapes only (an abstract model will do). ``decompress`` writes the
+decoded chunks into one buffer at the model rate and resamples it block by block into the
+output.
 
 The model is a :class:`jaxlatent.models.dac.DAC`-like module with ``config`` (a
 :class:`~jaxlatent.models.dac.DACConfig`), ``encoder``, ``quantizer`` (a
