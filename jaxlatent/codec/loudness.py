@@ -12,12 +12,13 @@ zero-padded to 0.5 s first when shorter, and the result is floored at -70 LUFS
 
 This module reproduces those steps in numpy/scipy: measured agreement with the reference on
 the real clips within one float32 ulp (max 1.9e-6 dB). The filters run as scipy's
-``lfilter`` (direct form II transposed, float64), except on signals of at most
-``_PYTHON_FILTER_SAMPLES`` samples (all rows together; 32 s of 16 kHz mono), where the same
-recursion runs as a Python loop: the same float64 operations in the same order, so the same
-bits (tests/unit/test_loudness_filter.py), without importing ``scipy.signal``, which takes
-0.7 s of CPU, more than the loop takes on such a signal (0.5 us per sample and stage; the
-import was an eighth of ``jaxlatent encode``'s time on a short clip). pyloudnorm's own
+``lfilter`` (direct form II transposed, float64), except while ``scipy.signal`` is not
+imported yet and this process has given the Python loop fewer than
+``_PYTHON_FILTER_SAMPLES`` samples in all (rows x length; 32 s of 16 kHz mono): then the
+same recursion runs as a Python loop, the same float64 operations in the same order, so the
+same bits (tests/unit/test_loudness_filter.py), without importing ``scipy.signal``, which
+takes 0.7 s of CPU, more than the loop takes on that budget (0.5 us per sample and stage;
+the import was an eighth of ``jaxlatent encode``'s time on a short clip). pyloudnorm's own
 ``integrated_loudness`` (the same filters, but it drops the last partial blocks, gates the
 first pass with ``>=`` and does not pad short signals) reads up to 1.3e-4 dB away on the same
 clips (a 1.5e-5 relative gain difference), so it is not used.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 
 import numpy as np
 
@@ -50,9 +52,19 @@ MIN_LOUDNESS = -70.0
 #: Channel weights of BS.1770 (L, R, C, Ls, Rs).
 CHANNEL_GAINS = (1.0, 1.0, 1.0, 1.41, 1.41)
 _BLOCK = 1 << 18  # samples filtered / squared per step
-#: Signals of at most this many samples (rows x length) are K-weighted by a Python loop
-#: (:func:`_biquad_python`) rather than scipy's ``lfilter`` (bit-identical; see above).
+#: Samples (rows x length) one process K-weights by a Python loop (:func:`_biquad_python`)
+#: rather than importing scipy for its ``lfilter`` (bit-identical; see above).
 _PYTHON_FILTER_SAMPLES = 1 << 19
+_python_filtered = 0  # samples given to the Python loop so far in this process
+
+
+def _choose_lfilter(samples: int):
+    """The filter for a signal of `samples` samples: the Python loop within its budget."""
+    global _python_filtered
+    if "scipy.signal" in sys.modules or _python_filtered + samples > _PYTHON_FILTER_SAMPLES:
+        return _biquad_scipy
+    _python_filtered += samples
+    return _biquad_python
 
 
 def _biquad(kind: str, gain_db: float, q: float, fc: float, rate: int):
@@ -101,7 +113,7 @@ def _biquad_python(
     The direct form II transposed recursion of scipy's ``_linear_filter`` (``y = z0 + b0*x;
     z0 = z1 + x*b1 - y*a1; z1 = x*b2 - y*a2``, coefficients divided by ``a[0]``) in Python
     floats, which are IEEE float64 with the same rounding: the output equals scipy's bit for
-    bit. About 0.5 us per sample: for short signals only (see ``_PYTHON_FILTER_SAMPLES``).
+    bit. About 0.5 us per sample: for a few short signals only (``_PYTHON_FILTER_SAMPLES``).
 
     Args:
       b, a: the filter, 3 coefficients each, ``a[0] != 0``.
@@ -215,8 +227,7 @@ class StreamingMeter:
         self._points = np.unique(np.concatenate([self._starts, self._ends]))
         self._prefix = np.zeros((rows, self._points.shape[0]), np.float64)
         self._stages = k_weighting(self.rate)
-        short = rows * self.length <= _PYTHON_FILTER_SAMPLES
-        self._lfilter = _biquad_python if short else _biquad_scipy
+        self._lfilter = _choose_lfilter(rows * self.length)
         self._states = [np.zeros((rows, max(len(a), len(b)) - 1)) for b, a in self._stages]
         self._carry = np.zeros(rows, np.float64)
         self._fed = 0

@@ -1,8 +1,11 @@
 """The Python K-weighting loop of `jaxlatent.codec.loudness` (short signals) gives scipy's
-``lfilter`` bit for bit, and the meter picks it by length (parity of the meter with
-audiotools: tests/parity/test_dac_dsp.py, which runs both paths)."""
+``lfilter`` bit for bit, and the meter uses it within its per-process budget (parity of the
+meter with audiotools: tests/parity/test_dac_dsp.py)."""
 
 from __future__ import annotations
+
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -32,12 +35,19 @@ def test_biquad_python_equals_lfilter_bitwise(rng, rate):
         mod._biquad_python(b[:2], a, x, np.zeros((3, 2)))
 
 
-def test_meter_paths_agree_and_are_chosen_by_length(rng, monkeypatch):
+def test_meter_paths_agree_and_the_python_loop_has_a_budget(rng, monkeypatch):
     x = rng.standard_normal((1, 30011, 2)).astype(np.float32) * 0.1
-    assert 2 * 30011 <= mod._PYTHON_FILTER_SAMPLES
+    n = 2 * 30011
+    # scipy.signal is imported here (this module): the loop only runs when it is not
+    monkeypatch.setattr(mod, "sys", types.SimpleNamespace(modules={}))
+    monkeypatch.setattr(mod, "_PYTHON_FILTER_SAMPLES", 2 * n)
+    monkeypatch.setattr(mod, "_python_filtered", 0)
     assert mod.StreamingMeter(2, 30011, 16000, channels=2)._lfilter is mod._biquad_python
-    python = mod.integrated_loudness(x, 16000)
-    monkeypatch.setattr(mod, "_PYTHON_FILTER_SAMPLES", 2 * 30011 - 1)
+    python = mod.integrated_loudness(x, 16000)  # the budget's second signal
+    assert mod._python_filtered == 2 * n
     assert mod.StreamingMeter(2, 30011, 16000, channels=2)._lfilter is mod._biquad_scipy
     monkeypatch.setattr(mod, "_BLOCK", 4099)  # state carried across blocks in both
     np.testing.assert_array_equal(mod.integrated_loudness(x, 16000), python)
+    monkeypatch.setattr(mod, "_python_filtered", 0)
+    monkeypatch.setattr(mod, "sys", sys)
+    assert mod.StreamingMeter(2, 30011, 16000, channels=2)._lfilter is mod._biquad_scipy
