@@ -3,6 +3,8 @@ one compilation for every chunk, bad input."""
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 from flax import nnx
@@ -179,13 +181,20 @@ def test_decompress_bad_files(model, rng):
         compress(object(), np.zeros(10, np.float32), 8000)
 
 
-def test_compress_memory_is_flat(model, rng, monkeypatch):
+@pytest.mark.parametrize("python_filter", [False, True])
+def test_compress_memory_is_flat(model, rng, monkeypatch, python_filter):
     """Host (numpy) memory of compress does not grow with the audio: no resampled, normalised
     or transposed copy of the input (device activations are one window by construction)."""
     import tracemalloc
 
     from jaxlatent.codec import compression, loudness, resample
 
+    # the loudness filter of every call: scipy's lfilter (imported by the first call) or the
+    # Python loop of short signals
+    monkeypatch.setattr(loudness, "_PYTHON_FILTER_SAMPLES", 1 << 40 if python_filter else 0)
+    monkeypatch.setattr(loudness, "_python_filtered", 0)
+    if python_filter:
+        monkeypatch.setattr(loudness, "sys", types.SimpleNamespace(modules={}))
     # small blocks, so that both lengths use full-size blocks
     monkeypatch.setattr(compression, "_READ_BLOCK", 4096)
     monkeypatch.setattr(loudness, "_BLOCK", 4096)
