@@ -32,6 +32,7 @@ instead of compiling again: ``$XDG_CACHE_HOME/jaxlatent/xla`` (``~/.cache/jaxlat
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Mapping
@@ -40,6 +41,12 @@ from pathlib import Path
 #: Environment variable: the compile-cache folder, or one of `_OFF` to disable it.
 COMPILE_CACHE_ENV = "JAXLATENT_COMPILE_CACHE"
 _OFF = ("0", "off", "false", "no", "none")
+#: Young-generation threshold of the cyclic garbage collector while a command runs. Start-up
+#: (importing jax, flax and orbax, building and tracing the model) allocates millions of
+#: long-lived objects; with CPython's default (700) that runs about 700 collections, 5 of
+#: them full, 0.3-0.4 s of CPU of a 5 s `jaxlatent encode`. Cycles are still collected, in
+#: 10-20 collections and no full one.
+_GC_YOUNG_THRESHOLD = 50_000
 
 
 def compile_cache_dir(
@@ -484,6 +491,8 @@ def _one_line(e: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(_GC_YOUNG_THRESHOLD, threshold[0]), *threshold[1:])
     try:
         if getattr(args, "compile_cache_option", False):
             directory = compile_cache_dir(args.compile_cache, args.no_compile_cache)
@@ -495,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, ImportError) as e:  # OSError covers FileNotFound/FileExists
         print(f"jaxlatent {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    finally:
+        gc.set_threshold(*threshold)
 
 
 if __name__ == "__main__":

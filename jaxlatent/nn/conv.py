@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxlatent._rng import next_key
+
 Array = jax.Array
 IntOrTuple = int | Sequence[int]
 
@@ -153,8 +155,8 @@ conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 def _torch_uniform(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int, dtype) -> Array:
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
     # A flat draw reshaped gives the same values and compiles several times faster on CPU
-    # than a multi-dimensional one.
-    flat = jax.random.uniform(rngs.params(), (math.prod(shape),), dtype, -bound, bound)
+    # than a multi-dimensional one. next_key: rngs.params(), cheap under nnx.eval_shape.
+    flat = jax.random.uniform(next_key(rngs), (math.prod(shape),), dtype, -bound, bound)
     return flat.reshape(shape)
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from flax import nnx
 
 from jaxlatent._checks import check_floating, check_n_quantizers, shape_str
+from jaxlatent._rng import next_key
 from jaxlatent.nn.weight_norm import WNConv1d
 from jaxlatent.quantizers.search import (
     CODE_CHUNK,
@@ -156,7 +157,7 @@ class VectorQuantize(nnx.Module):
         self.in_proj = WNConv1d(input_dim, codebook_dim, 1, precision=precision, rngs=rngs)
         self.out_proj = WNConv1d(codebook_dim, input_dim, 1, precision=precision, rngs=rngs)
         self.codebook = nnx.Param(
-            jax.random.normal(rngs.params(), (codebook_size, codebook_dim), jnp.float32)
+            jax.random.normal(next_key(rngs), (codebook_size, codebook_dim), jnp.float32)
         )
 
     def __call__(self, z: Array) -> VectorQuantizeOutput:

@@ -308,6 +308,32 @@ def test_mixed_key_styles_and_config_inference(release):
     assert inferred == DACConfig.from_kwargs(TINY.to_kwargs() | {"quantizer_dropout": 0.0})
 
 
+def test_load_converted_while_reading(model, tmp_path):
+    """`while_reading` gets the abstract model while the parameters are read; its errors
+    propagate as they are; a directory whose parameters do not fit fails before it runs."""
+    from jaxlatent.models.dac import ConvertedModelError, load_converted, save_converted
+
+    path = save_converted(tmp_path / "m", model.config, model)
+    seen = []
+    loaded = load_converted(path, while_reading=lambda a: seen.append(nnx.state(a)))
+    (abstract,) = seen
+    want = jax.tree.leaves(nnx.state(model))
+    assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(abstract))
+    assert [x.shape for x in jax.tree.leaves(abstract)] == [x.shape for x in want]
+    for a, b in zip(want, jax.tree.leaves(nnx.state(loaded)), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    def broken(abstract):
+        raise RuntimeError("compilation failed")
+
+    with pytest.raises(RuntimeError, match="compilation failed"):
+        load_converted(path, while_reading=broken)
+    meta = (path / "config.json").read_text()
+    (path / "config.json").write_text(meta.replace('"latent_dim": 6', '"latent_dim": 8'))
+    with pytest.raises(ConvertedModelError, match="mis-shaped"):
+        load_converted(path, while_reading=broken)
+
+
 def test_converted_directory_and_cache(release, model, tmp_path, monkeypatch, rng):
     import orbax.checkpoint as ocp
 

@@ -16,10 +16,13 @@ Needs no torch: torch checkpoints are converted by :mod:`converters.dac`, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -125,8 +128,26 @@ def save_converted(
     return directory
 
 
-def load_converted(directory: str | os.PathLike, *, precision: jax.lax.PrecisionLike = None) -> DAC:
+def load_converted(
+    directory: str | os.PathLike,
+    *,
+    precision: jax.lax.PrecisionLike = None,
+    while_reading: Callable[[DAC], object] | None = None,
+) -> DAC:
     """Load a directory written by :func:`save_converted`.
+
+    The model's structure is built (`nnx.eval_shape`) and checked against the stored arrays'
+    paths, shapes and dtypes; then the arrays are read, in a background thread while
+    `while_reading` runs.
+
+    Args:
+      directory: the converted directory.
+      precision: `jax.lax` precision of the model's convolutions.
+      while_reading: called in this thread with the abstract model (same structure, its
+        parameters `jax.ShapeDtypeStruct`) while the parameters are still being read, for
+        work that needs only the structure (``model.config``, shapes), e.g. reading and
+        preparing the first input or compiling the model's functions; its errors propagate
+        unchanged, once the reading has finished.
 
     Raises:
       FileNotFoundError: if `directory` does not exist.
@@ -168,18 +189,31 @@ def load_converted(directory: str | os.PathLike, *, precision: jax.lax.Precision
         raise ConvertedModelError(f"{directory}: the parameters ({STATE_NAME}/) are missing")
     ocp = _ocp()
     what = f"{state_dir}: cannot restore the parameters of a DAC with {config.to_kwargs()}"
-    try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            # shapes are checked first: a failed restore leaves orbax's reads dangling
+    with ocp.StandardCheckpointer() as checkpointer, ThreadPoolExecutor(1) as pool:
+        with _restore_errors(what):
+            # shapes are checked first: a failed restore leaves orbax's reads dangling, and
+            # nothing is read that does not fit the model
             _check_stored_shapes(checkpointer.metadata(state_dir.absolute()), target, what)
-            restored = checkpointer.restore(state_dir.absolute(), target)
-    except ConvertedModelError:
-        raise
-    except Exception as e:  # orbax raises many types (ValueError, KeyError, OSError, ...)
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConvertedModelError(f"{what}: {first}") from e
+        reading = pool.submit(checkpointer.restore, state_dir.absolute(), target)
+        if while_reading is not None:
+            while_reading(abstract)  # meanwhile, orbax reads (mostly without the GIL)
+        with _restore_errors(what):
+            restored = reading.result()
     nnx.replace_by_pure_dict(state, restored)
     return nnx.merge(graphdef, state)
+
+
+@contextlib.contextmanager
+def _restore_errors(what: str):
+    """Re-raise orbax's errors (many types: ValueError, KeyError, OSError, ...) as one
+    ConvertedModelError line."""
+    try:
+        yield
+    except ConvertedModelError:
+        raise
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConvertedModelError(f"{what}: {first}") from e
 
 
 def _flat_shapes(tree) -> dict[str, tuple[tuple[int, ...], str]]:
