@@ -1,5 +1,6 @@
 """Vector quantizers: exact chunked nearest-code search, straight-through gradients, codebook
-statistics, the generic `VectorQuantizer` (gradient or EMA codebook), and the implicit-codebook
+statistics, the rotation trick estimator (`rotation_trick`), the generic `VectorQuantizer`
+(gradient or EMA codebook), and the implicit-codebook
 families of vector-quantize-pytorch 1.32.0 under its class names: `FSQ`, `ResidualFSQ`,
 `GroupedResidualFSQ` (finite scalar quantization) and `LFQ`, `ResidualLFQ`,
 `GroupedResidualLFQ` (lookup-free quantization); their state_dicts convert both ways with
@@ -37,6 +38,9 @@ from jaxlatent.quantizers.residual_fsq import ResidualFSQOutput as ResidualFSQOu
 from jaxlatent.quantizers.residual_lfq import GroupedResidualLFQ as GroupedResidualLFQ
 from jaxlatent.quantizers.residual_lfq import ResidualLFQ as ResidualLFQ
 from jaxlatent.quantizers.residual_lfq import ResidualLFQOutput as ResidualLFQOutput
+
+# rotation.py
+from jaxlatent.quantizers.rotation import rotation_trick as rotation_trick
 
 # search.py
 from jaxlatent.quantizers.search import default_chunks as default_chunks
