@@ -1,8 +1,10 @@
 """Conversion of lucidrains' vector-quantize-pytorch 1.32.0 implicit-codebook quantizers
-(`FSQ`, `ResidualFSQ`, `GroupedResidualFSQ`, `LFQ`, `ResidualLFQ`, `GroupedResidualLFQ`) to
-and from the jaxlatent modules of the same names, in both directions.
+(`FSQ`, `ResidualFSQ`, `GroupedResidualFSQ`, `LFQ`, `ResidualLFQ`, `GroupedResidualLFQ`,
+`SimVQ`, `ResidualSimVQ`) to and from the jaxlatent modules of the same names, in both
+directions.
 
-Their only weights are the linear projections and the optional fixed rotation:
+Their only weights are the linear projections, the optional fixed rotation, and SimVQ's
+frozen codebook and code transform:
 
 torch key                                         jaxlatent target
 ------------------------------------------------  --------------------------------------------
@@ -11,6 +13,8 @@ torch key                                         jaxlatent target
 cosine-similarity projection)
 ``{p}.project_out.weight`` (+ bias)                ``{p}/project_out/kernel``
 ``{p}.orthogonal_rot`` ``[d, d]``                  ``{p}/orthogonal_rot``
+``{p}.frozen_codebook`` ``[K, d_f]`` (SimVQ)        ``{p}/frozen_codebook``
+``{p}.code_transform.weight`` ``[dim, d_f]``       ``{p}/code_transform/kernel`` ``[d_f, dim]``
 ``{p}.layers.{i}.…`` (residual)                    ``{p}/layers/{i}/…``
 ``{p}.rvqs.{g}.…`` (grouped)                       ``{p}/rvqs/{g}/…``
 
@@ -27,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from flax import nnx
 
 from converters.common import (
     ConversionError,
@@ -85,9 +90,23 @@ def _bit_masks(module, tp: str = "") -> dict[str, np.ndarray]:
     return {}
 
 
+def _sim_vq(module, tp: str, jp: str) -> Table:
+    transform = module.code_transform
+    if not isinstance(transform, nnx.Linear) or transform.bias is not None:
+        raise ConversionError(
+            "only SimVQ's default code_transform (a bias-free Linear) converts, got "
+            f"{type(transform).__name__}"
+        )
+    return tensor(_dot(tp, "frozen_codebook"), _slash(jp, "frozen_codebook")) | linear(
+        _dot(tp, "code_transform"), _slash(jp, "code_transform"), bias=False
+    )
+
+
 def quantizer_table(module, torch_prefix: str = "", jax_prefix: str = "") -> Table:
-    """The conversion table of any of the six quantizers (the LFQ bit masks excluded)."""
+    """The conversion table of any of the eight quantizers (the LFQ bit masks excluded)."""
     tp, jp = torch_prefix, jax_prefix
+    if hasattr(module, "frozen_codebook"):
+        return _sim_vq(module, tp, jp)
     table = _projections(module, tp, jp)
     if hasattr(module, "rvqs"):
         for g, rvq in enumerate(module.rvqs):
@@ -131,7 +150,7 @@ def load_vector_quantize_pytorch(
 
 
 def export_vector_quantize_pytorch(module) -> dict[str, np.ndarray]:
-    """The torch-layout ``state_dict`` (numpy arrays) of a jaxlatent FSQ/LFQ-family
+    """The torch-layout ``state_dict`` (numpy arrays) of a jaxlatent FSQ/LFQ/SimVQ-family
     quantizer, loadable by the vector-quantize-pytorch module built with the same arguments
     (``load_state_dict(..., strict=True)``)."""
     return export_state_dict(module, quantizer_table(module)) | _bit_masks(module)
