@@ -373,7 +373,9 @@ TOLERANCES: dict[str, Tolerance] = {
         1e-6,
         5e-6,
         "the same detached rotation applied to the cotangent, matrix products in another "
-        "order; measured max abs error 1.9e-6 on gradients up to ~4.4 (4 seeds x 3 steps)",
+        "order; measured max abs error 1.9e-6 on gradients up to ~4.4 (VectorQuantizer, 4 "
+        "seeds x 3 steps) and 2.9e-6 on gradients up to ~9.2 (ResidualVQ / GroupedResidualVQ, "
+        "3 seeds x 4 steps)",
     ),
     "simvq_out": Tolerance(
         "SimVQ / ResidualSimVQ quantized outputs vs vector-quantize-pytorch 1.32.0, float32",

@@ -1,6 +1,7 @@
 """Vector quantizers: exact chunked nearest-code search, straight-through gradients, codebook
 statistics, the rotation trick estimator (`rotation_trick`), the generic `VectorQuantizer`
-(gradient or EMA codebook), and the implicit-codebook
+(gradient or EMA codebook) with its residual forms `ResidualVQ` and `GroupedResidualVQ`, and
+the implicit-codebook
 families of vector-quantize-pytorch 1.32.0 under its class names: `FSQ`, `ResidualFSQ`,
 `GroupedResidualFSQ` (finite scalar quantization) and `LFQ`, `ResidualLFQ`,
 `GroupedResidualLFQ` (lookup-free quantization), and `SimVQ`, `ResidualSimVQ` (a frozen
@@ -43,6 +44,11 @@ from jaxlatent.quantizers.residual_lfq import ResidualLFQOutput as ResidualLFQOu
 # sim_vq.py, residual_sim_vq.py
 from jaxlatent.quantizers.residual_sim_vq import ResidualSimVQ as ResidualSimVQ
 from jaxlatent.quantizers.residual_sim_vq import ResidualSimVQOutput as ResidualSimVQOutput
+
+# residual_vq.py (over VectorQuantizer)
+from jaxlatent.quantizers.residual_vq import GroupedResidualVQ as GroupedResidualVQ
+from jaxlatent.quantizers.residual_vq import ResidualVQ as ResidualVQ
+from jaxlatent.quantizers.residual_vq import ResidualVQOutput as ResidualVQOutput
 
 # rotation.py
 from jaxlatent.quantizers.rotation import rotation_trick as rotation_trick

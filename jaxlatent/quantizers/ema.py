@@ -394,7 +394,13 @@ class VectorQuantizer(nnx.Module):
             return codebook, cluster_size, embed_sum if has_sum else cluster_size
 
         new = jax.lax.cond(self.initialized[...], keep, run, None)
-        self._set_state(new[0], new[1], new[2] if has_sum else None)
+        # not _set_state: its stop_gradient would cut the codebook's gradient in gradient mode
+        # once initialised (the `keep` branch passes the live codebook through; `run` is built
+        # from stopped inputs)
+        self.codebook[...] = new[0]
+        self.cluster_size[...] = jax.lax.stop_gradient(new[1])
+        if has_sum:
+            self.embed_sum[...] = jax.lax.stop_gradient(new[2])
         self.initialized[...] = jnp.asarray(True)
 
     def _update(self, zs, counts, sums, key, axis_name) -> None:
