@@ -342,7 +342,9 @@ class ResidualVQ(nnx.Module):
         if cfg.dead_code_threshold > 0:
             codebook, cluster_size, embed_sum = ops.restart_dead_codes(
                 jax.random.fold_in(key, 2),
-                jnp.concatenate(vectors),
+                # [n, layers, d] → [(n layers), d], the reference's order; rows of a sharded
+                # batch stay contiguous per device, so global row choices match one device
+                jnp.stack(vectors, axis=1).reshape(-1, codebook.shape[-1]),
                 codebook,
                 cluster_size,
                 embed_sum,
