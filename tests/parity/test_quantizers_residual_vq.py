@@ -19,36 +19,39 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from converters.common import ConversionError
+from converters.vector_quantize import (
+    export_vector_quantize_pytorch,
+    load_vector_quantize_pytorch,
+)
 from jaxlatent import quantizers as q
 from tests import reference as ref
 from tests.tolerances import assert_close
 
 pytestmark = pytest.mark.parity
 
-NAMES = ("_codebook.embed", "_codebook.embed_avg", "_codebook.cluster_size")
-
 
 def _lucid_rvq():
     return ref.require("vector_quantize_pytorch.residual_vq")
 
 
-def _copy_state(t_rvq, j_rvq):
-    state = t_rvq.state_dict()
-    for i, layer in enumerate(j_rvq.layers):
-        embed, embed_avg, cluster = (ref.to_numpy(state[f"layers.{i}.{n}"][0]) for n in NAMES)
-        layer.codebook[...] = jnp.asarray(embed)
-        layer.embed_sum[...] = jnp.asarray(embed_avg)
-        layer.cluster_size[...] = jnp.asarray(cluster)
+def _copy_state(t, j):
+    """The reference's state into jaxlatent through the converter, and back exactly."""
+    load_vector_quantize_pytorch(j, t.state_dict())
+    exported = export_vector_quantize_pytorch(j)
+    assert set(exported) == set(t.state_dict())
+    for k, v in t.state_dict().items():
+        np.testing.assert_array_equal(exported[k], ref.to_numpy(v), err_msg=k)
 
 
-def _check_state(t_rvq, j_rvq, msg):
-    state = t_rvq.state_dict()
-    for i, layer in enumerate(j_rvq.layers):
-        embed, embed_avg, cluster = (ref.to_numpy(state[f"layers.{i}.{n}"][0]) for n in NAMES)
-        m = f"{msg}, layer {i}"
-        assert_close(layer.codebook[...], embed, "vq_ema_lucidrains_state", err_msg=m)
-        assert_close(layer.embed_sum[...], embed_avg, "vq_ema_lucidrains_state", err_msg=m)
-        assert_close(layer.cluster_size[...], cluster, "vq_ema_lucidrains_state", err_msg=m)
+def _check_state(t, j, msg):
+    """Every EMA buffer after training, through the converter's export."""
+    exported = export_vector_quantize_pytorch(j)
+    for k, v in t.state_dict().items():
+        if k.endswith("initted"):
+            np.testing.assert_array_equal(exported[k], ref.to_numpy(v), err_msg=k)
+        else:
+            assert_close(exported[k], ref.to_numpy(v), "vq_ema_lucidrains_state", err_msg=k)
 
 
 @nnx.jit(static_argnames="train")
@@ -104,12 +107,28 @@ def test_grouped_residual_vq_matches_reference(rng):
     ref.torch().manual_seed(0)
     t = _lucid_rvq().GroupedResidualVQ(**kw, kmeans_init=False)
     j = q.GroupedResidualVQ(**kw, rngs=nnx.Rngs(0))
-    for t_rvq, j_rvq in zip(t.rvqs, j.rvqs, strict=True):
-        _copy_state(t_rvq, j_rvq)
+    _copy_state(t, j)
     t.train()
     for step in range(2):
         x = rng.standard_normal((2, 20, 8)).astype(np.float32)
         w = rng.standard_normal(x.shape).astype(np.float32)
         _step(t, j, x, w, None, f"grouped, step {step}")
-        for g, (t_rvq, j_rvq) in enumerate(zip(t.rvqs, j.rvqs, strict=True)):
-            _check_state(t_rvq, j_rvq, f"grouped, step {step}, group {g}")
+        _check_state(t, j, f"grouped, step {step}")
+
+
+def test_converter_is_strict():
+    t = _lucid_rvq().ResidualVQ(dim=6, num_quantizers=2, codebook_size=8, codebook_dim=4)
+    j = q.ResidualVQ(dim=6, num_quantizers=2, codebook_size=8, codebook_dim=4, rngs=nnx.Rngs(0))
+    _copy_state(t, j)  # with the projections
+    state = dict(t.state_dict())
+    del state["layers.1._codebook.embed_avg"]
+    state["layers.0._codebook.embed"] = state["layers.0._codebook.embed"][:, :4]
+    with pytest.raises(ConversionError, match=r"layers\.1\._codebook\.embed_avg") as err:
+        load_vector_quantize_pytorch(j, state)
+    assert "layers.0._codebook.embed" in str(err.value)
+    # a shared, gradient-trained codebook: the reference's duplicates round-trip as copies
+    kw = dict(dim=4, num_quantizers=3, codebook_size=8, shared_codebook=True)
+    t = _lucid_rvq().ResidualVQ(**kw, learnable_codebook=True, ema_update=False)
+    j = q.ResidualVQ(**kw, config=q.VectorQuantizerConfig.vqvae(8, 4), rngs=nnx.Rngs(0))
+    _copy_state(t, j)
+    np.testing.assert_array_equal(j.layers[0].codebook[...], t.codebooks[0].detach().numpy())
