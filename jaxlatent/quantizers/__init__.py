@@ -1,8 +1,11 @@
 """Vector quantizers: exact chunked nearest-code search, straight-through gradients, codebook
-statistics, the generic `VectorQuantizer` (gradient or EMA codebook), and the implicit-codebook
+statistics, the rotation trick estimator (`rotation_trick`), the generic `VectorQuantizer`
+(gradient or EMA codebook) with its residual forms `ResidualVQ` and `GroupedResidualVQ`, and
+the implicit-codebook
 families of vector-quantize-pytorch 1.32.0 under its class names: `FSQ`, `ResidualFSQ`,
 `GroupedResidualFSQ` (finite scalar quantization) and `LFQ`, `ResidualLFQ`,
-`GroupedResidualLFQ` (lookup-free quantization); their state_dicts convert both ways with
+`GroupedResidualLFQ` (lookup-free quantization), and `SimVQ`, `ResidualSimVQ` (a frozen
+codebook through a learned linear map); their state_dicts convert both ways with
 `converters.vector_quantize`.
 
 Quantizers ported from a particular model keep their reference's names in a namespace of their
@@ -38,11 +41,25 @@ from jaxlatent.quantizers.residual_lfq import GroupedResidualLFQ as GroupedResid
 from jaxlatent.quantizers.residual_lfq import ResidualLFQ as ResidualLFQ
 from jaxlatent.quantizers.residual_lfq import ResidualLFQOutput as ResidualLFQOutput
 
+# sim_vq.py, residual_sim_vq.py
+from jaxlatent.quantizers.residual_sim_vq import ResidualSimVQ as ResidualSimVQ
+from jaxlatent.quantizers.residual_sim_vq import ResidualSimVQOutput as ResidualSimVQOutput
+
+# residual_vq.py (over VectorQuantizer)
+from jaxlatent.quantizers.residual_vq import GroupedResidualVQ as GroupedResidualVQ
+from jaxlatent.quantizers.residual_vq import ResidualVQ as ResidualVQ
+from jaxlatent.quantizers.residual_vq import ResidualVQOutput as ResidualVQOutput
+
+# rotation.py
+from jaxlatent.quantizers.rotation import rotation_trick as rotation_trick
+
 # search.py
 from jaxlatent.quantizers.search import default_chunks as default_chunks
 from jaxlatent.quantizers.search import l2_normalize as l2_normalize
 from jaxlatent.quantizers.search import lookup_codes as lookup_codes
 from jaxlatent.quantizers.search import nearest_code as nearest_code
+from jaxlatent.quantizers.sim_vq import SimVQ as SimVQ
+from jaxlatent.quantizers.sim_vq import SimVQOutput as SimVQOutput
 
 # stats.py
 from jaxlatent.quantizers.stats import CodebookStats as CodebookStats

@@ -39,6 +39,7 @@ from flax import nnx
 from jaxlatent._checks import check_floating, check_n_quantizers, shape_str
 from jaxlatent._rng import next_key
 from jaxlatent.nn.weight_norm import WNConv1d
+from jaxlatent.quantizers.rotation import estimator
 from jaxlatent.quantizers.search import (
     CODE_CHUNK,
     VECTOR_CHUNK,
@@ -46,7 +47,6 @@ from jaxlatent.quantizers.search import (
     lookup_codes,
     nearest_code,
 )
-from jaxlatent.quantizers.straight_through import straight_through
 
 __all__ = [
     "RVQDecoded",
@@ -123,6 +123,9 @@ class VectorQuantize(nnx.Module):
       vector_chunk, code_chunk: chunk sizes of the nearest-code search (see
         :func:`~jaxlatent.quantizers.nearest_code`).
       precision: matmul precision of the two projections (None: JAX's default).
+      rotation_trick: route the gradient to ``z_e`` with the rotation trick
+        (:func:`~jaxlatent.quantizers.rotation_trick`, Fifty et al. 2024) instead of DAC's
+        straight-through (the default, as in the reference).
       rngs: initialisation randomness (torch's defaults: uniform conv weights, N(0, 1) codes).
 
     Parameters: ``in_proj`` / ``out_proj`` (:class:`~jaxlatent.nn.WNConv1d`, ``weight_g``,
@@ -147,9 +150,11 @@ class VectorQuantize(nnx.Module):
         vector_chunk: int | None = VECTOR_CHUNK,
         code_chunk: int | None = CODE_CHUNK,
         precision: jax.lax.PrecisionLike = None,
+        rotation_trick: bool = False,
         rngs: nnx.Rngs,
     ):
         self.input_dim = input_dim
+        self.rotation_trick = bool(rotation_trick)
         self.codebook_size = codebook_size
         self.codebook_dim = codebook_dim
         self.vector_chunk = vector_chunk
@@ -176,7 +181,7 @@ class VectorQuantize(nnx.Module):
         axes = (1, 2)
         commitment_loss = jnp.mean(jnp.square(z_e - jax.lax.stop_gradient(z_q)), axis=axes)
         codebook_loss = jnp.mean(jnp.square(z_q - jax.lax.stop_gradient(z_e)), axis=axes)
-        z_q = self.out_proj(straight_through(z_e, z_q))
+        z_q = self.out_proj(estimator(self.rotation_trick)(z_e, z_q))
         return VectorQuantizeOutput(z_q, commitment_loss, codebook_loss, indices, z_e)
 
     def embed_code(self, embed_id: Array) -> Array:
@@ -250,7 +255,8 @@ class ResidualVectorQuantize(nnx.Module):
       codebook_dim: code dimension, one int for all quantizers or one per quantizer.
       quantizer_dropout: fraction of the batch (its first items) that gets a random depth in
         training (`True` means 1.0, as in the reference).
-      vector_chunk, code_chunk, precision: passed to every :class:`VectorQuantize`.
+      vector_chunk, code_chunk, precision, rotation_trick: passed to every
+        :class:`VectorQuantize` (straight-through by default, as in the reference).
       rngs: initialisation randomness.
 
     Parameters: ``quantizers/{i}/{in_proj,out_proj,codebook}`` (an `nnx.List`).
@@ -282,6 +288,7 @@ class ResidualVectorQuantize(nnx.Module):
         vector_chunk: int | None = VECTOR_CHUNK,
         code_chunk: int | None = CODE_CHUNK,
         precision: jax.lax.PrecisionLike = None,
+        rotation_trick: bool = False,
         rngs: nnx.Rngs,
     ):
         if isinstance(codebook_dim, int):
@@ -307,6 +314,7 @@ class ResidualVectorQuantize(nnx.Module):
                     vector_chunk=vector_chunk,
                     code_chunk=code_chunk,
                     precision=precision,
+                    rotation_trick=rotation_trick,
                     rngs=rngs,
                 )
                 for d in codebook_dim

@@ -43,6 +43,7 @@ from flax import nnx
 
 from jaxlatent._checks import check_choice, check_floating, shape_str
 from jaxlatent.quantizers import codebook_ops as ops
+from jaxlatent.quantizers.rotation import estimator
 from jaxlatent.quantizers.search import (
     CODE_CHUNK,
     VECTOR_CHUNK,
@@ -51,7 +52,6 @@ from jaxlatent.quantizers.search import (
     nearest_code,
 )
 from jaxlatent.quantizers.stats import perplexity
-from jaxlatent.quantizers.straight_through import straight_through
 
 Array = jax.Array
 CodebookUpdate = Literal["gradient", "ema"]
@@ -76,6 +76,10 @@ class VectorQuantizerConfig:
       metric: ``"l2"`` or ``"cosine"`` (inputs and codes l2-normalised, outputs unit vectors).
       kmeans_init: initialise the codebook by k-means on the first training batch.
       kmeans_iters: Lloyd iterations of that k-means (>= 1).
+      rotation_trick: route the gradient to the input with the rotation trick
+        (:func:`~jaxlatent.quantizers.rotation_trick`, Fifty et al. 2024) instead of
+        straight-through. Default False (the VQ-VAE estimator); the :meth:`lucidrains`
+        preset turns it on for ``dim > 1`` as vector-quantize-pytorch does.
       dead_code_threshold: in training, codes whose EMA cluster size falls below this are
         replaced by random batch vectors (0 disables; SoundStream uses 2).
       reset_cluster_size: EMA cluster size given to a replaced code (None: the threshold).
@@ -101,6 +105,7 @@ class VectorQuantizerConfig:
     metric: Literal["l2", "cosine"] = "l2"
     kmeans_init: bool = False
     kmeans_iters: int = 10
+    rotation_trick: bool = False
     dead_code_threshold: float = 0.0
     reset_cluster_size: float | None = None
     axis_name: str | None = None
@@ -160,8 +165,9 @@ class VectorQuantizerConfig:
     @classmethod
     def lucidrains(cls, codebook_size: int, dim: int, **changes) -> VectorQuantizerConfig:
         """The defaults of vector-quantize-pytorch's ``VectorQuantize`` (decay 0.8, eps 1e-5,
-        commitment weight 1; its rotation trick is not implemented here)."""
-        kw = dict(codebook_update="ema", beta=1.0, decay=0.8, eps=1e-5) | changes
+        commitment weight 1, rotation trick when ``dim > 1``)."""
+        kw = dict(codebook_update="ema", beta=1.0, decay=0.8, eps=1e-5)
+        kw |= dict(rotation_trick=dim > 1) | changes
         return cls(codebook_size, dim, **kw)
 
 
@@ -173,9 +179,9 @@ class CodebookEMA(nnx.BatchStat):
 class VectorQuantizerOutput(NamedTuple):
     """Output of :meth:`VectorQuantizer.__call__`."""
 
-    #: ``[..., dim]``, dtype of the input: the code vectors with straight-through gradients
-    #: to the input; exactly ``decode(indices)`` of the codebook used for the search (in a
-    #: training call, the codebook before this call's update).
+    #: ``[..., dim]``, dtype of the input: the code vectors with straight-through (or
+    #: rotation-trick) gradients to the input; exactly ``decode(indices)`` of the codebook
+    #: used for the search (in a training call, the codebook before this call's update).
     quantized: Array
     #: int32 ``[...]``.
     indices: Array
@@ -336,7 +342,7 @@ class VectorQuantizer(nnx.Module):
         else:
             codebook_loss = jnp.zeros((), jnp.float32)
         loss = codebook_loss + jnp.float32(cfg.beta) * commitment
-        quantized = straight_through(z, q).astype(x.dtype).reshape(x.shape)
+        quantized = estimator(cfg.rotation_trick)(z, q).astype(x.dtype).reshape(x.shape)
 
         if train:
             counts, sums = ops.batch_code_stats(zs, idx, cfg.codebook_size, axis_name)
@@ -388,7 +394,13 @@ class VectorQuantizer(nnx.Module):
             return codebook, cluster_size, embed_sum if has_sum else cluster_size
 
         new = jax.lax.cond(self.initialized[...], keep, run, None)
-        self._set_state(new[0], new[1], new[2] if has_sum else None)
+        # not _set_state: its stop_gradient would cut the codebook's gradient in gradient mode
+        # once initialised (the `keep` branch passes the live codebook through; `run` is built
+        # from stopped inputs)
+        self.codebook[...] = new[0]
+        self.cluster_size[...] = jax.lax.stop_gradient(new[1])
+        if has_sum:
+            self.embed_sum[...] = jax.lax.stop_gradient(new[2])
         self.initialized[...] = jnp.asarray(True)
 
     def _update(self, zs, counts, sums, key, axis_name) -> None:

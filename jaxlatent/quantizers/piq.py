@@ -58,6 +58,7 @@ from jaxlatent.quantizers.piq_partition import (
     get_irrelevant_regions,
     torch_linspace_f32,
 )
+from jaxlatent.quantizers.rotation import rotation_trick as rotate_to_codes
 from jaxlatent.quantizers.search import lookup_codes, nearest_code
 from jaxlatent.quantizers.straight_through import straight_through
 
@@ -249,6 +250,9 @@ class VQEmbedding(nnx.Module):
       numclasses: number of classes (used by :meth:`straight_through`).
       activate_class_partitioning: restrict each item to its class's codes.
       shared_keys: number of shared codes at the end of the codebook.
+      rotation_trick: give :meth:`straight_through`'s `z_q_x` the rotation-trick gradient
+        (:func:`~jaxlatent.quantizers.rotation_trick`, Fifty et al. 2024) instead of
+        SpeechBrain's straight-through (the default, as in the reference).
       rngs: `nnx.Rngs` with a ``params`` stream; the codebook is drawn from
         ``U(-1/K, 1/K)`` as in SpeechBrain.
 
@@ -283,9 +287,11 @@ class VQEmbedding(nnx.Module):
         activate_class_partitioning: bool = True,
         shared_keys: int = 0,
         *,
+        rotation_trick: bool = False,
         rngs: nnx.Rngs,
     ):
         check_partition(K, numclasses, shared_keys)
+        self.rotation_trick = bool(rotation_trick)
         self.K, self.D = K, D
         self.numclasses = numclasses
         self.activate_class_partitioning = activate_class_partitioning
@@ -348,7 +354,8 @@ class VQEmbedding(nnx.Module):
         """Quantize with the module's settings; returns :class:`VQEmbeddingOutput`.
 
         `z_q_x` is the straight-through output computed with a detached codebook (gradient to
-        `z_e_x` only); `z_q_x_bar` re-gathers the same codes from the live codebook (gradient
+        `z_e_x` only; the rotation-trick gradient with ``rotation_trick=True``); `z_q_x_bar`
+        re-gathers the same codes from the live codebook (gradient
         to the codebook only). Both have the values ``embedding[indices]``.
 
         Args:
@@ -372,4 +379,6 @@ class VQEmbedding(nnx.Module):
             train,
         )
         z_q_x_bar = lookup_codes(weight, indices).reshape(z_q_x.shape)
+        if self.rotation_trick:
+            z_q_x = rotate_to_codes(jnp.asarray(z_e_x), jax.lax.stop_gradient(z_q_x_bar))
         return VQEmbeddingOutput(z_q_x, z_q_x_bar)

@@ -1,7 +1,7 @@
 """VectorQuantizer's EMA codebook vs lucidrains' vector-quantize-pytorch `VectorQuantize`.
 
 Same codebook, same batches, several training steps with ``decay``/``eps``/commitment weight
-matched (``rotation_trick=False``: plain straight-through, ``kmeans_init=False``): the codes
+matched (``kmeans_init=False``; straight-through, and the rotation trick for L2): the codes
 must be equal exactly; the quantized output, the commitment loss, the EMA state (codebook,
 ``embed_avg`` ↔ ``embed_sum``, ``cluster_size``) and the input gradient of
 ``loss + Σ w·quantized`` within the named tolerances, for the Euclidean and the cosine
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.parity
 K, D = 32, 6
 
 
-def _pair(rng, metric, *, threshold=0.0, decay=0.8, beta=0.25):
+def _pair(rng, metric, *, threshold=0.0, decay=0.8, beta=0.25, rotation=False):
     lucid = ref.vector_quantize_pytorch()
     tv = lucid.VectorQuantize(
         dim=D,
@@ -35,7 +35,7 @@ def _pair(rng, metric, *, threshold=0.0, decay=0.8, beta=0.25):
         decay=decay,
         eps=1e-5,
         kmeans_init=False,
-        rotation_trick=False,
+        rotation_trick=rotation,
         commitment_weight=beta,
         use_cosine_sim=metric == "cosine",
         threshold_ema_dead_code=threshold,
@@ -46,7 +46,13 @@ def _pair(rng, metric, *, threshold=0.0, decay=0.8, beta=0.25):
         codebook /= np.linalg.norm(codebook, axis=1, keepdims=True)
     _set_lucid_codebook(tv, codebook)
     cfg = q.VectorQuantizerConfig.lucidrains(
-        K, D, decay=decay, beta=beta, metric=metric, dead_code_threshold=threshold
+        K,
+        D,
+        decay=decay,
+        beta=beta,
+        metric=metric,
+        dead_code_threshold=threshold,
+        rotation_trick=rotation,
     )
     jv = q.VectorQuantizer(cfg, rngs=nnx.Rngs(0))
     jv.codebook[...] = jnp.asarray(codebook)
@@ -78,9 +84,13 @@ def _forward(vq, x, w, key, train):
     return out, grad
 
 
-@pytest.mark.parametrize("metric", ["l2", "cosine"])
-def test_ema_training_steps_match_lucidrains(rng, metric):
-    tv, jv = _pair(rng, metric)
+@pytest.mark.parametrize(
+    "metric, rotation", [("l2", False), ("cosine", False), ("l2", True)], ids=str
+)
+def test_ema_training_steps_match_lucidrains(rng, metric, rotation):
+    tv, jv = _pair(rng, metric, rotation=rotation)
+    out_tol = "vq_rotation_out" if rotation else "vq_ema_lucidrains_out"
+    grad_tol = "vq_rotation_grad" if rotation else "vq_ste_grad"
     initial = np.asarray(jv.codebook[...]).copy()
     for step in range(3):
         x = rng.standard_normal((4, 50, D)).astype(np.float32)
@@ -91,11 +101,14 @@ def test_ema_training_steps_match_lucidrains(rng, metric):
         # gradient first with train=False (same output, state untouched), then the update
         _, grad = _forward(jv, jnp.asarray(x), jnp.asarray(w), None, train=False)
         out, _ = _forward(jv, jnp.asarray(x), jnp.asarray(w), None, train=True)
-        msg = f"{metric}, step {step}"
+        msg = f"{metric}, rotation {rotation}, step {step}"
         np.testing.assert_array_equal(out.indices, ref.to_numpy(indices), err_msg=msg)
-        assert_close(out.quantized, ref.to_numpy(quantized), "vq_ema_lucidrains_out", err_msg=msg)
+        assert_close(out.quantized, ref.to_numpy(quantized), out_tol, err_msg=msg)
         assert_close(out.loss, ref.to_numpy(loss), "vq_ema_lucidrains_out", err_msg=msg)
-        assert_close(grad, ref.to_numpy(xt.grad), "vq_ste_grad", err_msg=msg)
+        assert_close(grad, ref.to_numpy(xt.grad), grad_tol, err_msg=msg)
+        if rotation:  # the rotation trick's gradient is not the identity
+            straight = w + 0.25 * 2 * (x - np.asarray(out.quantized)) / x.size
+            assert np.abs(np.asarray(grad) - straight).max() > 0.1
         embed, embed_avg, cluster_size = _lucid_state(tv)
         assert_close(jv.codebook[...], embed, "vq_ema_lucidrains_state", err_msg=msg)
         assert_close(jv.embed_sum[...], embed_avg, "vq_ema_lucidrains_state", err_msg=msg)
