@@ -13,6 +13,7 @@ from jaxlatent.losses.dac.gan import GANLoss as GANLoss
 from jaxlatent.losses.dac.mel import mel_filters as mel_filters
 from jaxlatent.losses.dac.spectral import MelSpectrogramLoss as MelSpectrogramLoss
 from jaxlatent.losses.dac.spectral import MultiScaleSTFTLoss as MultiScaleSTFTLoss
+from jaxlatent.losses.dac.stft import stft as stft
 from jaxlatent.losses.dac.stft import stft_magnitude as stft_magnitude
 from jaxlatent.losses.dac.stft import stft_window as stft_window
 from jaxlatent.losses.dac.waveform import L1Loss as L1Loss

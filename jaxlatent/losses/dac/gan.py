@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,16 +23,30 @@ class GANLoss:
     Args:
       discriminator: maps audio (as given to the losses, e.g. ``[batch, time, channels]``)
         to a sequence over sub-discriminators of sequences of feature maps (any shapes),
-        the last map of each being its score; e.g. ``jaxlatent.models.dac``'s discriminator,
-        or any callable, closed over the parameters to differentiate.
+        the last map of each being its score, or to an object whose ``feature_maps``
+        attribute is that sequence, e.g. :class:`jaxlatent.models.dac.Discriminator` (its
+        :class:`~jaxlatent.models.dac.DiscriminatorOutput`); any callable, closed over the
+        parameters to differentiate.
+
+    Example:
+      With a toy discriminator (one sub-discriminator, one feature map and a score); a
+      :class:`~jaxlatent.models.dac.Discriminator` is passed the same way, ``GANLoss(disc)``:
+
+      >>> loss = GANLoss(lambda x: [[x, jnp.mean(x, axis=1)]])
+      >>> real, fake = jnp.ones((1, 4, 1)), jnp.zeros((1, 4, 1))
+      >>> float(loss.discriminator_loss(fake, real))
+      0.0
+      >>> [float(v) for v in loss.generator_loss(fake, real)]
+      [1.0, 1.0]
     """
 
-    def __init__(self, discriminator: Callable[[Array], FeatureMaps]):
+    def __init__(self, discriminator: Callable[[Array], Any]):
         self.discriminator = discriminator
 
     def __call__(self, fake: Array, real: Array) -> tuple[FeatureMaps, FeatureMaps]:
-        """``(discriminator(fake), discriminator(real))``."""
-        return self.discriminator(fake), self.discriminator(real)
+        """``(discriminator(fake), discriminator(real))`` as sequences of feature maps (the
+        ``feature_maps`` of an output that has them)."""
+        return _feature_maps(self.discriminator(fake)), _feature_maps(self.discriminator(real))
 
     def discriminator_loss(self, fake: Array, real: Array) -> Array:
         """``sum_i mean(D_i(fake)[-1]²) + mean((1 - D_i(real)[-1])²)``, with no gradient
@@ -72,6 +87,10 @@ class GANLoss:
             for a, b in zip(maps_fake[:-1], maps_real[:-1], strict=True):
                 loss_feature = loss_feature + jnp.mean(abs_torch(a - jax.lax.stop_gradient(b)))
         return loss_g, loss_feature
+
+
+def _feature_maps(out: Any) -> FeatureMaps:
+    return out.feature_maps if hasattr(out, "feature_maps") else out
 
 
 def _check_maps(d_fake: FeatureMaps, d_real: FeatureMaps) -> None:

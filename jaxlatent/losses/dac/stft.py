@@ -1,4 +1,4 @@
-"""STFT magnitudes with audiotools 0.7.2's framing (``AudioSignal.stft``), in JAX.
+"""STFTs (complex and magnitude) with audiotools 0.7.2's framing (``AudioSignal.stft``), in JAX.
 
 audiotools pads the signal by ``(pad, pad + right_pad)`` (`stft_padding`, reflect by default),
 then calls ``torch.stft(center=True, pad_mode="reflect", n_fft=window_length)``, which pads
@@ -90,7 +90,7 @@ def _abs(z: Array) -> Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, power, 1.0)), 0.0)
 
 
-def stft_magnitude(
+def stft(
     x: Array,
     window_length: int,
     hop_length: int,
@@ -98,7 +98,8 @@ def stft_magnitude(
     match_stride: bool = False,
     padding_type: str = "reflect",
 ) -> Array:
-    """``|STFT|`` of channels-last audio, framed exactly as audiotools 0.7.2 frames it.
+    """Complex STFT of channels-last audio, framed exactly as audiotools 0.7.2's
+    ``AudioSignal.stft`` frames it.
 
     Args:
       x: audio ``[batch, time, channels]``, floating (computed in float32).
@@ -111,9 +112,9 @@ def stft_magnitude(
         ``"circular"``); ``torch.stft``'s own centring pad is always reflect.
 
     Returns:
-      float32 ``[batch, frames, window_length // 2 + 1, channels]``, ``frames = 1 + (time +
-      right_pad + 2 * pad) // hop_length`` (minus 4 with `match_stride`). The gradient of
-      ``|z|`` at ``z = 0`` is 0, as torch's.
+      complex64 ``[batch, frames, window_length // 2 + 1, channels]``, ``frames = 1 + (time +
+      right_pad + 2 * pad) // hop_length`` (minus 4 with `match_stride`); unnormalised, as
+      ``torch.stft``.
 
     Raises:
       ValueError: if `x` is not 3-D, `padding_type` is unknown, `match_stride` with
@@ -122,8 +123,9 @@ def stft_magnitude(
 
     Example:
       >>> x = jax.ShapeDtypeStruct((2, 16000, 1), jnp.float32)
-      >>> jax.eval_shape(lambda x: stft_magnitude(x, 512, 128), x).shape
-      (2, 126, 257, 1)
+      >>> out = jax.eval_shape(lambda x: stft(x, 512, 128), x)
+      >>> out.shape, out.dtype
+      ((2, 126, 257, 1), dtype('complex64'))
     """
     if x.ndim != 3:
         raise ValueError(f"audio must be [batch, time, channels], got shape {x.shape}")
@@ -151,7 +153,31 @@ def stft_magnitude(
     )  # [frames, window]
     frames = y[:, :, index]  # [batch, channels, frames, window]
     window = jnp.asarray(stft_window(window_type, window_length))[None, None, None, :]
-    magnitude = _abs(jnp.fft.rfft(frames * window, axis=-1))
+    spectrum = jnp.fft.rfft(frames * window, axis=-1)
     if match_stride:
-        magnitude = magnitude[:, :, 2:-2]
-    return jnp.transpose(magnitude, (0, 2, 3, 1))
+        spectrum = spectrum[:, :, 2:-2]
+    return jnp.transpose(spectrum, (0, 2, 3, 1))
+
+
+def stft_magnitude(
+    x: Array,
+    window_length: int,
+    hop_length: int,
+    window_type: str | None = None,
+    match_stride: bool = False,
+    padding_type: str = "reflect",
+) -> Array:
+    """``|STFT|`` of channels-last audio (`stft`, audiotools 0.7.2's framing).
+
+    Args and Raises: as `stft`.
+
+    Returns:
+      float32 ``[batch, frames, window_length // 2 + 1, channels]`` (see `stft`). The gradient
+      of ``|z|`` at ``z = 0`` is 0, as torch's.
+
+    Example:
+      >>> x = jax.ShapeDtypeStruct((2, 16000, 1), jnp.float32)
+      >>> jax.eval_shape(lambda x: stft_magnitude(x, 512, 128), x).shape
+      (2, 126, 257, 1)
+    """
+    return _abs(stft(x, window_length, hop_length, window_type, match_stride, padding_type))

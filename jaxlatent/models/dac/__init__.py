@@ -24,3 +24,12 @@ from jaxlatent.models.dac.store import ConvertedModelError as ConvertedModelErro
 from jaxlatent.models.dac.store import is_converted_dir as is_converted_dir
 from jaxlatent.models.dac.store import load_converted as load_converted
 from jaxlatent.models.dac.store import save_converted as save_converted
+
+# isort: split
+# discriminator.py, discriminator_config.py (the GAN discriminator of DAC's training recipe)
+from jaxlatent.models.dac.discriminator import MPD as MPD
+from jaxlatent.models.dac.discriminator import MRD as MRD
+from jaxlatent.models.dac.discriminator import MSD as MSD
+from jaxlatent.models.dac.discriminator import Discriminator as Discriminator
+from jaxlatent.models.dac.discriminator import DiscriminatorOutput as DiscriminatorOutput
+from jaxlatent.models.dac.discriminator_config import DiscriminatorConfig as DiscriminatorConfig
