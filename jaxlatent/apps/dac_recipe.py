@@ -14,6 +14,11 @@ clipped to a global norm of 1e3 and the discriminator's to 10. The multi-scale S
 the waveform L1 are logged with weight 0, as in the recipe. The codec's quantizer dropout is
 its config's (``DACConfig.quantizer_dropout``), drawn from the step's key.
 
+Data parallelism: every ``--parallel`` mode gives one device's result up to round-off when the
+codec has no quantizer dropout (``tiny``). With dropout (``small``, the released variants),
+sharded jit draws one device's numbers exactly, while pmap and shard_map draw each device's
+dropped items from its own key and shard (a different, equally valid draw).
+
 Departures: the recipe's data transforms (`VolumeNorm` to -16 dB, `RescaleAudio`,
 `ShiftPhase`) are not applied (the data is `jaxlatent.apps.audio_data`'s segments); torch
 clips by ``max_norm / (norm + 1e-6)``, optax by ``max_norm / norm``.

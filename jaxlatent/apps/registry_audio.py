@@ -161,16 +161,20 @@ def _released(name: str) -> AudioPreset:
 
 
 DAC_PRESETS = {
-    # hop 32 samples (2 ms), 3 codebooks of 64 codes, 0.128 s segments; ~13k parameters
+    # hop 32 samples (2 ms), 3 codebooks of 64 codes, 64 ms segments; ~13k parameters; the
+    # recipe at lr 1e-3 with the mel/STFT scales that fit a segment (windows up to 1024)
     "tiny": AudioPreset(
-        feature="waveform", segment=2048, whole_segments=True, n_fft=256, hop_length=64,
+        feature="waveform", segment=1024, whole_segments=True, n_fft=256, hop_length=64,
         stft_n_ffts=(64, 256), learning_rate=1e-3,
         dac=DACConfig(
             encoder_dim=4, encoder_rates=(4, 8), decoder_dim=16, decoder_rates=(8, 4),
             n_codebooks=3, codebook_size=64, codebook_dim=4, sample_rate=16000,
         ),
         discriminator=TINY_DISCRIMINATOR,
-        recipe=DACRecipe(learning_rate=1e-3),
+        recipe=DACRecipe(
+            learning_rate=1e-3, mel_windows=(32, 64, 128, 256, 512, 1024),
+            mel_bands=(5, 10, 20, 40, 80, 160), stft_windows=(512, 128),
+        ),
     ),
     # hop 64, 4 codebooks of 256 codes with quantizer dropout 0.5 (as the releases), 0.128 s;
     # the recipe's discriminator (5 MPDs, 3 MRDs) at 16 kHz
@@ -377,18 +381,30 @@ def _perplexity(codes: Array, size: int) -> Array:
     return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)))
 
 
+def _fitting(loss, x):
+    """`loss` with the scales whose reflect padding (half a window) fits ``x``'s length."""
+    keep = [i for i, w in enumerate(loss.window_lengths) if w // 2 < x.shape[1]]
+    fields = {"window_lengths": tuple(loss.window_lengths[i] for i in keep)}
+    if isinstance(loss, MelSpectrogramLoss):
+        for name in ("n_mels", "mel_fmin", "mel_fmax"):
+            fields[name] = tuple(getattr(loss, name)[i] for i in keep)
+    return dataclasses.replace(loss, **fields)
+
+
 def _dac_eval_metrics(model, batch, key):
     """Held-out reconstruction quality (DAC's ``scripts/evaluate.py`` metrics but ViSQOL) and
     code usage: ``mel_distance`` (`MelSpectrogramLoss.recipe`), ``stft_distance``
-    (`MultiScaleSTFTLoss.recipe`), ``si_sdr`` (dB, higher is better), ``waveform_l1``, and
-    per codebook ``codes_used_q{i}`` / ``perplexity_q{i}`` (of the eval batch's codes) with
-    their means ``codes_used`` / ``perplexity``."""
+    (`MultiScaleSTFTLoss.recipe`; both over the scales whose windows fit a segment),
+    ``si_sdr`` (dB, higher is better), ``waveform_l1``, and per codebook ``codes_used_q{i}`` /
+    ``perplexity_q{i}`` (of the eval batch's codes) with their means ``codes_used`` /
+    ``perplexity``."""
     out = model(batch["x"])
     x = batch["x"][:, : out.audio.shape[1]]
     size = model.config.codebook_size
+    mel, stft = _fitting(MelSpectrogramLoss.recipe(), x), _fitting(MultiScaleSTFTLoss.recipe(), x)
     metrics = {
-        "mel_distance": MelSpectrogramLoss.recipe()(out.audio, x, model.config.sample_rate),
-        "stft_distance": MultiScaleSTFTLoss.recipe()(out.audio, x),
+        "mel_distance": mel(out.audio, x, model.config.sample_rate),
+        "stft_distance": stft(out.audio, x),
         "si_sdr": -SISDRLoss()(x, out.audio),
         "waveform_l1": jnp.mean(jnp.abs(out.audio - x)),
     }

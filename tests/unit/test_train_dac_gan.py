@@ -49,7 +49,8 @@ MEL_RATIO = 0.8
 
 def test_recipe_lowers_the_mel_loss_in_200_tiny_steps(tmp_path, capsys):
     out = tmp_path / "run"
-    assert _train(out, "--parallel", "single", "--checkpoint-every", 200, steps=200) == 0
+    args = ("--parallel", "single", "--checkpoint-every", 200, "--batch-size", 2)
+    assert _train(out, *args, steps=200) == 0
     records = training.read_jsonl(str(out / "metrics.jsonl"))
     assert [r["step"] for r in records] == list(range(10, 201, 10))
     run = json.loads((out / "run.json").read_text())
@@ -61,7 +62,7 @@ def test_recipe_lowers_the_mel_loss_in_200_tiny_steps(tmp_path, capsys):
     assert np.isfinite(mel).all()
     assert np.mean(mel[-2:]) < MEL_RATIO * np.mean(mel[:2]), mel
     # ExponentialLR: 1e-3 * 0.999996 ** step (logged at the step's update, step - 1)
-    assert records[-1]["learning_rate"] == pytest.approx(1e-3 * 0.999996**199, rel=1e-6)
+    assert records[-1]["learning_rate"] == pytest.approx(1e-3 * 0.999996**199, rel=1e-5)
     state = _state(out, 200)
     assert set(state) == {"step", "key", "generator", "discriminator"}
     assert int(state["step"]) == 200
@@ -175,7 +176,7 @@ def converted(tmp_path_factory):
     config = get_model("dac", "tiny")[2].dac
     model = DAC(config, rngs=nnx.Rngs(42))
     path = tmp_path_factory.mktemp("converted") / "tiny_dac"
-    save_converted(model, path, source="test")
+    save_converted(path, config, model, source="test")
     return path, model
 
 
@@ -215,9 +216,9 @@ def _other_rate(tmp_path):
     config = get_model("dac", "tiny")[2].dac
     import dataclasses
 
-    model = DAC(dataclasses.replace(config, sample_rate=24000), rngs=nnx.Rngs(0))
+    config = dataclasses.replace(config, sample_rate=24000)
     path = tmp_path / "dac24k"
-    save_converted(model, path, source="test")
+    save_converted(path, config, DAC(config, rngs=nnx.Rngs(0)), source="test")
     return path
 
 
