@@ -445,14 +445,23 @@ TOLERANCES: dict[str, Tolerance] = {
         "of ~1-10",
     ),
     "train_dac_gan_parallel": Tolerance(
-        "`jaxlatent train --model dac` (tiny, DAC's adversarial recipe) after 4 AdamW steps "
-        "under shard_map on 8 CPU devices vs one device (same global batches and key): both "
-        "models' parameters and AdamW moments, each array divided by its largest magnitude",
+        "`jaxlatent train --model dac` (tiny, DAC's adversarial recipe, batch 8) after 4 AdamW "
+        "steps under shard_map on 8 CPU devices vs one device (same global batches and key): "
+        "both models' parameters and AdamW moments, each array divided by its largest magnitude",
         0.0,
-        1e-4,
-        "both losses and gradients are reduced in another order (~1e-7 relative), amplified "
-        "by AdamW's division by sqrt(v) on cancelling components and carried from the "
-        "discriminator's update into the generator's: measured max MEASURE_DAC_PAR",
+        5e-3,
+        "reductions in another order (~1e-7 relative, see train_dac_gan_parallel_metrics) "
+        "amplified by AdamW (g / sqrt(v) turns round-off on near-zero gradient components into "
+        "steps of ~lr) and by nearest-code ties of the quantizer flipping: measured max 1.6e-3 "
+        "(generator moments), 4.6e-4 (discriminator parameters), 1.5e-4 (generator parameters)",
+    ),
+    "train_dac_gan_parallel_metrics": Tolerance(
+        "the same two runs' logged values at every step (losses of both models, gradient "
+        "norms, mel/STFT/waveform metrics)",
+        2e-6,
+        0.0,
+        "per-device partial sums plus all-reduce in another order: measured max relative "
+        "difference 3.5e-7 over steps 1-4",
     ),
     "train_vq_ema_parallel": Tolerance(
         "`jaxlatent train --model vq_vae_ema` after 20 Adam steps: parameters, Adam moments, "

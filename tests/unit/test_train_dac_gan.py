@@ -1,6 +1,11 @@
 """`jaxlatent train --model dac` with DAC's adversarial recipe (the default objective): the
-tiny preset lowers the mel loss in 200 steps, a SIGKILLed run resumes bit-exactly, the
-data-parallel modes equal one device, and the non-adversarial objective stays available."""
+tiny preset lowers the mel loss in 200 steps, a SIGKILLed run resumes bit-exactly, shard_map
+equals one device, --init-from starts from the converted weights exactly, the
+non-adversarial objective stays available and bad input is refused.
+
+Cost: the 200-step run compiles the batch-2 programs once; the resume runs (in this process
+and in the killed subprocess) reuse them from this module's persistent compilation cache.
+The shard_map comparison compiles its own (batch 8, one device and 8 devices)."""
 
 from __future__ import annotations
 
@@ -17,11 +22,12 @@ import numpy as np
 import pytest
 
 from jaxlatent import cli, training
-from tests.tolerances import TOLERANCES
+from tests.tolerances import TOLERANCES, assert_close
 from tests.unit.test_train_cli import compilation_cache as compilation_cache
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-COMMON = ("--model", "dac", "--batch-size", 8, "--quiet")
+COMMON = ("--model", "dac", "--quiet")
+SMALL = ("--batch-size", 2, "--parallel", "single")  # the programs of the 200-step run
 
 
 def _train(out, *args, steps):
@@ -42,15 +48,17 @@ def _leaves(tree) -> list[tuple[str, np.ndarray]]:
 
 # --- 200 tiny steps ------------------------------------------------------------------------
 
-#: the mean mel loss of the last 20 of 200 tiny steps is below this fraction of the first
-#: 20's (measured: MEASURED_RATIO; batches differ, so means of 20 are compared)
-MEL_RATIO = 0.8
+#: the mean logged mel loss of the last 5 logs (steps 160-200) of 200 tiny steps (batch 2)
+#: is below this fraction of the first 5's (steps 10-50). Measured 0.70 (4.65 -> 3.27; the
+#: loss starts near 10.6 at step 1, so most of the drop precedes the first log). Single
+#: batches of 2 are noisy (3.0 to 6.4 within the first 5 logs), hence means of 5.
+MEL_RATIO = 0.85
 
 
+@pytest.mark.slow
 def test_recipe_lowers_the_mel_loss_in_200_tiny_steps(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ("--parallel", "single", "--checkpoint-every", 200, "--batch-size", 2)
-    assert _train(out, *args, steps=200) == 0
+    assert _train(out, *SMALL, "--checkpoint-every", 200, steps=200) == 0
     records = training.read_jsonl(str(out / "metrics.jsonl"))
     assert [r["step"] for r in records] == list(range(10, 201, 10))
     run = json.loads((out / "run.json").read_text())
@@ -60,7 +68,7 @@ def test_recipe_lowers_the_mel_loss_in_200_tiny_steps(tmp_path, capsys):
     assert keys <= set(records[0])
     mel = [r["mel_loss"] for r in records]
     assert np.isfinite(mel).all()
-    assert np.mean(mel[-2:]) < MEL_RATIO * np.mean(mel[:2]), mel
+    assert np.mean(mel[-5:]) < MEL_RATIO * np.mean(mel[:5]), mel
     # ExponentialLR: 1e-3 * 0.999996 ** step (logged at the step's update, step - 1)
     assert records[-1]["learning_rate"] == pytest.approx(1e-3 * 0.999996**199, rel=1e-5)
     state = _state(out, 200)
@@ -71,15 +79,12 @@ def test_recipe_lowers_the_mel_loss_in_200_tiny_steps(tmp_path, capsys):
 
 # --- resume after SIGKILL, data-parallel modes ---------------------------------------------
 
-RUN = ("--steps", 4, "--checkpoint-every", 2, "--seed", 3)
+RUN = ("--steps", 4, "--checkpoint-every", 2)
 
 
-@pytest.fixture(scope="module")
-def single_run(tmp_path_factory):
-    """4 recipe steps of the tiny preset on one device (batch 8), checkpoints at 2 and 4."""
-    out = tmp_path_factory.mktemp("single") / "run"
-    argv = ["train", *map(str, COMMON), "--out", str(out), *map(str, RUN)]
-    assert cli.main([*argv, "--parallel", "single"]) == 0
+def _run(out: pathlib.Path, *args) -> pathlib.Path:
+    argv = ["train", *map(str, COMMON), "--out", str(out), *map(str, RUN), *map(str, args)]
+    assert cli.main(argv) == 0
     return out
 
 
@@ -106,9 +111,10 @@ def _wait_for(path: pathlib.Path, proc: subprocess.Popen, log: pathlib.Path, tim
         time.sleep(0.1)
 
 
-def test_sigkill_then_resume_equals_the_uninterrupted_run_bit_exactly(single_run, tmp_path):
+def test_sigkill_then_resume_equals_the_uninterrupted_run_bit_exactly(tmp_path):
+    single_run = _run(tmp_path / "uninterrupted", *SMALL)  # checkpoints at 2 and 4
     out = tmp_path / "run"
-    train = [*map(str, COMMON), "--out", str(out), *map(str, RUN), "--parallel", "single"]
+    train = [*map(str, COMMON), "--out", str(out), *map(str, RUN), *map(str, SMALL)]
     log = tmp_path / "killed.log"
     job = _start(log, "--hang-at", 3, "--", *train)
     try:
@@ -132,11 +138,12 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run_bit_exactly(single_run
     assert [r["loss"] for r in logged] == [r["loss"] for r in reference]
 
 
-def test_shard_map_equals_one_device(single_run, tmp_path):
-    """shard_map (explicit collectives, both losses pmean-ed) on the 8 CPU devices."""
-    out = tmp_path / "run"
-    argv = ["train", *map(str, COMMON), "--out", str(out), *map(str, RUN)]
-    assert cli.main([*argv, "--parallel", "shard_map"]) == 0
+@pytest.mark.slow
+def test_shard_map_equals_one_device(tmp_path):
+    """shard_map (explicit collectives, both losses pmean-ed) on the 8 CPU devices; the tiny
+    codec has no quantizer dropout, so the per-device keys draw nothing."""
+    single_run = _run(tmp_path / "single", "--batch-size", 8, "--parallel", "single")
+    out = _run(tmp_path / "run", "--batch-size", 8, "--parallel", "shard_map")
     tol = TOLERANCES["train_dac_gan_parallel"]
     for (path, a), (_, b) in zip(
         _leaves(_state(out, 4)), _leaves(_state(single_run, 4)), strict=True
@@ -146,6 +153,12 @@ def test_shard_map_equals_one_device(single_run, tmp_path):
             np.testing.assert_allclose(a / scale, b / scale, tol.rtol, tol.atol, err_msg=path)
         else:
             np.testing.assert_array_equal(a, b, err_msg=path)
+    logged = training.read_jsonl(str(out / "metrics.jsonl"))
+    reference = training.read_jsonl(str(single_run / "metrics.jsonl"))
+    assert [r["step"] for r in logged] == [1, 2, 3, 4]
+    for got, want in zip(logged, reference, strict=True):
+        for k in set(want) - {"time", "examples_per_sec"}:
+            assert_close(got[k], want[k], "train_dac_gan_parallel_metrics", err_msg=k)
 
 
 # --- --init-from, --objective, bad input ---------------------------------------------------
@@ -186,7 +199,8 @@ def test_init_from_starts_from_the_converted_weights_bit_exactly(
     from flax import nnx
 
     path, model = converted
-    argv = ["train", *map(str, COMMON), "--steps", "1", "--out", str(tmp_path / "run")]
+    argv = ["train", *map(str, COMMON), "--batch-size", "8", "--steps", "1"]
+    argv += ["--out", str(tmp_path / "run")]
     with pytest.raises(_Started) as started:
         cli.main([*argv, "--init-from", str(path)])  # preset inferred: tiny
     state = started.value.args[0]
@@ -200,7 +214,8 @@ def test_init_from_starts_from_the_converted_weights_bit_exactly(
 
 
 def test_reconstruction_objective_stays_available(initial_state, tmp_path):
-    argv = ["train", *map(str, COMMON), "--steps", "1", "--out", str(tmp_path / "run")]
+    argv = ["train", *map(str, COMMON), "--batch-size", "8", "--steps", "1"]
+    argv += ["--out", str(tmp_path / "run")]
     with pytest.raises(_Started) as started:
         cli.main([*argv, "--objective", "reconstruction"])
     assert isinstance(started.value.args[0], training.TrainState)
@@ -257,3 +272,27 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, message, tmp_p
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+def test_init_from_a_release_pth_fine_tunes_its_converted_weights(initial_state, tmp_path):
+    """A checkpoint written by the reference (`dac.DAC.save`) is converted (torch) and used
+    exactly; its preset is inferred from its metadata."""
+    from flax import nnx
+
+    from converters.dac import convert_checkpoint
+    from jaxlatent.apps.registry import get_model
+    from tests import reference as ref
+
+    ref.torch().manual_seed(0)
+    kwargs = get_model("dac", "tiny")[2].dac.to_kwargs()
+    pth = tmp_path / "weights.pth"
+    ref.dac().DAC(**kwargs).save(str(pth), package=False)
+    argv = ["train", *map(str, COMMON), "--batch-size", "8", "--steps", "1"]
+    argv += ["--out", str(tmp_path / "run")]
+    with pytest.raises(_Started) as started:
+        cli.main([*argv, "--init-from", str(pth)])
+    want = _leaves(nnx.state(convert_checkpoint(pth)[1], nnx.Param))
+    got = _leaves(started.value.args[0].g_params)
+    assert [p for p, _ in got] == [p for p, _ in want]
+    for (name, a), (_, b) in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)
