@@ -161,20 +161,17 @@ def _released(name: str) -> AudioPreset:
 
 
 DAC_PRESETS = {
-    # hop 32 samples (2 ms), 3 codebooks of 64 codes, 64 ms segments; ~13k parameters; the
-    # recipe at lr 1e-3 with the mel/STFT scales that fit a segment (windows up to 1024)
+    # hop 32 samples (2 ms), 3 codebooks of 64 codes, 0.128 s segments; ~13k parameters; the
+    # recipe at lr 1e-3
     "tiny": AudioPreset(
-        feature="waveform", segment=1024, whole_segments=True, n_fft=256, hop_length=64,
+        feature="waveform", segment=2048, whole_segments=True, n_fft=256, hop_length=64,
         stft_n_ffts=(64, 256), learning_rate=1e-3,
         dac=DACConfig(
             encoder_dim=4, encoder_rates=(4, 8), decoder_dim=16, decoder_rates=(8, 4),
             n_codebooks=3, codebook_size=64, codebook_dim=4, sample_rate=16000,
         ),
         discriminator=TINY_DISCRIMINATOR,
-        recipe=DACRecipe(
-            learning_rate=1e-3, mel_windows=(32, 64, 128, 256, 512, 1024),
-            mel_bands=(5, 10, 20, 40, 80, 160), stft_windows=(512, 128),
-        ),
+        recipe=DACRecipe(learning_rate=1e-3),
     ),
     # hop 64, 4 codebooks of 256 codes with quantizer dropout 0.5 (as the releases), 0.128 s;
     # the recipe's discriminator (5 MPDs, 3 MRDs) at 16 kHz

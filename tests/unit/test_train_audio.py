@@ -250,11 +250,11 @@ def test_audio_folder_is_mixed_down_and_resampled(tmp_path):
     (tmp_path / "notes.txt").write_text("ignored")
     dac = registry.MODELS["dac"].presets["tiny"]
     data = audio_data.load_audio(str(tmp_path), dac)
-    # 1 s and 0.5 s at 16 kHz: 15 + 7 whole 1024-sample segments
+    # 1 s and 0.5 s at 16 kHz: 7 + 3 whole 2048-sample segments
     assert data.info["files"] == 2 and data.info["seconds"] == pytest.approx(1.5, abs=1e-3)
-    assert data.x.shape == (22, 1024, 1) and (data.length == 1).all()
-    np.testing.assert_allclose(data.x[:15], 0.1, atol=2e-3)  # the mixdown, resampled
-    assert np.abs(data.x[15:]).max() == pytest.approx(0.5, abs=0.01)  # the tone
+    assert data.x.shape == (10, 2048, 1) and (data.length == 1).all()
+    np.testing.assert_allclose(data.x[:7], 0.1, atol=2e-3)  # the mixdown, resampled
+    assert np.abs(data.x[7:]).max() == pytest.approx(0.5, abs=0.01)  # the tone
     spec = audio_data.load_audio(str(tmp_path), registry.MODELS["sb_vae"].presets["tiny"])
     assert spec.x.shape[1:] == (32, 129) and (spec.length < 1).sum() == 2  # padded tails kept
     assert abs(float(spec.x[spec.length == 1].mean())) < 0.2  # standardised

@@ -3,7 +3,7 @@ tiny preset lowers the mel loss in 200 steps, a SIGKILLed run resumes bit-exactl
 equals one device, --init-from starts from the converted weights exactly, the
 non-adversarial objective stays available and bad input is refused.
 
-Cost: the 200-step run compiles the batch-2 programs once; the resume runs (in this process
+Cost: the 200-step run compiles the batch-1 programs once; the resume runs (in this process
 and in the killed subprocess) reuse them from this module's persistent compilation cache.
 The shard_map comparison compiles its own (batch 8, one device and 8 devices)."""
 
@@ -27,7 +27,7 @@ from tests.unit.test_train_cli import compilation_cache as compilation_cache
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 COMMON = ("--model", "dac", "--quiet")
-SMALL = ("--batch-size", 2, "--parallel", "single")  # the programs of the 200-step run
+SMALL = ("--batch-size", 1, "--parallel", "single")  # the programs of the 200-step run
 
 
 def _train(out, *args, steps):
