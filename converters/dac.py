@@ -24,6 +24,9 @@ shape checked against the configuration, and a config given by the checkpoint's 
 must agree with the weights (a :class:`~converters.common.ConversionError` lists every
 problem).
 
+The GAN discriminator converts with :func:`load_discriminator` / :func:`export_discriminator`
+(:mod:`converters.dac_discriminator`).
+
 torch is imported only to read or write ``.pth`` files (through :mod:`converters.common`).
 """
 
@@ -41,6 +44,7 @@ from flax import nnx
 
 from converters import common
 from converters.common import CheckpointError, ConversionError, Table, WeightNormStyle
+from converters.dac_discriminator import export_discriminator, load_discriminator
 from converters.dac_tables import decoder_table, encoder_table, expected_torch_shapes, model_table
 from jaxlatent.models.dac import DAC, DACConfig, Decoder, Encoder
 
@@ -53,9 +57,11 @@ __all__ = [
     "decoder_from_state_dict",
     "detect_style",
     "encoder_from_state_dict",
+    "export_discriminator",
     "export_release_checkpoint",
     "export_state_dict",
     "infer_config",
+    "load_discriminator",
     "model_from_state_dict",
     "normalize_state_dict",
     "read_checkpoint",

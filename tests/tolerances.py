@@ -238,6 +238,45 @@ TOLERANCES: dict[str, Tolerance] = {
         1e-5,
         "weight gradients sum over batch x time (~4000 terms) in a different order",
     ),
+    "dac_discriminator_maps": Tolerance(
+        "every feature map of every sub-discriminator of dac.model.discriminator.Discriminator "
+        "(weights converted by converters.dac.load_discriminator), divided by the map's "
+        "largest entry, float32 CPU, real clips at 44.1 kHz",
+        0.0,
+        1e-4,
+        "up to six convolutions of up to 5120 terms (MPD, MSD) or an FFT and five convolutions "
+        "(MRD) accumulated in a different order by XLA and ATen (whose order also varies with "
+        "its threads); measured 4.8e-6 to 3.1e-5 of the map's largest entry (MRD 2048, one "
+        "entry), while a framing, band or padding error is O(1)",
+    ),
+    "dac_discriminator_gan": Tolerance(
+        "GANLoss discriminator / adversarial / feature-matching values on the real "
+        "discriminator (converted weights), float32",
+        1e-5,
+        1e-6,
+        "means of the maps above; measured 2.4e-7 absolute at values ~3",
+    ),
+    "dac_discriminator_param_grad": Tolerance(
+        "GANLoss gradients w.r.t. every discriminator parameter (weight_g, weight_v, bias), "
+        "divided by the tensor's largest entry, float32",
+        0.0,
+        5e-3,
+        "LeakyReLU's kink and the feature-matching L1's sign make the gradient discontinuous: "
+        "pre-activations (and map differences) within rounding of 0 take either side in the "
+        "two frameworks. The reference is as sensitive to itself: scaling its input by 1 + 3e-7 "
+        "moves its G-loss gradient of MPD conv 3 by 3.0e-3 of the largest entry. Measured "
+        "against it: 2.7e-3 (that layer's bias, 0.1 s clips), 5.6e-5 on 0.2 s clips",
+    ),
+    "dac_discriminator_audio_grad": Tolerance(
+        "GANLoss gradients w.r.t. the input audio (D loss: real; G loss: fake), divided by "
+        "the largest entry, float32",
+        0.0,
+        5e-4,
+        "backward through the whole discriminator, STFT and preprocessing, with the kinks of "
+        "param_grad's reason (2% of the entries differ by 1e-5 to 3e-5 in one passage) and the "
+        "peak normalisation's gradient summed into the peak sample; measured 8.6e-5 (that "
+        "sample) and 1.2e-7 for the G loss",
+    ),
     # --- dac ---------------------------------------------------------------------------------
     "dac_snake_f32": Tolerance(
         "Snake activation, float32 CPU",

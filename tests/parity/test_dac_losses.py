@@ -5,7 +5,7 @@ Each loss value and its gradient w.r.t. the estimate, at the DAC recipe's config
 non-default configuration each. Estimates are the clip plus seeded noise, or the clip through
 a short moving average. The reference's AudioSignals wrap torch tensors that require grad.
 `GANLoss` is checked with a small stand-in discriminator (two conv sub-discriminators,
-the same weights in torch and JAX): section 2's real discriminator is not part of this file.
+the same weights in torch and JAX); on the real discriminator: test_dac_discriminator.py.
 """
 
 from __future__ import annotations

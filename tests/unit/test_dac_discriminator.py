@@ -161,3 +161,16 @@ def test_parameters_follow_the_config():
     assert len(disc.discriminators) == 3
     assert len(disc.discriminators[2].band_convs) == 2
     assert disc.discriminators[0].convs[0].weight_v.shape == (5, 1, 1, 32)
+
+
+@pytest.mark.parametrize("old_sr, new_sr", [(44100, 22050), (44100, 14700), (8000, 8000)])
+def test_msd_resampling_is_julius_filter(old_sr, new_sr):
+    # the numpy resampler of jaxlatent.codec (itself at parity with julius: test_dac_dsp)
+    from jaxlatent.codec.resample import resample
+    from jaxlatent.models.dac.discriminator import resample_audio
+
+    x = np.random.default_rng(0).standard_normal((2, 997, 1)).astype(np.float32)
+    got = jax.jit(resample_audio, static_argnums=(1, 2))(jnp.asarray(x), old_sr, new_sr)
+    want = np.moveaxis(resample(np.moveaxis(x, 1, 2), old_sr, new_sr), 1, 2)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=2e-6)

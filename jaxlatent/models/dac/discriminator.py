@@ -43,8 +43,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxlatent._checks import check_floating, shape_str
-from jaxlatent.codec.resample import resample_kernels, resampled_length
-from jaxlatent.losses.dac.stft import stft
 from jaxlatent.models.dac.discriminator_config import (
     DEFAULT_BANDS,
     DiscriminatorConfig,
@@ -76,11 +74,15 @@ class DiscriminatorOutput(NamedTuple):
     MRD; :class:`jaxlatent.losses.dac.GANLoss` reads it.
     """
 
-    #: One per period: ``[batch, ceil((time + 1) / period) / 3**k, period, ch]`` maps.
+    #: One per period: ``[batch, L_k, period, ch]`` maps, ``L_0 = time // period + 1`` and
+    #: ``L_{k+1} = ceil(L_k / 3)`` through the four strided convolutions; logits ``ch = 1``.
     mpd: tuple[FeatureMaps, ...]
-    #: One per rate: ``[batch, time' / 4**k, ch]`` maps (``time'`` the resampled length).
+    #: One per rate: ``[batch, T_k, ch]`` maps, ``T_0`` the resampled length and ``T_{k+1} =
+    #: ceil(T_k / 4)`` through the four strided convolutions; logits ``ch = 1``.
     msd: tuple[FeatureMaps, ...]
-    #: One per FFT size: ``[batch, frames, bins' / 2**k, 32]`` maps, logits ``[.., 1]``.
+    #: One per FFT size: ``[batch, frames, B_k, 32]`` maps per band (``frames = ceil(time /
+    #: hop)``, ``B_0`` the band's bins, ``B_{k+1} = ceil(B_k / 2)`` through the three
+    #: frequency-strided convolutions), then logits ``[batch, frames, sum of B_5, 1]``.
     mrd: tuple[FeatureMaps, ...]
 
     @property
@@ -176,6 +178,10 @@ def resample_audio(x: Array, old_sr: int, new_sr: int) -> Array:
       >>> resample_audio(jnp.ones((1, 10, 1)), 44100, 22050).shape
       (1, 5, 1)
     """
+    # Imported here: importing the packages jaxlatent.codec and jaxlatent.losses with the
+    # model would add seconds to `import jaxlatent.models.dac`.
+    from jaxlatent.codec.resample import resample_kernels, resampled_length
+
     if old_sr == new_sr:
         return x
     out_length = resampled_length(x.shape[1], old_sr, new_sr)
@@ -292,6 +298,8 @@ class MRD(nnx.Module):
     def spectrogram(self, x: Array) -> list[Array]:
         """The complex STFT of `x` ``[batch, time, 1]`` as float32 ``[batch, frames, bins,
         2]`` (real, imaginary), split into the bands (along bins)."""
+        from jaxlatent.losses.dac.stft import stft  # (see resample_audio)
+
         z = stft(x, self.window_length, self.hop_length, match_stride=True)[..., 0]
         spec = jnp.stack([z.real, z.imag], axis=-1)
         return [spec[:, :, start:stop] for start, stop in self.bands]
