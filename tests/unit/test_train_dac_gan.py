@@ -296,3 +296,51 @@ def test_init_from_a_release_pth_fine_tunes_its_converted_weights(initial_state,
     assert [p for p, _ in got] == [p for p, _ in want]
     for (name, a), (_, b) in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+# --- --init-discriminator --------------------------------------------------------------------
+
+
+def _discriminator_file(tmp_path, config, seed=7):
+    from flax import nnx
+
+    from converters.dac_discriminator import export_discriminator
+    from jaxlatent.models.dac import Discriminator
+
+    model = Discriminator(config, rngs=nnx.Rngs(seed))
+    path = tmp_path / "discriminator.pth"
+    export_discriminator(model, path)
+    return path, model
+
+
+def test_init_discriminator_starts_from_the_file_bit_exactly(initial_state, tmp_path):
+    from flax import nnx
+
+    from jaxlatent.apps.registry_audio import TINY_DISCRIMINATOR
+
+    path, model = _discriminator_file(tmp_path, TINY_DISCRIMINATOR)
+    argv = ["train", *map(str, COMMON), "--batch-size", "8", "--steps", "1"]
+    argv += ["--out", str(tmp_path / "run"), "--init-discriminator", str(path)]
+    with pytest.raises(_Started) as started:
+        cli.main(argv)
+    want = _leaves(nnx.state(model, nnx.Param))
+    got = _leaves(started.value.args[0].d_params)
+    assert [p for p, _ in got] == [p for p, _ in want]
+    for (name, a), (_, b) in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_discriminator_file_of_another_config_exits_2(tmp_path, capsys):
+    import dataclasses
+
+    from jaxlatent.apps.registry_audio import TINY_DISCRIMINATOR
+
+    other = dataclasses.replace(TINY_DISCRIMINATOR, fft_sizes=(64,))
+    path, _ = _discriminator_file(tmp_path, other)
+    out = tmp_path / "run"
+    argv = ["train", *map(str, COMMON), "--batch-size", "8", "--steps", "1", "--out", str(out)]
+    assert cli.main([*argv, "--init-discriminator", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "does not fit this run's discriminator: fft_sizes (64,) vs (128,)" in err, err
+    assert not out.exists()
