@@ -48,10 +48,10 @@ def _leaves(tree) -> list[tuple[str, np.ndarray]]:
 
 # --- 200 tiny steps ------------------------------------------------------------------------
 
-#: the mean logged mel loss of the last 5 logs (steps 160-200) of 200 tiny steps (batch 2)
-#: is below this fraction of the first 5's (steps 10-50). Measured 0.70 (4.65 -> 3.27; the
+#: the mean logged mel loss of the last 5 logs (steps 160-200) of 200 tiny steps (batch 1)
+#: is below this fraction of the first 5's (steps 10-50). Measured 0.71 (5.45 -> 3.86; the
 #: loss starts near 10.6 at step 1, so most of the drop precedes the first log). Single
-#: batches of 2 are noisy (3.0 to 6.4 within the first 5 logs), hence means of 5.
+#: segments are noisy (3.1 to 9.2 within the first 5 logs), hence means of 5.
 MEL_RATIO = 0.85
 
 
