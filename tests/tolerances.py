@@ -486,13 +486,24 @@ TOLERANCES: dict[str, Tolerance] = {
     "train_dac_gan_parallel": Tolerance(
         "`jaxlatent train --model dac` (tiny, DAC's adversarial recipe, batch 8) after 4 AdamW "
         "steps under shard_map on 8 CPU devices vs one device (same global batches and key): "
-        "both models' parameters and AdamW moments, each array divided by its largest magnitude",
+        "both models' parameters, each array divided by its largest magnitude",
         0.0,
-        5e-3,
+        2e-3,
         "reductions in another order (~1e-7 relative, see train_dac_gan_parallel_metrics) "
         "amplified by AdamW (g / sqrt(v) turns round-off on near-zero gradient components into "
-        "steps of ~lr) and by nearest-code ties of the quantizer flipping: measured max 1.6e-3 "
-        "(generator moments), 4.6e-4 (discriminator parameters), 1.5e-4 (generator parameters)",
+        "steps of ~lr) and by near-tied codes of the quantizer choosing differently: measured "
+        "max 6.1e-4 (generator), 4.9e-5 (discriminator); 1.5e-4 / 4.6e-4 with 1024-sample "
+        "segments",
+    ),
+    "train_dac_gan_parallel_moments": Tolerance(
+        "the same two runs' AdamW moments (mu, nu) of both models, each array divided by its "
+        "largest magnitude",
+        0.0,
+        2e-2,
+        "a near-tied code chosen differently changes a step's gradient discretely, which the "
+        "moments keep (0.2 of it in mu): measured max 7.7e-3 (generator mu, a 4-element "
+        "weight-norm gain), 4.5e-3 (generator nu), 5.1e-4 (discriminator) while every logged "
+        "loss agrees to 3e-7",
     ),
     "train_dac_gan_parallel_metrics": Tolerance(
         "the same two runs' logged values at every step (losses of both models, gradient "
@@ -500,7 +511,7 @@ TOLERANCES: dict[str, Tolerance] = {
         2e-6,
         0.0,
         "per-device partial sums plus all-reduce in another order: measured max relative "
-        "difference 3.5e-7 over steps 1-4",
+        "difference 3.0e-7 over steps 1-4 (3.5e-7 with 1024-sample segments)",
     ),
     "train_vq_ema_parallel": Tolerance(
         "`jaxlatent train --model vq_vae_ema` after 20 Adam steps: parameters, Adam moments, "
