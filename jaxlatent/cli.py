@@ -138,6 +138,9 @@ def _train(args: argparse.Namespace) -> int:
         parallel=args.parallel,
         seed=args.seed,
         progress=not args.quiet,
+        objective=args.objective,
+        init_from=args.init_from,
+        init_discriminator=args.init_discriminator,
     )
     summary = train.run(cfg)
     print(train.format_run_summary(summary, args.out))
@@ -192,7 +195,31 @@ def _add_train_parser(sub) -> None:
     t.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     t.add_argument("--eval-every", type=int, default=None, help="pictures every K steps")
     t.add_argument("--checkpoint-every", type=int, default=None, help="default: steps/4")
-    t.add_argument("--lr", type=float, default=None, help="Adam learning rate (preset's)")
+    t.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="initial learning rate (default: the preset's, or its recipe's)",
+    )
+    t.add_argument(
+        "--objective",
+        default=None,
+        help="recipe: the model's adversarial training recipe (dac; its default); "
+        "reconstruction: the model's non-adversarial loss (every model; the others' default)",
+    )
+    t.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="dac: start from a release .pth (needs torch) or a converted folder; its preset "
+        "is inferred unless --preset names it",
+    )
+    t.add_argument(
+        "--init-discriminator",
+        default=None,
+        metavar="FILE",
+        help="dac --objective recipe: start the discriminator from this file (default: fresh)",
+    )
     t.add_argument(
         "--parallel",
         default="auto",

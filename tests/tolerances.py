@@ -579,6 +579,53 @@ TOLERANCES: dict[str, Tolerance] = {
         "the per-device partial sums plus all-reduce add the batch terms in another order than "
         "one device; measured max difference 1.2e-7 (SGD: no Adam sign amplification)",
     ),
+    "train_gan_step": Tolerance(
+        "GANObjective's step (generator forward once, pulled back with jax.vjp) vs the recipe "
+        "written with jax.grad (generator forward recomputed), tiny convs, SGD, float32 CPU",
+        1e-6,
+        1e-7,
+        "the same operations, fused differently by XLA: measured max difference 4.8e-7 (on the "
+        "loss, ~5; parameters closer)",
+    ),
+    "train_gan_parallel": Tolerance(
+        "GANObjective after 3 SGD steps (discriminator and generator parameters, logged "
+        "metrics): 8-device pmap, sharded jit and shard_map vs one device, same global batches",
+        1e-5,
+        1e-6,
+        "per-device partial sums plus all-reduce add the batch terms in another order than "
+        "one device: measured max difference 1.0e-7 on parameters, 9.5e-7 on logged losses "
+        "of ~1-10",
+    ),
+    "train_dac_gan_parallel": Tolerance(
+        "`jaxlatent train --model dac` (tiny, DAC's adversarial recipe, batch 8) after 4 AdamW "
+        "steps under shard_map on 8 CPU devices vs one device (same global batches and key): "
+        "both models' parameters, each array divided by its largest magnitude",
+        0.0,
+        2e-3,
+        "reductions in another order (~1e-7 relative, see train_dac_gan_parallel_metrics) "
+        "amplified by AdamW (g / sqrt(v) turns round-off on near-zero gradient components into "
+        "steps of ~lr) and by near-tied codes of the quantizer choosing differently: measured "
+        "max 6.1e-4 (generator), 4.9e-5 (discriminator); 1.5e-4 / 4.6e-4 with 1024-sample "
+        "segments",
+    ),
+    "train_dac_gan_parallel_moments": Tolerance(
+        "the same two runs' AdamW moments (mu, nu) of both models, each array divided by its "
+        "largest magnitude",
+        0.0,
+        2e-2,
+        "a near-tied code chosen differently changes a step's gradient discretely, which the "
+        "moments keep (0.2 of it in mu): measured max 7.7e-3 (generator mu, a 4-element "
+        "weight-norm gain), 4.5e-3 (generator nu), 5.1e-4 (discriminator) while every logged "
+        "loss agrees to 3e-7",
+    ),
+    "train_dac_gan_parallel_metrics": Tolerance(
+        "the same two runs' logged values at every step (losses of both models, gradient "
+        "norms, mel/STFT/waveform metrics)",
+        2e-6,
+        0.0,
+        "per-device partial sums plus all-reduce in another order: measured max relative "
+        "difference 3.0e-7 over steps 1-4 (3.5e-7 with 1024-sample segments)",
+    ),
     "train_vq_ema_parallel": Tolerance(
         "`jaxlatent train --model vq_vae_ema` after 20 Adam steps: parameters, Adam moments, "
         "EMA codebook state and logged losses under shard_map on 8 CPU devices vs one device, "

@@ -33,11 +33,15 @@ updates as one device.
   codes (latents and codes l2-normalised, as in ViT-VQGAN, Yu et al. 2021). With plain l2
   codes from a random init the encoder outgrows the codebook, whose Adam steps are bounded by
   the learning rate: the codebook loss went from 0.009 to 53 in 40 steps of the tiny preset.
-* ``dac`` — a small `jaxlatent.models.dac.DAC` on waveform segments, trained with waveform L1 + 15 x
-  multi-scale STFT L1 (`jaxlatent.losses.multiscale_stft_l1`, in the place and with the weight of
-  DAC's mel loss) + DAC's commitment (x0.25) and codebook (x1) losses. No GAN: the discriminators
-  and adversarial/feature-matching losses of the official recipe are not part of this objective, so
-  reconstructions stay smoother than a released codec's.
+* ``dac`` — `jaxlatent.models.dac.DAC` on waveform segments. Default objective (``recipe``):
+  DAC's adversarial recipe against `jaxlatent.models.dac.Discriminator`
+  (`jaxlatent.apps.dac_recipe`: mel 15, feature matching 2, adversarial 1, commitment 0.25,
+  codebook 1; AdamW with exponential decay for both models). ``--objective reconstruction``:
+  waveform L1 + 15 x multi-scale STFT L1 (`jaxlatent.losses.multiscale_stft_l1`, in the place and
+  with the weight of DAC's mel loss) + commitment (x0.25) and codebook (x1) losses, no GAN
+  (reconstructions stay smoother than a released codec's). Presets: ``tiny`` (CI; its
+  discriminator is one MRD), ``small`` (the recipe's discriminator at 16 kHz) and one per
+  released variant at full size (``44khz_8kbps``, ``44khz_16kbps``, ``24khz``, ``16khz``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxlatent.apps.audio_data import AudioFeatures
+from jaxlatent.apps.dac_init import choose_preset, load_discriminator, load_generator
+from jaxlatent.apps.dac_recipe import DACRecipe, dac_gan_objective
 from jaxlatent.apps.metrics import codes_used
 from jaxlatent.apps.spec import ModelSpec
 from jaxlatent.losses import (
@@ -56,6 +62,7 @@ from jaxlatent.losses import (
     l1_loss,
     multiscale_stft_l1,
 )
+from jaxlatent.losses.dac import MelSpectrogramLoss, MultiScaleSTFTLoss, SISDRLoss
 from jaxlatent.masking import clean_padding
 from jaxlatent.models import (
     AutoencoderOutput,
@@ -65,8 +72,8 @@ from jaxlatent.models import (
     conv_encoder_decoder,
     conv_variational_autoencoder,
 )
-from jaxlatent.models.dac import DAC, DACConfig
-from jaxlatent.quantizers import VectorQuantizerConfig
+from jaxlatent.models.dac import DAC, DACConfig, Discriminator, DiscriminatorConfig
+from jaxlatent.quantizers import VectorQuantizerConfig, code_counts
 
 Array = jax.Array
 
@@ -92,7 +99,10 @@ class AudioPreset(AudioFeatures):
       dist_loss_weight: VAE KL weight.
       stft_n_ffts: windows of the multi-scale STFT loss (DAC).
       dac: the DAC configuration (DAC only).
-      learning_rate: default Adam learning rate.
+      discriminator: DAC's discriminator of ``--objective recipe`` (DAC only).
+      recipe: the optimizer and loss settings of ``--objective recipe`` (DAC only).
+      learning_rate: default Adam learning rate (``--objective reconstruction``; the recipe
+        has its own).
     """
 
     hidden: int = 64
@@ -105,6 +115,8 @@ class AudioPreset(AudioFeatures):
     dist_loss_weight: float = 1e-3
     stft_n_ffts: tuple[int, ...] = ()
     dac: DACConfig | None = None
+    discriminator: DiscriminatorConfig | None = None
+    recipe: DACRecipe | None = None
     learning_rate: float = 2e-3
 
 
@@ -123,8 +135,34 @@ VQ_PRESETS = {
 VQ_GRADIENT_PRESETS = {
     name: dataclasses.replace(p, codebook_update="gradient") for name, p in VQ_PRESETS.items()
 }
+#: `tiny`'s discriminator: one MRD (32 channels) at a 128-sample window, no MPD (whose
+#: 1024-channel convolutions cost ~40x the tiny codec per step on a CPU).
+TINY_DISCRIMINATOR = DiscriminatorConfig(periods=(), fft_sizes=(128,), sample_rate=16000)
+
+
+def _released(name: str) -> AudioPreset:
+    """A released variant at full size: its codec config, the recipe's discriminator at its
+    sample rate and the recipe's 0.38 s clips (``conf/base.yml``)."""
+    dac = DACConfig.preset(name)
+    rate = dac.sample_rate
+    return AudioPreset(
+        feature="waveform",
+        sample_rate=rate,
+        segment=int(0.38 * rate),
+        whole_segments=True,
+        n_fft=2048,
+        hop_length=512,
+        stft_n_ffts=(512, 2048),
+        learning_rate=1e-4,
+        dac=dac,
+        discriminator=dataclasses.replace(DiscriminatorConfig.recipe(), sample_rate=rate),
+        recipe=DACRecipe(),
+    )
+
+
 DAC_PRESETS = {
-    # hop 32 samples (2 ms), 3 codebooks of 64 codes, 0.128 s segments; ~13k parameters
+    # hop 32 samples (2 ms), 3 codebooks of 64 codes, 0.128 s segments; ~13k parameters; the
+    # recipe at lr 1e-3
     "tiny": AudioPreset(
         feature="waveform", segment=2048, whole_segments=True, n_fft=256, hop_length=64,
         stft_n_ffts=(64, 256), learning_rate=1e-3,
@@ -132,8 +170,11 @@ DAC_PRESETS = {
             encoder_dim=4, encoder_rates=(4, 8), decoder_dim=16, decoder_rates=(8, 4),
             n_codebooks=3, codebook_size=64, codebook_dim=4, sample_rate=16000,
         ),
+        discriminator=TINY_DISCRIMINATOR,
+        recipe=DACRecipe(learning_rate=1e-3),
     ),
-    # hop 64, 4 codebooks of 256 codes with quantizer dropout 0.5 (as the releases), 0.128 s
+    # hop 64, 4 codebooks of 256 codes with quantizer dropout 0.5 (as the releases), 0.128 s;
+    # the recipe's discriminator (5 MPDs, 3 MRDs) at 16 kHz
     "small": AudioPreset(
         feature="waveform", segment=2048, whole_segments=True, n_fft=256, hop_length=64,
         stft_n_ffts=(64, 256, 1024), learning_rate=1e-3,
@@ -142,7 +183,10 @@ DAC_PRESETS = {
             n_codebooks=4, codebook_size=256, codebook_dim=8, quantizer_dropout=0.5,
             sample_rate=16000,
         ),
+        discriminator=dataclasses.replace(DiscriminatorConfig.recipe(), sample_rate=16000),
+        recipe=DACRecipe(),
     ),
+    **{name: _released(name) for name in ("44khz_8kbps", "44khz_16kbps", "24khz", "16khz")},
 }  # fmt: skip
 
 
@@ -298,6 +342,23 @@ def _dac_loss(p: AudioPreset):
     return loss_fn
 
 
+def _build_discriminator(p: AudioPreset, rngs):
+    return Discriminator(p.discriminator, rngs=rngs)
+
+
+def _dac_adversarial(p: AudioPreset, learning_rate: float | None):
+    return dac_gan_objective(p.recipe, p.dac.sample_rate, learning_rate)
+
+
+def _dac_pretrained(path: str, preset: str | None):
+    model = load_generator(path)
+    return choose_preset(path, model.config, DAC_PRESETS, preset), model
+
+
+def _dac_discriminator(path: str, p: AudioPreset):
+    return load_discriminator(path, p.discriminator)
+
+
 def _dac_codes_used(model, codes) -> Array:
     """Distinct codes per codebook, averaged over the codebooks (codes ``[b, n_q, frames]``)."""
     size = model.config.codebook_size
@@ -310,8 +371,49 @@ def _dac_reconstruct(model, batch, key):
     return jnp.pad(audio, ((0, 0), (0, batch["x"].shape[1] - audio.shape[1]), (0, 0)))
 
 
+def _perplexity(codes: Array, size: int) -> Array:
+    """``exp(entropy)`` of the code histogram of ``codes`` (any shape), float32."""
+    counts = code_counts(codes, size).astype(jnp.float32)
+    p = counts / jnp.sum(counts)
+    return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)))
+
+
+def _fitting(loss, x):
+    """`loss` with the scales whose reflect padding (half a window) fits ``x``'s length."""
+    keep = [i for i, w in enumerate(loss.window_lengths) if w // 2 < x.shape[1]]
+    fields = {"window_lengths": tuple(loss.window_lengths[i] for i in keep)}
+    if isinstance(loss, MelSpectrogramLoss):
+        for name in ("n_mels", "mel_fmin", "mel_fmax"):
+            fields[name] = tuple(getattr(loss, name)[i] for i in keep)
+    return dataclasses.replace(loss, **fields)
+
+
 def _dac_eval_metrics(model, batch, key):
-    return {"codes_used": _dac_codes_used(model, model(batch["x"]).codes)}
+    """Held-out reconstruction quality (DAC's ``scripts/evaluate.py`` metrics but ViSQOL) and
+    code usage: ``mel_distance`` (`MelSpectrogramLoss.recipe`), ``stft_distance``
+    (`MultiScaleSTFTLoss.recipe`; both over the scales whose windows fit a segment),
+    ``si_sdr`` (dB, higher is better), ``waveform_l1``, and per codebook ``codes_used_q{i}`` /
+    ``perplexity_q{i}`` (of the eval batch's codes) with their means ``codes_used`` /
+    ``perplexity``."""
+    out = model(batch["x"])
+    x = batch["x"][:, : out.audio.shape[1]]
+    size = model.config.codebook_size
+    mel, stft = _fitting(MelSpectrogramLoss.recipe(), x), _fitting(MultiScaleSTFTLoss.recipe(), x)
+    metrics = {
+        "mel_distance": mel(out.audio, x, model.config.sample_rate),
+        "stft_distance": stft(out.audio, x),
+        "si_sdr": -SISDRLoss()(x, out.audio),
+        "waveform_l1": jnp.mean(jnp.abs(out.audio - x)),
+    }
+    used, perplexity = [], []
+    for i in range(out.codes.shape[1]):
+        used.append(codes_used(out.codes[:, i], size))
+        perplexity.append(_perplexity(out.codes[:, i], size))
+        metrics[f"codes_used_q{i}"] = used[-1]
+        metrics[f"perplexity_q{i}"] = perplexity[-1]
+    metrics["codes_used"] = jnp.mean(jnp.stack(used))
+    metrics["perplexity"] = jnp.mean(jnp.stack(perplexity))
+    return metrics
 
 
 NO_PRIOR = "none: {} has no learnt prior (random codes would only show noise)"
@@ -379,7 +481,8 @@ AUDIO_MODELS: tuple[ModelSpec, ...] = (
     ),
     ModelSpec(
         "dac",
-        "small DAC codec on waveform: L1 + 15 x multi-scale STFT + RVQ losses (no GAN)",
+        "DAC codec on waveform: the official adversarial recipe (default) or L1 + 15 x "
+        "multi-scale STFT + RVQ losses (--objective reconstruction)",
         "audio",
         _build_dac,
         _dac_loss,
@@ -388,5 +491,9 @@ AUDIO_MODELS: tuple[ModelSpec, ...] = (
         sample_title=NO_PRIOR.format("the DAC codec"),
         presets=DAC_PRESETS,
         eval_metrics=_dac_eval_metrics,
+        adversarial=_dac_adversarial,
+        build_discriminator=_build_discriminator,
+        load_pretrained=_dac_pretrained,
+        load_discriminator=_dac_discriminator,
     ),
 )

@@ -22,7 +22,13 @@ GRID = 16
 
 
 def initial_state(
-    spec: ModelSpec, preset: Any, num_classes: int, tx, seed: int
+    spec: ModelSpec,
+    preset: Any,
+    num_classes: int,
+    tx,
+    seed: int,
+    *,
+    model: nnx.Module | None = None,
 ) -> training.TrainState:
     """The freshly initialised `TrainState` of a run (also the template that restores it).
 
@@ -32,7 +38,36 @@ def initial_state(
       num_classes: classes of the run's data.
       tx: the optax transformation.
       seed: initialisation seed (also the seed of the state's step keys).
+      model: start from this module instead (``--init-from``).
     """
-    # one compiled initialiser instead of one small program per parameter
-    model = nnx.jit(lambda: spec.build(preset, num_classes, nnx.Rngs(seed)))()
+    if model is None:  # one compiled initialiser instead of one small program per parameter
+        model = nnx.jit(lambda: spec.build(preset, num_classes, nnx.Rngs(seed)))()
     return training.TrainState.create(model, tx, key=seed)
+
+
+def initial_gan_state(
+    spec: ModelSpec,
+    preset: Any,
+    objective: training.GANObjective,
+    seed: int,
+    *,
+    generator: nnx.Module | None = None,
+    discriminator: nnx.Module | None = None,
+) -> training.GANTrainState:
+    """The freshly initialised `GANTrainState` of an adversarial run (``--objective recipe``).
+
+    Args:
+      spec: a registered model with an adversarial recipe.
+      preset: one of ``spec.presets``' values.
+      objective: ``spec.adversarial(preset, ...)`` (its two optimizers).
+      seed: initialisation seed of both models (the discriminator's is ``seed + 1``), also
+        the seed of the state's step keys.
+      generator, discriminator: start from these modules instead (``--init-from``,
+        ``--init-discriminator``).
+    """
+    if generator is None:
+        generator = nnx.jit(lambda: spec.build(preset, 0, nnx.Rngs(seed)))()
+    if discriminator is None:
+        build = spec.build_discriminator
+        discriminator = nnx.jit(lambda: build(preset, nnx.Rngs(seed + 1)))()
+    return objective.init(generator, discriminator, key=seed)

@@ -20,6 +20,9 @@ Array = jax.Array
 
 #: the data kinds a model can take, and the default ``--data`` of each.
 DATA_KINDS = {"image": "digits", "audio": "speech"}
+#: ``--objective``: a model's adversarial training recipe (models with a discriminator), or
+#: its non-adversarial loss (`ModelSpec.loss_fn`, every model).
+OBJECTIVES = ("recipe", "reconstruction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,16 @@ class ModelSpec:
       same_key_on_devices: under pmap / shard_map give every device the same step key
         (`make_train_step`'s ``per_device_keys=False``); needed by quantizers whose k-means
         init and dead-code restarts choose rows of the global batch with one key.
+      adversarial: ``adversarial(preset, learning_rate) -> GANObjective`` (learning rate None:
+        the preset's), the model's adversarial recipe (``--objective recipe``, then the
+        default), or None.
+      build_discriminator: ``build_discriminator(preset, rngs) -> nnx.Module``, with
+        `adversarial`.
+      load_pretrained: ``load_pretrained(path, preset_name) -> (preset_name, model)`` for
+        ``--init-from`` (the preset named, checked against the weights, or inferred when
+        None), or None (no ``--init-from``).
+      load_discriminator: ``load_discriminator(path, preset) -> nnx.Module`` for
+        ``--init-discriminator`` (checked against the preset's discriminator), or None.
     """
 
     name: str
@@ -62,9 +75,20 @@ class ModelSpec:
     presets: dict[str, Any] = dataclasses.field(default_factory=dict)
     eval_metrics: Callable[[Any, dict, Array], dict[str, Array]] | None = None
     same_key_on_devices: bool = False
+    adversarial: Callable[[Any, float | None], Any] | None = None
+    build_discriminator: Callable[[Any, nnx.Rngs], nnx.Module] | None = None
+    load_pretrained: Callable[[str, str | None], tuple[str, nnx.Module]] | None = None
+    load_discriminator: Callable[[str, Any], nnx.Module] | None = None
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """The ``--objective`` choices of this model, the default first."""
+        return OBJECTIVES if self.adversarial is not None else OBJECTIVES[1:]
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:
             raise ValueError(f"data_kind must be one of {sorted(DATA_KINDS)}, got {self.data_kind}")
+        if (self.adversarial is None) != (self.build_discriminator is None):
+            raise ValueError(f"model {self.name!r}: adversarial needs build_discriminator")
         if "tiny" not in self.presets:
             raise ValueError(f"model {self.name!r} needs a 'tiny' preset (the default)")

@@ -18,6 +18,14 @@ tensorboard/ and summary.json)::
                                             spectrograms of a few audio segments
     pictures/step_<N>_samples.png           prior samples (models without a learnt prior
                                             have none; run.json says why)
+    audio/input_<i>.wav, audio/step_<N>_decoded_<i>.wav
+                                waveform models: a few eval segments and their decodings
+
+``--model dac`` trains with DAC's adversarial recipe by default (``--objective recipe``:
+codec and discriminator, `jaxlatent.apps.dac_recipe`; ``--objective reconstruction``: the
+non-adversarial loss), can start from released or converted weights (``--init-from``) and a
+discriminator file (``--init-discriminator``); its evals add mel and STFT distances, SI-SDR,
+waveform L1 and per-codebook usage and perplexity.
 """
 
 from __future__ import annotations
@@ -36,13 +44,13 @@ from flax import nnx
 from jaxlatent import training
 from jaxlatent.apps.pictures import save_grid, save_spectrograms
 from jaxlatent.apps.registry import get_model
-from jaxlatent.apps.runs import GRID, PARALLEL, initial_state
+from jaxlatent.apps.runs import GRID, PARALLEL, initial_gan_state, initial_state
 from jaxlatent.apps.spec import DATA_KINDS
 from jaxlatent.apps.train_data import load_train_data
 from jaxlatent.atomic import atomic_write
 
 #: what this app writes besides `fit`'s artefacts (deleted by ``overwrite``).
-APP_ARTIFACTS = ("run.json", "eval.jsonl", "pictures")
+APP_ARTIFACTS = ("run.json", "eval.jsonl", "pictures", "audio")
 AUDIO_PICTURES = 4  # segments per spectrogram picture
 
 
@@ -64,6 +72,9 @@ class TrainConfig:
     parallel: str = "auto"
     seed: int = 0
     progress: bool = True
+    objective: str | None = None  # None: the model's first (``recipe`` where it has one)
+    init_from: str | None = None  # pretrained generator (``--init-from``)
+    init_discriminator: str | None = None  # pretrained discriminator (``--init-discriminator``)
 
 
 def _check_out_dir(cfg: TrainConfig) -> None:
@@ -93,7 +104,7 @@ def _trainer(cfg: TrainConfig, spec, loss_fn, tx):
     return cls(loss_fn, tx, per_device_keys=not spec.same_key_on_devices)
 
 
-def _check_resume(cfg: TrainConfig, preset_name: str, template: training.TrainState) -> int | None:
+def _check_resume(cfg: TrainConfig, preset_name: str, objective: str, template) -> int | None:
     """Refuse to resume a run of another model or preset (before anything is written).
 
     Returns the step of the checkpoint the run will resume from (None: a fresh start).
@@ -106,6 +117,12 @@ def _check_resume(cfg: TrainConfig, preset_name: str, template: training.TrainSt
             raise ValueError(
                 f"the run in {cfg.out!r} trains model {run.get('model')!r} (preset "
                 f"{run.get('preset')!r}), not {cfg.model!r} (preset {preset_name!r}); use "
+                "another --out or --overwrite"
+            )
+        ran = run.get("objective", "reconstruction")
+        if ran != objective:
+            raise ValueError(
+                f"the run in {cfg.out!r} trains with --objective {ran}, not {objective}; use "
                 "another --out or --overwrite"
             )
     ckpt_dir = os.path.join(cfg.out, "checkpoints")
@@ -141,6 +158,13 @@ def _remove_app_artifacts(out: str) -> None:
             os.remove(path)
 
 
+def _generator_arrays(state) -> tuple[Any, Any, Any]:
+    """``(graphdef, params, model_state)`` of the model a run evaluates (a GAN's generator)."""
+    if isinstance(state, training.GANTrainState):
+        return state.g_graphdef, state.g_params, state.g_model_state
+    return state.graphdef, state.params, state.model_state
+
+
 class _Evaluator:
     """Pictures and eval metrics of a fixed eval batch, every `every` steps."""
 
@@ -168,10 +192,10 @@ class _Evaluator:
 
     def compute(self, state: training.TrainState) -> tuple[np.ndarray, Any, dict[str, float]]:
         """Reconstructions and samples (numpy; samples None without a prior) and metrics."""
-        local = jax.device_put(state, self.device)
+        graphdef, params, model_state = jax.device_put(_generator_arrays(state), self.device)
         key = jax.random.key(self.cfg.seed + 1)  # the same noise at every eval
         recons, samples, metrics = jax.device_get(
-            self._pictures(state.graphdef, local.params, local.model_state, self.batch, key)
+            self._pictures(graphdef, params, model_state, self.batch, key)
         )
         return recons, samples, {k: float(v) for k, v in metrics.items()}
 
@@ -193,10 +217,26 @@ class _Evaluator:
         rows = [("input", x[:n]), (f"reconstruction, step {step}", recons[:n])]
         rows = [(title, picture_spectrograms(v, p)) for title, v in rows]
         save_spectrograms(stem + "_reconstructions.png", rows, xlabel=xlabel)
+        if p.feature == "waveform":
+            self._write_audio(step, recons[:n])
         if samples is not None:
             title = f"{self.spec.sample_title}, step {step}"
             rows = [(title, picture_spectrograms(samples[:n], p))]
             save_spectrograms(stem + "_samples.png", rows, xlabel=xlabel, panel="sample")
+
+    def _write_audio(self, step: int, decoded: np.ndarray) -> None:
+        from jaxlatent.codec.files import write_audio
+
+        folder = os.path.join(self.cfg.out, "audio")
+        os.makedirs(folder, exist_ok=True)
+        rate = self.preset.sample_rate
+        for i, (x, y) in enumerate(zip(self.batch["x"], decoded, strict=False)):
+            name = os.path.join(folder, f"input_{i}.wav")
+            if not os.path.exists(name):
+                write_audio(name, np.clip(x, -1, 1), rate)
+            write_audio(
+                os.path.join(folder, f"step_{step:06d}_decoded_{i}.wav"), np.clip(y, -1, 1), rate
+            )
 
     def __call__(self, step: int, state: training.TrainState, metrics: Any) -> None:
         every = self.cfg.eval_every
@@ -219,6 +259,12 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
       ValueError: for any bad input (before anything is written).
     """
     spec, preset_name, preset = get_model(cfg.model, cfg.preset)
+    pretrained = None
+    if cfg.init_from is not None:
+        if spec.load_pretrained is None:
+            raise ValueError(f"model {cfg.model!r} cannot start from a checkpoint (--init-from)")
+        preset_name, pretrained = spec.load_pretrained(cfg.init_from, cfg.preset)
+        preset = spec.presets[preset_name]
     if cfg.steps < 1:
         raise ValueError(f"--steps must be positive, got {cfg.steps}")
     for name in ("eval_every", "checkpoint_every"):
@@ -233,13 +279,39 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             f"{len(data.class_names)}; use --data {DATA_KINDS[spec.data_kind]} or a folder with "
             "one subfolder per class"
         )
-    lr = cfg.learning_rate or preset.learning_rate
-    tx = training.make_optimizer("adam", lr)
-    trainer = _trainer(cfg, spec, spec.loss_fn(preset), tx)
-    trainer.check_batch_size(cfg.batch_size)
+    objective = cfg.objective or spec.objectives[0]
+    if objective not in spec.objectives:
+        raise ValueError(
+            f"unknown --objective {objective!r} for model {cfg.model!r}; choose one of: "
+            f"{', '.join(spec.objectives)}"
+        )
+    if cfg.init_discriminator is not None and objective != "recipe":
+        raise ValueError(
+            f"--init-discriminator needs --objective recipe (model {cfg.model!r} trains "
+            f"with {objective!r}, which has no discriminator)"
+        )
+    if objective == "recipe":
+        disc = None
+        if cfg.init_discriminator is not None:
+            if spec.load_discriminator is None:
+                raise ValueError(f"model {cfg.model!r} cannot load a discriminator")
+            disc = spec.load_discriminator(cfg.init_discriminator, preset)
+        gan = spec.adversarial(preset, cfg.learning_rate)
+        lr = float(gan.generator_lr(0))
+        trainer = _trainer(cfg, spec, gan, None)
+        trainer.check_batch_size(cfg.batch_size)
+        state = initial_gan_state(
+            spec, preset, gan, cfg.seed, generator=pretrained, discriminator=disc
+        )
+    else:
+        lr = cfg.learning_rate or preset.learning_rate
+        tx = training.make_optimizer("adam", lr)
+        trainer = _trainer(cfg, spec, spec.loss_fn(preset), tx)
+        trainer.check_batch_size(cfg.batch_size)
+        classes = len(data.class_names)
+        state = initial_state(spec, preset, classes, tx, cfg.seed, model=pretrained)
     it = training.ArrayDataIterator(data.arrays, cfg.batch_size, seed=cfg.seed)
-    state = initial_state(spec, preset, len(data.class_names), tx, cfg.seed)
-    resume_step = _check_resume(cfg, preset_name, state) if cfg.resume else None
+    resume_step = _check_resume(cfg, preset_name, objective, state) if cfg.resume else None
 
     # --- all checks passed: write ---
     if cfg.overwrite and os.path.isdir(cfg.out):
@@ -249,6 +321,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         _truncate_eval_log(cfg.out, resume_step)
     run_info = {
         "model": cfg.model,
+        "objective": objective,
         "data_kind": spec.data_kind,
         "preset": preset_name,
         "preset_settings": dataclasses.asdict(preset),
@@ -257,6 +330,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         "classes": list(data.class_names),
         **({"data_info": data.info} if data.info else {}),
         "samples": spec.sample_title,
+        "init_from": cfg.init_from,
+        "init_discriminator": cfg.init_discriminator,
         "batch_size": cfg.batch_size,
         "learning_rate": lr,
         "seed": cfg.seed,
@@ -284,7 +359,13 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         on_step=evaluator,
     )
     summary = dict(result.summary)
-    summary.update(model=cfg.model, preset=preset_name, data=data.source, eval=evaluator.last)
+    summary.update(
+        model=cfg.model,
+        preset=preset_name,
+        objective=objective,
+        data=data.source,
+        eval=evaluator.last,
+    )
     return summary
 
 

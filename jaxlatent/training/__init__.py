@@ -20,6 +20,11 @@ from jaxlatent.training.step import set_axis_name as set_axis_name
 from jaxlatent.training.step import sync_model_state as sync_model_state
 
 # isort: split
+# gan_state.py, gan_step.py (two models trained adversarially)
+from jaxlatent.training.gan_state import GANTrainState as GANTrainState
+from jaxlatent.training.gan_step import GANObjective as GANObjective
+
+# isort: split
 # parallel.py, distributed.py (data parallelism, multi-process)
 from jaxlatent.training.distributed import initialize_distributed as initialize_distributed
 from jaxlatent.training.distributed import is_primary as is_primary

@@ -4,7 +4,9 @@ All four wrap the same pure step (`jaxlatent.training.make_train_step`) and shar
 interface: ``put_state`` places a `TrainState` (replicated on every device),
 ``put_batch`` places one process-local batch (split along its leading axis), calling the
 object runs a train step, ``evaluate`` an eval step. The state keeps the same logical
-(unstacked) layout in every mode, so checkpoints move freely between them.
+(unstacked) layout in every mode, so checkpoints move freely between them. Each wrapper takes
+``(loss_fn, tx)``, or a `jaxlatent.training.GANObjective` in place of `loss_fn` (no `tx`:
+the objective carries both optimizers) to train a `GANTrainState` the same way.
 
 * `SingleDevice` — ``jax.jit`` on one device.
 * `PmapDataParallel` — ``jax.pmap`` over the local devices with named-axis reductions:
@@ -45,8 +47,31 @@ import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxlatent.training.gan_step import GANObjective
 from jaxlatent.training.state import TrainState
 from jaxlatent.training.step import LossFn, make_eval_step, make_train_step
+
+
+def _steps(
+    loss_fn: LossFn | GANObjective,
+    tx: optax.GradientTransformation | None,
+    *,
+    axis_name: str | None = None,
+    reduce: str = "grads",
+    eval_axis_name: str | None = None,
+    **step_kwargs: Any,
+):
+    """``(train_step, eval_step)`` of a loss function and its `tx`, or of a `GANObjective`."""
+    mp = step_kwargs.get("mixed_precision")
+    if isinstance(loss_fn, GANObjective):
+        if tx is not None:
+            raise ValueError("a GANObjective carries its two optimizers: pass tx=None")
+        step = loss_fn.train_step(axis_name=axis_name, reduce=reduce, **step_kwargs)
+        return step, loss_fn.eval_step(axis_name=eval_axis_name, mixed_precision=mp)
+    if tx is None:
+        raise ValueError("tx (the optax transformation) is required with a loss function")
+    step = make_train_step(loss_fn, tx, axis_name=axis_name, reduce=reduce, **step_kwargs)
+    return step, make_eval_step(loss_fn, mixed_precision=mp, axis_name=eval_axis_name)
 
 
 def _batch_size(batch: Any) -> int:
@@ -135,7 +160,7 @@ class SingleDevice(DataParallel):
     def __init__(
         self,
         loss_fn: LossFn,
-        tx: optax.GradientTransformation,
+        tx: optax.GradientTransformation | None = None,
         *,
         device=None,
         donate: bool = True,
@@ -143,11 +168,9 @@ class SingleDevice(DataParallel):
     ):
         self.device = device or jax.local_devices()[0]
         self.sharding = SingleDeviceSharding(self.device)
-        mp = step_kwargs.get("mixed_precision")
-        self._train = jax.jit(
-            make_train_step(loss_fn, tx, **step_kwargs), donate_argnums=(0,) if donate else ()
-        )
-        self._eval = jax.jit(make_eval_step(loss_fn, mixed_precision=mp))
+        step, evaluate = _steps(loss_fn, tx, **step_kwargs)
+        self._train = jax.jit(step, donate_argnums=(0,) if donate else ())
+        self._eval = jax.jit(evaluate)
 
     def put_state(self, state: TrainState) -> TrainState:
         return jax.device_put(_copy(state), self.sharding)
@@ -175,7 +198,7 @@ class PmapDataParallel(DataParallel):
     def __init__(
         self,
         loss_fn: LossFn,
-        tx: optax.GradientTransformation,
+        tx: optax.GradientTransformation | None = None,
         *,
         devices: Sequence[Any] | None = None,
         axis_name: str = "batch",
@@ -186,10 +209,10 @@ class PmapDataParallel(DataParallel):
         self.axis_name = axis_name
         mesh = Mesh(np.asarray(self.devices), (axis_name,))
         self.sharding = NamedSharding(mesh, P())
-        step = make_train_step(loss_fn, tx, axis_name=axis_name, reduce="grads", **step_kwargs)
-        evaluate = make_eval_step(
-            loss_fn, mixed_precision=step_kwargs.get("mixed_precision"), axis_name=axis_name
-        )
+        step, evaluate = _steps(
+            loss_fn, tx, axis_name=axis_name, reduce="grads", eval_axis_name=axis_name,
+            **step_kwargs,
+        )  # fmt: skip
         common = dict(axis_name=axis_name, in_axes=(None, 0), devices=self.devices)
         self._train = jax.pmap(step, out_axes=(None, None), **common)
         self._eval = jax.pmap(evaluate, out_axes=None, **common)
@@ -210,7 +233,7 @@ class _MeshDataParallel(DataParallel):
     def __init__(
         self,
         loss_fn: LossFn,
-        tx: optax.GradientTransformation,
+        tx: optax.GradientTransformation | None = None,
         *,
         devices: Sequence[Any] | None = None,
         mesh: Mesh | None = None,
@@ -235,7 +258,7 @@ class _MeshDataParallel(DataParallel):
     def _compile(
         self,
         loss_fn: LossFn,
-        tx: optax.GradientTransformation,
+        tx: optax.GradientTransformation | None = None,
         *,
         donate: bool,
         step_kwargs: dict[str, Any],
@@ -271,8 +294,7 @@ class ShardedDataParallel(_MeshDataParallel):
     """
 
     def _compile(self, loss_fn: LossFn, tx: Any, *, donate: bool, step_kwargs: dict) -> None:
-        step = make_train_step(loss_fn, tx, **step_kwargs)
-        evaluate = make_eval_step(loss_fn, mixed_precision=step_kwargs.get("mixed_precision"))
+        step, evaluate = _steps(loss_fn, tx, **step_kwargs)
         self._train = jax.jit(
             step,
             in_shardings=(self.replicated, self.data_sharding),
@@ -300,10 +322,10 @@ class ShardMapDataParallel(_MeshDataParallel):
 
     def _compile(self, loss_fn: LossFn, tx: Any, *, donate: bool, step_kwargs: dict) -> None:
         axis_name = self.axis_name
-        step = make_train_step(loss_fn, tx, axis_name=axis_name, reduce="loss", **step_kwargs)
-        evaluate = make_eval_step(
-            loss_fn, mixed_precision=step_kwargs.get("mixed_precision"), axis_name=axis_name
-        )
+        step, evaluate = _steps(
+            loss_fn, tx, axis_name=axis_name, reduce="loss", eval_axis_name=axis_name,
+            **step_kwargs,
+        )  # fmt: skip
         specs = dict(mesh=self.mesh, in_specs=(P(), P(axis_name)))
         self._train = jax.jit(
             jax.shard_map(step, out_specs=(P(), P()), **specs),
