@@ -41,6 +41,9 @@ NO_MODE = {
     "DecoderBlock": "DAC's decoder block: weight-normed convolutions and Snake",
     "ResidualUnit": "DAC's residual unit: weight-normed convolutions and Snake",
     "Snake1d": "an activation with a learnt parameter",
+    "MPD": "DAC's period discriminator: weight-normed convolutions and leaky ReLU",
+    "MSD": "DAC's scale discriminator: resampling, weight-normed convolutions and leaky ReLU",
+    "MRD": "DAC's band discriminator: STFT, weight-normed convolutions and leaky ReLU",
 }
 
 
