@@ -7,7 +7,8 @@ Subcommands:
   generate reconstruct images with a trained run's model (``--run DIR``).
   demo     the main job: DAC codec round trip on the bundled speech, then a VQ-VAE on digits.
   convert  convert a checkpoint: ``jaxlatent convert dac SRC.pth OUT_DIR``.
-  encode   audio files/folders -> ``.dac`` files (``--model MODEL INPUT... --output DIR``).
+  encode   audio files/folders -> ``.dac`` files (``--model MODEL INPUT... --output DIR``;
+           ``--exact``: the whole-signal codes, window by window).
   decode   ``.dac`` files/folders -> WAV files (``--model MODEL INPUT... --output DIR``).
   parity   compare jaxlatent with the torch reference: ``jaxlatent parity dac --model SRC.pth``.
 
@@ -304,6 +305,7 @@ def _encode(args: argparse.Namespace) -> int:
         args.output,
         win_duration=args.win_duration,
         n_quantizers=args.n_quantizers,
+        exact=args.exact,
         progress=not args.quiet,
     )
     print(
@@ -375,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="window in seconds (default 5.0, as the official `dac encode`)",
+    )
+    encode.add_argument(
+        "--exact",
+        action="store_true",
+        help="exact windows: the codes of the whole signal at once, whatever --win-duration "
+        "(an unchunked .dac file the official package decodes in one pass)",
     )
     encode.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_compile_cache_arguments(encode)

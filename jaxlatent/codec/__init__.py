@@ -19,6 +19,10 @@ from jaxlatent.codec.compression import decompress as decompress
 from jaxlatent.codec.dac_file import DACFile as DACFile
 from jaxlatent.codec.dac_file import DACFileError as DACFileError
 
+# exact.py
+from jaxlatent.codec.exact import compress_exact as compress_exact
+from jaxlatent.codec.exact import decompress_exact as decompress_exact
+
 # loudness.py and resample.py are used as modules (`jaxlatent.codec.loudness.loudness`,
 # `jaxlatent.codec.resample.resample`); their functions are not re-exported here so that the
 # function names do not shadow the modules.

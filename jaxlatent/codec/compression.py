@@ -53,6 +53,8 @@ and decoder taking ``padding=`` (see :class:`~jaxlatent.models.dac.Encoder`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from flax import nnx
@@ -163,6 +165,58 @@ def _analyse(signal: Resampler, channels: int, rate: int):
     return meter.loudness(), peaks
 
 
+class _Prepared(NamedTuple):
+    """Audio ready to code: ``read(start, n)`` gives float32 ``[rows, n, 1]`` normalised,
+    peak-limited samples at the model rate (zeros outside ``[0, length)``)."""
+
+    config: Any
+    n_q: int
+    length: int
+    read: Callable[[int, int], np.ndarray]
+    input_db: np.ndarray
+    original_length: int
+    channels: int
+
+
+def _prepare(model, audio, sample_rate, n_quantizers, normalize_db) -> _Prepared:
+    """Steps 1-2 of `compress`: check the arguments, resample lazily, measure the loudness
+    and the peaks (one pass); the result reads normalised windows at the model rate."""
+    config = _config(model)
+    audio = _check_audio(audio, sample_rate)
+    n_q = check_n_quantizers(n_quantizers, config.n_codebooks)
+    if normalize_db is not None and not math.isfinite(float(normalize_db)):
+        raise ValueError(f"normalize_db must be a finite number or None, got {normalize_db!r}")
+    batch, original_length, channels = audio.shape
+    sr = config.sample_rate
+
+    # 1-2. Resample (lazily, block by block), measure the loudness and the peaks.
+    signal = Resampler(_rows(audio), int(sample_rate), sr)
+    length = signal.length
+    if length < 1:
+        raise ValueError(
+            f"audio of {original_length} samples at {sample_rate} Hz is empty at the model's "
+            f"{sr} Hz"
+        )
+    input_db, peaks = _analyse(signal, channels, sr)
+    # Normalise (audio * gain, per batch item) then limit every channel's peak to 1
+    # (audio * (1 / peak)): applied to each window as it is read, in the reference's float32
+    # order; max |x * g| = fl(max |x| * g) because rounding is monotonic.
+    gain = np.ones(batch, np.float32)
+    if normalize_db is not None:
+        gain = normalize_gain(normalize_db, input_db)
+    row_gain = np.repeat(gain, channels)
+    peaks = peaks * row_gain
+    peak_gain = np.where(peaks > 1.0, np.float32(1.0) / np.maximum(peaks, 1.0), np.float32(1))
+    peak_gain = peak_gain.astype(np.float32)
+
+    def read(start: int, n: int) -> np.ndarray:
+        y = signal.read(start, start + n) * row_gain[:, None]
+        y = y * peak_gain[:, None]
+        return y[:, :, None]  # [rows, n, 1]
+
+    return _Prepared(config, n_q, length, read, input_db, original_length, channels)
+
+
 def compress(
     model: nnx.Module,
     audio,
@@ -198,38 +252,8 @@ def compress(
 
     Source: descript-audio-codec 1.0.0 ``dac.model.base.CodecMixin.compress``.
     """
-    config = _config(model)
-    audio = _check_audio(audio, sample_rate)
-    n_q = check_n_quantizers(n_quantizers, config.n_codebooks)
-    if normalize_db is not None and not math.isfinite(float(normalize_db)):
-        raise ValueError(f"normalize_db must be a finite number or None, got {normalize_db!r}")
-    batch, original_length, channels = audio.shape
-    sr = config.sample_rate
-
-    # 1-2. Resample (lazily, block by block), measure the loudness and the peaks.
-    signal = Resampler(_rows(audio), int(sample_rate), sr)
-    length = signal.length
-    if length < 1:
-        raise ValueError(
-            f"audio of {original_length} samples at {sample_rate} Hz is empty at the model's "
-            f"{sr} Hz"
-        )
-    input_db, peaks = _analyse(signal, channels, sr)
-    # Normalise (audio * gain, per batch item) then limit every channel's peak to 1
-    # (audio * (1 / peak)): applied to each window as it is read, in the reference's float32
-    # order; max |x * g| = fl(max |x| * g) because rounding is monotonic.
-    gain = np.ones(batch, np.float32)
-    if normalize_db is not None:
-        gain = normalize_gain(normalize_db, input_db)
-    row_gain = np.repeat(gain, channels)
-    peaks = peaks * row_gain
-    peak_gain = np.where(peaks > 1.0, np.float32(1.0) / np.maximum(peaks, 1.0), np.float32(1))
-    peak_gain = peak_gain.astype(np.float32)
-
-    def read(start: int, n: int) -> np.ndarray:
-        y = signal.read(start, start + n) * row_gain[:, None]
-        y = y * peak_gain[:, None]
-        return y[:, :, None]  # [rows, n, 1]
+    prep = _prepare(model, audio, sample_rate, n_quantizers, normalize_db)
+    config, n_q, length, read = prep.config, prep.n_q, prep.length, prep.read
 
     # 3-4. Code the rows, whole or window by window.
     plan = chunking.chunk_plan(config, length, win_duration)
@@ -244,12 +268,32 @@ def compress(
     return DACFile(
         codes=np.concatenate(codes, axis=-1).astype(np.uint16),
         chunk_length=codes[-1].shape[-1],
-        original_length=original_length,
-        input_db=input_db,
-        channels=channels,
+        original_length=prep.original_length,
+        input_db=prep.input_db,
+        channels=prep.channels,
         sample_rate=int(sample_rate),
         padding=not plan.chunked,
     )
+
+
+def _check_file(model, dac_file):
+    """The model's config, once the file is known to be decodable by it."""
+    config = _config(model)
+    if not isinstance(dac_file, DACFile):
+        raise ValueError(f"dac_file must be a DACFile, got {type(dac_file).__name__}")
+    codes = dac_file.codes
+    n_q = codes.shape[1]
+    if n_q > config.n_codebooks:
+        raise ValueError(
+            f"the file has {n_q} codebooks but the model only {config.n_codebooks}: it was "
+            "coded with another model variant"
+        )
+    if int(codes.max()) >= config.codebook_size:
+        raise ValueError(
+            f"the file has code {int(codes.max())} but the model's codebooks have "
+            f"{config.codebook_size} entries: it was coded with another model"
+        )
+    return config
 
 
 def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -> np.ndarray:
@@ -271,21 +315,9 @@ def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -
 
     Source: descript-audio-codec 1.0.0 ``dac.model.base.CodecMixin.decompress``.
     """
-    config = _config(model)
-    if not isinstance(dac_file, DACFile):
-        raise ValueError(f"dac_file must be a DACFile, got {type(dac_file).__name__}")
+    config = _check_file(model, dac_file)
     codes = dac_file.codes
-    rows, n_q, frames = codes.shape
-    if n_q > config.n_codebooks:
-        raise ValueError(
-            f"the file has {n_q} codebooks but the model only {config.n_codebooks}: it was "
-            "coded with another model variant"
-        )
-    if int(codes.max()) >= config.codebook_size:
-        raise ValueError(
-            f"the file has code {int(codes.max())} but the model's codebooks have "
-            f"{config.codebook_size} entries: it was coded with another model"
-        )
+    rows, _, frames = codes.shape
     sr = config.sample_rate
     step = dac_file.chunk_length
     graphdef, state = nnx.split(model)
@@ -303,10 +335,18 @@ def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -
             recons[:, filled : filled + y.shape[-1]] = y
         filled += y.shape[-1]
     recons = recons[:, :filled]  # [rows, samples] at the model rate
+    return _restore(recons, dac_file, sr)
+
+
+def _restore(recons: np.ndarray, dac_file: DACFile, sr: int) -> np.ndarray:
+    """The end of `decompress`: decoded rows ``[rows, samples]`` at the model rate `sr`
+    (scaled in place) back to the recorded loudness and the file's rate and length."""
+    rows, filled = recons.shape
 
     # Loudness back to input_db (each decoded channel measured on its own, as the reference).
     meter = StreamingMeter(rows, filled, sr)
-    meter.feed(recons)
+    for s0 in range(0, filled, _READ_BLOCK):  # block by block: no signal-sized temporaries
+        meter.feed(recons[:, s0 : s0 + _READ_BLOCK])
     target = np.repeat(dac_file.input_db, rows // dac_file.input_db.shape[0])
     recons *= normalize_gain(target, meter.loudness())[:, None]
 
