@@ -112,7 +112,7 @@ def test_few_compiled_steps_serve_every_push(model, rng, monkeypatch):
 
 
 def test_bad_pushes(model, rng):
-    enc = StreamingEncoder(model, channels=2, max_step_frames=4)
+    enc = StreamingEncoder(model, channels=2, n_quantizers=2, max_step_frames=4)
     with pytest.raises(ValueError, match="floating point"):
         enc.push(np.zeros((10, 2), np.int16))
     with pytest.raises(ValueError, match=r"channels=2"):
@@ -123,7 +123,7 @@ def test_bad_pushes(model, rng):
         enc.push(np.full((10, 2), np.nan, np.float32))
     x = (rng.standard_normal((500, 2)) * 0.3).astype(np.float32)
     got = np.concatenate([enc.push(x), enc.flush()], axis=-1)  # unchanged by the bad pushes
-    np.testing.assert_array_equal(got, _whole_codes(model, x)[1])
+    np.testing.assert_array_equal(got, _whole_codes(model, x, 2)[1])
     with pytest.raises(ValueError, match="flushed"):
         enc.push(x)
 
