@@ -10,6 +10,7 @@ Subcommands:
   encode   audio files/folders -> ``.dac`` files (``--model MODEL INPUT... --output DIR``),
            batched over devices and processes; resumable; ``DIR/summary.json``. Exit status
            1 when some inputs could not be read (listed in the summary, skipped).
+           ``--exact``: the whole-signal codes, window by window.
   decode   ``.dac`` files/folders -> WAV files (``--model MODEL INPUT... --output DIR``),
            batched, resumable, ``DIR/summary.json`` and exit status 1 as ``encode``.
   parity   compare jaxlatent with the torch reference: ``jaxlatent parity dac --model SRC.pth``.
@@ -344,6 +345,7 @@ def _encode(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         win_duration=args.win_duration,
         n_quantizers=args.n_quantizers,
+        exact=args.exact,
         overwrite=args.overwrite,
         fail_fast=args.fail_fast,
         progress=not args.quiet,
@@ -459,6 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="window in seconds (default 5.0, as the official `dac encode`)",
+    )
+    encode.add_argument(
+        "--exact",
+        action="store_true",
+        help="exact windows: the codes of the whole signal at once, whatever --win-duration "
+        "(an unchunked .dac file the official package decodes in one pass)",
     )
     _add_folder_arguments(encode)
     _add_compile_cache_arguments(encode)

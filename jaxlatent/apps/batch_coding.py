@@ -120,12 +120,15 @@ def _batch_size(batch_size: int | None) -> int:
     return check_batch_size(batch_size, n)
 
 
-def _check_options(config, win_duration, n_quantizers) -> None:
+def _check_options(config, win_duration, n_quantizers, exact: bool = False) -> None:
     from jaxlatent._checks import check_n_quantizers
     from jaxlatent.codec import chunking
 
     if n_quantizers is not None:
         check_n_quantizers(n_quantizers, config.n_codebooks)
+    if exact:  # any positive window works: its context is read around it
+        chunking.check_win_duration(win_duration)
+        return
     # A window too short for the model fails every long input: refuse it up front.
     chunking.chunk_plan(config, int(win_duration * config.sample_rate) + 1, win_duration)
 
@@ -295,6 +298,7 @@ def encode_folder(
     batch_size: int | None = None,
     win_duration: float = 5.0,
     n_quantizers: int | None = None,
+    exact: bool = False,
     overwrite: bool = False,
     fail_fast: bool = False,
     progress: bool = True,
@@ -313,6 +317,10 @@ def encode_folder(
         device count; default :data:`DEFAULT_BATCH` rounded up to such a multiple.
       win_duration: compress window in seconds (5.0 as the official ``dac encode``).
       n_quantizers: codebooks to use (default all).
+      exact: code each input with :func:`jaxlatent.codec.compress_exact` (the codes of the
+        whole signal at once, in windows of `win_duration`; one unchunked ``.dac`` per input)
+        instead of the official windowed algorithm; inputs are then coded one at a time
+        (windows of one input, not batched across inputs).
       overwrite: code inputs whose output exists again (default: keep them).
       fail_fast: raise at the first input that cannot be read or coded (default: report and
         skip it).
@@ -342,7 +350,7 @@ def encode_folder(
     found = files.find_inputs(inputs, files.AUDIO_SUFFIXES)
     batch_size = _batch_size(batch_size)
     model = _model(model)
-    _check_options(model.config, win_duration, n_quantizers)
+    _check_options(model.config, win_duration, n_quantizers, exact)
     encoder = BatchEncoder(model, batch_size)
     targets = {path: files.output_path(output, rel, ".dac") for path, rel in found}
     # Every process checks every input's header, so that all of them refuse a bad rate (or,
@@ -368,13 +376,33 @@ def encode_folder(
         durations[path] = seconds
         return prepared
 
+    def exact_files():
+        from jaxlatent.codec import compress_exact
+        from jaxlatent.datasets import read_audio
+
+        for path, clip in run.prefetch(todo, read_audio):
+            durations[path] = clip.audio.shape[0] / clip.sample_rate
+            try:
+                dac_file = compress_exact(
+                    model,
+                    clip.audio,
+                    clip.sample_rate,
+                    win_duration=win_duration,
+                    n_quantizers=n_quantizers,
+                )
+            except ValueError as e:
+                run.skip(path, e)
+                continue
+            yield path, dac_file
+
     try:
-        for path, dac_file in encoder.encode(run.prefetch(todo, load)):
+        coded = exact_files() if exact else encoder.encode(run.prefetch(todo, load))
+        for path, dac_file in coded:
             dac_file.save(targets[path])
             run.done(path, durations.pop(path))
     finally:
         run.bar.close()
-    extra = {"batch_size": batch_size, "win_duration": win_duration}
+    extra = {"batch_size": batch_size, "win_duration": win_duration, "exact": exact}
     return run.finish(output, len(mine) - len(todo) - len(unreadable), extra)
 
 
@@ -441,9 +469,10 @@ def decode_folder(
     import jax
 
     from jaxlatent.apps.codec_files import _model
-    from jaxlatent.codec import DACFile, files
+    from jaxlatent.codec import DACFile, decompress_exact, files
     from jaxlatent.codec.batch import BatchDecoder
     from jaxlatent.codec.compression import check_decodable
+    from jaxlatent.codec.exact import decodes_in_windows
 
     found = files.find_inputs(inputs, (".dac",))
     batch_size = _batch_size(batch_size)
@@ -466,14 +495,26 @@ def decode_folder(
             dac_files[path] = dac_file
             yield path, dac_file
 
+    def write(path, audio, rate):
+        for item, target in zip(
+            audio, _decoded_targets(output, rels[path], audio.shape[0]), strict=True
+        ):
+            files.write_audio(target, item, rate)
+        run.done(path, audio.shape[0] * audio.shape[1] / rate)
+
+    def batchable():
+        """The loaded files for the batches; a long unchunked file (jaxlatent's exact codes,
+        or the official ``win_duration=None``) is decoded here, in windows with code context
+        (:func:`jaxlatent.codec.decompress_exact`: flat memory, the same audio)."""
+        for path, dac_file in loaded():
+            if decodes_in_windows(model, dac_file):
+                write(path, decompress_exact(model, dac_file), dac_files.pop(path).sample_rate)
+            else:
+                yield path, dac_file
+
     try:
-        for path, audio in decoder.decode(loaded()):
-            rate = dac_files.pop(path).sample_rate
-            for item, target in zip(
-                audio, _decoded_targets(output, rels[path], audio.shape[0]), strict=True
-            ):
-                files.write_audio(target, item, rate)
-            run.done(path, audio.shape[0] * audio.shape[1] / rate)
+        for path, audio in decoder.decode(batchable()):
+            write(path, audio, dac_files.pop(path).sample_rate)
     finally:
         run.bar.close()
     return run.finish(output, len(mine) - len(todo), {"batch_size": batch_size})

@@ -4,9 +4,11 @@
 (:mod:`jaxlatent.apps.batch_coding`); the files are the same.
 
 :func:`encode_files` reads every input with :func:`jaxlatent.datasets.read_audio`, codes it
-with :func:`jaxlatent.codec.compress` (the official ``compress`` algorithm) and writes one
+with :func:`jaxlatent.codec.compress` (the official ``compress`` algorithm; with ``exact``,
+:func:`jaxlatent.codec.compress_exact`: the whole-signal codes, in windows) and writes one
 ``.dac`` file per input; :func:`decode_files` is the inverse with
-:func:`jaxlatent.codec.decompress`, writing 16-bit PCM WAV files. Folders are walked and
+:func:`jaxlatent.codec.decompress_exact` (:func:`jaxlatent.codec.decompress` for chunked and
+short files; long unchunked ones in windows), writing 16-bit PCM WAV files. Folders are walked and
 their layout is kept under the output folder (:func:`jaxlatent.codec.files.find_inputs`);
 every output is written atomically.
 """
@@ -82,6 +84,7 @@ def encode_files(
     *,
     win_duration: float = 5.0,
     n_quantizers: int | None = None,
+    exact: bool = False,
     progress: bool = True,
 ) -> CodingResult:
     """Code audio files (or every audio file under folders) into ``.dac`` files.
@@ -94,6 +97,8 @@ def encode_files(
       output: output folder; ``INPUT.wav`` becomes ``output/INPUT.dac``.
       win_duration: compress window in seconds (5.0 as the official ``dac encode``).
       n_quantizers: codebooks to use (default all).
+      exact: code with :func:`jaxlatent.codec.compress_exact` (windows of `win_duration`,
+        the codes of the whole signal, an unchunked file) instead of the official algorithm.
       progress: progress bars (per file, or per chunk for a single file).
 
     Returns:
@@ -103,7 +108,7 @@ def encode_files(
       ValueError: for a bad `n_quantizers` / `win_duration`, no inputs, unreadable audio.
       FileNotFoundError: for a missing input.
     """
-    from jaxlatent.codec import compress, files
+    from jaxlatent.codec import compress, compress_exact, files
     from jaxlatent.datasets import read_audio
 
     if n_quantizers is not None and n_quantizers < 1:
@@ -115,7 +120,7 @@ def encode_files(
     start, seconds, written = time.perf_counter(), 0.0, []
     for path, rel in _bar(found, progress, "encode"):
         clip = read_audio(path)
-        dac_file = compress(
+        dac_file = (compress_exact if exact else compress)(
             model,
             clip.audio,
             clip.sample_rate,
@@ -155,14 +160,14 @@ def decode_files(
       ValueError: for an unreadable ``.dac`` file or one the model cannot decode.
       FileNotFoundError: for a missing input.
     """
-    from jaxlatent.codec import DACFile, decompress, files
+    from jaxlatent.codec import DACFile, decompress_exact, files
 
     found = files.find_inputs(inputs, (".dac",))
     model = _model(model)
     start, seconds, written = time.perf_counter(), 0.0, []
     for path, rel in _bar(found, progress, "decode"):
         dac_file = DACFile.load(path)
-        audio = decompress(model, dac_file, verbose=progress and len(found) == 1)
+        audio = decompress_exact(model, dac_file, verbose=progress and len(found) == 1)
         for i, item in enumerate(audio):  # one file per batch item (one for our own files)
             item_suffix = suffix if audio.shape[0] == 1 else f"{suffix}-{i}"
             name = rel.with_name(rel.stem + item_suffix + rel.suffix)  # .dac: replaced below

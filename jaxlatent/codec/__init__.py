@@ -24,6 +24,14 @@ from jaxlatent.codec.compression import prepare as prepare
 from jaxlatent.codec.dac_file import DACFile as DACFile
 from jaxlatent.codec.dac_file import DACFileError as DACFileError
 
+# exact.py
+from jaxlatent.codec.exact import compress_exact as compress_exact
+from jaxlatent.codec.exact import decompress_exact as decompress_exact
+
+# streaming.py
+from jaxlatent.codec.streaming import StreamingDecoder as StreamingDecoder
+from jaxlatent.codec.streaming import StreamingEncoder as StreamingEncoder
+
 # loudness.py and resample.py are used as modules (`jaxlatent.codec.loudness.loudness`,
 # `jaxlatent.codec.resample.resample`); their functions are not re-exported here so that the
 # function names do not shadow the modules.

@@ -146,7 +146,7 @@ def chunk_plan(config: DACConfig, length: int, win_duration: float | None) -> Ch
         raise ValueError(f"audio must have at least one sample, got length {length}")
     sr = config.sample_rate
     if win_duration is not None:
-        _check_win(win_duration)
+        check_win_duration(win_duration)
     if win_duration is None or length / sr <= win_duration:
         return ChunkPlan(False, length, length, 0, 1)
     n_samples = int(win_duration * sr)
@@ -165,7 +165,8 @@ def chunk_plan(config: DACConfig, length: int, win_duration: float | None) -> Ch
     return ChunkPlan(True, n_samples, hop, delay(config), len(range(0, length, hop)))
 
 
-def _check_win(win_duration) -> None:
+def check_win_duration(win_duration) -> None:
+    """Raise ``ValueError`` unless `win_duration` is a positive finite number of seconds."""
     if (
         isinstance(win_duration, bool)
         or not isinstance(win_duration, int | float)

@@ -424,7 +424,8 @@ def finish_decoding(dac_file: DACFile, recons: np.ndarray, model_rate: int) -> n
     sr = model_rate
     # Loudness back to input_db (each decoded channel measured on its own, as the reference).
     meter = StreamingMeter(rows, filled, sr)
-    meter.feed(recons)
+    for s0 in range(0, filled, _READ_BLOCK):  # block by block: no signal-sized temporaries
+        meter.feed(recons[:, s0 : s0 + _READ_BLOCK])
     target = np.repeat(dac_file.input_db, rows // dac_file.input_db.shape[0])
     recons *= normalize_gain(target, meter.loudness())[:, None]
 

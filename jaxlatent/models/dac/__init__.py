@@ -7,7 +7,8 @@ a converted model is saved and restored without torch by :func:`save_converted` 
 :func:`load_converted` (:mod:`jaxlatent.models.dac.store`).
 """
 
-# codec.py, config.py, layers.py, model.py, store.py (sin_squared.py: Snake's fast sin**2)
+# codec.py, config.py, layers.py, model.py, receptive.py, store.py (sin_squared.py: Snake's
+# fast sin**2; windowed.py: exact windows of the encoder/decoder)
 from jaxlatent.models.dac.codec import Decoder as Decoder
 from jaxlatent.models.dac.codec import Encoder as Encoder
 from jaxlatent.models.dac.config import DACConfig as DACConfig
@@ -20,6 +21,8 @@ from jaxlatent.models.dac.layers import snake as snake
 from jaxlatent.models.dac.model import DAC as DAC
 from jaxlatent.models.dac.model import DACEncoded as DACEncoded
 from jaxlatent.models.dac.model import DACOutput as DACOutput
+from jaxlatent.models.dac.receptive import ReceptiveField as ReceptiveField
+from jaxlatent.models.dac.receptive import receptive_field as receptive_field
 from jaxlatent.models.dac.store import ConvertedModelError as ConvertedModelError
 from jaxlatent.models.dac.store import is_converted_dir as is_converted_dir
 from jaxlatent.models.dac.store import load_converted as load_converted
