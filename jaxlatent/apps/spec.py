@@ -48,6 +48,8 @@ class ModelSpec:
       same_key_on_devices: under pmap / shard_map give every device the same step key
         (`make_train_step`'s ``per_device_keys=False``); needed by quantizers whose k-means
         init and dead-code restarts choose rows of the global batch with one key.
+      quantizers: the ``--quantizer`` names it accepts (its presets then have a ``quantizer``
+        field); empty for a model without a swappable quantizer.
     """
 
     name: str
@@ -62,6 +64,7 @@ class ModelSpec:
     presets: dict[str, Any] = dataclasses.field(default_factory=dict)
     eval_metrics: Callable[[Any, dict, Array], dict[str, Array]] | None = None
     same_key_on_devices: bool = False
+    quantizers: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.data_kind not in DATA_KINDS:

@@ -55,6 +55,7 @@ class TrainConfig:
     steps: int
     batch_size: int
     preset: str | None = None
+    quantizer: str | None = None  # None: the preset's (VQ-VAE models only)
     data: str | None = None  # None: the model's bundled data ("digits" or "speech")
     resume: bool = False
     overwrite: bool = False
@@ -219,6 +220,15 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
       ValueError: for any bad input (before anything is written).
     """
     spec, preset_name, preset = get_model(cfg.model, cfg.preset)
+    if cfg.quantizer is not None:
+        if not spec.quantizers:
+            raise ValueError(f"--quantizer: model {cfg.model!r} has no quantizer to swap")
+        if cfg.quantizer not in spec.quantizers:
+            raise ValueError(
+                f"unknown --quantizer {cfg.quantizer!r}; choose one of: "
+                f"{', '.join(spec.quantizers)}"
+            )
+        preset = dataclasses.replace(preset, quantizer=cfg.quantizer)
     if cfg.steps < 1:
         raise ValueError(f"--steps must be positive, got {cfg.steps}")
     for name in ("eval_every", "checkpoint_every"):
