@@ -94,8 +94,11 @@ def _trainer(cfg: TrainConfig, spec, loss_fn, tx):
     return cls(loss_fn, tx, per_device_keys=not spec.same_key_on_devices)
 
 
-def _check_resume(cfg: TrainConfig, preset_name: str, template: training.TrainState) -> int | None:
-    """Refuse to resume a run of another model or preset (before anything is written).
+def _check_resume(
+    cfg: TrainConfig, preset_name: str, template: training.TrainState, quantizer: str | None
+) -> int | None:
+    """Refuse to resume a run of another model, preset or quantizer (before anything is
+    written); `quantizer` is the preset's ``--quantizer`` (None for models without one).
 
     Returns the step of the checkpoint the run will resume from (None: a fresh start).
     """
@@ -108,6 +111,12 @@ def _check_resume(cfg: TrainConfig, preset_name: str, template: training.TrainSt
                 f"the run in {cfg.out!r} trains model {run.get('model')!r} (preset "
                 f"{run.get('preset')!r}), not {cfg.model!r} (preset {preset_name!r}); use "
                 "another --out or --overwrite"
+            )
+        trained = run.get("preset_settings", {}).get("quantizer", "vq")  # older runs: vq
+        if quantizer is not None and trained != quantizer:
+            raise ValueError(
+                f"the run in {cfg.out!r} trains with --quantizer {trained!r}, not "
+                f"{quantizer!r}; pass the same --quantizer, another --out or --overwrite"
             )
     ckpt_dir = os.path.join(cfg.out, "checkpoints")
     if not os.path.isdir(ckpt_dir):
@@ -249,7 +258,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     trainer.check_batch_size(cfg.batch_size)
     it = training.ArrayDataIterator(data.arrays, cfg.batch_size, seed=cfg.seed)
     state = initial_state(spec, preset, len(data.class_names), tx, cfg.seed)
-    resume_step = _check_resume(cfg, preset_name, state) if cfg.resume else None
+    quantizer = getattr(preset, "quantizer", None) if spec.quantizers else None
+    resume_step = _check_resume(cfg, preset_name, state, quantizer) if cfg.resume else None
 
     # --- all checks passed: write ---
     if cfg.overwrite and os.path.isdir(cfg.out):
