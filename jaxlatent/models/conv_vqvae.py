@@ -2,9 +2,10 @@
 
 `ConvVQVAE` is a VQ-VAE (van den Oord et al. 2017, arXiv:1711.00937): a convolutional
 encoder that halves the time axis, the generic `jaxlatent.quantizers.VectorQuantizer`
-(gradient or EMA codebook, k-means init, dead-code restarts, by its config) and a
-transposed-convolution decoder. ``jaxlatent train`` trains it on log spectrograms
-(``vq_vae_ema``, ``vq_vae``); the feature axis is the channel axis.
+(gradient or EMA codebook, k-means init, dead-code restarts, by its config; or any quantizer
+given as a factory) and a transposed-convolution decoder. ``jaxlatent train`` trains it on
+log spectrograms (``vq_vae_ema``, ``vq_vae``, ``--quantizer``); the feature axis is the
+channel axis.
 
 Source: the architecture is this project's; the quantizer follows lucidrains'
 vector-quantize-pytorch (see `jaxlatent.quantizers.VectorQuantizer`).
@@ -35,7 +36,8 @@ class ConvVQVAEOutput(NamedTuple):
 
 
 class ConvVQVAE(nnx.Module):
-    """VQ-VAE over time with the generic `VectorQuantizer` (gradient or EMA codebook).
+    """VQ-VAE over time with the generic `VectorQuantizer` (gradient or EMA codebook), or
+    another quantizer from a `quantizer` factory (FSQ, LFQ, SimVQ, residual forms).
 
     Encoder: ``Conv1d(features, hidden, k)`` → leaky ReLU → ``Conv1d(hidden, hidden, 4,
     stride 2)`` → leaky ReLU → ``Conv1d(hidden, dim, 1)`` (time halved); the quantizer on
