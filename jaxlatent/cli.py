@@ -127,6 +127,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = train.TrainConfig(
         model=args.model,
         preset=args.preset,
+        quantizer=args.quantizer,
         data=args.data,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -182,6 +183,14 @@ def _add_train_parser(sub) -> None:
 
     t.complete_help = list_models
     t.add_argument("--preset", default=None, help="model size preset (default: tiny)")
+    t.add_argument(
+        "--quantizer",
+        default=None,
+        help="VQ-VAE models (vq_vae, vq_vae_ema) only: vq (default: the model's VectorQuantizer), "
+        "fsq (levels 8,5,5,5), rfsq (2-layer residual FSQ), lfq (2**8 codes), rlfq (2-layer "
+        "residual LFQ), simvq, rsimvq (2-layer residual SimVQ), rvq (2-layer residual VQ); "
+        "residual ones use quantizer dropout; usage and perplexity per codebook in eval.jsonl",
+    )
     t.add_argument(
         "--data",
         default=None,

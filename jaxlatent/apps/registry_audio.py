@@ -33,6 +33,9 @@ updates as one device.
   codes (latents and codes l2-normalised, as in ViT-VQGAN, Yu et al. 2021). With plain l2
   codes from a random init the encoder outgrows the codebook, whose Adam steps are bounded by
   the learning rate: the codebook loss went from 0.009 to 53 in 40 steps of the tiny preset.
+* ``--quantizer NAME`` swaps the quantizer of both VQ-VAEs (`jaxlatent.apps.vq_quantizers`:
+  fsq, rfsq, lfq, rlfq, simvq, rsimvq, rvq; ``vq`` is the default above); its auxiliary loss
+  joins the objective and each codebook's usage and perplexity are logged.
 * ``dac`` — `jaxlatent.models.dac.DAC` on waveform segments. Default objective (``recipe``):
   DAC's adversarial recipe against `jaxlatent.models.dac.Discriminator`
   (`jaxlatent.apps.dac_recipe`: mel 15, feature matching 2, adversarial 1, commitment 0.25,
@@ -56,6 +59,13 @@ from jaxlatent.apps.dac_init import choose_preset, load_discriminator, load_gene
 from jaxlatent.apps.dac_recipe import DACRecipe, dac_gan_objective
 from jaxlatent.apps.metrics import codes_used
 from jaxlatent.apps.spec import ModelSpec
+from jaxlatent.apps.vq_quantizers import (
+    QUANTIZERS,
+    quantizer_factory,
+    quantizer_loss,
+    usage_metrics,
+    vq_config,
+)
 from jaxlatent.losses import (
     AutoencoderLoss,
     VariationalAutoencoderLoss,
@@ -73,7 +83,7 @@ from jaxlatent.models import (
     conv_variational_autoencoder,
 )
 from jaxlatent.models.dac import DAC, DACConfig, Discriminator, DiscriminatorConfig
-from jaxlatent.quantizers import VectorQuantizerConfig, code_counts
+from jaxlatent.quantizers import VectorQuantizerOutput, code_counts
 
 Array = jax.Array
 
@@ -103,6 +113,9 @@ class AudioPreset(AudioFeatures):
       recipe: the optimizer and loss settings of ``--objective recipe`` (DAC only).
       learning_rate: default Adam learning rate (``--objective reconstruction``; the recipe
         has its own).
+      quantizer: VQ-VAE quantizer, a name of `jaxlatent.apps.vq_quantizers.QUANTIZERS`
+        (``jaxlatent train --quantizer``; ``"vq"``: the `VectorQuantizer` of
+        `codebook_update`).
     """
 
     hidden: int = 64
@@ -118,6 +131,7 @@ class AudioPreset(AudioFeatures):
     discriminator: DiscriminatorConfig | None = None
     recipe: DACRecipe | None = None
     learning_rate: float = 2e-3
+    quantizer: str = "vq"
 
 
 #: SpeechBrain autoencoders: tiny (8 ms hop, 0.26 s segments); small = the demo's net.
@@ -272,18 +286,10 @@ def _sb_nae_reconstruct(model, batch, key):
 
 
 def _build_vq(p: AudioPreset, num_classes, rngs):
-    if p.codebook_update == "gradient":
-        codebook = VectorQuantizerConfig.vqvae(p.codebook_size, p.latent, metric="cosine")
-    else:
-        codebook = VectorQuantizerConfig.vqvae_ema(
-            p.codebook_size,
-            p.latent,
-            decay=p.ema_decay,
-            kmeans_init=True,
-            kmeans_iters=5,
-            dead_code_threshold=p.dead_code_threshold,
-        )
-    return ConvVQVAE(p.bins, p.hidden, codebook, p.kernel_size, rngs=rngs)
+    if p.quantizer == "vq":
+        return ConvVQVAE(p.bins, p.hidden, vq_config(p), p.kernel_size, rngs=rngs)
+    factory = quantizer_factory(p.quantizer, p)
+    return ConvVQVAE(p.bins, p.hidden, p.latent, p.kernel_size, quantizer=factory, rngs=rngs)
 
 
 def _vq_loss(p: AudioPreset):
@@ -296,6 +302,9 @@ def _vq_loss(p: AudioPreset):
         # mean squared error per element with padded positions counted as 0
         per_element = x.shape[1] * x.shape[2]
         rec = rec_loss(AutoencoderOutput(out.rec, None, None), x, length) / per_element
+        if p.quantizer != "vq":  # --quantizer: its auxiliary loss (summed over layers)
+            aux = quantizer_loss(out.vq)
+            return rec + aux, {"rec_loss": rec, "quantizer_loss": aux, **usage_metrics(out.vq)}
         return rec + out.vq.loss, {
             "rec_loss": rec,
             "commitment_loss": out.vq.commitment_loss,
@@ -313,6 +322,8 @@ def _vq_reconstruct(model, batch, key):
 
 def _vq_eval_metrics(model, batch, key):
     vq = model(batch["x"]).vq
+    if not isinstance(vq, VectorQuantizerOutput):  # --quantizer: per-codebook usage
+        return usage_metrics(vq)
     return {"codes_used": jnp.sum(vq.counts > 0), "perplexity": vq.perplexity}
 
 
@@ -430,6 +441,7 @@ VQ_VAE_EMA = ModelSpec(
     presets=VQ_PRESETS,
     eval_metrics=_vq_eval_metrics,
     same_key_on_devices=True,
+    quantizers=tuple(QUANTIZERS),
 )
 
 AUDIO_MODELS: tuple[ModelSpec, ...] = (

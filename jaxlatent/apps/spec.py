@@ -61,6 +61,8 @@ class ModelSpec:
         None), or None (no ``--init-from``).
       load_discriminator: ``load_discriminator(path, preset) -> nnx.Module`` for
         ``--init-discriminator`` (checked against the preset's discriminator), or None.
+      quantizers: the ``--quantizer`` names it accepts (its presets then have a ``quantizer``
+        field); empty for a model without a swappable quantizer.
     """
 
     name: str
@@ -75,6 +77,7 @@ class ModelSpec:
     presets: dict[str, Any] = dataclasses.field(default_factory=dict)
     eval_metrics: Callable[[Any, dict, Array], dict[str, Array]] | None = None
     same_key_on_devices: bool = False
+    quantizers: tuple[str, ...] = ()
     adversarial: Callable[[Any, float | None], Any] | None = None
     build_discriminator: Callable[[Any, nnx.Rngs], nnx.Module] | None = None
     load_pretrained: Callable[[str, str | None], tuple[str, nnx.Module]] | None = None

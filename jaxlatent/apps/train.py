@@ -63,6 +63,7 @@ class TrainConfig:
     steps: int
     batch_size: int
     preset: str | None = None
+    quantizer: str | None = None  # None: the preset's (VQ-VAE models only)
     data: str | None = None  # None: the model's bundled data ("digits" or "speech")
     resume: bool = False
     overwrite: bool = False
@@ -104,8 +105,12 @@ def _trainer(cfg: TrainConfig, spec, loss_fn, tx):
     return cls(loss_fn, tx, per_device_keys=not spec.same_key_on_devices)
 
 
-def _check_resume(cfg: TrainConfig, preset_name: str, objective: str, template) -> int | None:
-    """Refuse to resume a run of another model or preset (before anything is written).
+def _check_resume(
+    cfg: TrainConfig, preset_name: str, objective: str, template, quantizer: str | None
+) -> int | None:
+    """Refuse to resume a run of another model, preset, objective or quantizer (before
+    anything is written); `quantizer` is the preset's ``--quantizer`` (None for models
+    without one).
 
     Returns the step of the checkpoint the run will resume from (None: a fresh start).
     """
@@ -124,6 +129,12 @@ def _check_resume(cfg: TrainConfig, preset_name: str, objective: str, template) 
             raise ValueError(
                 f"the run in {cfg.out!r} trains with --objective {ran}, not {objective}; use "
                 "another --out or --overwrite"
+            )
+        trained = run.get("preset_settings", {}).get("quantizer", "vq")  # older runs: vq
+        if quantizer is not None and trained != quantizer:
+            raise ValueError(
+                f"the run in {cfg.out!r} trains with --quantizer {trained!r}, not "
+                f"{quantizer!r}; pass the same --quantizer, another --out or --overwrite"
             )
     ckpt_dir = os.path.join(cfg.out, "checkpoints")
     if not os.path.isdir(ckpt_dir):
@@ -265,6 +276,15 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             raise ValueError(f"model {cfg.model!r} cannot start from a checkpoint (--init-from)")
         preset_name, pretrained = spec.load_pretrained(cfg.init_from, cfg.preset)
         preset = spec.presets[preset_name]
+    if cfg.quantizer is not None:
+        if not spec.quantizers:
+            raise ValueError(f"--quantizer: model {cfg.model!r} has no quantizer to swap")
+        if cfg.quantizer not in spec.quantizers:
+            raise ValueError(
+                f"unknown --quantizer {cfg.quantizer!r}; choose one of: "
+                f"{', '.join(spec.quantizers)}"
+            )
+        preset = dataclasses.replace(preset, quantizer=cfg.quantizer)
     if cfg.steps < 1:
         raise ValueError(f"--steps must be positive, got {cfg.steps}")
     for name in ("eval_every", "checkpoint_every"):
@@ -311,7 +331,10 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         classes = len(data.class_names)
         state = initial_state(spec, preset, classes, tx, cfg.seed, model=pretrained)
     it = training.ArrayDataIterator(data.arrays, cfg.batch_size, seed=cfg.seed)
-    resume_step = _check_resume(cfg, preset_name, objective, state) if cfg.resume else None
+    quantizer = getattr(preset, "quantizer", None) if spec.quantizers else None
+    resume_step = (
+        _check_resume(cfg, preset_name, objective, state, quantizer) if cfg.resume else None
+    )
 
     # --- all checks passed: write ---
     if cfg.overwrite and os.path.isdir(cfg.out):

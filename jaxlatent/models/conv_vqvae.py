@@ -2,9 +2,10 @@
 
 `ConvVQVAE` is a VQ-VAE (van den Oord et al. 2017, arXiv:1711.00937): a convolutional
 encoder that halves the time axis, the generic `jaxlatent.quantizers.VectorQuantizer`
-(gradient or EMA codebook, k-means init, dead-code restarts, by its config) and a
-transposed-convolution decoder. ``jaxlatent train`` trains it on log spectrograms
-(``vq_vae_ema``, ``vq_vae``); the feature axis is the channel axis.
+(gradient or EMA codebook, k-means init, dead-code restarts, by its config; or any quantizer
+given as a factory) and a transposed-convolution decoder. ``jaxlatent train`` trains it on
+log spectrograms (``vq_vae_ema``, ``vq_vae``, ``--quantizer``); the feature axis is the
+channel axis.
 
 Source: the architecture is this project's; the quantizer follows lucidrains'
 vector-quantize-pytorch (see `jaxlatent.quantizers.VectorQuantizer`).
@@ -12,7 +13,8 @@ vector-quantize-pytorch (see `jaxlatent.quantizers.VectorQuantizer`).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 from flax import nnx
@@ -28,12 +30,14 @@ class ConvVQVAEOutput(NamedTuple):
 
     #: ``[batch, time, features]``: the reconstruction.
     rec: Array
-    #: the quantizer's output (codes ``[batch, time // 2]``, losses, code counts).
-    vq: VectorQuantizerOutput
+    #: the quantizer's output (codes ``[batch, time // 2]``, losses, code counts): a
+    #: `VectorQuantizerOutput`, or the output type of the ``quantizer`` factory's module.
+    vq: VectorQuantizerOutput | Any
 
 
 class ConvVQVAE(nnx.Module):
-    """VQ-VAE over time with the generic `VectorQuantizer` (gradient or EMA codebook).
+    """VQ-VAE over time with the generic `VectorQuantizer` (gradient or EMA codebook), or
+    another quantizer from a `quantizer` factory (FSQ, LFQ, SimVQ, residual forms).
 
     Encoder: ``Conv1d(features, hidden, k)`` → leaky ReLU → ``Conv1d(hidden, hidden, 4,
     stride 2)`` → leaky ReLU → ``Conv1d(hidden, dim, 1)`` (time halved); the quantizer on
@@ -47,9 +51,18 @@ class ConvVQVAE(nnx.Module):
     Args:
       features: input (and output) channels.
       hidden: hidden channels.
-      codebook: the quantizer's config (its ``dim`` is the latent size).
+      codebook: the quantizer's config (its ``dim`` is the latent size), or, with
+        `quantizer`, the latent size ``dim`` (an int).
       kernel_size: odd kernel size of the outer convolutions.
+      quantizer: optional factory ``quantizer(dim, rngs) -> module`` replacing the
+        `VectorQuantizer`; the module is called as ``q(z, train=, key=, axis_name=)`` on
+        ``z [batch, time/2, dim]`` and returns a NamedTuple with ``quantized`` (e.g.
+        `jaxlatent.quantizers.FSQ`, `ResidualVQ`). `decode_indices` then needs the
+        `VectorQuantizer`.
       rngs: initialisation randomness.
+
+    Raises:
+      ValueError: if `codebook` is an int without a `quantizer` factory.
 
     Example:
       >>> cfg = VectorQuantizerConfig.vqvae_ema(codebook_size=8, dim=2)
@@ -64,12 +77,16 @@ class ConvVQVAE(nnx.Module):
         self,
         features: int,
         hidden: int,
-        codebook: VectorQuantizerConfig,
+        codebook: VectorQuantizerConfig | int,
         kernel_size: int = 5,
         *,
+        quantizer: Callable[[int, nnx.Rngs], nnx.Module] | None = None,
         rngs: nnx.Rngs,
     ):
-        k, p, dim = kernel_size, kernel_size // 2, codebook.dim
+        if isinstance(codebook, int) and quantizer is None:
+            raise ValueError(f"ConvVQVAE: codebook={codebook} (a latent size) needs a quantizer")
+        dim = codebook if isinstance(codebook, int) else codebook.dim
+        k, p = kernel_size, kernel_size // 2
         self.encoder = nnx.Sequential(
             jnn.Conv1d(features, hidden, k, padding=p, rngs=rngs),
             nnx.leaky_relu,
@@ -77,7 +94,10 @@ class ConvVQVAE(nnx.Module):
             nnx.leaky_relu,
             jnn.Conv1d(hidden, dim, 1, rngs=rngs),
         )
-        self.quantizer = VectorQuantizer(codebook, rngs=rngs)
+        if quantizer is None:
+            self.quantizer = VectorQuantizer(codebook, rngs=rngs)
+        else:
+            self.quantizer = quantizer(dim, rngs)
         self.decoder = nnx.Sequential(
             jnn.ConvTranspose1d(dim, hidden, 4, stride=2, padding=1, rngs=rngs),
             nnx.leaky_relu,
