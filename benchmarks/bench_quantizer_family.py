@@ -294,6 +294,15 @@ def _shape(text: str) -> tuple[int, int, int]:
     return tuple(int(p) for p in parts)
 
 
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return int(text)
+
+    return parse
+
+
 def _names(text: str) -> list[str]:
     names = [n for n in text.split(",") if n]
     unknown = sorted(set(names) - set(cases(8)))
@@ -304,9 +313,9 @@ def _names(text: str) -> list[str]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of workers")
-    parser.add_argument("--iters", type=int, default=5, help="timed runs per worker")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per worker")
+    parser.add_argument("--rounds", type=_count(1), default=4, help="alternating rounds of workers")
+    parser.add_argument("--iters", type=_count(1), default=5, help="timed runs per worker")
+    parser.add_argument("--warmup", type=_count(0), default=1, help="untimed runs per worker")
     parser.add_argument("--threads", type=int, default=common.cores(), help="per framework")
     parser.add_argument("--shape", type=_shape, default=SHAPE, help="B x T x D, e.g. 64x512x1024")
     parser.add_argument("--only", type=_names, default=list(cases(8)), help="e.g. FSQ,LFQ")

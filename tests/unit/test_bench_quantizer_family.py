@@ -39,7 +39,7 @@ def test_cases_are_the_codec_like_configurations():
     assert bench.SHAPE == (64, 512, 1024)
 
 
-@pytest.mark.parametrize("bad", [["--shape", "64x512"], ["--only", "FSQ,Nope"]])
+@pytest.mark.parametrize("bad", [["--shape", "64x512"], ["--only", "FSQ,Nope"], ["--rounds", "0"]])
 def test_bad_arguments_exit_2(bad, capsys):
     with pytest.raises(SystemExit) as e:
         bench.main(bad)
