@@ -349,7 +349,7 @@ def test_converted_directory_and_cache(release, model, tmp_path, monkeypatch, rn
     def no_conversion(*args, **kwargs):
         raise AssertionError("the cached conversion should have been used")
 
-    monkeypatch.setattr(dac_cache, "convert_checkpoint", no_conversion)
+    monkeypatch.setattr(dac_cache, "convert_any", no_conversion)
     second = dac_cache.load_model(path, cache_dir=cache)
     audio = _audio(rng)
     np.testing.assert_array_equal(first(audio).audio, second(audio).audio)
