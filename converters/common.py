@@ -632,6 +632,31 @@ def check_state_dict(state_dict: Any, where: str) -> None:
             )
 
 
+def check_keys_and_shapes(
+    state_dict: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], what: str
+) -> None:
+    """Raise unless `state_dict` has exactly the keys of `expected`, each of its shape.
+
+    Raises:
+      ConversionError: ``"state_dict does not match {what}"``, listing every missing,
+        unexpected and mis-shaped key.
+    """
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k}: {tuple(to_numpy(v).shape)}, expected {expected[k]}"
+        for k, v in state_dict.items()
+        if k in expected and tuple(to_numpy(v).shape) != expected[k]
+    ]
+    if missing or unexpected or mismatched:
+        raise ConversionError(
+            f"state_dict does not match {what}",
+            missing=missing,
+            unexpected=unexpected,
+            mismatched=mismatched,
+        )
+
+
 def check_counts_fit(where: str, state_dict: Mapping[str, Any], counts: Mapping[str, int]) -> None:
     """Refuse a configuration (from a file's metadata) with more layers than tensors.
 

@@ -194,20 +194,7 @@ def check_state_dict(
     """
     style = detect_style(state_dict) if style is None else style
     expected = expected_torch_shapes(config, style=style)
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    mismatched = [
-        f"{k}: {tuple(common.to_numpy(v).shape)}, expected {expected[k]}"
-        for k, v in state_dict.items()
-        if k in expected and tuple(common.to_numpy(v).shape) != expected[k]
-    ]
-    if missing or unexpected or mismatched:
-        raise ConversionError(
-            f"state_dict does not match a DAC model with {config}",
-            missing=missing,
-            unexpected=unexpected,
-            mismatched=mismatched,
-        )
+    common.check_keys_and_shapes(state_dict, expected, f"a DAC model with {config}")
     return style
 
 

@@ -179,20 +179,7 @@ def check_hf_state_dict(state_dict: Mapping[str, Any], config: DACConfig) -> HFS
     """
     style = _style(state_dict)
     expected = expected_hf_shapes(config, style)
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    mismatched = [
-        f"{k}: {tuple(common.to_numpy(v).shape)}, expected {expected[k]}"
-        for k, v in state_dict.items()
-        if k in expected and tuple(common.to_numpy(v).shape) != expected[k]
-    ]
-    if missing or unexpected or mismatched:
-        raise ConversionError(
-            f"state_dict does not match a transformers DacModel with {config}",
-            missing=missing,
-            unexpected=unexpected,
-            mismatched=mismatched,
-        )
+    common.check_keys_and_shapes(state_dict, expected, f"a transformers DacModel with {config}")
     return style
 
 
