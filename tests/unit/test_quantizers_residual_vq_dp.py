@@ -1,10 +1,12 @@
-"""Data parallelism of ResidualVQ's codebook learning on 8 CPU devices: under `shard_map`
-with `axis_name` two training steps with
-k-means init, dead-code restarts and quantizer dropout give the single-device update of the
-global batch (indices and counts exactly, EMA state up to the order of the sums), with
-separate and shared codebooks."""
+"""Data parallelism of ResidualVQ's codebook learning on 8 CPU devices: under `pmap` and
+`shard_map` with `axis_name`, and under `jit` of a batch sharded over a mesh (no
+`axis_name`), two training steps with k-means init, dead-code restarts and quantizer dropout
+give the single-device update of the global batch (indices and counts exactly, EMA state up
+to the order of the sums), with separate and shared codebooks."""
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import numpy as np
@@ -18,6 +20,7 @@ from tests.tolerances import assert_close
 
 N_DEV = 8
 BATCH, TIME, D = 16, 6, 4
+RESET = 7.77  # cluster size of a restarted code (EMAs of integer counts here never hit it)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +39,35 @@ def _step_fn(graphdef, axis_name):
     return step
 
 
+def _compiled_step(layout, mesh, graphdef):
+    if layout == "shard_map":
+        return jax.jit(
+            jax.shard_map(
+                _step_fn(graphdef, "data"),
+                mesh=mesh,
+                in_specs=(P(), P("data"), P()),
+                out_specs=(P(), P("data"), P()),
+            )
+        )
+    if layout == "pmap":
+        return jax.pmap(
+            _step_fn(graphdef, "data"),
+            axis_name="data",
+            in_axes=(None, 0, None),
+            out_axes=(None, 0, None),
+        )
+    return jax.jit(_step_fn(graphdef, None))  # single device, or GSPMD of a sharded batch
+
+
 def _run(layout, mesh, shared):
     cfg = q.VectorQuantizerConfig.vqvae_ema(
-        8, D, decay=0.9, kmeans_init=True, kmeans_iters=2, dead_code_threshold=3.0
+        8,
+        D,
+        decay=0.9,
+        kmeans_init=True,
+        kmeans_iters=2,
+        dead_code_threshold=3.0,
+        reset_cluster_size=RESET,
     )
     rvq = q.ResidualVQ(
         dim=D,
@@ -50,32 +79,32 @@ def _run(layout, mesh, shared):
         rngs=nnx.Rngs(0),
     )
     graphdef, state = nnx.split(rvq)
-    if layout == "shard_map":
-        step = jax.jit(
-            jax.shard_map(
-                _step_fn(graphdef, "data"),
-                mesh=mesh,
-                in_specs=(P(), P("data"), P()),
-                out_specs=(P(), P("data"), P()),
-            )
-        )
-    else:
-        step = jax.jit(_step_fn(graphdef, None))
+    step = _compiled_step(layout, mesh, graphdef)
+    if layout == "gspmd":
+        state = jax.device_put(state, NamedSharding(mesh, P()))
     rng = np.random.default_rng(0)
     results = []
     for k in (2, 3):  # keys keeping all three layers, then two (the third is dropped)
         x = rng.standard_normal((BATCH, TIME, D)).astype(np.float32)
-        if layout != "single":
+        if layout == "pmap":
+            x = x.reshape(N_DEV, BATCH // N_DEV, TIME, D)
+        elif layout != "single":
             x = jax.device_put(x, NamedSharding(mesh, P("data")))
         state, idx, counts = step(state, x, jax.random.key(k))
-        results.append((jax.tree.map(np.asarray, nnx.to_pure_dict(state)), np.asarray(idx), counts))
+        idx = np.asarray(idx).reshape(BATCH, TIME, -1)
+        results.append((jax.tree.map(np.asarray, nnx.to_pure_dict(state)), idx, np.asarray(counts)))
     return results
 
 
+@functools.cache
+def _single(shared):
+    return _run("single", None, shared)
+
+
 @pytest.mark.parametrize("shared", [False, True], ids=["separate", "shared"])
-def test_residual_vq_data_parallel_equals_single_device(mesh, shared):
-    layout = "shard_map"  # sharded jit (no axis_name) goes through the same psum-free sums
-    single = _run("single", mesh, shared)
+@pytest.mark.parametrize("layout", ["pmap", "gspmd", "shard_map"])
+def test_residual_vq_data_parallel_equals_single_device(mesh, layout, shared):
+    single = _single(shared)
     for step, ((s, idx, c), (rs, ridx, rc)) in enumerate(
         zip(_run(layout, mesh, shared), single, strict=True)
     ):
@@ -83,7 +112,19 @@ def test_residual_vq_data_parallel_equals_single_device(mesh, shared):
         np.testing.assert_array_equal(idx, ridx, err_msg=msg)
         np.testing.assert_array_equal(c, rc, err_msg=msg)
         flat, rflat = jax.tree.leaves_with_path(s), jax.tree.leaves(rs)
+        assert len(flat) == len(rflat), msg
         for (path, v), r in zip(flat, rflat, strict=True):
             assert_close(v, r, "vq_ema_data_parallel", err_msg=f"{msg}, {path}")
-    # not vacuous: some layers were dropped in one step and used in another
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["separate", "shared"])
+def test_single_device_run_exercises_dropout_kmeans_and_restarts(shared):
+    # guard against a vacuous comparison: some layers were dropped in one step and used in
+    # another, and the first step restarted starved codes in every codebook
+    single = _single(shared)
     assert (single[0][1] >= 0).all() and (single[1][1][..., 2] == -1).all()
+    (s0, _, c0), (_, _, c1) = single
+    np.testing.assert_array_equal(c0.sum(axis=-1), [BATCH * TIME] * 3)
+    np.testing.assert_array_equal(c1.sum(axis=-1), [BATCH * TIME] * 2 + [0])
+    for layer in s0["layers"].values():
+        assert 0 < (layer["cluster_size"] == np.float32(RESET)).sum() < 8
