@@ -27,11 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxlatent._checks import shape_str
+from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc
 from jaxlatent.quantizers.fsq import FSQ, check_levels
 
 Array = jax.Array
+_NEEDS_KEY = "quantize_dropout or noise_dropout"
 
 
 class ResidualFSQOutput(NamedTuple):
@@ -50,7 +51,7 @@ class ResidualFSQOutput(NamedTuple):
     perplexity: Array
 
 
-class ResidualFSQ(nnx.Module):
+class ResidualFSQ(rs.LayerDropout, nnx.Module):
     """Residual finite scalar quantizer, channels-last ``[batch, ..., dim]``.
 
     Args:
@@ -177,37 +178,19 @@ class ResidualFSQ(nnx.Module):
         Raises:
           ValueError: for non-integer indices or too many / too few layers.
         """
-        indices = jnp.asarray(indices)
-        if not jnp.issubdtype(indices.dtype, jnp.integer) or indices.ndim < 1:
-            raise ValueError(f"indices must be integer [..., Q], got {indices.dtype}")
-        n = indices.shape[-1]
-        if n > self.num_quantizers or (n < self.num_quantizers and not self.quantize_dropout):
-            raise ValueError(
-                f"indices have {n} layers ({shape_str(indices)}), expected "
-                f"num_quantizers={self.num_quantizers} (fewer only with quantize_dropout)"
-            )
-        pad = [(0, 0)] * (indices.ndim - 1) + [(0, self.num_quantizers - n)]
-        indices = jnp.pad(indices.astype(jnp.int32), pad, constant_values=-1)
-        codes, scales = [], self.scales
-        for i, layer in enumerate(self.layers):
-            idx = indices[..., i]
-            c = layer._indices_to_codes(jnp.maximum(idx, 0))
-            c = c * scales[i].reshape((1,) * (c.ndim - 1) + (-1,))
-            codes.append(jnp.where((idx >= 0)[..., None], c, 0.0))
-        return jnp.stack(codes)
+        scales = self.scales
+
+        def decode(i, idx):
+            c = self.layers[i]._indices_to_codes(idx)
+            return c * scales[i].reshape((1,) * (c.ndim - 1) + (-1,))
+
+        return rs.layer_codes(
+            indices, self.num_quantizers, self.quantize_dropout, decode, batch_axis=False
+        )
 
     def get_output_from_indices(self, indices) -> Array:
         """The quantized output ``[batch, ..., dim]`` of indices ``[batch, ..., q]``."""
         return sc.apply(self.project_out, jnp.sum(self.get_codes_from_indices(indices), 0))
-
-    def dropout_index(self, key: Array) -> Array:
-        """The last layer kept by quantizer dropout for `key` (int32 scalar)."""
-        return sc.dropout_index(
-            key,
-            self.quantize_dropout_cutoff_index,
-            self.num_quantizers,
-            self.quantize_dropout_multiple_of,
-        )
 
     def _needs_key(self) -> tuple[bool, bool]:
         return self.quantize_dropout, self.layers[0].noise_dropout > 0
@@ -237,14 +220,7 @@ class ResidualFSQ(nnx.Module):
         """
         x = sc.check_input(x, self.dim)
         drop, noise = self._needs_key()
-        if train and (drop or noise) and key is None:
-            raise ValueError(
-                "key is required in training with quantize_dropout or noise_dropout, got None"
-            )
-        last = None
-        if train and drop:
-            key, k_drop = jax.random.split(key)
-            last = self.dropout_index(k_drop)
+        key, last = self._key_and_last(train, key, drop or noise, _NEEDS_KEY)
         return self._forward(x, train, key if train and noise else None, last, axis_name)
 
     def _forward(self, x, train, key, last, axis_name) -> ResidualFSQOutput:
@@ -256,34 +232,23 @@ class ResidualFSQ(nnx.Module):
         keys = (
             [None] * self.num_quantizers if key is None else jax.random.split(key, len(self.layers))
         )
-        quantized_out, residual, all_indices = 0.0, x, []
         scales = self.scales
-        for i, layer in enumerate(self.layers):
+
+        def layer_fn(i, residual):
             scale = scales[i].reshape((1,) * (x.ndim - 1) + (-1,))
-            out = layer(residual / scale, train=train, key=keys[i])
-            quantized = out.quantized * scale
-            indices = out.indices
-            if last is not None:
-                keep = i <= last
-                quantized = jnp.where(keep, quantized, 0.0)
-                indices = jnp.where(keep, indices, -1)
-            residual = residual - jax.lax.stop_gradient(quantized)
-            quantized_out = quantized_out + quantized
-            all_indices.append(indices)
-        indices = jnp.stack(all_indices, axis=-1)
-        stats = [
-            sc.usage(indices[..., i], self.codebook_size, axis_name)
-            for i in range(len(self.layers))
-        ]
+            out = self.layers[i](residual / scale, train=train, key=keys[i])
+            return out.quantized * scale, out.indices
+
+        run = rs.residual_pass(x, self.num_quantizers, layer_fn, last)
+        counts, ppl = rs.layer_usage(
+            run.indices, [self.codebook_size] * self.num_quantizers, axis_name
+        )
         return ResidualFSQOutput(
-            sc.apply(self.project_out, quantized_out),
-            indices,
-            jnp.stack([s[0] for s in stats]),
-            jnp.stack([s[1] for s in stats]),
+            sc.apply(self.project_out, run.quantized), run.indices, counts, ppl
         )
 
 
-class GroupedResidualFSQ(nnx.Module):
+class GroupedResidualFSQ(rs.GroupedDecode, nnx.Module):
     """`groups` independent :class:`ResidualFSQ` on equal slices of the channels.
 
     Args:
@@ -311,12 +276,10 @@ class GroupedResidualFSQ(nnx.Module):
         rngs: nnx.Rngs | None = None,
         **kwargs,
     ):
-        sc.check_channels_last("accept_image_fmap", accept_image_fmap)
-        if not isinstance(groups, int) or groups < 1 or not isinstance(dim, int) or dim % groups:
-            raise ValueError(f"dim={dim!r} must be divisible by groups={groups!r}")
+        group_dim = rs.group_dim(dim, groups, accept_image_fmap)
         self.dim, self.groups = dim, groups
         self.rvqs = nnx.List(
-            [ResidualFSQ(dim=dim // groups, rngs=rngs, **kwargs) for _ in range(groups)]
+            [ResidualFSQ(dim=group_dim, rngs=rngs, **kwargs) for _ in range(groups)]
         )
         self.codebook_size = self.rvqs[0].codebook_size
 
@@ -324,17 +287,6 @@ class GroupedResidualFSQ(nnx.Module):
     def codebooks(self) -> Array:
         """float32 ``[G, Q, codebook_size, len(levels)]``."""
         return jnp.stack([rvq.codebooks for rvq in self.rvqs])
-
-    def get_codes_from_indices(self, indices) -> Array:
-        """float32 ``[G, Q, batch, ..., len(levels)]`` from indices ``[G, batch, ..., q]``."""
-        return jnp.stack(
-            [r.get_codes_from_indices(i) for r, i in zip(self.rvqs, indices, strict=True)]
-        )
-
-    def get_output_from_indices(self, indices) -> Array:
-        """``[batch, ..., dim]`` from indices ``[G, batch, ..., q]``."""
-        outs = [r.get_output_from_indices(i) for r, i in zip(self.rvqs, indices, strict=True)]
-        return jnp.concatenate(outs, axis=-1)
 
     def __call__(
         self,
@@ -353,14 +305,7 @@ class GroupedResidualFSQ(nnx.Module):
         x = sc.check_input(x, self.dim)
         first = self.rvqs[0]
         drop, noise = first._needs_key()
-        if train and (drop or noise) and key is None:
-            raise ValueError(
-                "key is required in training with quantize_dropout or noise_dropout, got None"
-            )
-        last = None
-        if train and drop:
-            key, k_drop = jax.random.split(key)
-            last = first.dropout_index(k_drop)
+        key, last = first._key_and_last(train, key, drop or noise, _NEEDS_KEY)
         chunks = jnp.split(x, self.groups, axis=-1)
         outs = [
             rvq._forward(
@@ -372,7 +317,4 @@ class GroupedResidualFSQ(nnx.Module):
             )
             for g, (rvq, chunk) in enumerate(zip(self.rvqs, chunks, strict=True))
         ]
-        return ResidualFSQOutput(
-            jnp.concatenate([o.quantized for o in outs], axis=-1),
-            *(jnp.stack(field) for field in list(zip(*outs, strict=True))[1:]),
-        )
+        return rs.combine_groups(outs, ResidualFSQOutput)

@@ -16,11 +16,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxlatent._checks import shape_str
+from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc
 from jaxlatent.quantizers.lfq import LFQ
 
 Array = jax.Array
+_NEEDS_KEY = "quantize_dropout or frac_per_sample_entropy < 1"
 
 
 class ResidualLFQOutput(NamedTuple):
@@ -46,7 +47,7 @@ class ResidualLFQOutput(NamedTuple):
     perplexity: Array
 
 
-class ResidualLFQ(nnx.Module):
+class ResidualLFQ(rs.LayerDropout, nnx.Module):
     """Residual lookup-free quantizer, channels-last ``[batch, ..., dim]``.
 
     Args:
@@ -135,36 +136,17 @@ class ResidualLFQ(nnx.Module):
         Raises:
           ValueError: for non-integer indices or too many / too few layers.
         """
-        indices = jnp.asarray(indices)
-        if not jnp.issubdtype(indices.dtype, jnp.integer) or indices.ndim < 1:
-            raise ValueError(f"indices must be integer [..., Q], got {indices.dtype}")
-        n = indices.shape[-1]
-        if n > self.num_quantizers or (n < self.num_quantizers and not self.quantize_dropout):
-            raise ValueError(
-                f"indices have {n} layers ({shape_str(indices)}), expected "
-                f"num_quantizers={self.num_quantizers} (fewer only with quantize_dropout)"
-            )
-        pad = [(0, 0)] * (indices.ndim - 1) + [(0, self.num_quantizers - n)]
-        indices = jnp.pad(indices.astype(jnp.int32), pad, constant_values=-1)
-        codes = []
-        for i, layer in enumerate(self.layers):
-            idx = indices[..., i]
-            c = layer._codes_of(jnp.maximum(idx, 0))
-            codes.append(jnp.where((idx >= 0)[..., None], c, 0.0))
-        return jnp.stack(codes)
+        return rs.layer_codes(
+            indices,
+            self.num_quantizers,
+            self.quantize_dropout,
+            lambda i, idx: self.layers[i]._codes_of(idx),
+            batch_axis=False,
+        )
 
     def get_output_from_indices(self, indices) -> Array:
         """The quantized output ``[batch, ..., dim]`` of indices ``[batch, ..., q]``."""
         return sc.apply(self.project_out, jnp.sum(self.get_codes_from_indices(indices), 0))
-
-    def dropout_index(self, key: Array) -> Array:
-        """The last layer kept by quantizer dropout for `key` (int32 scalar)."""
-        return sc.dropout_index(
-            key,
-            self.quantize_dropout_cutoff_index,
-            self.num_quantizers,
-            self.quantize_dropout_multiple_of,
-        )
 
     def _needs_key(self) -> tuple[bool, bool]:
         return self.quantize_dropout, self.layers[0].frac_per_sample_entropy < 1
@@ -196,50 +178,34 @@ class ResidualLFQ(nnx.Module):
         """
         x = sc.check_input(x, self.dim)
         drop, sampled = self._needs_key()
-        if train and (drop or sampled) and key is None:
-            raise ValueError(
-                "key is required in training with quantize_dropout or "
-                "frac_per_sample_entropy < 1, got None"
-            )
-        last = None
-        if train and drop:
-            key, k_drop = jax.random.split(key)
-            last = self.dropout_index(k_drop)
+        key, last = self._key_and_last(train, key, drop or sampled, _NEEDS_KEY)
         return self._forward(x, train, key if train and sampled else None, last, axis_name, mask)
 
     def _forward(self, x, train, key, last, axis_name, mask) -> ResidualLFQOutput:
         x = sc.apply(self.project_in, x)
         keys = [None] * len(self.layers) if key is None else jax.random.split(key, len(self.layers))
-        quantized_out, residual = 0.0, x
-        fields = {name: [] for name in ResidualLFQOutput._fields[1:6]}
-        for i, layer in enumerate(self.layers):
-            out = layer(residual, train=train, key=keys[i], axis_name=axis_name, mask=mask)
-            quantized, indices = out.quantized, out.indices
-            values = [out.loss, out.per_sample_entropy, out.batch_entropy, out.commitment_loss]
-            if last is not None:
-                keep = i <= last
-                quantized = jnp.where(keep, quantized, 0.0)
-                indices = jnp.where(keep, indices, -1)
-                values = [jnp.where(keep, v, 0.0) for v in values]
-            residual = residual - jax.lax.stop_gradient(quantized)
-            quantized_out = quantized_out + quantized
-            for name, v in zip(fields, [indices, *values], strict=True):
-                fields[name].append(v)
-        indices = jnp.stack(fields.pop("indices"), axis=-1)
-        stats = [
-            sc.usage(indices[..., i], self.codebook_size, axis_name, mask)
-            for i in range(len(self.layers))
-        ]
+
+        def layer_fn(i, residual):
+            out = self.layers[i](residual, train=train, key=keys[i], axis_name=axis_name, mask=mask)
+            return (
+                out.quantized,
+                out.indices,
+                out.loss,
+                out.per_sample_entropy,
+                out.batch_entropy,
+                out.commitment_loss,
+            )
+
+        run = rs.residual_pass(x, self.num_quantizers, layer_fn, last)
+        counts, ppl = rs.layer_usage(
+            run.indices, [self.codebook_size] * self.num_quantizers, axis_name, mask
+        )
         return ResidualLFQOutput(
-            sc.apply(self.project_out, quantized_out),
-            indices,
-            *(jnp.stack(v) for v in fields.values()),
-            jnp.stack([s[0] for s in stats]),
-            jnp.stack([s[1] for s in stats]),
+            sc.apply(self.project_out, run.quantized), run.indices, *run.values, counts, ppl
         )
 
 
-class GroupedResidualLFQ(nnx.Module):
+class GroupedResidualLFQ(rs.GroupedDecode, nnx.Module):
     """`groups` independent :class:`ResidualLFQ` on equal slices of the channels.
 
     Args:
@@ -267,12 +233,10 @@ class GroupedResidualLFQ(nnx.Module):
         rngs: nnx.Rngs | None = None,
         **kwargs,
     ):
-        sc.check_channels_last("accept_image_fmap", accept_image_fmap)
-        if not isinstance(groups, int) or groups < 1 or not isinstance(dim, int) or dim % groups:
-            raise ValueError(f"dim={dim!r} must be divisible by groups={groups!r}")
+        group_dim = rs.group_dim(dim, groups, accept_image_fmap)
         self.dim, self.groups = dim, groups
         self.rvqs = nnx.List(
-            [ResidualLFQ(dim=dim // groups, rngs=rngs, **kwargs) for _ in range(groups)]
+            [ResidualLFQ(dim=group_dim, rngs=rngs, **kwargs) for _ in range(groups)]
         )
         self.codebook_size = self.rvqs[0].codebook_size
 
@@ -280,16 +244,6 @@ class GroupedResidualLFQ(nnx.Module):
     def codebooks(self) -> Array:
         """float32 ``[G, Q, codebook_size, log2(codebook_size)]``."""
         return jnp.stack([rvq.codebooks for rvq in self.rvqs])
-
-    def get_codes_from_indices(self, indices) -> Array:
-        """float32 ``[G, Q, batch, ..., log2(codebook_size)]`` from indices ``[G, ..., q]``."""
-        pairs = zip(self.rvqs, indices, strict=True)
-        return jnp.stack([r.get_codes_from_indices(i) for r, i in pairs])
-
-    def get_output_from_indices(self, indices) -> Array:
-        """``[batch, ..., dim]`` from indices ``[G, batch, ..., q]``."""
-        pairs = zip(self.rvqs, indices, strict=True)
-        return jnp.concatenate([r.get_output_from_indices(i) for r, i in pairs], axis=-1)
 
     def __call__(
         self,
@@ -309,15 +263,7 @@ class GroupedResidualLFQ(nnx.Module):
         x = sc.check_input(x, self.dim)
         first = self.rvqs[0]
         drop, sampled = first._needs_key()
-        if train and (drop or sampled) and key is None:
-            raise ValueError(
-                "key is required in training with quantize_dropout or "
-                "frac_per_sample_entropy < 1, got None"
-            )
-        last = None
-        if train and drop:
-            key, k_drop = jax.random.split(key)
-            last = first.dropout_index(k_drop)
+        key, last = first._key_and_last(train, key, drop or sampled, _NEEDS_KEY)
         chunks = jnp.split(x, self.groups, axis=-1)
         outs = [
             rvq._forward(
@@ -330,7 +276,4 @@ class GroupedResidualLFQ(nnx.Module):
             )
             for g, (rvq, chunk) in enumerate(zip(self.rvqs, chunks, strict=True))
         ]
-        return ResidualLFQOutput(
-            jnp.concatenate([o.quantized for o in outs], axis=-1),
-            *(jnp.stack(field) for field in list(zip(*outs, strict=True))[1:]),
-        )
+        return rs.combine_groups(outs, ResidualLFQOutput)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxlatent._checks import shape_str
+from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc
 from jaxlatent.quantizers.sim_vq import SimVQ
 
@@ -40,7 +40,7 @@ class ResidualSimVQOutput(NamedTuple):
     perplexity: Array
 
 
-class ResidualSimVQ(nnx.Module):
+class ResidualSimVQ(rs.LayerDropout, nnx.Module):
     """Residual SimVQ, channels-last ``[batch, ..., dim]``.
 
     Args:
@@ -131,38 +131,17 @@ class ResidualSimVQ(nnx.Module):
         Raises:
           ValueError: for non-integer indices or too many / too few layers.
         """
-        indices = jnp.asarray(indices)
-        if not jnp.issubdtype(indices.dtype, jnp.integer) or indices.ndim < 2:
-            raise ValueError(
-                f"indices must be integer [batch, ..., Q], got {indices.dtype} {shape_str(indices)}"
-            )
-        n = indices.shape[-1]
-        if n > self.num_quantizers or (n < self.num_quantizers and not self.quantize_dropout):
-            raise ValueError(
-                f"indices have {n} layers ({shape_str(indices)}), expected "
-                f"num_quantizers={self.num_quantizers} (fewer only with quantize_dropout)"
-            )
-        pad = [(0, 0)] * (indices.ndim - 1) + [(0, self.num_quantizers - n)]
-        indices = jnp.pad(indices.astype(jnp.int32), pad, constant_values=-1)
-        codes = []
-        for i, layer in enumerate(self.layers):
-            idx = indices[..., i]
-            c = layer.indices_to_codes(jnp.maximum(idx, 0))
-            codes.append(jnp.where((idx >= 0)[..., None], c, 0.0))
-        return jnp.stack(codes)
+        return rs.layer_codes(
+            indices,
+            self.num_quantizers,
+            self.quantize_dropout,
+            lambda i, idx: self.layers[i].indices_to_codes(idx),
+            batch_axis=True,
+        )
 
     def get_output_from_indices(self, indices) -> Array:
         """The quantized output ``[batch, ..., dim]`` of indices ``[batch, ..., q]``."""
         return jnp.sum(self.get_codes_from_indices(indices), 0)
-
-    def dropout_index(self, key: Array) -> Array:
-        """The last layer kept by quantizer dropout for `key` (int32 scalar)."""
-        return sc.dropout_index(
-            key,
-            self.quantize_dropout_cutoff_index,
-            self.num_quantizers,
-            self.quantize_dropout_multiple_of,
-        )
 
     def __call__(
         self,
@@ -193,27 +172,13 @@ class ResidualSimVQ(nnx.Module):
             if key is None:
                 raise ValueError("key is required in training with quantize_dropout, got None")
             last = self.dropout_index(key)
-        quantized_out, residual = jnp.zeros_like(x), x
-        all_indices, losses, counts, ppls = [], [], [], []
-        for i, layer in enumerate(self.layers):
-            out = layer(residual, axis_name=axis_name)
-            quantized, indices, loss = out.quantized, out.indices, out.loss
-            if last is not None:
-                keep = i <= last
-                quantized = jnp.where(keep, quantized, 0.0)
-                indices = jnp.where(keep, indices, -1)
-                loss = jnp.where(keep, loss, 0.0)
-            residual = residual - jax.lax.stop_gradient(quantized)
-            quantized_out = quantized_out + quantized
-            all_indices.append(indices)
-            losses.append(loss)
-            c, p = sc.usage(indices, self.codebook_size, axis_name)
-            counts.append(c)
-            ppls.append(p)
-        return ResidualSimVQOutput(
-            quantized_out,
-            jnp.stack(all_indices, axis=-1),
-            jnp.stack(losses),
-            jnp.stack(counts),
-            jnp.stack(ppls),
+
+        def layer_fn(i, residual):
+            out = self.layers[i](residual, axis_name=axis_name)
+            return out.quantized, out.indices, out.loss
+
+        run = rs.residual_pass(x, self.num_quantizers, layer_fn, last)
+        counts, ppl = rs.layer_usage(
+            run.indices, [self.codebook_size] * self.num_quantizers, axis_name
         )
+        return ResidualSimVQOutput(run.quantized, run.indices, *run.values, counts, ppl)

@@ -29,12 +29,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxlatent._checks import shape_str
+from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc
 from jaxlatent.quantizers import codebook_ops as ops
 from jaxlatent.quantizers.ema import VectorQuantizer, VectorQuantizerConfig
 
 Array = jax.Array
+_NEEDS_KEY = "quantize_dropout, kmeans_init or dead_code_threshold > 0"
 
 
 class ResidualVQOutput(NamedTuple):
@@ -65,7 +66,7 @@ def _keep_or_restore(vq: VectorQuantizer, old, keep: Array) -> None:
     nnx.update(vq, jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, old))
 
 
-class ResidualVQ(nnx.Module):
+class ResidualVQ(rs.LayerDropout, nnx.Module):
     """Residual vector quantizer, channels-last ``[batch, ..., dim]``.
 
     Args:
@@ -188,38 +189,17 @@ class ResidualVQ(nnx.Module):
         Raises:
           ValueError: for non-integer indices or too many / too few layers.
         """
-        indices = jnp.asarray(indices)
-        if not jnp.issubdtype(indices.dtype, jnp.integer) or indices.ndim < 2:
-            raise ValueError(
-                f"indices must be integer [batch, ..., Q], got {indices.dtype} {shape_str(indices)}"
-            )
-        n = indices.shape[-1]
-        if n > self.num_quantizers or (n < self.num_quantizers and not self.quantize_dropout):
-            raise ValueError(
-                f"indices have {n} layers ({shape_str(indices)}), expected "
-                f"num_quantizers={self.num_quantizers} (fewer only with quantize_dropout)"
-            )
-        pad = [(0, 0)] * (indices.ndim - 1) + [(0, self.num_quantizers - n)]
-        indices = jnp.pad(indices.astype(jnp.int32), pad, constant_values=-1)
-        codes = []
-        for i in range(self.num_quantizers):
-            idx = indices[..., i]
-            c = self._layer(i).decode(jnp.maximum(idx, 0))
-            codes.append(jnp.where((idx >= 0)[..., None], c, 0.0))
-        return jnp.stack(codes)
+        return rs.layer_codes(
+            indices,
+            self.num_quantizers,
+            self.quantize_dropout,
+            lambda i, idx: self._layer(i).decode(idx),
+            batch_axis=True,
+        )
 
     def get_output_from_indices(self, indices) -> Array:
         """The quantized output ``[batch, ..., dim]`` of indices ``[batch, ..., q]``."""
         return sc.apply(self.project_out, jnp.sum(self.get_codes_from_indices(indices), 0))
-
-    def dropout_index(self, key: Array) -> Array:
-        """The last layer kept by quantizer dropout for `key` (int32 scalar)."""
-        return sc.dropout_index(
-            key,
-            self.quantize_dropout_cutoff_index,
-            self.num_quantizers,
-            self.quantize_dropout_multiple_of,
-        )
 
     def __call__(
         self,
@@ -248,15 +228,7 @@ class ResidualVQ(nnx.Module):
             is missing.
         """
         x = sc.check_input(x, self.dim)
-        if train and self._needs_key() and key is None:
-            raise ValueError(
-                "key is required in training with quantize_dropout, kmeans_init or "
-                "dead_code_threshold > 0, got None"
-            )
-        last = None
-        if train and self.quantize_dropout:
-            key, k_drop = jax.random.split(key)
-            last = self.dropout_index(k_drop)
+        key, last = self._key_and_last(train, key, self._needs_key(), _NEEDS_KEY)
         return self._forward(x, train, key, last, axis_name)
 
     def _forward(self, x, train, key, last, axis_name) -> ResidualVQOutput:
@@ -267,40 +239,24 @@ class ResidualVQ(nnx.Module):
         shared = self.shared_codebook and train
         if shared:
             self._shared_kmeans(x, keys[-1], axis_name)
-        quantized_out, residual = jnp.zeros_like(x), x
-        all_indices, losses, residuals = [], [], []
-        for i in range(self.num_quantizers):
+        residuals = []  # each layer's input, for the shared codebook's update
+
+        def layer_fn(i, residual):
             layer = self._layer(i)
-            keep = True if last is None else i <= last
             old = _snapshot(layer) if train and last is not None and not shared else None
             out = layer(residual, train=train and not shared, key=keys[i], axis_name=axis_name)
             if old is not None:
-                _keep_or_restore(layer, old, keep)
-            quantized, indices, loss = out.quantized, out.indices, out.loss
-            if last is not None:
-                quantized = jnp.where(keep, quantized, 0.0)
-                indices = jnp.where(keep, indices, -1)
-                loss = jnp.where(keep, loss, 0.0)
-            if shared:
-                residuals.append((residual, indices))
-            residual = residual - jax.lax.stop_gradient(quantized)
-            quantized_out = quantized_out + quantized
-            all_indices.append(indices)
-            losses.append(loss)
+                _keep_or_restore(layer, old, i <= last)
+            residuals.append(residual)
+            return out.quantized, out.indices, out.loss
+
+        run = rs.residual_pass(x, self.num_quantizers, layer_fn, last)
         if shared:
-            self._shared_update(residuals, keys[-1], axis_name, last)
-        indices = jnp.stack(all_indices, axis=-1)
-        stats = [
-            sc.usage(indices[..., i], self.codebook_sizes[i], axis_name)
-            for i in range(self.num_quantizers)
-        ]
-        k_max = max(self.codebook_sizes)
+            pairs = [(r, run.indices[..., i]) for i, r in enumerate(residuals)]
+            self._shared_update(pairs, keys[-1], axis_name, last)
+        counts, ppl = rs.layer_usage(run.indices, self.codebook_sizes, axis_name)
         return ResidualVQOutput(
-            sc.apply(self.project_out, quantized_out),
-            indices,
-            jnp.stack(losses),
-            jnp.stack([jnp.pad(s[0], (0, k_max - s[0].shape[0])) for s in stats]),
-            jnp.stack([s[1] for s in stats]),
+            sc.apply(self.project_out, run.quantized), run.indices, *run.values, counts, ppl
         )
 
     # -- shared codebook: one update per call, after all layers ----------------------------
@@ -355,7 +311,7 @@ class ResidualVQ(nnx.Module):
         vq._set_state(codebook, cluster_size, embed_sum)
 
 
-class GroupedResidualVQ(nnx.Module):
+class GroupedResidualVQ(rs.GroupedDecode, nnx.Module):
     """`groups` independent :class:`ResidualVQ` on equal slices of the channels.
 
     Args:
@@ -386,24 +342,11 @@ class GroupedResidualVQ(nnx.Module):
         rngs: nnx.Rngs | None = None,
         **kwargs,
     ):
-        sc.check_channels_last("accept_image_fmap", accept_image_fmap)
-        if not isinstance(groups, int) or groups < 1 or not isinstance(dim, int) or dim % groups:
-            raise ValueError(f"dim={dim!r} must be divisible by groups={groups!r}")
+        group_dim = rs.group_dim(dim, groups, accept_image_fmap)
         self.dim, self.groups = dim, groups
         self.rvqs = nnx.List(
-            [ResidualVQ(dim=dim // groups, rngs=rngs, **kwargs) for _ in range(groups)]
+            [ResidualVQ(dim=group_dim, rngs=rngs, **kwargs) for _ in range(groups)]
         )
-
-    def get_codes_from_indices(self, indices) -> Array:
-        """float32 ``[G, Q, batch, ..., codebook_dim]`` from indices ``[G, batch, ..., q]``."""
-        return jnp.stack(
-            [r.get_codes_from_indices(i) for r, i in zip(self.rvqs, indices, strict=True)]
-        )
-
-    def get_output_from_indices(self, indices) -> Array:
-        """``[batch, ..., dim]`` from indices ``[G, batch, ..., q]``."""
-        outs = [r.get_output_from_indices(i) for r, i in zip(self.rvqs, indices, strict=True)]
-        return jnp.concatenate(outs, axis=-1)
 
     def __call__(
         self,
@@ -421,22 +364,11 @@ class GroupedResidualVQ(nnx.Module):
         """
         x = sc.check_input(x, self.dim)
         first = self.rvqs[0]
-        if train and first._needs_key() and key is None:
-            raise ValueError(
-                "key is required in training with quantize_dropout, kmeans_init or "
-                "dead_code_threshold > 0, got None"
-            )
-        last = None
-        if train and first.quantize_dropout:
-            key, k_drop = jax.random.split(key)
-            last = first.dropout_index(k_drop)
+        key, last = first._key_and_last(train, key, first._needs_key(), _NEEDS_KEY)
         chunks = jnp.split(x, self.groups, axis=-1)
         keys = [None] * self.groups if key is None else list(jax.random.split(key, self.groups))
         outs = [
             rvq._forward(c, train, k, last, axis_name)
             for rvq, c, k in zip(self.rvqs, chunks, keys, strict=True)
         ]
-        return ResidualVQOutput(
-            jnp.concatenate([o.quantized for o in outs], axis=-1),
-            *(jnp.stack([getattr(o, f) for o in outs]) for f in ResidualVQOutput._fields[1:]),
-        )
+        return rs.combine_groups(outs, ResidualVQOutput)

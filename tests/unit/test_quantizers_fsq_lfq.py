@@ -92,6 +92,15 @@ def test_bad_calls_raise_value_error_naming_them():
     rfsq = q.ResidualFSQ(levels=[5, 5], num_quantizers=3)
     with pytest.raises(ValueError, match=r"indices have 2 layers"):
         rfsq.get_output_from_indices(jnp.zeros((2, 3, 2), jnp.int32))
+    with pytest.raises(ValueError, match=r"indices must be integer \[\.\.\., Q\], got float32"):
+        rfsq.get_codes_from_indices(jnp.zeros((2, 3, 3)))
+    glfq = q.GroupedResidualLFQ(dim=8, groups=2, num_quantizers=1, codebook_size=16)
+    with pytest.raises(ValueError, match=r"leading group axis of 2, got shape \(3, 2, 5, 1\)"):
+        glfq.get_output_from_indices(jnp.zeros((3, 2, 5, 1), jnp.int32))
+    with pytest.raises(ValueError, match=r"key is required .*frac_per_sample_entropy < 1"):
+        q.GroupedResidualLFQ(
+            dim=8, groups=2, num_quantizers=1, codebook_size=16, frac_per_sample_entropy=0.5
+        )(jnp.zeros((2, 3, 8)), train=True)
 
 
 def test_noise_dropout_is_keyed_and_training_only():
