@@ -88,14 +88,14 @@ class DACData:
         return int(self.duration * sample_rate)
 
 
-class Clip(NamedTuple):
+class RecipeClip(NamedTuple):
     """A file's audio float32 ``[time, channels]`` at its own rate (Hz)."""
 
     audio: np.ndarray
     sample_rate: int
 
 
-def load_recipe_clips(source: str) -> tuple[list[Clip], list[str]]:
+def load_recipe_clips(source: str) -> tuple[list[RecipeClip], list[str]]:
     """The clips of ``"speech"`` (bundled) or every audio file below a folder, at their own
     rates and channels, and their names (sorted paths relative to the folder).
 
@@ -110,7 +110,7 @@ def load_recipe_clips(source: str) -> tuple[list[Clip], list[str]]:
 
     if source == "speech":
         clips = bundled_speech()
-        return [Clip(c.audio, c.sample_rate) for c in clips], [c.name for c in clips]
+        return [RecipeClip(c.audio, c.sample_rate) for c in clips], [c.name for c in clips]
     if not os.path.isdir(source):
         raise ValueError(f"data source {source!r} is neither 'speech' nor a folder")
     paths = audio_files(source)
@@ -127,7 +127,7 @@ def load_recipe_clips(source: str) -> tuple[list[Clip], list[str]]:
                 f"{path}: {clip.audio.shape[1]} channels; the recipe's loudness takes at most "
                 f"{len(CHANNEL_GAINS)}"
             )
-        clips.append(Clip(clip.audio, clip.sample_rate))
+        clips.append(RecipeClip(clip.audio, clip.sample_rate))
     return clips, [os.path.relpath(p, source) for p in paths]
 
 
@@ -210,7 +210,7 @@ class DACDataIterator:
 
     def __init__(
         self,
-        clips: list[Clip],
+        clips: list[RecipeClip],
         cfg: DACData,
         sample_rate: int,
         batch_size: int,

@@ -18,7 +18,7 @@ import soundfile as sf
 from jaxlatent.apps.dac_data import (
     DACData,
     DACDataIterator,
-    Clip,
+    RecipeClip,
     salient_excerpt,
     to_model_rate,
     transform,
@@ -86,7 +86,9 @@ def test_each_transform_matches_audiotools(name, rate):
         sp = tfm.ShiftPhase()
         args = sp.instantiate(seed, sig)
         shift = float(args["ShiftPhase"]["shift"])
-        assert_close(shift_phase(x, sr, shift), _audio(sp(sig.clone(), **args)), "dac_recipe_shift_phase")
+        assert_close(
+            shift_phase(x, sr, shift), _audio(sp(sig.clone(), **args)), "dac_recipe_shift_phase"
+        )
     loud = x * np.float32(7.0)  # peaks above 1: RescaleAudio acts (per channel)
     ra = tfm.RescaleAudio()
     ref = _audio(ra(_signal(loud, sr), **ra.instantiate(0)))
@@ -96,7 +98,7 @@ def test_each_transform_matches_audiotools(name, rate):
 
 def test_shift_phase_at_the_release_rates_and_lengths():
     _, tfm = _audiotools()
-    x, sr = read_clip("music_48k_stereo.wav", seconds=1.0)
+    x, _ = read_clip("music_48k_stereo.wav", seconds=1.0)
     for rate, duration in [(44100, 0.38), (24000, 0.38), (16000, 0.128)]:
         piece = x[: int(duration * rate)]  # the rate only sets the STFT window here
         sp = tfm.ShiftPhase()
@@ -165,7 +167,6 @@ def _file_with_silence(tmp_path, name: str) -> tuple[str, np.ndarray, int]:
 
 @pytest.mark.parametrize(("name", "rate"), CLIPS)
 def test_salient_excerpt_matches_audio_loader(name, rate, tmp_path, soundfile_info):
-    audiotools, _ = _audiotools()
     from audiotools.data.datasets import AudioLoader
 
     folder, audio, sr = _file_with_silence(tmp_path, name)
@@ -215,7 +216,10 @@ def test_dataset_item_is_reproduced_from_its_offset_and_shift(tmp_path, soundfil
 
 def test_iterator_examples_are_pure_functions_of_seed_and_index():
     x, sr = read_clip("speech_16k_spk2_snt1.wav")
-    clips = [Clip(x, sr), Clip(x[: sr // 10], sr)]  # a clip shorter than the excerpt: padded
+    clips = [
+        RecipeClip(x, sr),
+        RecipeClip(x[: sr // 10], sr),
+    ]  # a clip shorter than the excerpt: padded
     cfg = DACData(duration=0.128)
     it = DACDataIterator(clips, cfg, 16000, 4, seed=3, process_index=0, process_count=1)
     first, second = next(it), next(it)
@@ -236,4 +240,6 @@ def test_iterator_examples_are_pure_functions_of_seed_and_index():
     other = DACDataIterator(clips, cfg, 16000, 4, seed=4, process_index=0, process_count=1)
     assert not np.array_equal(next(other)["x"], first["x"])
     with pytest.raises(ValueError, match="batch_size=8"):
-        DACDataIterator(clips, cfg, 16000, 8, seed=3, process_index=0, process_count=1).set_state(state)
+        DACDataIterator(clips, cfg, 16000, 8, seed=3, process_index=0, process_count=1).set_state(
+            state
+        )

@@ -174,7 +174,7 @@ def initial_state(monkeypatch):
     """Make `jaxlatent train` stop at `fit`, raising `_Started(state)` (nothing trained)."""
 
     def fit(trainer, state, data, **kwargs):
-        raise _Started(state)
+        raise _Started(state, data)
 
     monkeypatch.setattr(training, "fit", fit)
 
@@ -223,6 +223,38 @@ def test_reconstruction_objective_stays_available(initial_state, tmp_path):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["objective"] == "reconstruction"
 
 
+def test_recipe_trains_on_the_recipe_data_pipeline_unless_no_recipe_data(
+    initial_state, tmp_path, capsys
+):
+    """The default data of --objective recipe is `jaxlatent.apps.dac_data`'s pipeline (run.json
+    says which); --no-recipe-data gives the plain segments; a run is resumed only with the
+    pipeline it started with."""
+    from jaxlatent.apps.dac_data import DACDataIterator
+
+    argv = ["train", *map(str, COMMON), "--batch-size", "8", "--steps", "1"]
+    for flag, kind, pipeline in [
+        ((), DACDataIterator, "dac_recipe"),
+        (("--no-recipe-data",), training.ArrayDataIterator, "segments"),
+    ]:
+        out = tmp_path / pipeline
+        with pytest.raises(_Started) as started:
+            cli.main([*argv, "--out", str(out), *flag])
+        data = started.value.args[1]
+        assert isinstance(data, kind)
+        batch = next(data)
+        assert batch["x"].shape == (8, 2048, 1) and batch["x"].dtype == np.float32
+        run = json.loads((out / "run.json").read_text())
+        assert run["data_pipeline"] == pipeline
+        assert run["data_info"]["files"] == 4
+    with pytest.raises(_Started):  # the same pipeline resumes
+        cli.main([*argv, "--out", str(tmp_path / "segments"), "--resume", "--no-recipe-data"])
+    capsys.readouterr()
+    assert cli.main([*argv, "--out", str(tmp_path / "segments"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trains on the 'segments' data pipeline, not 'dac_recipe'" in err, err
+    assert "--no-recipe-data" in err and len(err.splitlines()) == 1
+
+
 def _other_rate(tmp_path):
     from flax import nnx
 
@@ -241,7 +273,8 @@ def _other_rate(tmp_path):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("silent_folder", "has no audio as long as one segment"),
+        ("silent_folder", "has no audio as long as one segment"),  # plain segments only
+        ("no_recipe_data", "--no-recipe-data needs --objective recipe"),
         ("rate", "is a 24000 Hz model but preset 'tiny' trains at 16000 Hz"),
         ("missing", "--init-from"),
         ("objective", "unknown --objective 'gan' for model 'dac'; choose one of: recipe, recon"),
@@ -258,7 +291,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, message, tmp_p
         from jaxlatent.codec.files import write_audio
 
         write_audio(folder / "a.wav", np.zeros((100, 1), np.float32), 16000)  # < one segment
-        args += ["--data", str(folder)]
+        args += ["--data", str(folder), "--no-recipe-data"]  # (the recipe's data pads it)
+    elif case == "no_recipe_data":
+        args += ["--objective", "reconstruction", "--no-recipe-data"]
     elif case == "rate":
         args += ["--init-from", str(_other_rate(tmp_path)), "--preset", "tiny"]
     elif case == "missing":
