@@ -13,7 +13,7 @@ with ``start_idx = step * batch_size``) is a pure function of ``(seed, i)``:
 2. the excerpt (``salient_excerpt``, `DACData.loudness_cutoff` -40, `DACData.num_tries` 8):
    an offset ``uniform(0, max(file_seconds - duration, 0))`` seconds, the samples
    ``[int(offset * rate), int(offset * rate) + int(duration * rate))`` of the file at its own
-   rate and channels (librosa's ``load(offset, duration)`` arithmetic), kept when its
+   rate and channels (librosa 0.11's ``load(offset, duration)`` arithmetic), kept when its
    loudness (`jaxlatent.codec.loudness.loudness`, all channels) is above the cutoff,
    otherwise redrawn, the last try kept whatever its loudness;
 3. mixed down to mono (channel mean), resampled to the model's rate
@@ -37,11 +37,16 @@ Differences from the recipe (by design or scope):
   stage, Identity) — nothing to draw here;
 * one source: the recipe balances several folder groups (``ConcatDataset`` cycles through
   them) and weights; here every file of the folder is one group;
-* validation: the recipe validates on separate folders with 5 s excerpts; here the eval
-  batch is `DACData.eval_examples`-style examples of the same files from another stream
-  (``stream=1``) of training-length excerpts;
-* ``VolumeNorm`` runs on the host in float32 with the CPU loudness port (the recipe runs the
-  transforms on the training device).
+* validation: the recipe validates on separate folders with 5 s excerpts; `jaxlatent train`'s
+  eval batch is the first 16 examples of another stream (`EVAL_STREAM`) of the same files,
+  training-length excerpts through the same transforms;
+* several processes: the recipe's DDP run samples with torch's ``DistributedSampler``
+  (shuffled, rank-strided indices); here every process takes its contiguous slice of the
+  same sequential global batch, so the global batch does not depend on the process count;
+* where it runs: the recipe loads excerpts in DataLoader workers and applies the transforms
+  to the collated batch on the training device; here the iterator computes each example on
+  the host (float32 numpy, the CPU loudness port) while the device runs the previous step
+  (JAX dispatches steps asynchronously); ``num_channels`` is the recipe's 1 (mono).
 """
 
 from __future__ import annotations
