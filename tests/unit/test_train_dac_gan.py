@@ -48,11 +48,13 @@ def _leaves(tree) -> list[tuple[str, np.ndarray]]:
 
 # --- 200 tiny steps ------------------------------------------------------------------------
 
-#: the mean logged mel loss of the last 5 logs (steps 160-200) of 200 tiny steps (batch 1)
-#: is below this fraction of the first 5's (steps 10-50). Measured 0.71 (5.45 -> 3.86; the
-#: loss starts near 10.6 at step 1, so most of the drop precedes the first log). Single
-#: segments are noisy (3.1 to 9.2 within the first 5 logs), hence means of 5.
-MEL_RATIO = 0.85
+#: the median logged mel loss of the last 5 logs (steps 160-200) of 200 tiny steps (batch 1,
+#: the recipe's data pipeline) is below this fraction of the first 5's (steps 10-50).
+#: Measured 0.85 (3.73 -> 3.16). The pipeline normalises every excerpt to -16 LUFS, so the
+#: logged losses start lower than on the raw segments (whose mean ratio was 0.71, 5.45 ->
+#: 3.86) and most of the drop precedes the first log; single excerpts are noisy (2.65 to 5.79
+#: within the last 5 logs), hence medians of 5.
+MEL_RATIO = 0.9
 
 
 @pytest.mark.slow
@@ -68,7 +70,8 @@ def test_recipe_lowers_the_mel_loss_in_200_tiny_steps(tmp_path, capsys):
     assert keys <= set(records[0])
     mel = [r["mel_loss"] for r in records]
     assert np.isfinite(mel).all()
-    assert np.mean(mel[-5:]) < MEL_RATIO * np.mean(mel[:5]), mel
+    assert np.median(mel[-5:]) < MEL_RATIO * np.median(mel[:5]), mel
+    assert run["data_pipeline"] == "dac_recipe"
     # ExponentialLR: 1e-3 * 0.999996 ** step (logged at the step's update, step - 1)
     assert records[-1]["learning_rate"] == pytest.approx(1e-3 * 0.999996**199, rel=1e-5)
     state = _state(out, 200)
