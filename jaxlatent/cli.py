@@ -143,6 +143,7 @@ def _train(args: argparse.Namespace) -> int:
         objective=args.objective,
         init_from=args.init_from,
         init_discriminator=args.init_discriminator,
+        recipe_data=not args.no_recipe_data,
     )
     summary = train.run(cfg)
     print(train.format_run_summary(summary, args.out))
@@ -229,6 +230,13 @@ def _add_train_parser(sub) -> None:
         default=None,
         metavar="FILE",
         help="dac --objective recipe: start the discriminator from this file (default: fresh)",
+    )
+    t.add_argument(
+        "--no-recipe-data",
+        action="store_true",
+        help="dac --objective recipe: train on plain segments of the data instead of the "
+        "recipe's pipeline (salient excerpts over -40 LUFS, VolumeNorm -16, RescaleAudio, "
+        "ShiftPhase)",
     )
     t.add_argument(
         "--parallel",

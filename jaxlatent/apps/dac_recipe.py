@@ -22,9 +22,12 @@ may be chosen differently), see tests/tolerances.py ``train_dac_gan_parallel*``.
 pmap and shard_map draw each device's dropped items from its own key and shard (a
 different, equally valid draw).
 
-Departures: the recipe's data transforms (`VolumeNorm` to -16 dB, `RescaleAudio`,
-`ShiftPhase`) are not applied (the data is `jaxlatent.apps.audio_data`'s segments); torch
-clips by ``max_norm / (norm + 1e-6)``, optax by ``max_norm / norm``.
+Data: `jaxlatent train` feeds the recipe's data pipeline (`jaxlatent.apps.dac_data`:
+salient excerpts over -40 LUFS, then `VolumeNorm` to -16 LUFS, `RescaleAudio`, `ShiftPhase`;
+its module docstring lists what differs), or with ``--no-recipe-data`` the plain segments of
+`jaxlatent.apps.audio_data`.
+
+Departures: torch clips by ``max_norm / (norm + 1e-6)``, optax by ``max_norm / norm``.
 """
 
 from __future__ import annotations

@@ -39,9 +39,12 @@ updates as one device.
 * ``dac`` — `jaxlatent.models.dac.DAC` on waveform segments. Default objective (``recipe``):
   DAC's adversarial recipe against `jaxlatent.models.dac.Discriminator`
   (`jaxlatent.apps.dac_recipe`: mel 15, feature matching 2, adversarial 1, commitment 0.25,
-  codebook 1; AdamW with exponential decay for both models). ``--objective reconstruction``:
-  waveform L1 + 15 x multi-scale STFT L1 (`jaxlatent.losses.multiscale_stft_l1`, in the place and
-  with the weight of DAC's mel loss) + commitment (x0.25) and codebook (x1) losses, no GAN
+  codebook 1; AdamW with exponential decay for both models) on the recipe's data
+  (`jaxlatent.apps.dac_data`: salient excerpts with the -40 LUFS cutoff, VolumeNorm -16,
+  RescaleAudio, ShiftPhase; ``--no-recipe-data``: the plain segments).
+  ``--objective reconstruction``: waveform L1 + 15 x multi-scale STFT L1
+  (`jaxlatent.losses.multiscale_stft_l1`, in the place and with the weight of DAC's mel
+  loss) + commitment (x0.25) and codebook (x1) losses, no GAN
   (reconstructions stay smoother than a released codec's). Presets: ``tiny`` (CI; its
   discriminator is one MRD), ``small`` (the recipe's discriminator at 16 kHz) and one per
   released variant at full size (``44khz_8kbps``, ``44khz_16kbps``, ``24khz``, ``16khz``).
@@ -55,6 +58,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlatent.apps.audio_data import AudioFeatures
+from jaxlatent.apps.dac_data import DACData
 from jaxlatent.apps.dac_init import choose_preset, load_discriminator, load_generator
 from jaxlatent.apps.dac_recipe import DACRecipe, dac_gan_objective
 from jaxlatent.apps.metrics import codes_used
@@ -111,6 +115,9 @@ class AudioPreset(AudioFeatures):
       dac: the DAC configuration (DAC only).
       discriminator: DAC's discriminator of ``--objective recipe`` (DAC only).
       recipe: the optimizer and loss settings of ``--objective recipe`` (DAC only).
+      recipe_data: the data pipeline of ``--objective recipe`` (DAC only;
+        `jaxlatent.apps.dac_data`: salient excerpts of ``duration`` seconds, the recipe's
+        transforms); ``int(duration * sample_rate)`` equals ``segment``.
       learning_rate: default Adam learning rate (``--objective reconstruction``; the recipe
         has its own).
       quantizer: VQ-VAE quantizer, a name of `jaxlatent.apps.vq_quantizers.QUANTIZERS`
@@ -130,6 +137,7 @@ class AudioPreset(AudioFeatures):
     dac: DACConfig | None = None
     discriminator: DiscriminatorConfig | None = None
     recipe: DACRecipe | None = None
+    recipe_data: DACData | None = None
     learning_rate: float = 2e-3
     quantizer: str = "vq"
 
@@ -171,6 +179,7 @@ def _released(name: str) -> AudioPreset:
         dac=dac,
         discriminator=dataclasses.replace(DiscriminatorConfig.recipe(), sample_rate=rate),
         recipe=DACRecipe(),
+        recipe_data=DACData(duration=0.38),
     )
 
 
@@ -186,6 +195,7 @@ DAC_PRESETS = {
         ),
         discriminator=TINY_DISCRIMINATOR,
         recipe=DACRecipe(learning_rate=1e-3),
+        recipe_data=DACData(duration=0.128),  # short excerpts (the recipe's are 0.38 s)
     ),
     # hop 64, 4 codebooks of 256 codes with quantizer dropout 0.5 (as the releases), 0.128 s;
     # the recipe's discriminator (5 MPDs, 3 MRDs) at 16 kHz
@@ -199,6 +209,7 @@ DAC_PRESETS = {
         ),
         discriminator=dataclasses.replace(DiscriminatorConfig.recipe(), sample_rate=16000),
         recipe=DACRecipe(),
+        recipe_data=DACData(duration=0.128),
     ),
     **{name: _released(name) for name in ("44khz_8kbps", "44khz_16kbps", "24khz", "16khz")},
 }  # fmt: skip

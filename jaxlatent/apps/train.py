@@ -22,8 +22,10 @@ tensorboard/ and summary.json)::
                                 waveform models: a few eval segments and their decodings
 
 ``--model dac`` trains with DAC's adversarial recipe by default (``--objective recipe``:
-codec and discriminator, `jaxlatent.apps.dac_recipe`; ``--objective reconstruction``: the
-non-adversarial loss), can start from released or converted weights (``--init-from``) and a
+codec and discriminator, `jaxlatent.apps.dac_recipe`, on the recipe's data pipeline,
+`jaxlatent.apps.dac_data`, unless ``--no-recipe-data``; its eval batch is 16 examples of the
+pipeline's eval stream; ``--objective reconstruction``: the non-adversarial loss on plain
+segments), can start from released or converted weights (``--init-from``) and a
 discriminator file (``--init-discriminator``); its evals add mel and STFT distances, SI-SDR,
 waveform L1 and per-codebook usage and perplexity.
 """
@@ -46,7 +48,7 @@ from jaxlatent.apps.pictures import save_grid, save_spectrograms
 from jaxlatent.apps.registry import get_model
 from jaxlatent.apps.runs import GRID, PARALLEL, initial_gan_state, initial_state
 from jaxlatent.apps.spec import DATA_KINDS
-from jaxlatent.apps.train_data import load_train_data
+from jaxlatent.apps.train_data import load_recipe_train_data, load_train_data
 from jaxlatent.atomic import atomic_write
 
 #: what this app writes besides `fit`'s artefacts (deleted by ``overwrite``).
@@ -76,6 +78,7 @@ class TrainConfig:
     objective: str | None = None  # None: the model's first (``recipe`` where it has one)
     init_from: str | None = None  # pretrained generator (``--init-from``)
     init_discriminator: str | None = None  # pretrained discriminator (``--init-discriminator``)
+    recipe_data: bool = True  # --objective recipe: the recipe's data pipeline (--no-recipe-data)
 
 
 def _check_out_dir(cfg: TrainConfig) -> None:
@@ -106,11 +109,16 @@ def _trainer(cfg: TrainConfig, spec, loss_fn, tx):
 
 
 def _check_resume(
-    cfg: TrainConfig, preset_name: str, objective: str, template, quantizer: str | None
+    cfg: TrainConfig,
+    preset_name: str,
+    objective: str,
+    template,
+    quantizer: str | None,
+    pipeline: str = "segments",
 ) -> int | None:
-    """Refuse to resume a run of another model, preset, objective or quantizer (before
-    anything is written); `quantizer` is the preset's ``--quantizer`` (None for models
-    without one).
+    """Refuse to resume a run of another model, preset, objective, quantizer or data pipeline
+    (before anything is written); `quantizer` is the preset's ``--quantizer`` (None for models
+    without one), `pipeline` ``"dac_recipe"`` or ``"segments"``.
 
     Returns the step of the checkpoint the run will resume from (None: a fresh start).
     """
@@ -136,6 +144,13 @@ def _check_resume(
                 f"the run in {cfg.out!r} trains with --quantizer {trained!r}, not "
                 f"{quantizer!r}; pass the same --quantizer, another --out or --overwrite"
             )
+        ran_data = run.get("data_pipeline", "segments")  # older runs: the plain segments
+        if ran_data != pipeline:
+            flag = "--no-recipe-data" if ran_data == "segments" else "the recipe's data"
+            raise ValueError(
+                f"the run in {cfg.out!r} trains on the {ran_data!r} data pipeline, not "
+                f"{pipeline!r}; resume with {flag}, another --out or --overwrite"
+            )
     ckpt_dir = os.path.join(cfg.out, "checkpoints")
     if not os.path.isdir(ckpt_dir):
         return None
@@ -150,6 +165,22 @@ def _check_resume(
             f"differ from {cfg.model!r} preset {preset_name!r}); use another --out or --overwrite"
         )
     return latest
+
+
+def _recipe_data(cfg: TrainConfig, preset, objective: str):
+    """The preset's `jaxlatent.apps.dac_data.DACData` when the run trains on the recipe's data
+    pipeline (``--objective recipe`` of a model that has one, unless ``--no-recipe-data``).
+
+    Raises:
+      ValueError: ``--no-recipe-data`` for a run without the recipe's data pipeline.
+    """
+    own = getattr(preset, "recipe_data", None) if objective == "recipe" else None
+    if not cfg.recipe_data and own is None:
+        raise ValueError(
+            f"--no-recipe-data needs --objective recipe of a model with the recipe's data "
+            f"pipeline (model {cfg.model!r} trains with {objective!r} on plain segments)"
+        )
+    return own if cfg.recipe_data else None
 
 
 def _truncate_eval_log(out: str, step: int | None) -> None:
@@ -292,18 +323,22 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
     _check_out_dir(cfg)
-    data = load_train_data(spec, preset, cfg.data)
-    if spec.needs_labels and len(data.class_names) < 2:
-        raise ValueError(
-            f"model {cfg.model!r} is conditioned on classes but {data.source!r} has "
-            f"{len(data.class_names)}; use --data {DATA_KINDS[spec.data_kind]} or a folder with "
-            "one subfolder per class"
-        )
     objective = cfg.objective or spec.objectives[0]
     if objective not in spec.objectives:
         raise ValueError(
             f"unknown --objective {objective!r} for model {cfg.model!r}; choose one of: "
             f"{', '.join(spec.objectives)}"
+        )
+    recipe_data = _recipe_data(cfg, preset, objective)
+    if recipe_data is not None:
+        data, clips = load_recipe_train_data(spec, cfg.data)
+    else:
+        data = load_train_data(spec, preset, cfg.data)
+    if spec.needs_labels and len(data.class_names) < 2:
+        raise ValueError(
+            f"model {cfg.model!r} is conditioned on classes but {data.source!r} has "
+            f"{len(data.class_names)}; use --data {DATA_KINDS[spec.data_kind]} or a folder with "
+            "one subfolder per class"
         )
     if cfg.init_discriminator is not None and objective != "recipe":
         raise ValueError(
@@ -330,10 +365,18 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         trainer.check_batch_size(cfg.batch_size)
         classes = len(data.class_names)
         state = initial_state(spec, preset, classes, tx, cfg.seed, model=pretrained)
-    it = training.ArrayDataIterator(data.arrays, cfg.batch_size, seed=cfg.seed)
+    if recipe_data is not None:
+        from jaxlatent.apps.dac_data import EVAL_STREAM, DACDataIterator
+
+        it = DACDataIterator(clips, recipe_data, preset.sample_rate, cfg.batch_size, seed=cfg.seed)
+    else:
+        it = training.ArrayDataIterator(data.arrays, cfg.batch_size, seed=cfg.seed)
+    pipeline = "dac_recipe" if recipe_data is not None else "segments"
     quantizer = getattr(preset, "quantizer", None) if spec.quantizers else None
     resume_step = (
-        _check_resume(cfg, preset_name, objective, state, quantizer) if cfg.resume else None
+        _check_resume(cfg, preset_name, objective, state, quantizer, pipeline)
+        if cfg.resume
+        else None
     )
 
     # --- all checks passed: write ---
@@ -350,6 +393,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         "preset_settings": dataclasses.asdict(preset),
         "data": data.source,
         "examples": data.examples,
+        "data_pipeline": pipeline,
         "classes": list(data.class_names),
         **({"data_info": data.info} if data.info else {}),
         "samples": spec.sample_title,
@@ -361,11 +405,14 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         "trainer": type(trainer).__name__,
     }
     atomic_write(os.path.join(cfg.out, "run.json"), json.dumps(run_info, indent=2) + "\n")
-    eval_idx = np.random.default_rng(cfg.seed).permutation(data.examples)
-    if "length" in data.arrays:  # audio: whole segments first (the pictures show the first few)
-        eval_idx = eval_idx[np.argsort(data.arrays["length"][eval_idx] < 1, kind="stable")]
-    eval_idx = eval_idx[:GRID]
-    eval_batch = {k: v[eval_idx] for k, v in data.arrays.items()}
+    if recipe_data is not None:  # the recipe's examples from the eval stream
+        eval_batch = it.batch(range(GRID), stream=EVAL_STREAM)
+    else:
+        eval_idx = np.random.default_rng(cfg.seed).permutation(data.examples)
+        if "length" in data.arrays:  # audio: whole segments first (the pictures show a few)
+            eval_idx = eval_idx[np.argsort(data.arrays["length"][eval_idx] < 1, kind="stable")]
+        eval_idx = eval_idx[:GRID]
+        eval_batch = {k: v[eval_idx] for k, v in data.arrays.items()}
     evaluator = _Evaluator(spec, preset, cfg, eval_batch, len(data.class_names))
     evaluator.compute(state)  # compile before training: the throughput excludes it
     result = training.fit(

@@ -37,8 +37,9 @@ class TrainData(NamedTuple):
     info: dict[str, Any]
 
     @property
-    def examples(self) -> int:
-        return len(self.arrays["x"])
+    def examples(self) -> int | None:
+        """Examples of the arrays (None: no arrays, the data draws endless excerpts)."""
+        return len(self.arrays["x"]) if "x" in self.arrays else None
 
 
 def check_data_kind(spec: ModelSpec, source: str) -> None:
@@ -100,3 +101,29 @@ def load_train_data(spec: ModelSpec, preset: Any, source: str | None) -> TrainDa
             raise ValueError(f"model {spec.name!r} is conditioned on classes but {e}") from None
         arrays["labels"] = np.eye(len(class_names), dtype=np.float32)[labels]
     return TrainData(arrays, audio.source, class_names, audio.info)
+
+
+def load_recipe_train_data(spec: ModelSpec, source: str | None) -> tuple[TrainData, list]:
+    """The audio files of DAC's recipe data pipeline (`jaxlatent.apps.dac_data`), at their own
+    rates and channels (``source=None``: the bundled speech).
+
+    Returns:
+      ``(TrainData, clips)``: no arrays (the pipeline draws excerpts from the clips), the
+      source, no classes, and info (files, seconds, ``pipeline``); the
+      `jaxlatent.apps.dac_data.RecipeClip` list.
+
+    Raises:
+      ValueError: a source of the wrong kind (`check_data_kind`) or the loader's errors (see
+        `jaxlatent.apps.dac_data.load_recipe_clips`).
+    """
+    from jaxlatent.apps.dac_data import load_recipe_clips
+
+    source = DATA_KINDS[spec.data_kind] if source is None else source
+    check_data_kind(spec, source)
+    clips, names = load_recipe_clips(source)
+    info = {
+        "files": len(names),
+        "seconds": round(sum(c.audio.shape[0] / c.sample_rate for c in clips), 3),
+        "pipeline": "dac_recipe",
+    }
+    return TrainData({}, source, (), info), clips

@@ -68,6 +68,16 @@ def resample_kernels(
     return np.stack(kernels).astype(np.float32), width
 
 
+@functools.lru_cache(maxsize=16)
+def _kernels_t(old: int, new: int) -> tuple[np.ndarray, int]:
+    """`resample_kernels` transposed to float64 ``[ksize, new]`` (read-only, cached: many
+    short inputs at the same rates, e.g. training excerpts, build them once)."""
+    kernels, width = resample_kernels(old, new)
+    kernel_t = np.ascontiguousarray(kernels.T.astype(np.float64))
+    kernel_t.flags.writeable = False
+    return kernel_t, width
+
+
 def _reduced(old_sr: int, new_sr: int) -> tuple[int, int]:
     for name, value in (("old_sr", old_sr), ("new_sr", new_sr)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
@@ -154,9 +164,8 @@ class Resampler:
         if self.old == self.new:
             self.length = length
             return
-        kernels, self.width = resample_kernels(self.old, self.new)
-        self.ksize = kernels.shape[1]
-        self.kernel_t = np.ascontiguousarray(kernels.T.astype(np.float64))  # [ksize, new]
+        self.kernel_t, self.width = _kernels_t(self.old, self.new)  # [ksize, new] float64
+        self.ksize = self.kernel_t.shape[0]
         # julius convolves the padded input (length + 2 * width + old) with stride `old`, then
         # keeps the first `resampled_length` outputs (fewer if the convolution gives fewer).
         n_frames = (length + 2 * self.width + self.old - self.ksize) // self.old + 1

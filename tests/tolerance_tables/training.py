@@ -136,4 +136,24 @@ TRAINING: dict[str, Tolerance] = {
         "bfloat16 keeps 8 significant bits (relative rounding 2^-9 = 2e-3 per operation); "
         "a few layers accumulate ~1e-2",
     ),
+    # --- DAC's training data (jaxlatent.apps.dac_data / dac_transforms) ------------------------
+    "dac_recipe_gain": Tolerance(
+        "VolumeNorm (loudness normalisation) of real clips vs audiotools 0.7.2's transform with "
+        "the same drawn target, float32 audio in [-1, 1]",
+        0.0,
+        2e-6,
+        "the gain exp((db - loudness) ln10/20) inherits the loudness's one-ulp difference "
+        "(dacio_loudness_db: block energies summed in float64 here, float32 in torch); "
+        "measured max 1.2e-7",
+    ),
+    "dac_recipe_shift_phase": Tolerance(
+        "ShiftPhase (STFT, phase + shift, inverse STFT) and the whole post-process "
+        "(VolumeNorm, RescaleAudio, ShiftPhase) of real clips vs audiotools 0.7.2 with the "
+        "same drawn shift, float32 audio in [-1, 1]",
+        0.0,
+        2e-6,
+        "scipy.fft's float32 FFTs (pocketfft) vs torch's (another summation order), the "
+        "overlap-add in another order, and VolumeNorm's gain (dac_recipe_gain); measured max "
+        "2.4e-7",
+    ),
 }

@@ -48,11 +48,13 @@ def _leaves(tree) -> list[tuple[str, np.ndarray]]:
 
 # --- 200 tiny steps ------------------------------------------------------------------------
 
-#: the mean logged mel loss of the last 5 logs (steps 160-200) of 200 tiny steps (batch 1)
-#: is below this fraction of the first 5's (steps 10-50). Measured 0.71 (5.45 -> 3.86; the
-#: loss starts near 10.6 at step 1, so most of the drop precedes the first log). Single
-#: segments are noisy (3.1 to 9.2 within the first 5 logs), hence means of 5.
-MEL_RATIO = 0.85
+#: the median logged mel loss of the last 5 logs (steps 160-200) of 200 tiny steps (batch 1,
+#: the recipe's data pipeline) is below this fraction of the first 5's (steps 10-50).
+#: Measured 0.85 (3.73 -> 3.16). The pipeline normalises every excerpt to -16 LUFS, so the
+#: logged losses start lower than on the raw segments (whose mean ratio was 0.71, 5.45 ->
+#: 3.86) and most of the drop precedes the first log; single excerpts are noisy (2.65 to 5.79
+#: within the last 5 logs), hence medians of 5.
+MEL_RATIO = 0.9
 
 
 @pytest.mark.slow
@@ -68,7 +70,8 @@ def test_recipe_lowers_the_mel_loss_in_200_tiny_steps(tmp_path, capsys):
     assert keys <= set(records[0])
     mel = [r["mel_loss"] for r in records]
     assert np.isfinite(mel).all()
-    assert np.mean(mel[-5:]) < MEL_RATIO * np.mean(mel[:5]), mel
+    assert np.median(mel[-5:]) < MEL_RATIO * np.median(mel[:5]), mel
+    assert run["data_pipeline"] == "dac_recipe"
     # ExponentialLR: 1e-3 * 0.999996 ** step (logged at the step's update, step - 1)
     assert records[-1]["learning_rate"] == pytest.approx(1e-3 * 0.999996**199, rel=1e-5)
     state = _state(out, 200)
@@ -174,7 +177,7 @@ def initial_state(monkeypatch):
     """Make `jaxlatent train` stop at `fit`, raising `_Started(state)` (nothing trained)."""
 
     def fit(trainer, state, data, **kwargs):
-        raise _Started(state)
+        raise _Started(state, data)
 
     monkeypatch.setattr(training, "fit", fit)
 
@@ -223,6 +226,38 @@ def test_reconstruction_objective_stays_available(initial_state, tmp_path):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["objective"] == "reconstruction"
 
 
+def test_recipe_trains_on_the_recipe_data_pipeline_unless_no_recipe_data(
+    initial_state, tmp_path, capsys
+):
+    """The default data of --objective recipe is `jaxlatent.apps.dac_data`'s pipeline (run.json
+    says which); --no-recipe-data gives the plain segments; a run is resumed only with the
+    pipeline it started with."""
+    from jaxlatent.apps.dac_data import DACDataIterator
+
+    argv = ["train", *map(str, COMMON), "--batch-size", "8", "--steps", "1"]
+    for flag, kind, pipeline in [
+        ((), DACDataIterator, "dac_recipe"),
+        (("--no-recipe-data",), training.ArrayDataIterator, "segments"),
+    ]:
+        out = tmp_path / pipeline
+        with pytest.raises(_Started) as started:
+            cli.main([*argv, "--out", str(out), *flag])
+        data = started.value.args[1]
+        assert isinstance(data, kind)
+        batch = next(data)
+        assert batch["x"].shape == (8, 2048, 1) and batch["x"].dtype == np.float32
+        run = json.loads((out / "run.json").read_text())
+        assert run["data_pipeline"] == pipeline
+        assert run["data_info"]["files"] == 4
+    with pytest.raises(_Started):  # the same pipeline resumes
+        cli.main([*argv, "--out", str(tmp_path / "segments"), "--resume", "--no-recipe-data"])
+    capsys.readouterr()
+    assert cli.main([*argv, "--out", str(tmp_path / "segments"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trains on the 'segments' data pipeline, not 'dac_recipe'" in err, err
+    assert "--no-recipe-data" in err and len(err.splitlines()) == 1
+
+
 def _other_rate(tmp_path):
     from flax import nnx
 
@@ -241,7 +276,8 @@ def _other_rate(tmp_path):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("silent_folder", "has no audio as long as one segment"),
+        ("silent_folder", "has no audio as long as one segment"),  # plain segments only
+        ("no_recipe_data", "--no-recipe-data needs --objective recipe"),
         ("rate", "is a 24000 Hz model but preset 'tiny' trains at 16000 Hz"),
         ("missing", "--init-from"),
         ("objective", "unknown --objective 'gan' for model 'dac'; choose one of: recipe, recon"),
@@ -258,7 +294,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, message, tmp_p
         from jaxlatent.codec.files import write_audio
 
         write_audio(folder / "a.wav", np.zeros((100, 1), np.float32), 16000)  # < one segment
-        args += ["--data", str(folder)]
+        args += ["--data", str(folder), "--no-recipe-data"]  # (the recipe's data pads it)
+    elif case == "no_recipe_data":
+        args += ["--objective", "reconstruction", "--no-recipe-data"]
     elif case == "rate":
         args += ["--init-from", str(_other_rate(tmp_path)), "--preset", "tiny"]
     elif case == "missing":
