@@ -43,6 +43,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxlatent._rng import next_key
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 
 Array = jax.Array
 IntOrTuple = int | Sequence[int]
@@ -179,7 +180,7 @@ class _ConvNd(nnx.Module):
         output_padding: IntOrTuple = 0,
         *,
         param_dtype=jnp.float32,
-        precision: jax.lax.PrecisionLike = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         n = self.ndim
@@ -198,7 +199,7 @@ class _ConvNd(nnx.Module):
         self.dilation = _tuple(dilation, n, "dilation")
         self.output_padding = _tuple(output_padding, n, "output_padding")
         self.groups = groups
-        self.precision = precision
+        self.precision = resolve_precision(precision)
         receptive = math.prod(self.kernel_size)
         # torch fan_in = weight.size(1) * prod(kernel): in/groups (Conv), out (ConvTranspose).
         fan_in = (out_channels if self.transposed else in_channels // groups) * receptive
@@ -281,7 +282,7 @@ def conv_transpose_dilated(
     output_padding: Sequence[int],
     dilation: Sequence[int],
     *,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> Array:
     """torch's ``conv_transpose{1,2}d`` (no bias, ``groups=1``) as a fractionally strided
     convolution: the input dilated by `stride` (``lhs_dilation``), padded by
@@ -292,7 +293,7 @@ def conv_transpose_dilated(
       x: ``[batch, *spatial, in]`` (channels-last).
       w: ``[*kernel_size, in, out]``.
       stride, padding, output_padding, dilation: one int per spatial axis (torch's meaning).
-      precision: `jax.lax` precision of the convolution.
+      precision: precision of the convolution (:mod:`jaxlatent.precision`).
 
     Returns:
       ``[batch, *spatial_out, out]``, ``spatial_out = (L - 1)*stride - 2*padding +
@@ -300,7 +301,7 @@ def conv_transpose_dilated(
     """
     return _fractionally_strided(
         x, w, TransposedConvSpec(tuple(stride), tuple(padding), tuple(dilation),
-                                 tuple(output_padding), precision)
+                                 tuple(output_padding), resolve_precision(precision))
     )  # fmt: skip
 
 
@@ -311,7 +312,7 @@ def conv_transpose_polyphase(
     padding: Sequence[int],
     output_padding: Sequence[int],
     *,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> Array:
     """torch's ``conv_transpose{1,2}d`` (no bias, ``groups=1``, ``dilation=1``) for kernels
     that are multiples of the stride, in polyphase form.
@@ -329,7 +330,7 @@ def conv_transpose_polyphase(
       x: ``[batch, *spatial, in]`` (channels-last).
       w: ``[*kernel_size, in, out]``, every ``kernel_size[i] % stride[i] == 0``.
       stride, padding, output_padding: one int per spatial axis (torch's meaning).
-      precision: `jax.lax` precision of the convolution.
+      precision: precision of the convolution (:mod:`jaxlatent.precision`).
 
     Returns:
       ``[batch, *spatial_out, out]``, ``spatial_out = (L - 1)*stride - 2*padding + k +
@@ -355,7 +356,7 @@ def conv_transpose_polyphase(
         window_strides=(1,) * ndim,
         padding=[(m - 1, m - 1) for m in taps],
         dimension_numbers=_DIMENSION_NUMBERS[ndim],
-        precision=precision,
+        precision=resolve_precision(precision),
     )
     batch, frames = z.shape[0], z.shape[1 : 1 + ndim]  # frames = L + taps - 1
     # [b, q1, q2, .., s1, s2, .., out] -> [b, q1, s1, q2, s2, .., out] -> [b, q1*s1, .., out]
