@@ -23,17 +23,23 @@ multiplied exactly whatever the setting (products of two bfloat16 are exact in f
 
 :data:`DEFAULT_PRECISION` is ``"highest"``: the values of the PyTorch references (run with
 torch's own float32 default on CPU) and exactly the same codes on every backend. ``"default"``
-is for speed on accelerators (TF32 / single-pass bfloat16): the codec's audio then differs
-from the reference by about 1e-3 relative, and a vector near the boundary of two codes may get
-the other code.
+is for speed on accelerators: TF32 keeps 10 mantissa bits of each operand and one bfloat16
+pass 7 (float32: 23), so outputs differ from the reference by that rounding compounded over
+the layers (not measured here: no accelerator), and a latent near the boundary of two codes
+may get the other code.
 
 Whatever the setting, the nearest-code search of the quantizers (the distance matmul of
-:func:`jaxlatent.quantizers.nearest_code`, LFQ's code distances) always runs at
-``Precision.HIGHEST``: codes must not depend on the backend.
+:func:`jaxlatent.quantizers.nearest_code`; also LFQ's entropy-loss distances) always runs
+at ``Precision.HIGHEST``: codes must not depend on the backend. Losses computed with a matmul
+(the DAC mel loss's filterbank) are at ``HIGHEST`` too: they are not part of a model.
 
 :func:`set_precision` changes the setting of a model already built (every submodule with a
 ``precision`` attribute: the convolutions, `flax.nnx.Linear`, the quantizers' projections);
 ``jaxlatent train --precision`` uses it on the registered models.
+
+Source: `jax.lax.Precision` and JAX's "Matmul precision" documentation (XLA's meaning of
+``DEFAULT`` / ``HIGH`` / ``HIGHEST`` per backend); torch's counterpart on CUDA is
+``torch.backends.cuda.matmul.allow_tf32`` / ``torch.backends.cudnn.allow_tf32``.
 
 ``None`` (JAX's own convention, accepted for callers that pass it through) means
 `jax.lax.Precision.DEFAULT` unless ``jax.default_matmul_precision`` says otherwise.

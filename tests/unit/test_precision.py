@@ -21,6 +21,7 @@ from jaxlatent import cli
 from jaxlatent.models.conv_audio import conv_variational_autoencoder
 from jaxlatent.models.conv_vqvae import ConvVQVAE
 from jaxlatent.models.dac import DAC, Discriminator
+from jaxlatent.models.piq import PIQInterpreter
 from jaxlatent.models.pytorch_vae import VanillaVAE, VanillaVAEConfig
 from jaxlatent.precision import (
     DEFAULT_PRECISION,
@@ -247,6 +248,19 @@ def test_autoencoders_every_op_at_the_setting(setting, expected):
     assert img["convolution"] == {expected: 5} and img["dot_general"] == {expected: 3}, img
 
 
+def test_piq_interpreter_every_op_at_the_setting_search_at_highest():
+    """Classifier (convolutions, linear head) and PSI (adapter, down/up, decoder) at the
+    setting; the class-partitioned code search at HIGHEST."""
+    ops = _lower_module(
+        lambda: PIQInterpreter(8, 8, 2, precision="default", rngs=nnx.Rngs(0)),
+        lambda m, x: m(x, train=True),
+        ((1, 32, 33), F32),
+    )
+    assert set(ops["convolution"]) == {"DEFAULT"} and ops["convolution"]["DEFAULT"] > 10, ops
+    assert ops["dot_general"]["DEFAULT"] == 1 and ops["dot_general"]["HIGHEST"] >= 1, ops
+    assert set(ops["dot_general"]) == {"DEFAULT", "HIGHEST"}, ops
+
+
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
@@ -301,3 +315,19 @@ def test_cli_precision_reaches_the_loaded_model(tmp_path, capsys, monkeypatch):
         assert "stop here" in capsys.readouterr().err
     assert seen == ["highest", "default"]
     assert batch_coding.encode_folder.__kwdefaults__["precision"] == DEFAULT_PRECISION
+
+
+def test_train_builds_the_models_at_the_precision():
+    """`jaxlatent train --precision` reaches every layer of the registered model (the state
+    `initial_state` builds, which `fit` trains)."""
+    import optax
+
+    from jaxlatent.apps.registry import get_model
+    from jaxlatent.apps.runs import initial_state
+
+    spec, _, preset = get_model("vanilla_vae", "micro")
+    state = initial_state(spec, preset, 10, optax.sgd(0.1), 0, precision="default")
+    model = nnx.merge(state.graphdef, state.params, state.model_state)
+    layers = [n for _, n in nnx.iter_graph(model) if hasattr(n, "precision")]
+    assert len(layers) >= 5
+    assert all(n.precision is jax.lax.Precision.DEFAULT for n in layers)

@@ -127,6 +127,9 @@ class DAC(nnx.Module):
         search is at ``HIGHEST`` whatever this is. See :mod:`jaxlatent.precision`.
       rngs: initialisation randomness.
 
+    Raises:
+      ValueError: if `config` is not a `DACConfig`, or for an unknown `precision`.
+
     Source: descript-audio-codec 1.0.0 ``dac.DAC`` (Kumar et al. 2023, arXiv:2306.06546).
 
     Example:
