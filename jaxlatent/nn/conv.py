@@ -29,6 +29,11 @@ layers is therefore not supported.
 
 Initialisation follows torch's defaults (uniform in ``±1/sqrt(fan_in)`` for kernel and bias),
 so models trained from scratch start from the same distribution as their torch counterparts.
+
+Every layer and function here takes ``precision`` (a name of
+:data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default ``"highest"``, float32
+products on every backend), the ``precision_config`` of its convolutions, the hand-written
+gradients' included.
 """
 
 from __future__ import annotations

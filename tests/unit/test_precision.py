@@ -331,3 +331,21 @@ def test_train_builds_the_models_at_the_precision():
     layers = [n for _, n in nnx.iter_graph(model) if hasattr(n, "precision")]
     assert len(layers) >= 5
     assert all(n.precision is jax.lax.Precision.DEFAULT for n in layers)
+
+
+def test_parity_report_names_torchs_precision():
+    """CPU: float32; CUDA: the two TF32 flags as they are set (no GPU needed to read them)."""
+    from tests import reference
+
+    torch = reference.torch()
+    from converters.dac_parity import torch_precision
+
+    assert torch_precision(torch.device("cpu")) == "float32 (CPU)"
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, True
+        assert torch_precision(torch.device("cuda")) == (
+            "cuda: matmul allow_tf32=False, cudnn allow_tf32=True"
+        )
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
