@@ -47,6 +47,7 @@ from converters.common import CheckpointError, ConversionError, Table, WeightNor
 from converters.dac_discriminator import export_discriminator, load_discriminator
 from converters.dac_tables import decoder_table, encoder_table, expected_torch_shapes, model_table
 from jaxlatent.models.dac import DAC, DACConfig, Decoder, Encoder
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 __all__ = [
     "check_config_fits",
@@ -310,7 +311,7 @@ def _part_from_state_dict(
     config: DACConfig,
     style: WeightNormStyle | None,
     param_dtype,
-    precision: jax.lax.PrecisionLike,
+    precision: PrecisionLike,
 ):
     """`cls` (`Encoder` or `Decoder`) filled from the ``{prefix}.*`` keys by `table_fn`."""
     sub = _sub_state_dict(state_dict, prefix)
@@ -330,7 +331,7 @@ def encoder_from_state_dict(
     *,
     style: WeightNormStyle | None = None,
     param_dtype=jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> Encoder:
     """The :class:`Encoder` holding the ``encoder.*`` tensors of a DAC state_dict.
 
@@ -352,7 +353,7 @@ def decoder_from_state_dict(
     *,
     style: WeightNormStyle | None = None,
     param_dtype=jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> Decoder:
     """The :class:`Decoder` holding the ``decoder.*`` tensors of a DAC state_dict.
 
@@ -370,7 +371,7 @@ def convert_codec_parts(
     *,
     style: WeightNormStyle | None = None,
     param_dtype=jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> tuple[Encoder, Decoder]:
     """Encoder and decoder of a whole DAC state_dict (official or SpeechBrain key style).
 
@@ -407,7 +408,7 @@ def model_from_state_dict(
     config: DACConfig,
     *,
     param_dtype=jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> DAC:
     """A :class:`DAC` holding a DAC state_dict (any of the three key styles), strictly.
 
@@ -544,7 +545,7 @@ def convert_checkpoint(
     *,
     sample_rate: int | None = None,
     param_dtype=jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> tuple[DACConfig, DAC]:
     """Convert a DAC checkpoint (release ``.pth``, SpeechBrain or fused state_dict) to a model.
 
@@ -555,7 +556,7 @@ def convert_checkpoint(
         inferred from the shapes (:func:`infer_config`).
       sample_rate: sample rate for :func:`infer_config` (bare state_dicts only).
       param_dtype: dtype of the JAX parameters.
-      precision: `jax.lax` precision of the model's convolutions.
+      precision: precision of the model's convolutions and projections (:mod:`jaxlatent.precision`).
 
     Returns:
       ``(config, model)``.

@@ -18,8 +18,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import jax
-
 from converters.dac_formats import convert_any
 from converters.dac_hf import CONFIG_NAME, WEIGHTS_NAME, is_hf_folder
 from jaxlatent._cache_root import cache_root
@@ -30,6 +28,7 @@ from jaxlatent.models.dac import (
     load_converted,
     save_converted,
 )
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 __all__ = ["default_cache_dir", "load_model"]
 
@@ -54,7 +53,7 @@ def load_model(
     cache_dir: str | os.PathLike | None = None,
     cache: bool = True,
     sample_rate: int | None = None,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> DAC:
     """A :class:`DAC` from a converted directory, a checkpoint file or a transformers folder.
 
@@ -70,7 +69,7 @@ def load_model(
       cache: set False to convert without reading or writing the cache.
       sample_rate: for bare state_dicts of non-released architectures (see
         :func:`converters.dac.infer_config`).
-      precision: `jax.lax` precision of the model's convolutions.
+      precision: precision of the model's convolutions and projections (:mod:`jaxlatent.precision`).
 
     Returns:
       The model (its configuration is ``model.config``).

@@ -35,6 +35,7 @@ from flax import nnx
 from converters import common
 from converters.common import CheckpointError, ConversionError, Table, WeightNormStyle
 from jaxlatent.models.dac import Discriminator, DiscriminatorConfig
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 __all__ = [
     "discriminator_from_state_dict",
@@ -84,7 +85,7 @@ def discriminator_from_state_dict(
     config: DiscriminatorConfig,
     *,
     param_dtype=jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> Discriminator:
     """A :class:`Discriminator` with `config` holding `state_dict` (torch tensors or numpy
     arrays, either weight-norm key style), strictly.
@@ -144,7 +145,7 @@ def load_discriminator(
     config: DiscriminatorConfig | None = None,
     *,
     param_dtype=jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> tuple[DiscriminatorConfig, Discriminator]:
     """Convert a reference discriminator's weights to a :class:`Discriminator`.
 
@@ -155,7 +156,7 @@ def load_discriminator(
       config: the configuration; default: the file's ``metadata["kwargs"]``, else the recipe
         (see the module docstring for why an explicit config overrides the metadata).
       param_dtype: dtype of the JAX parameters.
-      precision: `jax.lax` precision of the convolutions.
+      precision: precision of the convolutions (:mod:`jaxlatent.precision`).
 
     Returns:
       ``(config, model)``, as :func:`converters.dac.convert_checkpoint`.

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import jax
 import jax.numpy as jnp
 
 from converters import common
@@ -28,6 +27,7 @@ from converters.common import CheckpointError
 from converters.dac import convert_checkpoint
 from converters.dac_hf import convert_hf, is_hf_folder, is_hf_state_dict
 from jaxlatent.models.dac import DAC, DACConfig
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 __all__ = ["CheckpointFormat", "checkpoint_format", "convert_any"]
 
@@ -73,7 +73,7 @@ def convert_any(
     *,
     sample_rate: int | None = None,
     param_dtype=jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> tuple[DACConfig, DAC]:
     """Convert a DAC checkpoint of either family (:func:`checkpoint_format`) to a model.
 

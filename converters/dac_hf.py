@@ -67,6 +67,7 @@ from converters.common import CheckpointError, ConversionError, Table
 from converters.dac import infer_config, normalize_state_dict
 from converters.dac_tables import expected_torch_shapes, model_table
 from jaxlatent.models.dac import DAC, DACConfig
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 __all__ = [
     "CONFIG_NAME",
@@ -331,7 +332,7 @@ def model_from_hf_state_dict(
     config: DACConfig,
     *,
     param_dtype=jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> DAC:
     """A :class:`DAC` holding a ``DacModel`` state_dict (fused or weight-normed), strictly.
 
@@ -425,7 +426,7 @@ def convert_hf(
     *,
     sample_rate: int | None = None,
     param_dtype=jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> tuple[DACConfig, DAC]:
     """Convert a transformers ``DacModel`` checkpoint (see :func:`read_hf`) to a :class:`DAC`.
 
@@ -436,7 +437,7 @@ def convert_hf(
         the shapes (:func:`infer_hf_config`).
       sample_rate: for :func:`infer_hf_config` (a bare state_dict of a non-released model).
       param_dtype: dtype of the JAX parameters.
-      precision: `jax.lax` precision of the model's convolutions.
+      precision: precision of the model's convolutions and projections (:mod:`jaxlatent.precision`).
 
     Returns:
       ``(config, model)``.

@@ -15,7 +15,10 @@ same audio (resampled to the model rate, padded to the hop length) and reports, 
 
 with the maximum absolute error and the maximum relative error ``max|a - b| / max|b|``, plus
 the time of an encode and a decode in torch (eager, no_grad, second run: the first warms up
-TorchScript) and jaxlatent (jit, median of three runs; compilation reported separately).
+TorchScript) and jaxlatent (jit, median of three runs; compilation reported separately), and
+the precision each side ran at: jaxlatent's setting (:mod:`jaxlatent.precision`) and backend;
+torch's ``float32 (CPU)``, or on CUDA its ``torch.backends.cuda.matmul.allow_tf32`` and
+``torch.backends.cudnn.allow_tf32`` flags (TF32 convolutions and matmuls when set).
 
 torch, ``dac`` and ``transformers`` are imported here only; ``dac`` imports torchaudio, which
 is replaced by a minimal stub when it is not installed (nothing here calls it).
@@ -42,8 +45,9 @@ from jaxlatent.codec.resample import resample
 from jaxlatent.compilation import compiled
 from jaxlatent.datasets import read_audio
 from jaxlatent.models.dac import DAC
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, precision_name
 
-__all__ = ["ParityReport", "StageError", "parity_report"]
+__all__ = ["ParityReport", "StageError", "parity_report", "torch_precision"]
 
 
 def _import_dac():
@@ -136,6 +140,11 @@ class ParityReport:
     jax_encode_s: float
     jax_decode_s: float
     jax_compile_s: float
+    #: jaxlatent's precision setting and backend, e.g. ``"highest (cpu)"``.
+    jax_precision: str
+    #: the torch side's, e.g. ``"float32 (CPU)"`` or ``"cuda: matmul allow_tf32=False, cudnn
+    #: allow_tf32=True"``.
+    torch_precision: str
 
     def format(self) -> str:
         lines = [
@@ -154,12 +163,34 @@ class ParityReport:
             f"{'torch':<10} {self.torch_encode_s:9.3f}s {self.torch_decode_s:9.3f}s  (eager)",
             f"{'jaxlatent':<10} {self.jax_encode_s:9.3f}s {self.jax_decode_s:9.3f}s  "
             f"(jit; compile {self.jax_compile_s:.1f} s, {jax.default_backend()})",
+            f"precision: jaxlatent {self.jax_precision}; torch {self.torch_precision}",
         ]
         return "\n".join(lines)
 
 
 def _default_audio() -> str:
     return str(importlib.resources.files("jaxlatent") / "data" / "speech_16k_spk1_snt1.wav")
+
+
+def torch_precision(device) -> str:
+    """What precision torch runs float32 convolutions and matmuls at on `device`.
+
+    Args:
+      device: a ``torch.device``.
+
+    Returns:
+      ``"float32 (CPU)"`` off CUDA; on CUDA the TF32 flags, ``"cuda: matmul allow_tf32=B,
+      cudnn allow_tf32=B"`` (``torch.backends.cuda.matmul.allow_tf32``: matmuls,
+      ``torch.backends.cudnn.allow_tf32``: convolutions; TF32 where True on Ampere and later).
+    """
+    import torch
+
+    if getattr(device, "type", str(device)) != "cuda":
+        return "float32 (CPU)"
+    return (
+        f"cuda: matmul allow_tf32={torch.backends.cuda.matmul.allow_tf32}, "
+        f"cudnn allow_tf32={torch.backends.cudnn.allow_tf32}"
+    )
 
 
 def _timed(fn, repeats: int = 3) -> float:
@@ -189,6 +220,7 @@ def parity_report(
     audio: str | os.PathLike | None = None,
     seconds: float = 2.0,
     n_quantizers: int | None = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> ParityReport:
     """Compare jaxlatent with the official ``dac.DAC`` on one clip, stage by stage.
 
@@ -198,17 +230,21 @@ def parity_report(
       audio: an audio file (first channel used); default: bundled 16 kHz speech.
       seconds: how much of the clip to use (from the start).
       n_quantizers: codebooks to run (default all).
+      precision: the jaxlatent model's precision (:mod:`jaxlatent.precision`; default
+        ``"highest"``, the reference's float32 values).
 
     Returns:
       A :class:`ParityReport` (``.format()`` gives the printed table).
 
     Raises:
       ImportError: without torch / descript-audio-codec (transformers for its checkpoints).
-      ValueError: for an unreadable checkpoint or audio file, or bad arguments.
+      ValueError: for an unreadable checkpoint or audio file, or bad arguments (an unknown
+        `precision` included).
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
-    config, model = convert_any(checkpoint)
+    jax_precision = f"{precision_name(precision)} ({jax.default_backend()})"
+    config, model = convert_any(checkpoint, precision=precision)
     n_q = check_n_quantizers(n_quantizers, config.n_codebooks)
     if checkpoint_format(checkpoint) == "transformers":
         tmodel = _transformers_reference(checkpoint, config)
@@ -277,4 +313,6 @@ def parity_report(
         jax_encode_s=jax_encode,
         jax_decode_s=jax_decode,
         jax_compile_s=compile_s,
+        jax_precision=jax_precision,
+        torch_precision=torch_precision(xt.device),
     )

@@ -41,6 +41,7 @@ from jaxlatent.models.pytorch_vae import (
     VQVAEConfig,
     WAEMMDConfig,
 )
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 #: Internal key for BetaVAE's loss-call counter, which torch checkpoints do not hold.
 _COUNTER_KEY = "<jaxlatent BetaVAE num_iter>"
@@ -218,7 +219,10 @@ def load_checkpoint(model: nnx.Module, path: str | os.PathLike) -> None:
 
 
 def from_checkpoint(
-    config: Any, checkpoint: str | os.PathLike | Mapping[str, Any], *, precision: Any = None
+    config: Any,
+    checkpoint: str | os.PathLike | Mapping[str, Any],
+    *,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> nnx.Module:
     """Build the model of `config` and fill it from a checkpoint file or (Lightning) state_dict.
 

@@ -28,6 +28,11 @@ instead of compiling again: ``$XDG_CACHE_HOME/jaxlatent/xla`` (``~/.cache/jaxlat
 ``$JAXLATENT_CACHE_DIR/xla`` when that is set). ``--compile-cache DIR`` moves it,
 ``--no-compile-cache`` turns it off, and so does the environment variable
 ``JAXLATENT_COMPILE_CACHE`` (a folder, or ``0``/``off`` to disable); the option wins.
+
+``encode``, ``decode``, ``parity`` and ``train`` take ``--precision`` (:mod:`jaxlatent.precision`):
+``highest`` (the default: float32 products on every backend, the reference's values and codes),
+``high`` or ``default`` (TF32 on NVIDIA GPUs, bfloat16 passes on TPUs: faster); the
+nearest-code search is exact whatever it is. An unknown name exits with status 2.
 """
 
 from __future__ import annotations
@@ -106,6 +111,19 @@ def _add_compile_cache_arguments(p) -> None:
     p.set_defaults(compile_cache_option=True)
 
 
+def _add_precision_argument(p) -> None:
+    from jaxlatent.precision import DEFAULT_PRECISION, PRECISIONS
+
+    p.add_argument(
+        "--precision",
+        default=DEFAULT_PRECISION,
+        metavar="{" + ",".join(PRECISIONS) + "}",
+        help=f"precision of the model's convolutions and matmuls (default {DEFAULT_PRECISION}: "
+        "float32 products on every backend; default: TF32 on NVIDIA GPUs, bfloat16 on TPUs, "
+        "faster); codes are searched exactly whatever it is",
+    )
+
+
 def _demo(args: argparse.Namespace) -> int:
     from jaxlatent.apps import demo
 
@@ -144,6 +162,7 @@ def _train(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         init_discriminator=args.init_discriminator,
         recipe_data=not args.no_recipe_data,
+        precision=args.precision,
     )
     summary = train.run(cfg)
     print(train.format_run_summary(summary, args.out))
@@ -245,6 +264,7 @@ def _add_train_parser(sub) -> None:
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_precision_argument(t)
     _add_compile_cache_arguments(t)
     t.set_defaults(func=_train)
 
@@ -366,6 +386,7 @@ def _encode(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         fail_fast=args.fail_fast,
         progress=not args.quiet,
+        precision=args.precision,
     )
     print(f"encoded {_folder_report(result)} to {args.output}")
     return 1 if result.skipped else 0
@@ -383,6 +404,7 @@ def _decode(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         fail_fast=args.fail_fast,
         progress=not args.quiet,
+        precision=args.precision,
     )
     print(f"decoded {_folder_report(result)} to {args.output}")
     return 1 if result.skipped else 0
@@ -422,7 +444,11 @@ def _parity(args: argparse.Namespace) -> int:
     from converters.dac_parity import parity_report
 
     report = parity_report(
-        args.model, audio=args.audio, seconds=args.seconds, n_quantizers=args.n_quantizers
+        args.model,
+        audio=args.audio,
+        seconds=args.seconds,
+        n_quantizers=args.n_quantizers,
+        precision=args.precision,
     )
     print(report.format())
     return 0
@@ -486,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(an unchunked .dac file the official package decodes in one pass)",
     )
     _add_folder_arguments(encode)
+    _add_precision_argument(encode)
     _add_compile_cache_arguments(encode)
     encode.set_defaults(func=_encode)
 
@@ -496,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--model", required=True, help=model_help)
     decode.add_argument("--output", required=True, help="output folder")
     _add_folder_arguments(decode)
+    _add_precision_argument(decode)
     _add_compile_cache_arguments(decode)
     decode.set_defaults(func=_decode)
 
@@ -511,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--audio", default=None, help="audio file (default: bundled speech)")
     parity.add_argument("--seconds", type=float, default=2.0, help="seconds of audio (default 2)")
     parity.add_argument("--n-quantizers", type=int, default=None, help="codebooks (default all)")
+    _add_precision_argument(parity)
     _add_compile_cache_arguments(parity)
     parity.set_defaults(func=_parity)
     return parser
@@ -546,6 +575,10 @@ def main(argv: list[str] | None = None) -> int:
     threshold = gc.get_threshold()
     gc.set_threshold(max(_GC_YOUNG_THRESHOLD, threshold[0]), *threshold[1:])
     try:
+        if hasattr(args, "precision"):  # an unknown name: one line, before anything is done
+            from jaxlatent.precision import resolve_precision
+
+            resolve_precision(args.precision)
         if getattr(args, "compile_cache_option", False):
             directory = compile_cache_dir(args.compile_cache, args.no_compile_cache)
             if directory is not None:

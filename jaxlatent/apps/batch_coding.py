@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
+
 __all__ = ["FolderSummary", "decode_folder", "encode_folder", "join_processes"]
 
 #: Name of the summary written in the output folder.
@@ -302,6 +304,7 @@ def encode_folder(
     overwrite: bool = False,
     fail_fast: bool = False,
     progress: bool = True,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> FolderSummary:
     """Code audio files, folders and ``@LIST`` files into ``.dac`` files under `output`.
 
@@ -326,6 +329,9 @@ def encode_folder(
         skip it).
       progress: a progress bar (files, audio hours, hours per second) on a terminal, in
         process 0.
+      precision: the loaded model's precision (:mod:`jaxlatent.precision`; default
+        ``"highest"``: the reference's codes on every backend; ``"default"``: faster on
+        GPU/TPU); a given `DAC` keeps its own.
 
     Returns:
       A :class:`FolderSummary`.
@@ -343,13 +349,14 @@ def encode_folder(
     from jaxlatent.codec import files
     from jaxlatent.codec.batch import BatchEncoder
 
+    resolve_precision(precision)  # an unknown name fails before anything is read or written
     if n_quantizers is not None and n_quantizers < 1:
         raise ValueError(f"--n-quantizers must be at least 1, got {n_quantizers}")
     if not (isinstance(win_duration, int | float) and win_duration > 0):
         raise ValueError(f"--win-duration must be positive, got {win_duration}")
     found = files.find_inputs(inputs, files.AUDIO_SUFFIXES)
     batch_size = _batch_size(batch_size)
-    model = _model(model)
+    model = _model(model, precision)
     _check_options(model.config, win_duration, n_quantizers, exact)
     encoder = BatchEncoder(model, batch_size)
     targets = {path: files.output_path(output, rel, ".dac") for path, rel in found}
@@ -444,6 +451,7 @@ def decode_folder(
     overwrite: bool = False,
     fail_fast: bool = False,
     progress: bool = True,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> FolderSummary:
     """Decode ``.dac`` files, folders and ``@LIST`` files into 16-bit WAV files under `output`.
 
@@ -454,7 +462,7 @@ def decode_folder(
     ``NAME-{i}.wav``), audio equal to :func:`jaxlatent.codec.decompress`'s.
 
     Args:
-      model, batch_size, overwrite, fail_fast, progress: as :func:`encode_folder`.
+      model, batch_size, overwrite, fail_fast, progress, precision: as :func:`encode_folder`.
       inputs: ``.dac`` files, folders and ``@LIST`` files.
       output: output folder (``summary.json`` included).
 
@@ -474,9 +482,10 @@ def decode_folder(
     from jaxlatent.codec.compression import check_decodable
     from jaxlatent.codec.exact import decodes_in_windows
 
+    resolve_precision(precision)
     found = files.find_inputs(inputs, (".dac",))
     batch_size = _batch_size(batch_size)
-    model = _model(model)
+    model = _model(model, precision)
     decoder = BatchDecoder(model, batch_size)
     mine = found[jax.process_index() :: jax.process_count()]
     rels = dict(mine)

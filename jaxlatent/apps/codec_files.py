@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
+
 __all__ = ["CodingResult", "decode_files", "encode_files"]
 
 
@@ -41,21 +43,22 @@ class CodingResult(NamedTuple):
     seconds: float
 
 
-def _model(model):
+def _model(model, precision: PrecisionLike = DEFAULT_PRECISION):
     """A DAC model as given, or loaded from a converted directory or a checkpoint path.
 
     A converted directory is restored by jaxlatent alone; only a checkpoint (a ``.pth`` or
     ``.safetensors`` file, or a transformers ``DacModel`` folder) imports the converters to be
-    converted and cached.
+    converted and cached. A loaded model gets `precision` (:mod:`jaxlatent.precision`); a
+    given `DAC` keeps its own.
     """
     if isinstance(model, str | os.PathLike):
         if os.path.isdir(model) and not _is_transformers_folder(model):
             from jaxlatent.models.dac import load_converted
 
-            return load_converted(model)
+            return load_converted(model, precision=precision)
         from converters.dac_cache import load_model
 
-        return load_model(model)
+        return load_model(model, precision=precision)
     return model
 
 

@@ -14,6 +14,7 @@ from flax import nnx
 
 from jaxlatent import training
 from jaxlatent.apps.spec import ModelSpec
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, set_precision
 
 #: the ``--parallel`` modes of `jaxlatent train` (``"auto"``: sharded on several devices).
 PARALLEL = ("auto", "single", "sharded", "pmap", "shard_map")
@@ -29,6 +30,7 @@ def initial_state(
     seed: int,
     *,
     model: nnx.Module | None = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> training.TrainState:
     """The freshly initialised `TrainState` of a run (also the template that restores it).
 
@@ -39,9 +41,12 @@ def initial_state(
       tx: the optax transformation.
       seed: initialisation seed (also the seed of the state's step keys).
       model: start from this module instead (``--init-from``).
+      precision: of every convolution and matmul of the model (``--precision``,
+        :func:`jaxlatent.precision.set_precision`).
     """
     if model is None:  # one compiled initialiser instead of one small program per parameter
         model = nnx.jit(lambda: spec.build(preset, num_classes, nnx.Rngs(seed)))()
+    set_precision(model, precision)
     return training.TrainState.create(model, tx, key=seed)
 
 
@@ -53,6 +58,7 @@ def initial_gan_state(
     *,
     generator: nnx.Module | None = None,
     discriminator: nnx.Module | None = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> training.GANTrainState:
     """The freshly initialised `GANTrainState` of an adversarial run (``--objective recipe``).
 
@@ -64,10 +70,13 @@ def initial_gan_state(
         the seed of the state's step keys.
       generator, discriminator: start from these modules instead (``--init-from``,
         ``--init-discriminator``).
+      precision: of every convolution and matmul of both models (``--precision``).
     """
     if generator is None:
         generator = nnx.jit(lambda: spec.build(preset, 0, nnx.Rngs(seed)))()
     if discriminator is None:
         build = spec.build_discriminator
         discriminator = nnx.jit(lambda: build(preset, nnx.Rngs(seed + 1)))()
+    set_precision(generator, precision)
+    set_precision(discriminator, precision)
     return objective.init(generator, discriminator, key=seed)

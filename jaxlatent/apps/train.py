@@ -50,6 +50,7 @@ from jaxlatent.apps.runs import GRID, PARALLEL, initial_gan_state, initial_state
 from jaxlatent.apps.spec import DATA_KINDS
 from jaxlatent.apps.train_data import load_recipe_train_data, load_train_data
 from jaxlatent.atomic import atomic_write
+from jaxlatent.precision import DEFAULT_PRECISION, resolve_precision
 
 #: what this app writes besides `fit`'s artefacts (deleted by ``overwrite``).
 APP_ARTIFACTS = ("run.json", "eval.jsonl", "pictures", "audio")
@@ -79,6 +80,7 @@ class TrainConfig:
     init_from: str | None = None  # pretrained generator (``--init-from``)
     init_discriminator: str | None = None  # pretrained discriminator (``--init-discriminator``)
     recipe_data: bool = True  # --objective recipe: the recipe's data pipeline (--no-recipe-data)
+    precision: str = DEFAULT_PRECISION  # the models' convolutions and matmuls (``--precision``)
 
 
 def _check_out_dir(cfg: TrainConfig) -> None:
@@ -300,6 +302,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     Raises:
       ValueError: for any bad input (before anything is written).
     """
+    resolve_precision(cfg.precision)  # an unknown name: ValueError before anything is done
     spec, preset_name, preset = get_model(cfg.model, cfg.preset)
     pretrained = None
     if cfg.init_from is not None:
@@ -356,7 +359,13 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         trainer = _trainer(cfg, spec, gan, None)
         trainer.check_batch_size(cfg.batch_size)
         state = initial_gan_state(
-            spec, preset, gan, cfg.seed, generator=pretrained, discriminator=disc
+            spec,
+            preset,
+            gan,
+            cfg.seed,
+            generator=pretrained,
+            discriminator=disc,
+            precision=cfg.precision,
         )
     else:
         lr = cfg.learning_rate or preset.learning_rate
@@ -364,7 +373,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         trainer = _trainer(cfg, spec, spec.loss_fn(preset), tx)
         trainer.check_batch_size(cfg.batch_size)
         classes = len(data.class_names)
-        state = initial_state(spec, preset, classes, tx, cfg.seed, model=pretrained)
+        state = initial_state(
+            spec, preset, classes, tx, cfg.seed, model=pretrained, precision=cfg.precision
+        )
     if recipe_data is not None:
         from jaxlatent.apps.dac_data import EVAL_STREAM, DACDataIterator
 
@@ -402,6 +413,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         "batch_size": cfg.batch_size,
         "learning_rate": lr,
         "seed": cfg.seed,
+        "precision": cfg.precision,
         "trainer": type(trainer).__name__,
     }
     atomic_write(os.path.join(cfg.out, "run.json"), json.dumps(run_info, indent=2) + "\n")

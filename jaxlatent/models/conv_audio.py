@@ -32,12 +32,19 @@ from jaxlatent.models.autoencoders import (
     pad_mask_and_decode,
 )
 from jaxlatent.models.padding import check_length
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 Array = jax.Array
 
 
 def conv_encoder_decoder(
-    features: int, hidden: int, latent: int, kernel_size: int = 5, *, rngs: nnx.Rngs
+    features: int,
+    hidden: int,
+    latent: int,
+    kernel_size: int = 5,
+    *,
+    precision: PrecisionLike = DEFAULT_PRECISION,
+    rngs: nnx.Rngs,
 ) -> tuple[nnx.Sequential, nnx.Sequential]:
     """The convolutional encoder and decoder over time of `ConvAutoencoder`.
 
@@ -54,6 +61,9 @@ def conv_encoder_decoder(
       latent: latent channels.
       kernel_size: odd kernel size of the time convolutions.
       rngs: initialisation randomness (the encoder's layers draw first).
+      precision: precision of every convolution (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default
+        ``"highest"``).
 
     Returns:
       ``(encoder, decoder)``.
@@ -66,15 +76,16 @@ def conv_encoder_decoder(
       ((2, 10, 2), (2, 10, 6))
     """
     k, p = kernel_size, kernel_size // 2
+    kw = {"precision": precision, "rngs": rngs}
     encoder = nnx.Sequential(
-        jnn.Conv1d(features, hidden, k, padding=p, rngs=rngs),
+        jnn.Conv1d(features, hidden, k, padding=p, **kw),
         nnx.leaky_relu,
-        jnn.Conv1d(hidden, latent, 1, rngs=rngs),
+        jnn.Conv1d(hidden, latent, 1, **kw),
     )
     decoder = nnx.Sequential(
-        jnn.Conv1d(latent, hidden, k, padding=p, rngs=rngs),
+        jnn.Conv1d(latent, hidden, k, padding=p, **kw),
         nnx.leaky_relu,
-        jnn.Conv1d(hidden, features, k, padding=p, rngs=rngs),
+        jnn.Conv1d(hidden, features, k, padding=p, **kw),
     )
     return encoder, decoder
 
@@ -90,6 +101,9 @@ class ConvAutoencoder(Autoencoder):
       latent: latent channels.
       kernel_size: odd kernel size of the time convolutions.
       rngs: initialisation randomness.
+      precision: precision of every convolution (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default
+        ``"highest"``).
 
     Example:
       Shapes only (`nnx.eval_shape` allocates and computes nothing):
@@ -102,9 +116,18 @@ class ConvAutoencoder(Autoencoder):
       ((2, 10, 6), (2, 10, 2))
     """
 
-    def __init__(self, features: int, hidden: int, latent: int, kernel_size: int = 5, *, rngs):
+    def __init__(
+        self,
+        features: int,
+        hidden: int,
+        latent: int,
+        kernel_size: int = 5,
+        *,
+        precision: PrecisionLike = DEFAULT_PRECISION,
+        rngs,
+    ):
         self.encoder, self.decoder = conv_encoder_decoder(
-            features, hidden, latent, kernel_size, rngs=rngs
+            features, hidden, latent, kernel_size, precision=precision, rngs=rngs
         )
         # what `pad_mask_and_decode` (SpeechBrain's train_sample tail) reads
         self.len_dim = 1
@@ -138,7 +161,13 @@ class ConvAutoencoder(Autoencoder):
 
 
 def conv_variational_autoencoder(
-    features: int, hidden: int, latent: int, kernel_size: int = 5, *, rngs: nnx.Rngs
+    features: int,
+    hidden: int,
+    latent: int,
+    kernel_size: int = 5,
+    *,
+    precision: PrecisionLike = DEFAULT_PRECISION,
+    rngs: nnx.Rngs,
 ) -> VariationalAutoencoder:
     """A `VariationalAutoencoder` over time with convolutional encoder, decoder and heads.
 
@@ -153,6 +182,9 @@ def conv_variational_autoencoder(
       latent: latent channels.
       kernel_size: odd kernel size of the time convolutions.
       rngs: initialisation randomness (drawn in the order encoder, decoder, mean, log_var).
+      precision: precision of every convolution (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default
+        ``"highest"``).
 
     Returns:
       The `VariationalAutoencoder` (its `train_sample` takes ``key``: the sampling noise).
@@ -165,20 +197,21 @@ def conv_variational_autoencoder(
       (2, 10, 2)
     """
     k, p = kernel_size, kernel_size // 2
+    kw = {"precision": precision, "rngs": rngs}
     encoder = nnx.Sequential(
-        jnn.Conv1d(features, hidden, k, padding=p, rngs=rngs),
+        jnn.Conv1d(features, hidden, k, padding=p, **kw),
         nnx.leaky_relu,
-        jnn.Conv1d(hidden, hidden, k, padding=p, rngs=rngs),
+        jnn.Conv1d(hidden, hidden, k, padding=p, **kw),
         nnx.leaky_relu,
     )
     decoder = nnx.Sequential(
-        jnn.Conv1d(latent, hidden, k, padding=p, rngs=rngs),
+        jnn.Conv1d(latent, hidden, k, padding=p, **kw),
         nnx.leaky_relu,
-        jnn.Conv1d(hidden, features, k, padding=p, rngs=rngs),
+        jnn.Conv1d(hidden, features, k, padding=p, **kw),
     )
     return VariationalAutoencoder(
         encoder=encoder,
         decoder=decoder,
-        mean=jnn.Conv1d(hidden, latent, 1, rngs=rngs),
-        log_var=jnn.Conv1d(hidden, latent, 1, rngs=rngs),
+        mean=jnn.Conv1d(hidden, latent, 1, **kw),
+        log_var=jnn.Conv1d(hidden, latent, 1, **kw),
     )

@@ -20,6 +20,7 @@ import jax
 from flax import nnx
 
 from jaxlatent import nn as jnn
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers import VectorQuantizer, VectorQuantizerConfig, VectorQuantizerOutput
 
 Array = jax.Array
@@ -59,6 +60,9 @@ class ConvVQVAE(nnx.Module):
         ``z [batch, time/2, dim]`` and returns a NamedTuple with ``quantized`` (e.g.
         `jaxlatent.quantizers.FSQ`, `ResidualVQ`). `decode_indices` then needs the
         `VectorQuantizer`.
+      precision: precision of every convolution (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default
+        ``"highest"``); a `quantizer` factory sets its quantizer's own.
       rngs: initialisation randomness.
 
     Raises:
@@ -81,27 +85,29 @@ class ConvVQVAE(nnx.Module):
         kernel_size: int = 5,
         *,
         quantizer: Callable[[int, nnx.Rngs], nnx.Module] | None = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         if isinstance(codebook, int) and quantizer is None:
             raise ValueError(f"ConvVQVAE: codebook={codebook} (a latent size) needs a quantizer")
         dim = codebook if isinstance(codebook, int) else codebook.dim
         k, p = kernel_size, kernel_size // 2
+        kw = {"precision": precision, "rngs": rngs}
         self.encoder = nnx.Sequential(
-            jnn.Conv1d(features, hidden, k, padding=p, rngs=rngs),
+            jnn.Conv1d(features, hidden, k, padding=p, **kw),
             nnx.leaky_relu,
-            jnn.Conv1d(hidden, hidden, 4, stride=2, padding=1, rngs=rngs),
+            jnn.Conv1d(hidden, hidden, 4, stride=2, padding=1, **kw),
             nnx.leaky_relu,
-            jnn.Conv1d(hidden, dim, 1, rngs=rngs),
+            jnn.Conv1d(hidden, dim, 1, **kw),
         )
         if quantizer is None:
             self.quantizer = VectorQuantizer(codebook, rngs=rngs)
         else:
             self.quantizer = quantizer(dim, rngs)
         self.decoder = nnx.Sequential(
-            jnn.ConvTranspose1d(dim, hidden, 4, stride=2, padding=1, rngs=rngs),
+            jnn.ConvTranspose1d(dim, hidden, 4, stride=2, padding=1, **kw),
             nnx.leaky_relu,
-            jnn.Conv1d(hidden, features, k, padding=p, rngs=rngs),
+            jnn.Conv1d(hidden, features, k, padding=p, **kw),
         )
         self.axis_name: str | None = None
 

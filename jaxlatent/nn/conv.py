@@ -29,6 +29,11 @@ layers is therefore not supported.
 
 Initialisation follows torch's defaults (uniform in ``±1/sqrt(fan_in)`` for kernel and bias),
 so models trained from scratch start from the same distribution as their torch counterparts.
+
+Every layer and function here takes ``precision`` (a name of
+:data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default ``"highest"``, float32
+products on every backend), the ``precision_config`` of its convolutions, the hand-written
+gradients' included.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxlatent._rng import next_key
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 
 Array = jax.Array
 IntOrTuple = int | Sequence[int]
@@ -179,7 +185,7 @@ class _ConvNd(nnx.Module):
         output_padding: IntOrTuple = 0,
         *,
         param_dtype=jnp.float32,
-        precision: jax.lax.PrecisionLike = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         n = self.ndim
@@ -198,7 +204,7 @@ class _ConvNd(nnx.Module):
         self.dilation = _tuple(dilation, n, "dilation")
         self.output_padding = _tuple(output_padding, n, "output_padding")
         self.groups = groups
-        self.precision = precision
+        self.precision = resolve_precision(precision)
         receptive = math.prod(self.kernel_size)
         # torch fan_in = weight.size(1) * prod(kernel): in/groups (Conv), out (ConvTranspose).
         fan_in = (out_channels if self.transposed else in_channels // groups) * receptive
@@ -281,7 +287,7 @@ def conv_transpose_dilated(
     output_padding: Sequence[int],
     dilation: Sequence[int],
     *,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> Array:
     """torch's ``conv_transpose{1,2}d`` (no bias, ``groups=1``) as a fractionally strided
     convolution: the input dilated by `stride` (``lhs_dilation``), padded by
@@ -292,7 +298,7 @@ def conv_transpose_dilated(
       x: ``[batch, *spatial, in]`` (channels-last).
       w: ``[*kernel_size, in, out]``.
       stride, padding, output_padding, dilation: one int per spatial axis (torch's meaning).
-      precision: `jax.lax` precision of the convolution.
+      precision: precision of the convolution (:mod:`jaxlatent.precision`).
 
     Returns:
       ``[batch, *spatial_out, out]``, ``spatial_out = (L - 1)*stride - 2*padding +
@@ -300,7 +306,7 @@ def conv_transpose_dilated(
     """
     return _fractionally_strided(
         x, w, TransposedConvSpec(tuple(stride), tuple(padding), tuple(dilation),
-                                 tuple(output_padding), precision)
+                                 tuple(output_padding), resolve_precision(precision))
     )  # fmt: skip
 
 
@@ -311,7 +317,7 @@ def conv_transpose_polyphase(
     padding: Sequence[int],
     output_padding: Sequence[int],
     *,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
 ) -> Array:
     """torch's ``conv_transpose{1,2}d`` (no bias, ``groups=1``, ``dilation=1``) for kernels
     that are multiples of the stride, in polyphase form.
@@ -329,7 +335,7 @@ def conv_transpose_polyphase(
       x: ``[batch, *spatial, in]`` (channels-last).
       w: ``[*kernel_size, in, out]``, every ``kernel_size[i] % stride[i] == 0``.
       stride, padding, output_padding: one int per spatial axis (torch's meaning).
-      precision: `jax.lax` precision of the convolution.
+      precision: precision of the convolution (:mod:`jaxlatent.precision`).
 
     Returns:
       ``[batch, *spatial_out, out]``, ``spatial_out = (L - 1)*stride - 2*padding + k +
@@ -355,7 +361,7 @@ def conv_transpose_polyphase(
         window_strides=(1,) * ndim,
         padding=[(m - 1, m - 1) for m in taps],
         dimension_numbers=_DIMENSION_NUMBERS[ndim],
-        precision=precision,
+        precision=resolve_precision(precision),
     )
     batch, frames = z.shape[0], z.shape[1 : 1 + ndim]  # frames = L + taps - 1
     # [b, q1, q2, .., s1, s2, .., out] -> [b, q1, s1, q2, s2, .., out] -> [b, q1*s1, .., out]

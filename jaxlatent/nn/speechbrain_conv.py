@@ -20,6 +20,7 @@ from flax import nnx
 from jaxlatent._checks import check_choice
 from jaxlatent.nn.conv import Conv1d
 from jaxlatent.nn.weight_norm import WNConv1d
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 Array = jax.Array
 
@@ -63,6 +64,8 @@ class SpeechBrainConv1d(nnx.Module):
       weight_norm: use a weight-normalised kernel (`WNConv1d`, SpeechBrain's
         `parametrizations.weight_norm`).
       default_padding: the symmetric zero padding of the inner torch conv (default 0).
+      precision: precision of the convolution (:mod:`jaxlatent.precision`; default
+        ``"highest"``).
       rngs: NNX RNGs for the initialisation.
 
     Not supported: ``skip_transpose=True`` (inputs are always channels-last here) and
@@ -96,6 +99,7 @@ class SpeechBrainConv1d(nnx.Module):
         weight_norm: bool = False,
         default_padding: int = 0,
         *,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         check_choice("padding", padding, ("same", "valid", "causal"))
@@ -129,6 +133,7 @@ class SpeechBrainConv1d(nnx.Module):
             dilation=dilation,
             groups=groups,
             bias=bias,
+            precision=precision,
             rngs=rngs,
         )
 

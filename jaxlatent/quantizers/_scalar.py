@@ -14,6 +14,7 @@ from flax import nnx
 
 from jaxlatent._checks import check_floating, shape_str
 from jaxlatent._collectives import psum_if
+from jaxlatent.precision import PrecisionLike, resolve_precision
 from jaxlatent.quantizers.stats import perplexity
 
 Array = jax.Array
@@ -30,16 +31,31 @@ def need_rngs(rngs, what: str) -> nnx.Rngs:
     return rngs
 
 
-def linear(d_in: int, d_out: int, bias: bool, rngs) -> nnx.Linear:
-    """The reference's ``nn.Linear(d_in, d_out)`` (kernel ``[d_in, d_out]``)."""
-    return nnx.Linear(d_in, d_out, use_bias=bias, rngs=need_rngs(rngs, "the projections"))
+def linear(d_in: int, d_out: int, bias: bool, rngs, precision: PrecisionLike) -> nnx.Linear:
+    """The reference's ``nn.Linear(d_in, d_out)`` (kernel ``[d_in, d_out]``), its matmul at
+    `precision` (:mod:`jaxlatent.precision`)."""
+    return nnx.Linear(
+        d_in,
+        d_out,
+        use_bias=bias,
+        precision=resolve_precision(precision),
+        rngs=need_rngs(rngs, "the projections"),
+    )
 
 
-def projections(has: bool, dim: int, code_dim: int, bias: bool, rngs):
+def projections(has: bool, dim: int, code_dim: int, bias: bool, rngs, precision: PrecisionLike):
     """``(project_in, project_out)`` linears between `dim` and `code_dim`, or ``(None, None)``."""
     if not has:
         return nnx.data(None), nnx.data(None)
-    return linear(dim, code_dim, bias, rngs), linear(code_dim, dim, bias, rngs)
+    return (
+        linear(dim, code_dim, bias, rngs, precision),
+        linear(code_dim, dim, bias, rngs, precision),
+    )
+
+
+def matmul(a: Array, b: Array, precision) -> Array:
+    """``a @ b`` at `precision` (a `jax.lax.Precision` or None)."""
+    return jnp.matmul(a, b, precision=precision)
 
 
 def orthogonal(d: int, rngs) -> Buffer:

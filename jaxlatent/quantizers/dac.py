@@ -39,6 +39,7 @@ from flax import nnx
 from jaxlatent._checks import check_floating, check_n_quantizers, shape_str
 from jaxlatent._rng import next_key
 from jaxlatent.nn.weight_norm import WNConv1d
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers.rotation import estimator
 from jaxlatent.quantizers.search import (
     CODE_CHUNK,
@@ -122,7 +123,8 @@ class VectorQuantize(nnx.Module):
       codebook_dim: dimension ``d`` of the code space.
       vector_chunk, code_chunk: chunk sizes of the nearest-code search (see
         :func:`~jaxlatent.quantizers.nearest_code`).
-      precision: matmul precision of the two projections (None: JAX's default).
+      precision: precision of the two projections (:mod:`jaxlatent.precision`; the
+        nearest-code search is at ``HIGHEST`` whatever this is).
       rotation_trick: route the gradient to ``z_e`` with the rotation trick
         (:func:`~jaxlatent.quantizers.rotation_trick`, Fifty et al. 2024) instead of DAC's
         straight-through (the default, as in the reference).
@@ -149,7 +151,7 @@ class VectorQuantize(nnx.Module):
         *,
         vector_chunk: int | None = VECTOR_CHUNK,
         code_chunk: int | None = CODE_CHUNK,
-        precision: jax.lax.PrecisionLike = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rotation_trick: bool = False,
         rngs: nnx.Rngs,
     ):
@@ -287,7 +289,7 @@ class ResidualVectorQuantize(nnx.Module):
         *,
         vector_chunk: int | None = VECTOR_CHUNK,
         code_chunk: int | None = CODE_CHUNK,
-        precision: jax.lax.PrecisionLike = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rotation_trick: bool = False,
         rngs: nnx.Rngs,
     ):

@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from jaxlatent._checks import shape_str
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 from jaxlatent.quantizers import _scalar as sc
 
 Array = jax.Array
@@ -91,6 +92,9 @@ class FSQ(nnx.Module):
       orthogonal_rotation: rotate the code space by a fixed random orthogonal matrix
         (arXiv:2307.13304); a :class:`Buffer`, converted as the reference's ``orthogonal_rot``.
       rngs: initialisation randomness, needed only for the projections or the rotation.
+      precision: precision of the projections' and the rotation's matmuls (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default
+        ``"highest"``).
 
     Raises:
       ValueError: for levels the reference rejects (< 2, or 2 without `preserve_symmetry`),
@@ -124,8 +128,10 @@ class FSQ(nnx.Module):
         orthogonal_rotation: bool = False,
         *,
         rngs: nnx.Rngs | None = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
     ):
         self.levels = check_levels(levels, preserve_symmetry)
+        self.precision = resolve_precision(precision)
         if not 0.0 <= noise_dropout <= 1.0:
             raise ValueError(f"noise_dropout must lie in [0, 1], got {noise_dropout!r}")
         if noise_dropout > 0 and not preserve_symmetry:
@@ -155,7 +161,12 @@ class FSQ(nnx.Module):
         self.codebook_size = math.prod(self.levels)
         self.has_projections = self.dim != self.effective_codebook_dim
         self.project_in, self.project_out = sc.projections(
-            self.has_projections, self.dim, self.effective_codebook_dim, projection_has_bias, rngs
+            self.has_projections,
+            self.dim,
+            self.effective_codebook_dim,
+            projection_has_bias,
+            rngs,
+            self.precision,
         )
         self.orthogonal_rot = (
             sc.orthogonal(self.codebook_dim, rngs) if orthogonal_rotation else None
@@ -260,7 +271,7 @@ class FSQ(nnx.Module):
             )
         codes = self._indices_to_codes(indices)
         if self.orthogonal_rot is not None:
-            codes = codes @ self.orthogonal_rot[...].T
+            codes = sc.matmul(codes, self.orthogonal_rot[...].T, self.precision)
         codes = codes.reshape((*codes.shape[:-2], self.effective_codebook_dim))
         return sc.apply(self.project_out, codes)
 
@@ -304,7 +315,7 @@ class FSQ(nnx.Module):
         z = sc.apply(self.project_in, x)
         z = z.reshape((*z.shape[:-1], self.num_codebooks, self.codebook_dim))
         if self.orthogonal_rot is not None:
-            z = z @ self.orthogonal_rot[...]
+            z = sc.matmul(z, self.orthogonal_rot[...], self.precision)
         orig_dtype = z.dtype
         if self.force_quantization_f32 and jnp.dtype(orig_dtype) not in self.allowed_dtypes:
             z = z.astype(jnp.float32)
@@ -313,7 +324,7 @@ class FSQ(nnx.Module):
         if noisy:
             codes = self._noise(codes, key)
         if self.orthogonal_rot is not None:
-            codes = codes @ self.orthogonal_rot[...].T
+            codes = sc.matmul(codes, self.orthogonal_rot[...].T, self.precision)
         codes = codes.reshape((*codes.shape[:-2], self.effective_codebook_dim))
         out = sc.apply(self.project_out, codes.astype(orig_dtype))
         counts = ppl = None

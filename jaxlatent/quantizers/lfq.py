@@ -21,6 +21,7 @@ from flax import nnx
 
 from jaxlatent._checks import shape_str
 from jaxlatent._collectives import psum_if
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 from jaxlatent.quantizers import _scalar as sc
 from jaxlatent.quantizers.straight_through import straight_through
 
@@ -63,16 +64,26 @@ def _entropy(prob: Array) -> Array:
 
 class CosineSimLinear(nnx.Module):
     """``scale · normalize(x) @ normalize(W, axis=0)``, ``W [dim_in, dim_out]`` (LFQ's
-    ``cosine_sim_project_in``; the reference's ``CosineSimLinear``, initialised N(0, 1))."""
+    ``cosine_sim_project_in``; the reference's ``CosineSimLinear``, initialised N(0, 1)); the
+    matmul at `precision` (:mod:`jaxlatent.precision`)."""
 
-    def __init__(self, dim_in: int, dim_out: int, scale: float = 1.0, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim_in: int,
+        dim_out: int,
+        scale: float = 1.0,
+        *,
+        precision: PrecisionLike = DEFAULT_PRECISION,
+        rngs: nnx.Rngs,
+    ):
         self.scale = float(scale)
+        self.precision = resolve_precision(precision)
         self.weight = nnx.Param(jax.random.normal(rngs.params(), (dim_in, dim_out), jnp.float32))
 
     def __call__(self, x: Array) -> Array:
         w = self.weight[...]
         w = w / jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(w), axis=0, keepdims=True)), 1e-12)
-        return (_l2norm(x) @ w) * self.scale
+        return sc.matmul(_l2norm(x), w, self.precision) * self.scale
 
 
 class LFQ(nnx.Module):
@@ -103,6 +114,9 @@ class LFQ(nnx.Module):
       force_quantization_f32: quantize in float32 (cast back afterwards).
       orthogonal_rotation: a fixed random orthogonal rotation of the code channels.
       rngs: initialisation randomness (projections, rotation).
+      precision: precision of the projections' and the rotation's matmuls (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default
+        ``"highest"``). The entropy loss's distances to the codes are at ``HIGHEST``.
 
     Raises:
       ValueError: if neither `dim` nor `codebook_size` is given, `codebook_size` is not a
@@ -142,7 +156,9 @@ class LFQ(nnx.Module):
         force_quantization_f32: bool = True,
         orthogonal_rotation: bool = False,
         rngs: nnx.Rngs | None = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
     ):
+        self.precision = resolve_precision(precision)
         if dim is None and codebook_size is None:
             raise ValueError("either dim or codebook_size must be given for LFQ")
         if codebook_size is not None and not sc.is_power_of_two(codebook_size):
@@ -180,12 +196,23 @@ class LFQ(nnx.Module):
                 cosine_sim_project_in_scale
             )  # fmt: skip
             self.project_in = CosineSimLinear(
-                self.dim, codebook_dims, scale, rngs=sc.need_rngs(rngs, "the projections")
+                self.dim,
+                codebook_dims,
+                scale,
+                precision=self.precision,
+                rngs=sc.need_rngs(rngs, "the projections"),
             )
-            self.project_out = sc.linear(codebook_dims, self.dim, projection_has_bias, rngs)
+            self.project_out = sc.linear(
+                codebook_dims, self.dim, projection_has_bias, rngs, self.precision
+            )
         else:
             self.project_in, self.project_out = sc.projections(
-                self.has_projections, self.dim, codebook_dims, projection_has_bias, rngs
+                self.has_projections,
+                self.dim,
+                codebook_dims,
+                projection_has_bias,
+                rngs,
+                self.precision,
             )
         self.activation = straight_through_activation
         self.spherical = spherical
@@ -244,7 +271,7 @@ class LFQ(nnx.Module):
             )
         codes = self._maybe_l2norm(self._codes_of(indices.astype(jnp.int32)))
         if self.orthogonal_rot is not None:
-            codes = codes @ self.orthogonal_rot[...].T
+            codes = sc.matmul(codes, self.orthogonal_rot[...].T, self.precision)
         codes = codes.reshape((*codes.shape[:-2], -1))
         return sc.apply(self.project_out, codes) if project_out else codes
 
@@ -265,7 +292,9 @@ class LFQ(nnx.Module):
     def _entropies(self, z: Array, weights: Array, inv_temperature, axis_name):
         codebook = self._maybe_l2norm(self.codebook)
         tokens = z.reshape(-1, self.num_codebooks, self.codebook_dim)
-        distance = -2 * jnp.einsum("nid,jd->nij", tokens, codebook)
+        distance = -2 * jnp.einsum(
+            "nid,jd->nij", tokens, codebook, precision=jax.lax.Precision.HIGHEST
+        )
         prob = jax.nn.softmax(-distance * inv_temperature, axis=-1)
         w = weights[:, None]
         n = jnp.sum(weights)
@@ -319,7 +348,7 @@ class LFQ(nnx.Module):
             z = jnp.tanh(z / c) * c
         z = z.reshape((*z.shape[:-1], self.num_codebooks, self.codebook_dim))
         if self.orthogonal_rot is not None:
-            z = z @ self.orthogonal_rot[...]
+            z = sc.matmul(z, self.orthogonal_rot[...], self.precision)
         z = self._maybe_l2norm(z)
         orig_dtype = z.dtype
         if self.force_quantization_f32:
@@ -350,7 +379,7 @@ class LFQ(nnx.Module):
             out, aux = q, zero
         out = out.astype(orig_dtype)
         if self.orthogonal_rot is not None:
-            out = out @ self.orthogonal_rot[...].T
+            out = sc.matmul(out, self.orthogonal_rot[...].T, self.precision)
         out = sc.apply(self.project_out, out.reshape((*out.shape[:-2], -1)))
         counts, ppl = sc.usage(indices, self.codebook_size, axis_name, mask)
         if not self.keep_num_codebooks_dim:

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxlatent._checks import shape_str
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc
 from jaxlatent.quantizers.fsq import FSQ, check_levels
@@ -69,6 +71,9 @@ class ResidualFSQ(rs.LayerDropout, nnx.Module):
         channel); must be None with `bound_hard_clamp`, which uses ``c = 1 + 1/(L-1)``.
       bound_hard_clamp: the layers clamp instead of tanh (the input is soft-clamped first).
       rngs: initialisation randomness (projections, rotations).
+      precision: precision of the projections' matmuls and of every layer's (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default
+        ``"highest"``).
       **kwargs: further :class:`FSQ` arguments of every layer (e.g. `noise_dropout`,
         `orthogonal_rotation`).
 
@@ -98,6 +103,7 @@ class ResidualFSQ(rs.LayerDropout, nnx.Module):
         soft_clamp_input_value=None,
         bound_hard_clamp: bool = True,
         rngs: nnx.Rngs | None = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         **kwargs,
     ):
         self.levels = check_levels(levels, preserve_symmetry=True)
@@ -109,7 +115,7 @@ class ResidualFSQ(rs.LayerDropout, nnx.Module):
         self.num_quantizers = num_quantizers
         self.has_projections = self.dim != codebook_dim
         self.project_in, self.project_out = sc.projections(
-            self.has_projections, self.dim, codebook_dim, True, rngs
+            self.has_projections, self.dim, codebook_dim, True, rngs, precision
         )
         lv = np.asarray(self.levels, np.float32)
         # static tuples (a numpy attribute would become a module variable); float32 values
@@ -122,6 +128,7 @@ class ResidualFSQ(rs.LayerDropout, nnx.Module):
                     preserve_symmetry=True,
                     bound_hard_clamp=bound_hard_clamp,
                     rngs=rngs,
+                    precision=precision,
                     **kwargs,
                 )
                 for _ in range(num_quantizers)

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxlatent._checks import shape_str
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc
 from jaxlatent.quantizers.lfq import LFQ
@@ -58,6 +60,9 @@ class ResidualLFQ(rs.LayerDropout, nnx.Module):
         :class:`~jaxlatent.quantizers.ResidualFSQ` (one draw from the call's `key`).
       soft_clamp_input_value: the first layer's soft clamp, halved at each layer.
       rngs: initialisation randomness.
+      precision: precision of the projections' matmuls and of every layer's (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default
+        ``"highest"``).
       **kwargs: further :class:`LFQ` arguments of every layer.
 
     Raises:
@@ -82,6 +87,7 @@ class ResidualLFQ(rs.LayerDropout, nnx.Module):
         quantize_dropout_multiple_of: int = 1,
         soft_clamp_input_value: float | None = None,
         rngs: nnx.Rngs | None = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         **kwargs,
     ):
         if not sc.is_power_of_two(codebook_size):
@@ -94,7 +100,7 @@ class ResidualLFQ(rs.LayerDropout, nnx.Module):
         self.dim, self.num_quantizers, self.codebook_size = dim, num_quantizers, codebook_size
         self.has_projections = codebook_dim != dim
         self.project_in, self.project_out = sc.projections(
-            self.has_projections, dim, codebook_dim, True, rngs
+            self.has_projections, dim, codebook_dim, True, rngs, precision
         )
         layers = []
         for i in range(num_quantizers):
@@ -104,6 +110,7 @@ class ResidualLFQ(rs.LayerDropout, nnx.Module):
                     codebook_scale=2**-i,
                     soft_clamp_input_value=soft_clamp_input_value,
                     rngs=rngs,
+                    precision=precision,
                     **kwargs,
                 )
             )

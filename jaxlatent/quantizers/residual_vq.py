@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxlatent._checks import shape_str
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc
 from jaxlatent.quantizers import codebook_ops as ops
@@ -84,6 +86,9 @@ class ResidualVQ(rs.LayerDropout, nnx.Module):
       config: the layers' :class:`VectorQuantizerConfig` (its `codebook_size` and `dim` are
         replaced per layer); default ``VectorQuantizerConfig.lucidrains``.
       rngs: initialisation randomness.
+      precision: precision of the projections' matmuls (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default
+        ``"highest"``); the layers' nearest-code search is at ``HIGHEST`` whatever this is.
 
     Raises:
       ValueError: for ``heads != 1``, `accept_image_fmap`, a `codebook_size` tuple whose
@@ -114,6 +119,7 @@ class ResidualVQ(rs.LayerDropout, nnx.Module):
         accept_image_fmap: bool = False,
         config: VectorQuantizerConfig | None = None,
         rngs: nnx.Rngs | None = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
     ):
         if heads != 1:
             raise ValueError(f"heads={heads!r}: ResidualVQ supports only heads=1")
@@ -148,7 +154,7 @@ class ResidualVQ(rs.LayerDropout, nnx.Module):
         self.codebook_sizes = sizes
         self.has_projections = codebook_dim != dim
         self.project_in, self.project_out = sc.projections(
-            self.has_projections, dim, codebook_dim, True, rngs
+            self.has_projections, dim, codebook_dim, True, rngs, precision
         )
         base = config or VectorQuantizerConfig.lucidrains(sizes[0], codebook_dim)
         if not isinstance(base, VectorQuantizerConfig):

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxlatent._checks import shape_str
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers import _scalar as sc
 from jaxlatent.quantizers.rotation import estimator
 from jaxlatent.quantizers.search import lookup_codes, nearest_code
@@ -75,9 +76,12 @@ class SimVQ(nnx.Module):
       frozen_codebook_dim: ``d_f`` (default `dim`).
       rngs: initialisation randomness: the frozen codebook is ``N(0, 1) · d_f ** -0.5``
         (a :class:`~jaxlatent.quantizers._scalar.Buffer`, never trained).
+      precision: precision of the default `codebook_transform`'s matmul (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`; default
+        ``"highest"``); the nearest-code search is at ``HIGHEST`` whatever this is.
 
     Raises:
-      ValueError: for a non-positive size, or `channel_first`.
+      ValueError: for a non-positive size, `channel_first`, or an unknown `precision`.
 
     Source: vector-quantize-pytorch 1.32.0 ``vector_quantize_pytorch.sim_vq.SimVQ``.
 
@@ -103,6 +107,7 @@ class SimVQ(nnx.Module):
         frozen_codebook_dim: int | None = None,
         *,
         rngs: nnx.Rngs | None = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
     ):
         self.dim = _positive("dim", dim)
         self.codebook_size = _positive("codebook_size", codebook_size)
@@ -116,7 +121,7 @@ class SimVQ(nnx.Module):
             codebook = jnp.asarray(init_fn(codebook), jnp.float32)
         self.frozen_codebook = sc.Buffer(codebook)
         if codebook_transform is None:
-            codebook_transform = sc.linear(fd, dim, False, rngs)
+            codebook_transform = sc.linear(fd, dim, False, rngs, precision)
         self.code_transform = codebook_transform
         self.rotation_trick = bool(rotation_trick)
         self.input_to_quantize_commit_loss_weight = float(input_to_quantize_commit_loss_weight)

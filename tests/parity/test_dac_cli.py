@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import jax
 import pytest
 
 from jaxlatent import cli
@@ -49,6 +50,8 @@ def test_parity_report(checkpoint, capsys):
     assert "all codes equal: 100.000 %" in out
     assert re.search(r"^torch\s+\d+\.\d+s\s+\d+\.\d+s", out, re.M)
     assert re.search(r"^jaxlatent\s+\d+\.\d+s\s+\d+\.\d+s\s+\(jit; compile", out, re.M)
+    backend = jax.default_backend()
+    assert f"precision: jaxlatent highest ({backend}); torch float32 (CPU)" in out
 
 
 def test_parity_bad_input(checkpoint, tmp_path, capsys):

@@ -173,9 +173,17 @@ class MelSpectrogramLoss:
         scales = (self.n_mels, self.mel_fmin, self.mel_fmax, self.window_lengths)
         for n_mels, fmin, fmax, w in zip(*scales, strict=False):  # the shortest, as the reference
             basis = jnp.asarray(mel_filters(int(sample_rate), 2 * (w // 2), n_mels, fmin, fmax))
-            # [batch, frames, bins, channels] -> [batch, frames, n_mels, channels]
-            xm = jnp.einsum("tfkc,mk->tfmc", stft_magnitude(x, w, w // 4, self.window_type), basis)
-            ym = jnp.einsum("tfkc,mk->tfmc", stft_magnitude(y, w, w // 4, self.window_type), basis)
+            # [batch, frames, bins, channels] -> [batch, frames, n_mels, channels]; float32
+            # products on every backend (a loss, not a model layer: jaxlatent.precision).
+            xm, ym = (
+                jnp.einsum(
+                    "tfkc,mk->tfmc",
+                    stft_magnitude(a, w, w // 4, self.window_type),
+                    basis,
+                    precision=jax.lax.Precision.HIGHEST,
+                )
+                for a in (x, y)
+            )
             loss = loss + self.log_weight * self.loss_fn(
                 _log_term(xm, self.clamp_eps, self.pow), _log_term(ym, self.clamp_eps, self.pow)
             )

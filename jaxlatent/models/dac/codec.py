@@ -22,6 +22,7 @@ from jaxlatent._checks import check_floating
 from jaxlatent.models.dac.config import DACConfig
 from jaxlatent.models.dac.layers import DecoderBlock, EncoderBlock, Snake1d
 from jaxlatent.nn import WNConv1d
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 Array = jax.Array
 
@@ -38,7 +39,7 @@ class Encoder(nnx.Module):
         inputs padded to a multiple of the hop length; see `EncoderBlock` for the rest).
       d_latent: output channels.
       param_dtype: dtype of the parameters.
-      precision: `jax.lax` precision of every convolution (``None``: backend default).
+      precision: precision of every convolution (:mod:`jaxlatent.precision`).
       rngs: initialisation randomness (torch's default initialisation).
 
     Source: ``dac.model.dac.Encoder``.
@@ -62,7 +63,7 @@ class Encoder(nnx.Module):
         d_latent: int = 64,
         *,
         param_dtype=jnp.float32,
-        precision: jax.lax.PrecisionLike = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         kw = {"param_dtype": param_dtype, "precision": precision, "rngs": rngs}
@@ -116,7 +117,7 @@ class Decoder(nnx.Module):
       rates: upsampling strides.
       d_out: output channels (1: mono audio).
       param_dtype: dtype of the parameters.
-      precision: `jax.lax` precision of every convolution (``None``: backend default).
+      precision: precision of every convolution (:mod:`jaxlatent.precision`).
       rngs: initialisation randomness.
 
     Source: ``dac.model.dac.Decoder``.
@@ -141,7 +142,7 @@ class Decoder(nnx.Module):
         d_out: int = 1,
         *,
         param_dtype=jnp.float32,
-        precision: jax.lax.PrecisionLike = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         kw = {"param_dtype": param_dtype, "precision": precision, "rngs": rngs}

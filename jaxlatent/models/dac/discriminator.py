@@ -49,6 +49,7 @@ from jaxlatent.models.dac.discriminator_config import (
     band_bins,
 )
 from jaxlatent.nn import WNConv1d, WNConv2d
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 
 Array = jax.Array
 FeatureMaps = tuple[Array, ...]
@@ -121,7 +122,8 @@ class MPD(nnx.Module):
     Args:
       period: samples per fold.
       param_dtype: dtype of the parameters.
-      precision: `jax.lax` precision of the convolutions.
+      precision: precision of every convolution (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`).
       rngs: initialisation randomness.
 
     Example:
@@ -131,7 +133,14 @@ class MPD(nnx.Module):
       (1, 1, 3, 1)
     """
 
-    def __init__(self, period: int, *, param_dtype=jnp.float32, precision=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        period: int,
+        *,
+        param_dtype=jnp.float32,
+        precision: PrecisionLike = DEFAULT_PRECISION,
+        rngs: nnx.Rngs,
+    ):
         self.period = period
         kw = {"param_dtype": param_dtype, "precision": precision, "rngs": rngs}
         widths = (1, 32, 128, 512, 1024, 1024)
@@ -164,11 +173,14 @@ class MPD(nnx.Module):
         return _run(self.convs, self.conv_post, x)
 
 
-def resample_audio(x: Array, old_sr: int, new_sr: int) -> Array:
+def resample_audio(
+    x: Array, old_sr: int, new_sr: int, *, precision: PrecisionLike = DEFAULT_PRECISION
+) -> Array:
     """``julius.resample_frac(x, old_sr, new_sr)`` on ``[batch, time, channels]``, in JAX
     (differentiable): julius' windowed-sinc polyphase filters
     (:func:`jaxlatent.codec.resample.resample_kernels`) applied with stride ``old_sr`` (after
-    gcd reduction) to the input edge-padded by the filter width.
+    gcd reduction) to the input edge-padded by the filter width, a convolution at `precision`
+    (:mod:`jaxlatent.precision`; an `MSD` passes its own).
 
     Returns:
       ``[batch, resampled_length(time, old_sr, new_sr), channels]`` in float32 (`x` unchanged
@@ -196,7 +208,7 @@ def resample_audio(x: Array, old_sr: int, new_sr: int) -> Array:
         window_strides=(old,),
         padding="VALID",
         dimension_numbers=("NWC", "WIO", "NWC"),
-        precision=jax.lax.Precision.HIGHEST,
+        precision=resolve_precision(precision),
     )  # [rows, frames, new]
     y = y.reshape(batch, channels, -1)[:, :, :out_length]
     return jnp.swapaxes(y, 1, 2)
@@ -223,11 +235,12 @@ class MSD(nnx.Module):
         sample_rate: int = 44100,
         *,
         param_dtype=jnp.float32,
-        precision=None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         self.rate = rate
         self.sample_rate = sample_rate
+        self.precision = resolve_precision(precision)
         kw = {"param_dtype": param_dtype, "precision": precision, "rngs": rngs}
         self.convs = nnx.List(
             [
@@ -248,7 +261,8 @@ class MSD(nnx.Module):
           ValueError: if `x` is not ``[batch, time, 1]`` floating audio.
         """
         _check_audio(x, "MSD")
-        x = resample_audio(x, self.sample_rate, self.sample_rate // self.rate).astype(x.dtype)
+        new_sr = self.sample_rate // self.rate
+        x = resample_audio(x, self.sample_rate, new_sr, precision=self.precision).astype(x.dtype)
         return _run(self.convs, self.conv_post, x)
 
 
@@ -271,7 +285,7 @@ class MRD(nnx.Module):
         bands=DEFAULT_BANDS,
         *,
         param_dtype=jnp.float32,
-        precision=None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         self.window_length = window_length
@@ -333,7 +347,8 @@ class Discriminator(nnx.Module):
       config: periods, rates, FFT sizes, sample rate and bands
         (:meth:`DiscriminatorConfig.recipe` is the training recipe's).
       param_dtype: dtype of the parameters.
-      precision: `jax.lax` precision of the convolutions.
+      precision: precision of every convolution (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`).
       rngs: initialisation randomness (torch's default init: uniform ``±1/sqrt(fan_in)``).
 
     Attributes:
@@ -354,11 +369,13 @@ class Discriminator(nnx.Module):
         config: DiscriminatorConfig,
         *,
         param_dtype=jnp.float32,
-        precision: jax.lax.PrecisionLike = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         self.config = config
-        kw = {"param_dtype": param_dtype, "precision": precision, "rngs": rngs}
+        #: The `jax.lax.Precision` of every convolution (:mod:`jaxlatent.precision`).
+        self.precision = resolve_precision(precision)
+        kw = {"param_dtype": param_dtype, "precision": self.precision, "rngs": rngs}
         subs: list[nnx.Module] = [MPD(p, **kw) for p in config.periods]
         subs += [MSD(r, config.sample_rate, **kw) for r in config.rates]
         subs += [MRD(f, config.sample_rate, config.bands, **kw) for f in config.fft_sizes]

@@ -26,6 +26,7 @@ from flax import nnx
 from jaxlatent._checks import check_floating, shape_str
 from jaxlatent.models.dac.sin_squared import FAST_RANGE, sin_squared_reduced
 from jaxlatent.nn import Conv1d, WNConv1d, WNConvTranspose1d
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 Array = jax.Array
 
@@ -137,7 +138,7 @@ class ResidualUnit(nnx.Module):
         dilation: int = 1,
         *,
         param_dtype=jnp.float32,
-        precision: jax.lax.PrecisionLike = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         kw = _conv_kwargs(param_dtype, precision, rngs)
@@ -180,7 +181,7 @@ class EncoderBlock(nnx.Module):
         stride: int = 1,
         *,
         param_dtype=jnp.float32,
-        precision: jax.lax.PrecisionLike = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         kw = _conv_kwargs(param_dtype, precision, rngs)
@@ -230,7 +231,7 @@ class DecoderBlock(nnx.Module):
         stride: int = 1,
         *,
         param_dtype=jnp.float32,
-        precision: jax.lax.PrecisionLike = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         kw = _conv_kwargs(param_dtype, precision, rngs)

@@ -46,6 +46,7 @@ from jaxlatent._checks import (
 from jaxlatent.models.dac.codec import Decoder, Encoder
 from jaxlatent.models.dac.config import DACConfig
 from jaxlatent.models.dac.layers import init_weights
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 from jaxlatent.quantizers.dac import ResidualVectorQuantize, RVQDecoded
 
 Array = jax.Array
@@ -119,9 +120,15 @@ class DAC(nnx.Module):
       config: the hyper-parameters (:class:`~jaxlatent.models.dac.DACConfig`; presets for the
         released variants).
       param_dtype: dtype of the parameters.
-      precision: `jax.lax` precision of the convolutions and projections (``None``: the
-        backend default; use ``"highest"`` on GPU/TPU for parity with float32 torch).
+      precision: precision of every convolution and projection: a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision` (default
+        ``"highest"``: float32 products on every backend, the reference's values;
+        ``"default"``: TF32 / one bfloat16 pass on GPU / TPU, faster). The nearest-code
+        search is at ``HIGHEST`` whatever this is. See :mod:`jaxlatent.precision`.
       rngs: initialisation randomness.
+
+    Raises:
+      ValueError: if `config` is not a `DACConfig`, or for an unknown `precision`.
 
     Source: descript-audio-codec 1.0.0 ``dac.DAC`` (Kumar et al. 2023, arXiv:2306.06546).
 
@@ -145,12 +152,15 @@ class DAC(nnx.Module):
         config: DACConfig,
         *,
         param_dtype=jnp.float32,
-        precision: jax.lax.PrecisionLike = None,
+        precision: PrecisionLike = DEFAULT_PRECISION,
         rngs: nnx.Rngs,
     ):
         if not isinstance(config, DACConfig):
             raise ValueError(f"config must be a DACConfig, got {type(config).__name__}")
         self.config = config
+        #: The `jax.lax.Precision` of every convolution and projection.
+        self.precision = resolve_precision(precision)
+        precision = self.precision
         kw = {"param_dtype": param_dtype, "precision": precision, "rngs": rngs}
         self.encoder = Encoder.from_config(config, **kw)
         self.quantizer = ResidualVectorQuantize(

@@ -31,6 +31,7 @@ from flax import nnx
 
 from jaxlatent.models.dac.config import DACConfig
 from jaxlatent.models.dac.model import DAC
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 __all__ = [
     "CONFIG_NAME",
@@ -131,7 +132,7 @@ def save_converted(
 def load_converted(
     directory: str | os.PathLike,
     *,
-    precision: jax.lax.PrecisionLike = None,
+    precision: PrecisionLike = DEFAULT_PRECISION,
     while_reading: Callable[[DAC], object] | None = None,
 ) -> DAC:
     """Load a directory written by :func:`save_converted`.
@@ -142,7 +143,7 @@ def load_converted(
 
     Args:
       directory: the converted directory.
-      precision: `jax.lax` precision of the model's convolutions.
+      precision: precision of the model's convolutions and projections (:mod:`jaxlatent.precision`).
       while_reading: called in this thread with the abstract model (same structure, its
         parameters `jax.ShapeDtypeStruct`) while the parameters are still being read, for
         work that needs only the structure (``model.config``, shapes), e.g. reading and

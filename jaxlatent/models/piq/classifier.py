@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxlatent.models.piq.blocks import Conv2dEncoder_v2
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, set_precision
 
 Array = jax.Array
 
@@ -26,6 +27,8 @@ class PIQClassifier(nnx.Module):
       dim: channels of the representation.
       num_classes: classes.
       rngs: `nnx.Rngs`.
+      precision: precision of every convolution and of the head's matmul
+        (:mod:`jaxlatent.precision`; default ``"highest"``).
 
     Example:
       >>> clf = nnx.eval_shape(lambda: PIQClassifier(32, 2, rngs=nnx.Rngs(0)))
@@ -35,9 +38,17 @@ class PIQClassifier(nnx.Module):
       ((3, 2, 8, 32), (3, 2))
     """
 
-    def __init__(self, dim: int, num_classes: int, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        *,
+        rngs: nnx.Rngs,
+        precision: PrecisionLike = DEFAULT_PRECISION,
+    ):
         self.embedding = Conv2dEncoder_v2(dim, rngs=rngs)
         self.head = nnx.Linear(dim, num_classes, rngs=rngs)
+        set_precision(self, precision)
 
     def __call__(self, x: Array, *, train: bool = False) -> tuple[Array, Array]:
         """Embed and classify log spectrograms.

@@ -37,6 +37,7 @@ from flax import nnx
 from jaxlatent._checks import check_floating, shape_str
 from jaxlatent.models.piq.classifier import PIQClassifier
 from jaxlatent.models.piq.psi import VectorQuantizedPSI_Audio
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers.piq_partition import class_of_code
 
 Array = jax.Array
@@ -81,6 +82,8 @@ class PIQInterpreter(nnx.Module):
       num_classes: classes of the data (>= 1); each gets its block of the codebook.
       shared_keys: codes shared by all classes (the recipe's 0).
       rngs: `nnx.Rngs`.
+      precision: precision of every convolution and matmul (:mod:`jaxlatent.precision`;
+        default ``"highest"``); the code search is at ``HIGHEST`` whatever this is.
 
     Raises:
       ValueError: if the codebook leaves a class without codes (``K`` too small).
@@ -95,14 +98,23 @@ class PIQInterpreter(nnx.Module):
       ((3, 2), (3, 32, 129), (3, 1, 4, 32), (3, 1, 4))
     """
 
-    def __init__(self, dim: int, K: int, num_classes: int, *, shared_keys: int = 0, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        K: int,
+        num_classes: int,
+        *,
+        shared_keys: int = 0,
+        rngs: nnx.Rngs,
+        precision: PrecisionLike = DEFAULT_PRECISION,
+    ):
         owned = set(class_of_code(K, num_classes, shared_keys).tolist())
         if len(owned) < num_classes:
             raise ValueError(
                 f"PIQ's codebook of K={K} codes ({shared_keys} shared) gives codes to "
                 f"{len(owned)} of the {num_classes} classes; use a larger K or fewer classes"
             )
-        self.classifier = PIQClassifier(dim, num_classes, rngs=rngs)
+        self.classifier = PIQClassifier(dim, num_classes, rngs=rngs, precision=precision)
         self.psi = VectorQuantizedPSI_Audio(
             dim,
             K,
@@ -112,6 +124,7 @@ class PIQInterpreter(nnx.Module):
             use_adapter=True,
             adapter_reduce_dim=True,
             rngs=rngs,
+            precision=precision,
         )
 
     def __call__(self, x: Array, *, train: bool = False) -> PIQOutput:

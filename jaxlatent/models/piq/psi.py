@@ -33,6 +33,7 @@ from flax import nnx
 from jaxlatent._checks import check_floating, shape_str
 from jaxlatent.models.piq.blocks import ResBlockAudio, weights_init
 from jaxlatent.nn import BatchNorm, Conv2d, ConvTranspose2d
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, set_precision
 from jaxlatent.quantizers.piq import VQEmbedding
 
 Array = jax.Array
@@ -108,6 +109,8 @@ class VectorQuantizedPSI_Audio(nnx.Module):
       use_adapter: learn a `ResBlockAudio` adapter on the representation.
       adapter_reduce_dim: down-sample by 2 before quantization and up-sample by 2 after.
       rngs: `nnx.Rngs` (``params`` stream: layer init, codebook, `weights_init`).
+      precision: precision of every convolution and matmul (:mod:`jaxlatent.precision`;
+        default ``"highest"``); the code search is at ``HIGHEST`` whatever this is.
 
     Raises:
       ValueError: if ``adapter_reduce_dim`` is set without ``use_adapter``, or the codebook
@@ -140,6 +143,7 @@ class VectorQuantizedPSI_Audio(nnx.Module):
         adapter_reduce_dim: bool = True,
         *,
         rngs: nnx.Rngs,
+        precision: PrecisionLike = DEFAULT_PRECISION,
     ):
         if adapter_reduce_dim and not use_adapter:
             raise ValueError(
@@ -165,6 +169,7 @@ class VectorQuantizedPSI_Audio(nnx.Module):
             self.down = self.up = None
         self.decoder = PSIDecoder(dim, self.decoder_layers, rngs=rngs)
         weights_init(self, rngs=rngs)
+        set_precision(self, precision)
 
     def __call__(self, hs: Array, labels, *, train: bool = False) -> PSIOutput:
         """Reconstruct from `hs` ``[batch, H, W, dim]`` and `labels` ``[batch]``.

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxlatent._checks import check_choice, check_floating, shape_str
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 
 Array = jax.Array
 
@@ -79,17 +80,21 @@ def uniform_init(bound: float):
 
 
 def torch_linear(
-    in_features: int, out_features: int, *, precision: Any = None, rngs: nnx.Rngs
+    in_features: int,
+    out_features: int,
+    *,
+    precision: PrecisionLike = DEFAULT_PRECISION,
+    rngs: nnx.Rngs,
 ) -> nnx.Linear:
     """`nnx.Linear` initialised as `torch.nn.Linear` (kernel and bias uniform in
-    ``±1/sqrt(in_features)``)."""
+    ``±1/sqrt(in_features)``), its matmul at `precision` (:mod:`jaxlatent.precision`)."""
     bound = 1.0 / math.sqrt(in_features)
     return nnx.Linear(
         in_features,
         out_features,
         kernel_init=uniform_init(bound),
         bias_init=uniform_init(bound),
-        precision=precision,
+        precision=resolve_precision(precision),
         rngs=rngs,
     )
 

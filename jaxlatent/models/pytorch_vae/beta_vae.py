@@ -11,6 +11,7 @@ from flax import nnx
 from jaxlatent.models.pytorch_vae.base import VAELoss, gaussian_kld, mse_loss
 from jaxlatent.models.pytorch_vae.config import BetaVAEConfig
 from jaxlatent.models.pytorch_vae.vanilla_vae import VanillaVAE
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 Array = jax.Array
 
@@ -66,7 +67,9 @@ class BetaVAE(VanillaVAE):
 
     CONFIG = BetaVAEConfig
 
-    def __init__(self, config: BetaVAEConfig, *, precision: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self, config: BetaVAEConfig, *, precision: PrecisionLike = DEFAULT_PRECISION, rngs: nnx.Rngs
+    ):
         super().__init__(config, precision=precision, rngs=rngs)
         self.num_iter = IterationCounter(jnp.zeros((), jnp.int32))
 

@@ -106,8 +106,7 @@ class ConvVAEBackbone(BaseVAE):
       encoder_in_channels: channels entering the encoder (None: ``config.in_channels``).
       decoder_in_features: width of the vectors entering `decode` (None:
         ``config.latent_dim``).
-      precision: matmul/conv precision (None: JAX's default; HIGHEST for exact float32 on
-        accelerators).
+      precision: precision of every conv and matmul (:mod:`jaxlatent.precision`).
       rngs: parameter initialisation (torch's default uniform initialisers).
 
     Raises:

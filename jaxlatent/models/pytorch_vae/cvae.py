@@ -20,6 +20,7 @@ from jaxlatent.models.pytorch_vae.base import (
 )
 from jaxlatent.models.pytorch_vae.config import ConditionalVAEConfig
 from jaxlatent.models.pytorch_vae.conv_vae import GaussianConvVAE
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 Array = jax.Array
 
@@ -61,7 +62,13 @@ class ConditionalVAE(GaussianConvVAE):
 
     CONFIG = ConditionalVAEConfig
 
-    def __init__(self, config: ConditionalVAEConfig, *, precision: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        config: ConditionalVAEConfig,
+        *,
+        precision: PrecisionLike = DEFAULT_PRECISION,
+        rngs: nnx.Rngs,
+    ):
         super().__init__(
             config,
             encoder_in_channels=config.in_channels + 1,  # the extra label channel

@@ -16,6 +16,7 @@ from jaxlatent.models.pytorch_vae.base import (
 )
 from jaxlatent.models.pytorch_vae.config import VanillaVAEConfig
 from jaxlatent.models.pytorch_vae.conv_vae import GaussianConvVAE
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 Array = jax.Array
 
@@ -52,7 +53,8 @@ class VanillaVAE(GaussianConvVAE):
 
     Args:
       config: a `VanillaVAEConfig` (for `BetaVAE`, a `BetaVAEConfig`).
-      precision: conv/matmul precision (None: JAX's default).
+      precision: precision of every conv and matmul (:mod:`jaxlatent.precision`;
+        default ``"highest"``).
       rngs: parameter initialisation (torch's default initialisers).
 
     Raises:
@@ -71,7 +73,13 @@ class VanillaVAE(GaussianConvVAE):
 
     CONFIG = VanillaVAEConfig
 
-    def __init__(self, config: VanillaVAEConfig, *, precision: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        config: VanillaVAEConfig,
+        *,
+        precision: PrecisionLike = DEFAULT_PRECISION,
+        rngs: nnx.Rngs,
+    ):
         super().__init__(config, precision=precision, rngs=rngs)
         self._add_gaussian_heads(precision=precision, rngs=rngs)
 

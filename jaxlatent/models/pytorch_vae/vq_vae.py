@@ -19,6 +19,7 @@ from jaxlatent.models.pytorch_vae.base import (
     uniform_init,
 )
 from jaxlatent.models.pytorch_vae.config import VQVAEConfig
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers.search import check_code_indices, lookup_codes, nearest_code
 from jaxlatent.quantizers.straight_through import straight_through
 
@@ -177,7 +178,8 @@ class VQVAE(BaseVAE):
 
     Args:
       config: a `VQVAEConfig` (`embedding_dim` D, `num_embeddings` K, `hidden_dims`, `beta`).
-      precision: conv/matmul precision (None: JAX's default).
+      precision: precision of every conv and matmul (:mod:`jaxlatent.precision`;
+        default ``"highest"``).
       rngs: parameter initialisation (torch's default initialisers; codebook U(±1/K)).
 
     Raises:
@@ -194,7 +196,9 @@ class VQVAE(BaseVAE):
       (2, 4, 4, 3)
     """
 
-    def __init__(self, config: VQVAEConfig, *, precision: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self, config: VQVAEConfig, *, precision: PrecisionLike = DEFAULT_PRECISION, rngs: nnx.Rngs
+    ):
         if not isinstance(config, VQVAEConfig):
             raise ValueError(
                 f"VQVAE needs a VQVAEConfig, got {type(config).__name__} (see "

@@ -11,6 +11,7 @@ from flax import nnx
 from jaxlatent.models.pytorch_vae.base import check_vectors, draw_noise, mse_loss, torch_linear
 from jaxlatent.models.pytorch_vae.config import WAEMMDConfig
 from jaxlatent.models.pytorch_vae.conv_vae import ConvVAEBackbone
+from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 Array = jax.Array
 
@@ -79,7 +80,9 @@ class WAE_MMD(ConvVAEBackbone):
 
     CONFIG = WAEMMDConfig
 
-    def __init__(self, config: WAEMMDConfig, *, precision: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self, config: WAEMMDConfig, *, precision: PrecisionLike = DEFAULT_PRECISION, rngs: nnx.Rngs
+    ):
         super().__init__(config, precision=precision, rngs=rngs)
         self.fc_z = torch_linear(
             self.feature_size, config.latent_dim, precision=precision, rngs=rngs
