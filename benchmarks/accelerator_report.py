@@ -458,16 +458,16 @@ def section_matmul(args, sizes, timeout) -> tuple[str, dict]:
     n, peaks = r["n"], r["peaks"]
     peak = peaks["float32 highest"]["tflops"]
     peak_rows = [
-        [label, f"{p['median_s'] * 1e3:.2f}", f"{p['tflops']:.2f}"] for label, p in peaks.items()
+        [label, f"{p['median_s'] * 1e3:.2f}", f"{p['tflops']:.3g}"] for label, p in peaks.items()
     ]
     search_rows = [
         [
             "x".join(map(str, s["shape"])),
             s["form"],
             f"{s['median_s'] * 1e3:.2f}",
-            f"{s['shape'][0] / s['median_s'] / 1e6:.2f}",
-            f"{s['tflops']:.3f}",
-            f"{s['tflops'] / peak:.1%}",
+            f"{s['shape'][0] / s['median_s'] / 1e6:.3g}",
+            f"{s['tflops']:.3g}",
+            f"{100 * s['tflops'] / peak:.3g}%",
             f"{s['compile_s']:.1f}",
         ]
         for s in r["searches"]
@@ -480,7 +480,7 @@ def section_matmul(args, sizes, timeout) -> tuple[str, dict]:
         "",
         f"VQ nearest-code search (`jaxlatent.quantizers.nearest_code`, exact argmin, default "
         f"chunks {tuple(r['chunks'])}; its distances are float32 `HIGHEST` matmuls, so its "
-        f"reference is the float32 highest peak, {peak:.2f} TFLOP/s). TFLOP/s counts the "
+        f"reference is the float32 highest peak, {peak:.3g} TFLOP/s). TFLOP/s counts the "
         "2·N·D·K multiply-adds of the distances (the argmin's N·K compares are extra work):",
         "",
         markdown_table(
