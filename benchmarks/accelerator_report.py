@@ -218,9 +218,13 @@ def worker_parity(args) -> dict:
         tf32 = TORCH_TF32[name] if device == "cuda" else False
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
-        report = parity_report(
-            path, seconds=args.seconds, precision=jax_precision(name), torch_device=device
-        )
+        try:
+            report = parity_report(
+                path, seconds=args.seconds, precision=jax_precision(name), torch_device=device
+            )
+        except Exception as e:  # recorded; the other precision still runs
+            out["precisions"][name] = {"error": f"{type(e).__name__}: {e}"[-2000:]}
+            continue
         out["precisions"][name] = {
             "torch_flags": f"allow_tf32={tf32}" if device == "cuda" else "float32",
             "seconds": report.seconds,
@@ -228,6 +232,7 @@ def worker_parity(args) -> dict:
             "code_agreement": report.code_agreement,
             "stages": [[s.stage, s.max_abs, s.max_rel, s.code_agreement] for s in report.stages],
             "jax_compile_s": report.jax_compile_s,
+            "table": "\n".join(report.format().splitlines()[3:]),  # without the paths
         }
         print(f"<!-- parity {args.variant} {name} done -->", file=sys.stderr, flush=True)
     return out
@@ -374,10 +379,16 @@ def _fmt_err(abs_: float, rel: float) -> str:
     return f"{abs_:.2e} / {rel:.2e}"
 
 
-def parity_rows(result: dict) -> list[list[str]]:
-    """One table row per precision of one variant's parity worker result."""
-    rows = []
+def parity_rows(result: dict) -> tuple[list[list[str]], list[str], list[str]]:
+    """A variant's parity worker result: one table row per precision, the full per-stage
+    listing of each, and the precisions that failed."""
+    rows, details, failures = [], [], []
     for name, r in result["precisions"].items():
+        if "error" in r:
+            failures.append(f"{result['variant']} {name}: **FAILED**: {r['error']}")
+            continue
+        label = f"{result['variant']}, {name}, {r['seconds']:.2f} s at {r['sample_rate']} Hz"
+        details.append(f"{label}:\n\n```\n{r['table']}\n```")
         stages = {s[0]: s for s in r["stages"]}
         quantizers = [s for s in r["stages"] if s[0].startswith("quantizer")]
         worst_q = max(quantizers, key=lambda s: s[1])
@@ -398,7 +409,7 @@ def parity_rows(result: dict) -> list[list[str]]:
                 f"{r['jax_compile_s']:.1f}",
             ]
         )
-    return rows
+    return rows, details, failures
 
 
 PARITY_HEADER = [
@@ -418,7 +429,7 @@ PARITY_HEADER = [
 
 
 def section_parity(args, sizes, timeout) -> tuple[str, dict]:
-    rows, failures, deadline = [], [], time.monotonic() + timeout
+    rows, details, failures, deadline = [], [], [], time.monotonic() + timeout
     with tempfile.TemporaryDirectory(prefix="accelerator_report-") as work:
         for variant in args.variants:
             left = deadline - time.monotonic()
@@ -428,9 +439,13 @@ def section_parity(args, sizes, timeout) -> tuple[str, dict]:
             wargs = ["--variant", variant, "--workdir", work, "--seconds", sizes["parity_seconds"]]
             wargs += ["--tiny"] if args.tiny else []
             try:
-                rows += parity_rows(run_json_worker("parity", wargs, left, _parity_env()))
+                result = run_json_worker("parity", wargs, left, _parity_env())
             except SectionFailed as e:
-                failures.append(f"{variant}: **FAILED**, {e}")
+                tail = str(e).replace("```", "'''")
+                failures.append(f"{variant}: **FAILED**:\n\n  ```\n{tail}\n  ```")
+                continue
+            r, d, f = parity_rows(result)
+            rows, details, failures = rows + r, details + d, failures + f
     text = [
         "Each variant's release checkpoint is made by the reference code with random weights "
         "(torch seed 0); jaxlatent converts it with the production converter and both code "
@@ -445,6 +460,9 @@ def section_parity(args, sizes, timeout) -> tuple[str, dict]:
     ]
     if failures:
         text += ["", *(f"- {f}" for f in failures)]
+    if details:
+        text += ["", "<details><summary>Every stage (parity_report's table)</summary>", ""]
+        text += ["\n\n".join(details), "", "</details>"]
     if failures and not rows:
         raise SectionFailed("\n".join(failures))
     return "\n".join(text), {}

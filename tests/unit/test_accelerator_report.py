@@ -62,6 +62,7 @@ def test_tiny_run_reports_every_section_with_numbers(tmp_path):
     parity = _section(text, ar.TITLES["parity"])
     rows = _rows(parity, "dac_16khz")
     assert [r[1] for r in rows] == list(ar.PRECISIONS)
+    assert parity.count("\nquantizer 1 ") == len(ar.PRECISIONS)  # every stage, in <details>
     tol = TOLERANCES["dac_model_small_f32"]  # a small model, float32 on the CPU
     for r in rows:
         assert r[2] == "cpu (float32)"
@@ -88,6 +89,35 @@ def test_tiny_run_reports_every_section_with_numbers(tmp_path):
     (train,) = _rows(_section(text, ar.TITLES["bench_train"]), "vae")
     loss_jax, loss_torch = _floats(train[10])
     assert loss_jax == pytest.approx(loss_torch, rel=1e-4)
+
+
+def test_a_failed_precision_is_recorded_beside_the_other():
+    stages = [["encoder", 1e-7, 1e-6, None], ["quantizer 0", 2e-7, 1e-7, 1.0]]
+    stages += [["quantizer 1", 3e-7, 2e-7, 0.5], ["z", 4e-7, 1e-7, None]]
+    stages += [["decoder", 5e-8, 4e-7, None]]
+    ok = {"torch_flags": "allow_tf32=False", "seconds": 2.0, "sample_rate": 16000}
+    ok |= {"code_agreement": 0.75, "stages": stages, "jax_compile_s": 3.0, "table": "stage ..."}
+    result = {"variant": "dac_16khz", "torch_device": "cuda", "precisions": {}}
+    result["precisions"] = {"highest": ok, "default": {"error": "RuntimeError: CUDA OOM"}}
+    rows, details, failures = ar.parity_rows(result)
+    assert rows == [
+        [
+            "dac_16khz",
+            "highest",
+            "cuda (allow_tf32=False)",
+            "2.00 s",
+            "75.00%",
+            "100.00%",
+            "50.00% (1)",
+            "1.00e-07 / 1.00e-06",
+            "3.00e-07 / 2.00e-07 (1)",
+            "4.00e-07 / 1.00e-07",
+            "5.00e-08 / 4.00e-07",
+            "3.0",
+        ]
+    ]
+    assert details == ["dac_16khz, highest, 2.00 s at 16000 Hz:\n\n```\nstage ...\n```"]
+    assert failures == ["dac_16khz default: **FAILED**: RuntimeError: CUDA OOM"]
 
 
 def _fake_sections(monkeypatch, **fns):
