@@ -528,10 +528,13 @@ def _bench_section(script: str):
                 text = f.read().strip()
         flags = " ".join(map(str, sizes[script]))
         text = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", text, flags=re.M)
-        return (
-            f"`python -m benchmarks.{script} {flags}` (its torch workers run on the CPU)\n\n{text}",
-            {},
-        )
+        note = f"`python -m benchmarks.{script} {flags}`: its torch workers run on the CPU"
+        if sizes.get("backend", "cpu") != "cpu":
+            note += (
+                f", its jax workers on the {sizes['backend']} backend: the speed-ups compare "
+                "devices as well as frameworks"
+            )
+        return f"{note}.\n\n{text}", {}
 
     return section
 
@@ -638,6 +641,7 @@ def run(args) -> str:
         if section == "environment":  # the first section: it names the backend
             if backend == "cpu" and not args.tiny:
                 sizes = dict(sizes, **FULL_CPU)
+            sizes = dict(sizes, backend=backend)
             out = out or default_out(backend)
             if args.update:
                 earlier = read_sections(out)
