@@ -477,7 +477,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--seconds", type=float, default=10.0, help="audio duration (speed part)")
-    p.add_argument("--rounds", type=int, default=4, help="alternating rounds of workers")
+    p.add_argument(
+        "--rounds", type=int, help="alternating rounds of workers (default 4; --smoke: 2)"
+    )
     p.add_argument("--iters", type=int, default=3, help="timed encode + decode pairs per worker")
     p.add_argument("--threads", type=int, default=common.cores(), help="per framework")
     p.add_argument("--precision", default=None, help="jax.lax precision of the convolutions")
@@ -512,8 +514,10 @@ def main(argv=None) -> None:
     if common.serve_worker(args, WORKERS):
         return
     if args.smoke:
-        args.variants, args.seconds, args.rounds, args.iters = ["dac_16khz"], 0.1, 2, 1
+        args.variants, args.seconds, args.iters = ["dac_16khz"], 0.1, 1
+        args.rounds = args.rounds or 2
         args.minutes = args.narrow_minutes = []
+    args.rounds = args.rounds or 4
     report(run(args), args.out)
 
 

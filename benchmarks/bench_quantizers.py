@@ -458,7 +458,9 @@ def _shapes(text: str) -> list[tuple[int, int, int]]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of workers")
+    parser.add_argument(
+        "--rounds", type=int, help="alternating rounds of workers (default 4; --smoke: 2)"
+    )
     parser.add_argument("--iters", type=int, default=3, help="timed runs per worker")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per worker")
     parser.add_argument("--threads", type=int, default=common.cores(), help="per framework")
@@ -472,7 +474,9 @@ def main(argv=None) -> None:
     if common.serve_worker(args, WORKERS):
         return
     if args.smoke:
-        args.shapes, args.big, args.rounds, args.iters = SMOKE_SHAPES, SMOKE_BIG, 2, 1
+        args.shapes, args.big, args.iters = SMOKE_SHAPES, SMOKE_BIG, 1
+        args.rounds = args.rounds or 2
+    args.rounds = args.rounds or 4
     report(run(args), args.out)
 
 

@@ -431,7 +431,9 @@ def _ints(text: str) -> list[int]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    p.add_argument("--rounds", type=int, default=4, help="alternating rounds (vae, vqvae)")
+    p.add_argument(
+        "--rounds", type=int, help="alternating rounds (vae, vqvae; default 4, --smoke 2)"
+    )
     p.add_argument("--iters", type=int, default=10, help="timed steps per worker (vae, vqvae)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per worker (vae, vqvae)")
     p.add_argument("--dac-rounds", type=int, default=2)
@@ -460,9 +462,10 @@ def main(argv=None) -> None:
     if common.serve_worker(args, WORKERS):
         return
     if args.smoke:
-        args.rounds = args.dac_rounds = 2
+        args.rounds, args.dac_rounds = args.rounds or 2, 2
         args.iters, args.warmup, args.dac_iters, args.dac_warmup = 1, 0, 1, 0
         args.devices, args.scaling_batch, args.scaling_iters = [1, 2], 2, 1
+    args.rounds = args.rounds or 4
     report(run(args), args.out)
 
 

@@ -221,6 +221,7 @@ def parity_report(
     seconds: float = 2.0,
     n_quantizers: int | None = None,
     precision: PrecisionLike = DEFAULT_PRECISION,
+    torch_device: str = "cpu",
 ) -> ParityReport:
     """Compare jaxlatent with the official ``dac.DAC`` on one clip, stage by stage.
 
@@ -232,6 +233,9 @@ def parity_report(
       n_quantizers: codebooks to run (default all).
       precision: the jaxlatent model's precision (:mod:`jaxlatent.precision`; default
         ``"highest"``, the reference's float32 values).
+      torch_device: the torch device of the reference (``"cpu"``, ``"cuda"``, ...; its
+        TF32 flags are the caller's, ``torch.backends.cuda.matmul.allow_tf32`` and
+        ``torch.backends.cudnn.allow_tf32``).
 
     Returns:
       A :class:`ParityReport` (``.format()`` gives the printed table).
@@ -252,16 +256,21 @@ def parity_report(
         tmodel = _release_reference(checkpoint, config)
     import torch
 
+    tmodel = tmodel.to(torch_device)
     audio_path = os.fspath(audio) if audio is not None else _default_audio()
     clip = read_audio(audio_path)
     x = clip.audio[: max(1, int(seconds * clip.sample_rate)), 0]
     x = resample(x, clip.sample_rate, config.sample_rate)
     hop = config.hop_length
     x = np.pad(x, (0, -len(x) % hop))[None, :, None].astype(np.float32)  # [1, samples, 1]
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1)))
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1))).to(torch_device)
 
     def to_last(t):  # torch [batch, channels, time] -> numpy [batch, time, channels]
-        return np.moveaxis(t.detach().numpy(), 1, -1)
+        return np.moveaxis(t.detach().cpu().numpy(), 1, -1)
+
+    def sync():  # the end of a timed torch region (asynchronous devices)
+        if xt.device.type == "cuda":
+            torch.cuda.synchronize()
 
     # torch, stage by stage; timed on a second run (the first one warms up TorchScript's Snake)
     def run_torch():
@@ -270,10 +279,12 @@ def parity_report(
         residual, zq, stages = ze, 0, []
         for q in tmodel.quantizer.quantizers[:n_q]:
             zq_i, _, _, codes_i, _ = q(residual)
-            stages.append((to_last(zq_i), codes_i.numpy()))
+            stages.append((to_last(zq_i), codes_i.cpu().numpy()))
             zq, residual = zq + zq_i, residual - zq_i
+        sync()
         mid = time.perf_counter()
         audio_out = tmodel.decoder(zq)
+        sync()
         return ze, zq, stages, audio_out, mid - start, time.perf_counter() - mid
 
     with torch.no_grad():

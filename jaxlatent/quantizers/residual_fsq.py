@@ -27,7 +27,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxlatent._checks import shape_str
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc

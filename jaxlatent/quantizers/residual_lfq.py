@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxlatent._checks import shape_str
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc
