@@ -391,8 +391,8 @@ def encode_folder(
 
     Args:
       model: a :class:`jaxlatent.models.dac.DAC`, or the path of a converted directory or a
-        DAC ``.pth`` (loaded after the cheap checks, as in
-        :func:`jaxlatent.apps.codec_files.encode_files`).
+        DAC ``.pth`` (loaded after the cheap checks, by
+        :func:`jaxlatent.apps.dac_models.load_dac_model`).
       inputs: audio files, folders (suffixes :data:`jaxlatent.codec.files.AUDIO_SUFFIXES`,
         recursive) and ``@LIST`` files (one path a line).
       output: output folder; ``DIR/sub/a.wav`` given as ``DIR`` becomes
@@ -423,7 +423,7 @@ def encode_folder(
     """
     import jax
 
-    from jaxlatent.apps.codec_files import _model
+    from jaxlatent.apps.dac_models import load_dac_model
     from jaxlatent.codec import files
     from jaxlatent.codec.batch import BatchEncoder
 
@@ -433,7 +433,7 @@ def encode_folder(
         raise ValueError(f"--win-duration must be positive, got {win_duration}")
     found = files.find_inputs(inputs, files.AUDIO_SUFFIXES)
     batch_size = _batch_size(batch_size)
-    model = _model(model)
+    model = load_dac_model(model)
     _check_options(model.config, win_duration, n_quantizers, exact)
     encoder = BatchEncoder(model, batch_size)
     targets = {path: files.output_path(output, rel, ".dac") for path, rel in found}
@@ -495,7 +495,7 @@ def encode_folder(
 
 def _decoded_targets(output, rel: Path, items: int) -> list[Path]:
     """The WAV files of a ``.dac`` of `items` batch items (``NAME.wav``; several:
-    ``NAME-0.wav``, ``NAME-1.wav``, ...), as :func:`jaxlatent.apps.codec_files.decode_files`."""
+    ``NAME-0.wav``, ``NAME-1.wav``, ...)."""
     from jaxlatent.codec import files
 
     if items == 1:
@@ -528,6 +528,7 @@ def decode_folder(
     output: str | os.PathLike,
     *,
     batch_size: int | None = None,
+    win_duration: float = 5.0,
     overwrite: bool = False,
     fail_fast: bool = False,
     progress: bool = True,
@@ -544,26 +545,33 @@ def decode_folder(
       model, batch_size, overwrite, fail_fast, progress: as :func:`encode_folder`.
       inputs: ``.dac`` files, folders and ``@LIST`` files.
       output: output folder (``summary.json`` included).
+      win_duration: the decoding window in seconds of unchunked files (``encode --exact``'s)
+        longer than one window: those are decoded window by window with code context
+        (:func:`jaxlatent.codec.decompress_exact`, one compiled window for every such file);
+        only speed and memory depend on it.
 
     Returns:
       A :class:`FolderSummary` (``audio_seconds``: audio written).
 
     Raises:
-      ValueError: for a bad `batch_size` or no inputs (before anything is written); with
+      ValueError: for a bad `batch_size` or `win_duration`, or no inputs (before anything is
+        written); with
         `fail_fast`, for the first bad input.
       FileNotFoundError: for a missing input or a missing path in an ``@LIST``.
     """
     import jax
 
-    from jaxlatent.apps.codec_files import _model
+    from jaxlatent.apps.dac_models import load_dac_model
     from jaxlatent.codec import DACFile, decompress_exact, files
     from jaxlatent.codec.batch import BatchDecoder
+    from jaxlatent.codec.chunking import check_win_duration
     from jaxlatent.codec.compression import check_decodable
     from jaxlatent.codec.exact import decodes_in_windows
 
+    check_win_duration(win_duration)
     found = files.find_inputs(inputs, (".dac",))
     batch_size = _batch_size(batch_size)
-    model = _model(model)
+    model = load_dac_model(model)
     decoder = BatchDecoder(model, batch_size)
     mine = found[jax.process_index() :: jax.process_count()]
     rels = dict(mine)
@@ -594,8 +602,9 @@ def decode_folder(
         or the official ``win_duration=None``) is decoded here, in windows with code context
         (:func:`jaxlatent.codec.decompress_exact`: flat memory, the same audio)."""
         for path, dac_file in loaded():
-            if decodes_in_windows(model, dac_file):
-                write(path, decompress_exact(model, dac_file), dac_files.pop(path).sample_rate)
+            if decodes_in_windows(model, dac_file, win_duration=win_duration):
+                audio = decompress_exact(model, dac_file, win_duration=win_duration)
+                write(path, audio, dac_files.pop(path).sample_rate)
             else:
                 yield path, dac_file
 
@@ -606,4 +615,5 @@ def decode_folder(
         )
     finally:
         run.bar.close()
-    return run.finish(output, len(mine) - len(todo), {"batch_size": batch_size})
+    extra = {"batch_size": batch_size, "win_duration": win_duration}
+    return run.finish(output, len(mine) - len(todo), extra)
