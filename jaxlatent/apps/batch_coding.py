@@ -14,6 +14,12 @@ input tree under the output folder, one ``.dac`` per input, each written atomica
 * An input that cannot be read or coded is reported and skipped (``fail_fast=True``: the
   first one raises); ``summary.json`` in the output folder lists the files coded, the audio
   hours, the skipped files with their reasons and the throughput.
+* With several processes, they agree after every file they complete (a small all-gather of
+  each process's state: working, done or stopped; a process that has finished its share
+  keeps answering until all have): when one stops (``fail_fast``'s bad input, or any
+  error), every process stops at its next file and raises, with the first process's error.
+  Every such wait has a timeout (:data:`SYNC_TIMEOUT`): a process that gets no answer ends
+  itself with a one-line error and exit status 2 instead of hanging.
 
 Files are read and prepared (resampled, loudness measured) by a background thread while the
 devices code earlier windows.
@@ -30,6 +36,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 
 __all__ = ["FolderSummary", "decode_folder", "encode_folder", "join_processes"]
@@ -42,6 +50,13 @@ DEFAULT_BATCH = 16
 
 #: Files read and prepared ahead of the devices.
 _READ_AHEAD = 4
+
+#: Seconds a process waits for the others at an agreement (after a file, and the final
+#: summary) before it ends itself (exit status 2): longer than any one file should take.
+SYNC_TIMEOUT = 1800.0
+
+# States exchanged after every file (multi-process runs).
+_WORKING, _DONE, _STOPPED = 0, 1, 2
 
 
 class FolderSummary(NamedTuple):
@@ -176,21 +191,58 @@ def _bar(total: int, enabled: bool, desc: str):
     return tqdm(total=total, unit="file", desc=desc, disable=not enabled, dynamic_ncols=True)
 
 
-def _gather(obj) -> list:
-    """`obj` (JSON) of every process, in process order (a collective)."""
+def _waiting(what: str, timeout: float):
+    """A started timer that ends the process (exit status 2, a one-line error on stderr) if
+    it is not cancelled within `timeout` seconds: the timeout of a collective, which cannot
+    be interrupted once entered."""
+    import threading
+
+    def give_up():
+        print(
+            f"jaxlatent: error: no answer from the other processes in {timeout:g} s ({what}); "
+            "stopping",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(2)
+
+    timer = threading.Timer(timeout, give_up)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _allgather(value, what: str, timeout: float):
+    """``multihost_utils.process_allgather(value)`` as numpy, within `timeout` seconds."""
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    timer = _waiting(what, timeout)
+    try:
+        return np.asarray(multihost_utils.process_allgather(value))
+    finally:
+        timer.cancel()
+
+
+def _gather(obj, timeout: float | None = None) -> list:
+    """`obj` (JSON) of every process, in process order (a collective, within `timeout`
+    seconds; default :data:`SYNC_TIMEOUT`)."""
     import jax
     import numpy as np
 
     if jax.process_count() == 1:
         return [obj]
-    from jax.experimental import multihost_utils
-
+    timeout = SYNC_TIMEOUT if timeout is None else timeout
     data = np.frombuffer(json.dumps(obj).encode(), np.uint8)
-    sizes = np.asarray(multihost_utils.process_allgather(np.int32(data.size))).reshape(-1)
+    sizes = _allgather(np.int32(data.size), "gathering results", timeout).reshape(-1)
     buf = np.zeros(int(sizes.max()), np.uint8)
     buf[: data.size] = data
-    rows = np.asarray(multihost_utils.process_allgather(buf)).reshape(len(sizes), -1)
+    rows = _allgather(buf, "gathering results", timeout).reshape(len(sizes), -1)
     return [json.loads(bytes(row[:n])) for row, n in zip(rows, sizes, strict=True)]
+
+
+class _Stopped(ValueError):
+    """Another process stopped the run (its error in the message)."""
 
 
 class _Run:
@@ -244,6 +296,38 @@ class _Run:
             self.skip(path, e)
             return
         yield path, value
+
+    def drive(self, items, handle) -> None:
+        """``handle(item)`` for every item of the iterator `items`, in step with the other
+        processes: after every item (and while this process has none left) all processes
+        exchange their state; when one stopped, every process raises (the stopped one its
+        own exception, the others a ValueError naming its error)."""
+        items = iter(items)
+        state, error = _WORKING, None
+        while True:
+            if state == _WORKING:
+                try:
+                    handle(next(items))
+                except StopIteration:
+                    state = _DONE
+                except Exception as e:  # told to the others, then re-raised
+                    state, error = _STOPPED, e
+            if self.count == 1:
+                if error is not None:
+                    raise error
+                if state == _DONE:
+                    return
+                continue
+            states = _allgather(np.int32(state), "after a file", SYNC_TIMEOUT).reshape(-1)
+            if (states == _STOPPED).any():
+                reason = " ".join(str(error).split()) if error is not None else ""
+                reasons = _gather(reason)
+                if error is not None:
+                    raise error
+                first = int(np.argmax(states == _STOPPED))
+                raise _Stopped(f"process {first} stopped: {reasons[first]}")
+            if (states == _DONE).all():
+                return
 
     def finish(self, output, already_done: int, extra: dict) -> FolderSummary:
         """Gather every process's part, write ``summary.json`` (process 0), the summary."""
@@ -310,8 +394,8 @@ def encode_folder(
 
     Args:
       model: a :class:`jaxlatent.models.dac.DAC`, or the path of a converted directory or a
-        DAC ``.pth`` (loaded after the cheap checks, as in
-        :func:`jaxlatent.apps.codec_files.encode_files`).
+        DAC ``.pth`` (loaded after the cheap checks, by
+        :func:`jaxlatent.apps.dac_models.load_dac_model`).
       inputs: audio files, folders (suffixes :data:`jaxlatent.codec.files.AUDIO_SUFFIXES`,
         recursive) and ``@LIST`` files (one path a line).
       output: output folder; ``DIR/sub/a.wav`` given as ``DIR`` becomes
@@ -345,7 +429,7 @@ def encode_folder(
     """
     import jax
 
-    from jaxlatent.apps.codec_files import _model
+    from jaxlatent.apps.dac_models import load_dac_model
     from jaxlatent.codec import files
     from jaxlatent.codec.batch import BatchEncoder
 
@@ -356,7 +440,7 @@ def encode_folder(
         raise ValueError(f"--win-duration must be positive, got {win_duration}")
     found = files.find_inputs(inputs, files.AUDIO_SUFFIXES)
     batch_size = _batch_size(batch_size)
-    model = _model(model, precision)
+    model = load_dac_model(model, precision)
     _check_options(model.config, win_duration, n_quantizers, exact)
     encoder = BatchEncoder(model, batch_size)
     targets = {path: files.output_path(output, rel, ".dac") for path, rel in found}
@@ -402,11 +486,14 @@ def encode_folder(
                 continue
             yield path, dac_file
 
+    def save(item):
+        path, dac_file = item
+        dac_file.save(targets[path])
+        run.done(path, durations.pop(path))
+
     try:
         coded = exact_files() if exact else encoder.encode(run.prefetch(todo, load))
-        for path, dac_file in coded:
-            dac_file.save(targets[path])
-            run.done(path, durations.pop(path))
+        run.drive(coded, save)
     finally:
         run.bar.close()
     extra = {"batch_size": batch_size, "win_duration": win_duration, "exact": exact}
@@ -415,7 +502,7 @@ def encode_folder(
 
 def _decoded_targets(output, rel: Path, items: int) -> list[Path]:
     """The WAV files of a ``.dac`` of `items` batch items (``NAME.wav``; several:
-    ``NAME-0.wav``, ``NAME-1.wav``, ...), as :func:`jaxlatent.apps.codec_files.decode_files`."""
+    ``NAME-0.wav``, ``NAME-1.wav``, ...)."""
     from jaxlatent.codec import files
 
     if items == 1:
@@ -448,6 +535,7 @@ def decode_folder(
     output: str | os.PathLike,
     *,
     batch_size: int | None = None,
+    win_duration: float = 5.0,
     overwrite: bool = False,
     fail_fast: bool = False,
     progress: bool = True,
@@ -465,27 +553,34 @@ def decode_folder(
       model, batch_size, overwrite, fail_fast, progress, precision: as :func:`encode_folder`.
       inputs: ``.dac`` files, folders and ``@LIST`` files.
       output: output folder (``summary.json`` included).
+      win_duration: the decoding window in seconds of unchunked files (``encode --exact``'s)
+        longer than one window: those are decoded window by window with code context
+        (:func:`jaxlatent.codec.decompress_exact`, one compiled window for every such file);
+        only speed and memory depend on it.
 
     Returns:
       A :class:`FolderSummary` (``audio_seconds``: audio written).
 
     Raises:
-      ValueError: for a bad `batch_size` or no inputs (before anything is written); with
+      ValueError: for a bad `batch_size` or `win_duration`, or no inputs (before anything is
+        written); with
         `fail_fast`, for the first bad input.
       FileNotFoundError: for a missing input or a missing path in an ``@LIST``.
     """
     import jax
 
-    from jaxlatent.apps.codec_files import _model
+    from jaxlatent.apps.dac_models import load_dac_model
     from jaxlatent.codec import DACFile, decompress_exact, files
     from jaxlatent.codec.batch import BatchDecoder
+    from jaxlatent.codec.chunking import check_win_duration
     from jaxlatent.codec.compression import check_decodable
     from jaxlatent.codec.exact import decodes_in_windows
 
     resolve_precision(precision)
+    check_win_duration(win_duration)
     found = files.find_inputs(inputs, (".dac",))
     batch_size = _batch_size(batch_size)
-    model = _model(model, precision)
+    model = load_dac_model(model, precision)
     decoder = BatchDecoder(model, batch_size)
     mine = found[jax.process_index() :: jax.process_count()]
     rels = dict(mine)
@@ -516,14 +611,18 @@ def decode_folder(
         or the official ``win_duration=None``) is decoded here, in windows with code context
         (:func:`jaxlatent.codec.decompress_exact`: flat memory, the same audio)."""
         for path, dac_file in loaded():
-            if decodes_in_windows(model, dac_file):
-                write(path, decompress_exact(model, dac_file), dac_files.pop(path).sample_rate)
+            if decodes_in_windows(model, dac_file, win_duration=win_duration):
+                audio = decompress_exact(model, dac_file, win_duration=win_duration)
+                write(path, audio, dac_files.pop(path).sample_rate)
             else:
                 yield path, dac_file
 
     try:
-        for path, audio in decoder.decode(batchable()):
-            write(path, audio, dac_files.pop(path).sample_rate)
+        run.drive(
+            decoder.decode(batchable()),
+            lambda item: write(item[0], item[1], dac_files.pop(item[0]).sample_rate),
+        )
     finally:
         run.bar.close()
-    return run.finish(output, len(mine) - len(todo), {"batch_size": batch_size})
+    extra = {"batch_size": batch_size, "win_duration": win_duration}
+    return run.finish(output, len(mine) - len(todo), extra)

@@ -8,16 +8,26 @@ Stages (each timed, wall and CPU), all written into ``out`` (default ``out/demo`
    checkpoint (e.g. the released weights) is given;
 2. ``model/``: the checkpoint converted by the production converter (what ``jaxlatent
    convert dac`` writes), then loaded back from disk;
-3. ``<clip>.wav``: the bundled speech clip (cut to `seconds` if set), and ``<clip>.dac``:
-   its codes (``jaxlatent encode``'s code path: the official ``compress`` algorithm);
-4. ``<clip>_decoded.wav``: the codes decoded (``jaxlatent decode``'s code path);
-5. ``parity.txt`` / ``parity.json``: ``jaxlatent parity dac`` on the same clip: the official
+3. ``clips/``: every bundled speech clip (cut to `seconds` if set), coded as one folder
+   into ``codes/`` (``jaxlatent encode --exact``'s code path,
+   :func:`jaxlatent.apps.batch_coding.encode_folder`: exact windows with their receptive
+   field, the whole-signal codes; ``codes/summary.json`` with the throughput);
+4. the exact codes checked against the whole-signal ``DAC.encode`` of every clip (any
+   difference stops the demo);
+5. ``decoded/``: the codes decoded as one folder (``jaxlatent decode``'s code path,
+   :func:`~jaxlatent.apps.batch_coding.decode_folder`: files longer than a window decoded
+   in windows with code context, shorter ones in batches);
+6. streaming: `clip` pushed `push_ms` at a time (its first `stream_seconds`) through
+   :class:`jaxlatent.codec.StreamingEncoder` / ``StreamingDecoder``, codes checked against
+   the exact codes, per-push latency and lookahead reported
+   (:func:`jaxlatent.apps.demo_engine.stream_clip`);
+7. ``parity.txt`` / ``parity.json``: ``jaxlatent parity dac`` on `clip`: the official
    ``dac.DAC`` against the jaxlatent model stage by stage (errors, code agreement, timings);
-6. ``spectrograms.png``: input vs decoded spectrograms;
-7. ``vqvae/``: a short VQ-VAE training on scikit-learn's digits (``jaxlatent train --model
+8. ``spectrograms.png``: input vs decoded spectrograms of `clip`;
+9. ``vqvae/``: a short VQ-VAE training on scikit-learn's digits (``jaxlatent train --model
    vqvae``'s code path: checkpoints, metrics, pictures);
-8. ``summary.json``: settings, timings and the files written (last: its presence marks a
-   complete demo).
+10. ``summary.json``: settings, timings, the folder coding, exactness and streaming numbers
+    and the files written (last: its presence marks a complete demo).
 
 Everything the user can get wrong (output folder, checkpoint path, settings, missing torch or
 descript-audio-codec) is checked before anything is written.
@@ -54,11 +64,17 @@ class DemoConfig:
         (e.g. the released ``weights_16khz.pth``).
       overwrite: replace the outputs of a previous demo in `out`.
       progress: progress bars.
-      clip: the bundled clip (``jaxlatent/data``) to code.
-      seconds: cut the clip to its first `seconds` (``None``: the whole clip).
+      clip: the bundled clip (``jaxlatent/data``) of the parity report, the spectrograms
+        and the stream (every bundled clip is coded).
+      seconds: cut the clips to their first `seconds` (``None``: whole clips).
       codec: architecture of the random checkpoint (default: the 16 kHz release's).
       torch_seed: seed of the random checkpoint.
-      win_duration: compress window in seconds (as ``jaxlatent encode``).
+      win_duration: exact coding and decoding window in seconds (``jaxlatent encode --exact
+        --win-duration``; the codes do not depend on it): 1 s, shorter than every bundled
+        clip, so that one compiled encoder window and one decoder window serve all of them.
+      coding_batch: rows per model call of the folder commands (``--batch-size``).
+      stream_seconds: seconds of `clip` streamed (``None``: all of it, flushed).
+      push_ms: audio per streaming push in milliseconds.
       vqvae_preset: VQ-VAE size preset (``jaxlatent train --preset``).
       batch_size: VQ-VAE global batch size.
       parallel: VQ-VAE data parallelism (``jaxlatent train --parallel``; ``auto``: sharded
@@ -75,7 +91,10 @@ class DemoConfig:
     seconds: float | None = None
     codec: DACConfig = dataclasses.field(default_factory=DACConfig.dac_16khz)
     torch_seed: int = 0
-    win_duration: float = 5.0
+    win_duration: float = 1.0
+    coding_batch: int = 16
+    stream_seconds: float | None = 0.5
+    push_ms: float = 20.0
     vqvae_preset: str = "tiny"
     batch_size: int = 32
     parallel: str = "auto"
@@ -105,6 +124,8 @@ class _Stopwatch:
 
 def _check(cfg: DemoConfig):
     """Every check that can fail on user input; returns (clip path, VQ-VAE preset name)."""
+    import jax
+
     from jaxlatent.apps import codec_demo
     from jaxlatent.apps.registry import get_model
 
@@ -116,6 +137,13 @@ def _check(cfg: DemoConfig):
         raise ValueError(f"seconds must be positive, got {cfg.seconds}")
     if not cfg.win_duration > 0:
         raise ValueError(f"win_duration must be positive, got {cfg.win_duration}")
+    if cfg.stream_seconds is not None and not cfg.stream_seconds > 0:
+        raise ValueError(f"stream_seconds must be positive, got {cfg.stream_seconds}")
+    if not cfg.push_ms > 0:
+        raise ValueError(f"push_ms must be positive, got {cfg.push_ms}")
+    from jaxlatent.codec.batch import check_batch_size
+
+    check_batch_size(cfg.coding_batch, jax.local_device_count())
     from jaxlatent.apps.runs import PARALLEL
 
     if cfg.parallel not in PARALLEL:
@@ -155,7 +183,9 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
 
     Returns:
       The summary: settings, ``stages`` (``StageTime`` dicts), ``files`` (name -> what, bytes),
-      the parity headline and the VQ-VAE run's summary.
+      ``coding`` (throughput, exact-code agreement per clip), ``streaming``
+      (:class:`jaxlatent.apps.demo_engine.StreamReport` fields), the parity headline and the
+      VQ-VAE run's summary.
 
     Raises:
       ValueError: for a non-empty `out` without `overwrite`, a checkpoint that is a folder
@@ -163,13 +193,15 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
         is written).
       FileNotFoundError: for a missing checkpoint (before anything is written).
       ImportError: without torch / descript-audio-codec (before anything is written).
+      RuntimeError: if the exact or the streamed codes differ from the whole-signal codes.
     """
     import jax
+    import soundfile as sf
 
     from converters.dac import convert_checkpoint
     from converters.dac_parity import parity_report
-    from jaxlatent.apps import codec_demo, train
-    from jaxlatent.apps.codec_files import decode_files, encode_files
+    from jaxlatent.apps import codec_demo, demo_engine, train
+    from jaxlatent.apps.batch_coding import decode_folder, encode_folder
     from jaxlatent.models.dac import load_converted, save_converted
 
     clip_src, preset = _check(cfg)
@@ -203,38 +235,71 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
     model = timer.stage("convert (jaxlatent convert dac)", convert)
     files["model/"] = "converted model (orbax + config.json; --model for encode/decode)"
 
-    # 3-4. encode / decode the clip, through the CLI's code
+    # 3-6. the bundled clips as one folder: exact codes, checked, decoded; one clip streamed
     stem = Path(cfg.clip).stem
-    wav = codec_demo.copy_clip(clip_src, out / f"{stem}.wav", cfg.seconds)
-    files[wav.name] = "input: bundled real speech" + (
+    clips = demo_engine.copy_clips(out / "clips", cfg.seconds)
+    wav = out / "clips" / clip_src.name
+    files["clips/"] = f"input: the {len(clips)} bundled real speech clips" + (
         f", first {cfg.seconds} s" if cfg.seconds else ""
     )
     encoded = timer.stage(
-        "encode (jaxlatent encode)",
-        lambda: encode_files(
-            model, [wav], out, win_duration=cfg.win_duration, progress=cfg.progress
+        "encode folder (jaxlatent encode --exact)",
+        lambda: encode_folder(
+            model,
+            [out / "clips"],
+            out / "codes",
+            batch_size=cfg.coding_batch,
+            win_duration=cfg.win_duration,
+            exact=True,
+            overwrite=True,
+            fail_fast=True,
+            progress=cfg.progress,
         ),
     )
-    dac_path = encoded.outputs[0]
-    files[dac_path.name] = "codes (.dac, readable by the official dac.DACFile.load)"
-    decoded = timer.stage(
-        "decode (jaxlatent decode)",
-        lambda: decode_files(model, [dac_path], out, suffix="_decoded", progress=cfg.progress),
+    files["codes/"] = "exact codes (.dac, readable by the official dac.DACFile.load), summary.json"
+    dac_path = out / "codes" / f"{stem}.dac"
+    check = timer.stage(
+        "check exact codes (whole-signal DAC.encode)",
+        lambda: demo_engine.check_exact(
+            model, [(c, out / "codes" / f"{c.stem}.dac") for c in clips]
+        ),
     )
-    decoded_path = decoded.outputs[0]
-    files[decoded_path.name] = "decoded audio"
+    decoded = timer.stage(
+        "decode folder (jaxlatent decode)",
+        lambda: decode_folder(
+            model,
+            [out / "codes"],
+            out / "decoded",
+            batch_size=cfg.coding_batch,
+            win_duration=cfg.win_duration,
+            overwrite=True,
+            fail_fast=True,
+            progress=cfg.progress,
+        ),
+    )
+    decoded_path = out / "decoded" / f"{stem}.wav"
+    files["decoded/"] = "decoded audio, summary.json"
+    stream = timer.stage(
+        f"streaming ({cfg.push_ms:g} ms pushes)",
+        lambda: demo_engine.stream_clip(
+            model, wav, dac_path, seconds=cfg.stream_seconds, push_ms=cfg.push_ms
+        ),
+    )
+    log(demo_engine.format_engine(encoded, decoded, check, stream))
 
-    # 5. parity against the reference on the same clip
+    # 7. parity against the reference on the same clip
+    info = sf.info(str(wav))
+    seconds = info.frames / info.samplerate
     report = timer.stage(
         "parity (jaxlatent parity dac)",  # the whole clip (a margin against float rounding)
-        lambda: parity_report(ckpt, audio=wav, seconds=encoded.audio_seconds + 1e-3),
+        lambda: parity_report(ckpt, audio=wav, seconds=seconds + 1e-3),
     )
     log(report.format())
     codec_demo.save_parity(report, out / "parity.txt", out / "parity.json")
     files["parity.txt"] = "parity report (as printed)"
     files["parity.json"] = "parity report (every number)"
 
-    # 6. spectrograms
+    # 8. spectrograms
     note = RANDOM_NOTE if random_weights else f"weights: {ckpt}"
     timer.stage(
         "spectrograms",
@@ -244,7 +309,7 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
     )
     files["spectrograms.png"] = "input vs decoded spectrograms"
 
-    # 7. VQ-VAE on the digits
+    # 9. VQ-VAE on the digits
     parallel = cfg.parallel
     if parallel == "auto" and cfg.batch_size % jax.device_count():
         parallel = "single"
@@ -280,6 +345,15 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
             name: {"what": what, "bytes": _size(out / name.rstrip("/"))}
             for name, what in files.items()
         },
+        "coding": {
+            "clips": [c.name for c in clips],
+            "audio_seconds": encoded.audio_seconds,
+            "encode_audio_seconds_per_second": encoded.audio_seconds_per_second,
+            "decode_audio_seconds_per_second": decoded.audio_seconds_per_second,
+            "exact_agreement": check.agreement,
+            "exact_codes_compared": check.codes,
+        },
+        "streaming": stream._asdict(),
         "parity": {
             "code_agreement": report.code_agreement,
             "decoder_max_abs": report.stages[-1].max_abs,

@@ -31,6 +31,7 @@ samples (13.5 hours at 44.1 kHz).
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -72,7 +73,11 @@ class _Stream:
         self._max_k = 1 << (_positive("max_step_frames", max_step_frames).bit_length() - 1)
         self._plan, self._decoder, self._n_q = plan, decoder, n_q
         self._graphdef, self._params = nnx.split(model)
-        self._state = initial_state(model, plan, self.channels, decoder=decoder)
+        # Committed to a device, as every later state (the outputs of a step): an uncommitted
+        # first state would compile the step a second time.
+        self._state = jax.device_put(
+            initial_state(model, plan, self.channels, decoder=decoder), jax.local_devices()[0]
+        )
         self._n = plan.first  # frames out so far (negative: the zeros before the signal)
         self._received = 0
         self._closed = False

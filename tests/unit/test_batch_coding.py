@@ -253,6 +253,63 @@ def test_two_processes_code_as_one(tmp_path, model_dir, clips, alone):
         assert "encoded 3 file(s)" in log.read_text()
 
 
+def _two_processes(cmd, tmp_path, timeout: float):
+    """Run `cmd` as 2 local processes of one job (2 CPU devices each); returns their
+    ``(exit status, output)``, killing both if they have not ended within `timeout` s."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{_free_port()}"
+    env["JAX_NUM_PROCESSES"] = "2"
+    procs, logs = [], []
+    for i in range(2):
+        logs.append(tmp_path / f"p{i}.log")
+        with open(logs[-1], "w") as log:
+            procs.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=ROOT,
+                    env={**env, "JAX_PROCESS_ID": str(i)},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        codes = []
+        for proc, log in zip(procs, logs, strict=True):
+            try:
+                codes.append(proc.wait(timeout=timeout))
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"hung: {log.read_text()[-3000:]}") from None
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return [(code, log.read_text()) for code, log in zip(codes, logs, strict=True)]
+
+
+def test_two_processes_fail_fast_stop_together(tmp_path, model_dir):
+    """--fail-fast with a bad input (readable header, NaN samples) in process 1's share:
+    process 0 would otherwise wait for it forever in the summary's all-gather. Both stop at
+    their next file with exit status 2 and one error line naming the file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.wav", "c.wav", "d.wav"):
+        sf.write(folder / name, (rng.standard_normal(800) * 0.1).astype(np.float32), 8000)
+    bad = np.zeros(800, np.float32)
+    bad[100] = np.nan
+    sf.write(folder / "b.wav", bad, 8000, subtype="FLOAT")  # process 1's first file
+    cmd = [sys.executable, "-m", "jaxlatent", "encode", str(folder), "--model", model_dir]
+    cmd += ["--output", str(tmp_path / "out"), "--win-duration", str(WIN), "--batch-size", "2"]
+    results = _two_processes([*cmd, "--fail-fast", "--quiet"], tmp_path, timeout=120)
+    for i, (code, log) in enumerate(results):
+        errors = [line for line in log.splitlines() if "error:" in line]
+        assert code == 2 and len(errors) == 1, (i, log[-3000:])
+        assert "b.wav" in errors[0] and "NaN" in errors[0], errors
+    assert "process 1 stopped" in results[0][1]
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
 def test_progress_bar_on_a_terminal(tmp_path, model_dir, clips, monkeypatch):
     """Files, audio hours and hours per second, on a terminal (off one: see above)."""
     from jaxlatent.apps.batch_coding import encode_folder

@@ -4,9 +4,12 @@ windows exit 2 without output."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
+from jaxlatent.apps.batch_coding import decode_folder
 from jaxlatent.codec import DACFile, compress, decompress
 from jaxlatent.datasets import read_audio
 from tests.unit.test_cli_dac import _files, _run, _wav, model_dir  # noqa: F401 (fixture)
@@ -40,6 +43,16 @@ def test_encode_exact_then_decode(tmp_path, rng, model_dir, capsys):  # noqa: F8
     want = decompress(model, f)[0]  # the one-pass decoding of the official algorithm
     assert decoded.audio.shape == want.shape == (6 * 8000 + 7, 1)
     np.testing.assert_allclose(decoded.audio, want, atol=1.0 / 32768 + 1e-6)  # 16-bit WAV
+
+    # decode_folder's window (the demo's 1 s; here 0.032 s): the same audio
+    other = tmp_path / "wavs_short_windows"
+    decode_folder(model_dir, [out], other, win_duration=0.032, progress=False)
+    audio = read_audio(other / "long.wav").audio
+    np.testing.assert_allclose(audio, want, atol=1.0 / 32768 + 1e-6)
+    assert json.loads((other / "summary.json").read_text())["win_duration"] == 0.032
+    with pytest.raises(ValueError, match="win_duration must be a positive"):
+        decode_folder(model_dir, [out], tmp_path / "none", win_duration=0.0)
+    assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,13 @@
 
 The demo runs once per module with the small knobs of `DemoConfig`: the released 16 kHz
 geometry (strides, 12 codebooks of 1024) with narrow layers, the first 0.55 s of the bundled
-clip and a few VQ-VAE steps on the ``micro`` preset. Everything else is the real main job: the
-reference package writes the release-format checkpoint, the production converter converts it,
-the CLI's encode/decode code writes the ``.dac`` and WAV files, the parity report runs the
-official ``dac.DAC``, and the VQ-VAE trains through `jaxlatent train`'s code. Every artefact
-is then checked, the ``.dac`` file also with the official package.
+clips, 0.2 s streamed and a few VQ-VAE steps on the ``micro`` preset. Everything else is the
+real main job: the reference package writes the release-format checkpoint, the production
+converter converts it, the folder commands' code (``encode --exact``, ``decode``) codes the
+bundled clips as one folder, the exact codes are checked against whole-signal coding, one clip
+is streamed push by push, the parity report runs the official ``dac.DAC``, and the VQ-VAE
+trains through `jaxlatent train`'s code. Every artefact is then checked, the ``.dac`` file also
+with the official package.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import pytest
 
 from jaxlatent import cli, training
-from jaxlatent.apps import demo
+from jaxlatent.apps import demo, demo_engine
 from jaxlatent.apps.demo import DemoConfig
 from jaxlatent.codec import DACFile
 from jaxlatent.models.dac import DACConfig
@@ -41,11 +43,14 @@ STEPS = 3
 SECONDS = 0.55
 SMALL = dataclasses.replace(DACConfig.dac_16khz(), encoder_dim=2, decoder_dim=16, latent_dim=16)
 CLIP = "speech_16k_spk1_snt1"
+CLIPS = sorted(p.stem for p in demo_engine.bundled_clips())
+STREAM_SECONDS = 0.2
 
 
 def _small_config(**kwargs) -> demo.DemoConfig:
     """`DemoConfig` with the small knobs (the CLI sets the other fields)."""
     small = {"seconds": SECONDS, "codec": SMALL, "vqvae_preset": "micro", "parallel": "single"}
+    small["stream_seconds"] = STREAM_SECONDS
     return DemoConfig(**{**small, **kwargs})
 
 
@@ -77,9 +82,9 @@ def test_demo_writes_every_artefact(demo_run):
         [
             "weights_16khz_random.pth",
             "model",
-            f"{CLIP}.wav",
-            f"{CLIP}.dac",
-            f"{CLIP}_decoded.wav",
+            "clips",
+            "codes",
+            "decoded",
             "parity.txt",
             "parity.json",
             "spectrograms.png",
@@ -92,8 +97,10 @@ def test_demo_writes_every_artefact(demo_run):
     assert [s["stage"].split(" (")[0] for s in summary["stages"]] == [
         "release-format checkpoint",
         "convert",
-        "encode",
-        "decode",
+        "encode folder",
+        "check exact codes",
+        "decode folder",
+        "streaming",
         "parity",
         "spectrograms",
         "VQ-VAE training",
@@ -101,11 +108,71 @@ def test_demo_writes_every_artefact(demo_run):
     assert all(s["wall_s"] > 0 and s["cpu_s"] >= 0 for s in summary["stages"])
     for name, entry in summary["files"].items():
         assert (out / name.rstrip("/")).exists() and entry["bytes"] > 0, name
-    # printed: the random-weights warning, the parity report, the summary table
+    # printed: the random-weights warning, the engine's numbers, the parity report, the table
     assert "random weights" in stdout and "not a meaningful reconstruction" in stdout
+    assert f"folder coding: {len(CLIPS)} clips" in stdout
+    assert "exact codes = whole-signal DAC.encode codes" in stdout
+    assert f"streaming {CLIP}.wav" in stdout and "codes = exact codes" in stdout
     assert "all codes equal: 100.000 %" in stdout
     assert "jaxlatent demo: done in" in stdout and "s CPU" in stdout
-    assert f"{CLIP}_decoded.wav" in stdout
+    assert "decoded/" in stdout
+
+
+def test_folder_coding_summary(demo_run):
+    """Every bundled clip coded as one folder (exact codes, checked) and decoded as one."""
+    out, _ = demo_run
+    coding = json.loads((out / "summary.json").read_text())["coding"]
+    assert coding["clips"] == [f"{c}.wav" for c in CLIPS]
+    assert coding["exact_agreement"] == {f"{c}.wav": 1.0 for c in CLIPS}
+    frames = -(-int(SECONDS * 16000) // SMALL.hop_length)
+    assert coding["exact_codes_compared"] == len(CLIPS) * SMALL.n_codebooks * frames
+    assert coding["audio_seconds"] == pytest.approx(len(CLIPS) * SECONDS)
+    assert coding["encode_audio_seconds_per_second"] > 0
+    assert coding["decode_audio_seconds_per_second"] > 0
+    for folder, command in (("codes", "encode"), ("decoded", "decode")):
+        run = json.loads((out / folder / "summary.json").read_text())
+        assert run["command"] == command and run["skipped"] == []
+        assert sorted(pathlib.Path(f).stem for f in run["files"]) == CLIPS
+    assert json.loads((out / "codes" / "summary.json").read_text())["exact"] is True
+
+
+def test_streaming_report(demo_run):
+    out, _ = demo_run
+    stream = json.loads((out / "summary.json").read_text())["streaming"]
+    n = int(STREAM_SECONDS * 16000)
+    assert stream["clip"] == f"{CLIP}.wav" and stream["seconds"] == n / 16000
+    assert stream["pushes"] == -(-n // 320) and stream["push_ms"] == 20.0
+    # frames final before a flush: those whose receptive field (2493 samples) has arrived
+    assert stream["frames"] == (n - 2493) // 320
+    assert 0 < stream["latency_median_ms"] <= stream["latency_p95_ms"]
+    assert stream["realtime_factor"] > 0 and stream["warmup_s"] > 0
+    assert stream["encoder_lookahead_ms"] == pytest.approx(1000 * 2493 / 16000)
+    assert stream["decoder_lookahead_ms"] == pytest.approx(200.0)
+
+
+def test_differing_codes_stop_the_demo(demo_run, tmp_path, monkeypatch):
+    """The exact check and the stream raise (naming the clip) when a code differs."""
+    from jaxlatent.models.dac import load_converted
+
+    out, _ = demo_run
+    model = load_converted(out / "model")
+    wav, dac_path = out / "clips" / f"{CLIP}.wav", out / "codes" / f"{CLIP}.dac"
+    whole = demo_engine.whole_signal_codes
+
+    def one_off(model, path):
+        codes = np.array(whole(model, path))
+        codes[0, 0, 0] = (codes[0, 0, 0] + 1) % SMALL.codebook_size
+        return codes
+
+    monkeypatch.setattr(demo_engine, "whole_signal_codes", one_off)
+    with pytest.raises(RuntimeError, match=rf"differ .*{CLIP}.wav: 99\.\d+%"):
+        demo_engine.check_exact(model, [(wav, dac_path)])
+    f = DACFile.load(dac_path)
+    codes = np.array(f.codes)
+    codes[0, 0, 0] = (codes[0, 0, 0] + 1) % SMALL.codebook_size
+    dataclasses.replace(f, codes=codes).save(tmp_path / "other.dac")
+    with pytest.raises(RuntimeError, match=r"streamed codes .* differ from the exact codes"):
+        demo_engine.stream_clip(model, wav, tmp_path / "other.dac", seconds=STREAM_SECONDS)
 
 
 def test_checkpoint_and_converted_model(demo_run):
@@ -124,17 +191,20 @@ def test_checkpoint_and_converted_model(demo_run):
 
 def test_audio_files(demo_run):
     out, _ = demo_run
-    original = sf.read(pathlib.Path(demo.__file__).parent.parent / "data" / f"{CLIP}.wav")[0]
-    wav, rate = sf.read(out / f"{CLIP}.wav")
-    np.testing.assert_array_equal(wav, original[: int(SECONDS * 16000)])  # bit-exact copy
-    decoded = sf.info(out / f"{CLIP}_decoded.wav")
-    assert (decoded.samplerate, decoded.channels, decoded.frames) == (rate, 1, len(wav))
-    assert (out / "spectrograms.png").read_bytes()[:8] == PNG
+    data = pathlib.Path(demo.__file__).parent.parent / "data"
+    for clip in CLIPS:
+        original = sf.read(data / f"{clip}.wav")[0]
+        wav, rate = sf.read(out / "clips" / f"{clip}.wav")
+        np.testing.assert_array_equal(wav, original[: int(SECONDS * 16000)])  # bit-exact copy
+        decoded = sf.info(out / "decoded" / f"{clip}.wav")
+        assert (decoded.samplerate, decoded.channels, decoded.frames) == (rate, 1, len(wav))
 
-    f = DACFile.load(out / f"{CLIP}.dac")
-    frames = -(-len(wav) // SMALL.hop_length)
-    assert f.codes.shape == (1, SMALL.n_codebooks, frames) and f.codes.dtype == np.uint16
-    assert (f.sample_rate, f.original_length, f.channels, f.padding) == (16000, len(wav), 1, True)
+        f = DACFile.load(out / "codes" / f"{clip}.dac")  # exact: one unchunked file
+        frames = -(-len(wav) // SMALL.hop_length)
+        assert f.codes.shape == (1, SMALL.n_codebooks, frames) and f.codes.dtype == np.uint16
+        assert (f.sample_rate, f.original_length, f.channels) == (16000, len(wav), 1)
+        assert (f.padding, f.chunk_length) == (True, frames)
+    assert (out / "spectrograms.png").read_bytes()[:8] == PNG
 
 
 def test_parity_report_shows_equal_codes(demo_run):
@@ -161,8 +231,8 @@ def test_official_package_reads_and_decodes_the_dac_file(demo_run, tmp_path):
     assert TOLERANCES["dacio_decoded_audio"].atol < 1 / 32768
     dac = reference.dac()
     out, _ = demo_run
-    ours = DACFile.load(out / f"{CLIP}.dac")
-    official = dac.DACFile.load(out / f"{CLIP}.dac")
+    ours = DACFile.load(out / "codes" / f"{CLIP}.dac")
+    official = dac.DACFile.load(out / "codes" / f"{CLIP}.dac")
     np.testing.assert_array_equal(reference.to_numpy(official.codes), ours.codes)
     for name in ("chunk_length", "original_length", "channels", "sample_rate", "padding"):
         assert getattr(official, name) == getattr(ours, name), name
@@ -172,7 +242,7 @@ def test_official_package_reads_and_decodes_the_dac_file(demo_run, tmp_path):
     audio = reference.to_numpy(signal.audio_data)[0].T  # [time, channels]
     sf.write(tmp_path / "official.wav", audio, signal.sample_rate, subtype="PCM_16")
     theirs = sf.read(tmp_path / "official.wav", dtype="int16")[0]
-    mine = sf.read(out / f"{CLIP}_decoded.wav", dtype="int16")[0]
+    mine = sf.read(out / "decoded" / f"{CLIP}.wav", dtype="int16")[0]
     assert theirs.shape == mine.shape
     assert np.abs(theirs.astype(np.int32) - mine).max() <= 1
 
@@ -225,7 +295,8 @@ def test_overwrite_with_a_given_checkpoint(demo_run, tmp_path, capsys):
     assert "weights_16khz_random.pth" not in summary["files"]
     assert summary["stages"][0]["stage"].startswith("convert")
     after = _snapshot(out)
-    for name in ("model/config.json", f"{CLIP}.dac", f"{CLIP}_decoded.wav", "spectrograms.png"):
+    rewritten = ["model/config.json", f"codes/{CLIP}.dac", f"decoded/{CLIP}.wav"]
+    for name in [*rewritten, "spectrograms.png"]:
         assert after[name][1] > before[name][1], name  # rewritten
     assert after["weights_16khz_random.pth"] == before["weights_16khz_random.pth"]  # untouched
     assert training.Checkpointer(out / "vqvae" / "checkpoints").all_steps()[-1] == 2
@@ -283,7 +354,8 @@ def test_default_settings_are_the_main_job():
 def test_importing_the_demo_does_not_import_torch():
     code = (
         "import sys, jaxlatent, jaxlatent.cli, jaxlatent.apps.demo, jaxlatent.apps.codec_demo, "
-        "jaxlatent.apps.codec_files; jaxlatent.cli.build_parser(); "
+        "jaxlatent.apps.demo_engine, "
+        "jaxlatent.apps.dac_models, jaxlatent.apps.batch_coding; jaxlatent.cli.build_parser(); "
         "print(sorted(m for m in ('torch', 'dac', 'converters') if m in sys.modules))"
     )
     root = pathlib.Path(__file__).resolve().parents[2]

@@ -298,7 +298,7 @@ def test_cli_precision_reaches_the_loaded_model(tmp_path, capsys, monkeypatch):
     """``jaxlatent encode --precision default`` loads the model at that precision (the
     default: highest)."""
     import jaxlatent.apps.batch_coding as batch_coding
-    import jaxlatent.apps.codec_files as codec_files
+    import jaxlatent.apps.dac_models as dac_models
 
     seen = []
 
@@ -306,7 +306,7 @@ def test_cli_precision_reaches_the_loaded_model(tmp_path, capsys, monkeypatch):
         seen.append(precision)
         raise ValueError("stop here")
 
-    monkeypatch.setattr(codec_files, "_model", fake_model)
+    monkeypatch.setattr(dac_models, "load_dac_model", fake_model)
     (tmp_path / "a.wav").write_bytes(b"")  # found, never read: the model loads first
     base = ["encode", str(tmp_path / "a.wav"), "--model", "m", "--no-compile-cache"]
     for extra, expected in [([], "highest"), (["--precision", "default"], "default")]:
