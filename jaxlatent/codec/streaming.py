@@ -31,8 +31,10 @@ donated). Positions are int32: a stream may hold up to 2**31 - 1 samples (13.5 h
 
 Speed: a stream runs the model with its convolutions folded once
 (:func:`jaxlatent.nn.fold_convolutions`: no weight-norm or polyphase kernel work per step),
-but a step still reads every weight of the model once, whatever its ``k`` (296 MB for the
-16/24 kHz models): steps of one frame are bound by memory bandwidth. ``min_step_frames``
+but a step still reads every weight of the model once, whatever its ``k`` (297 MB for the
+16/24 kHz models, 13-17 ms on the 2-core CPU of the benchmarks: most of one frame's 20 or
+13.3 ms), and XLA:CPU runs the convolutions of small steps well below their whole-signal
+efficiency: steps of one frame cannot keep up there. ``min_step_frames``
 trades latency for throughput: pushes are coalesced until that many frames can be computed
 in one step, which adds up to ``min_step_frames - 1`` frames of waiting on each side
 (:attr:`coalescing_samples`) and divides the weight reads per frame by as much
