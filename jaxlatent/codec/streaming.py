@@ -23,20 +23,33 @@ variant                   encoder lookahead           decoder lookahead
 Loudness normalisation and resampling are not applied (they need the whole signal): the
 stream is mono or multi-channel audio at the model's rate, each channel a separate stream.
 
-Compilation: one step per number of frames ``k`` (powers of two up to ``max_step_frames``);
-a push runs as many steps as the buffered input allows, largest first, so every push size
-reuses those few compiled steps. Positions are int32: a stream may hold up to 2**31 - 1
-samples (13.5 hours at 44.1 kHz).
+Compilation: one step per number of frames ``k`` (powers of two from ``min_step_frames`` up
+to ``max_step_frames``); a push runs as many steps as the buffered input allows, largest
+first, so every push size reuses those few compiled steps (one jitted call per step, the state
+donated). Positions are int32: a stream may hold up to 2**31 - 1 samples (13.5 hours at
+44.1 kHz).
+
+Speed: a stream runs the model with its convolutions folded once
+(:func:`jaxlatent.nn.fold_convolutions`: no weight-norm or polyphase kernel work per step),
+but a step still reads every weight of the model once, whatever its ``k`` (297 MB for the
+16/24 kHz models, 13-17 ms on the 2-core CPU of the benchmarks: most of one frame's 20 or
+13.3 ms), and XLA:CPU runs the convolutions of small steps well below their whole-signal
+efficiency: steps of one frame cannot keep up there. ``min_step_frames``
+trades latency for throughput: pushes are coalesced until that many frames can be computed
+in one step, which adds up to ``min_step_frames - 1`` frames of waiting on each side
+(:attr:`coalescing_samples`) and divides the weight reads per frame by as much
+(benchmarks/results/bench_streaming-cpu.md).
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import numpy as np
 from flax import nnx
 
 from jaxlatent._checks import check_n_quantizers
-from jaxlatent.compilation import compiled
 from jaxlatent.models.dac.receptive import stage_lengths
 from jaxlatent.models.dac.streaming import (
     decoder_stream_plan,
@@ -44,11 +57,13 @@ from jaxlatent.models.dac.streaming import (
     initial_state,
     stream_step,
 )
+from jaxlatent.nn.folded import fold_convolutions
 
 __all__ = ["StreamingDecoder", "StreamingEncoder"]
 
 #: Stage lengths while the stream's length is unknown (nothing is cut at the right).
 _OPEN = np.iinfo(np.int32).max
+_STEP_NAMES = ("min_step_frames", "max_step_frames")
 
 
 def _positive(name: str, value) -> int:
@@ -64,15 +79,40 @@ def _dac_config(model):
     return config
 
 
+@functools.lru_cache(maxsize=64)
+def _jitted_step(step, graphdef, treedef, k: int, decoder: bool, n_q: int):
+    """``step`` of `k` frames on the flat parameter leaves, jitted, the state donated."""
+
+    def run(leaves, state, x, starts, lengths):
+        model = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
+        return step(model, state, x, starts, lengths, k=k, decoder=decoder, n_q=n_q)
+
+    return jax.jit(run, donate_argnums=1)
+
+
 class _Stream:
     """Steps of a stream over a buffer of pending input (the shared machinery)."""
 
-    def __init__(self, model, plan, channels: int, max_step_frames: int, decoder: bool, n_q: int):
+    def __init__(
+        self,
+        model,
+        plan,
+        channels: int,
+        steps: tuple[int, int],
+        decoder: bool,
+        n_q: int,
+    ):
         self.config = _dac_config(model)
         self.channels = _positive("channels", channels)
-        self._max_k = 1 << (_positive("max_step_frames", max_step_frames).bit_length() - 1)
+        min_k, max_k = (_positive(n, v) for n, v in zip(_STEP_NAMES, steps, strict=True))
+        if min_k > max_k:
+            raise ValueError(f"min_step_frames={min_k} must not exceed max_step_frames={max_k}")
+        self._max_k = 1 << (max_k.bit_length() - 1)
+        self._min_k = min(1 << (min_k - 1).bit_length(), self._max_k)
         self._plan, self._decoder, self._n_q = plan, decoder, n_q
-        self._graphdef, self._params = nnx.split(model)
+        self._graphdef, params = nnx.split(fold_convolutions(model))
+        self._leaves, self._treedef = jax.tree.flatten(params)
+        self._steps: dict[int, object] = {}
         # Committed to a device, as every later state (the outputs of a step): an uncommitted
         # first state would compile the step a second time.
         self._state = jax.device_put(
@@ -87,16 +127,24 @@ class _Stream:
         if self._closed:
             raise ValueError("the stream is flushed; start a new one")
 
-    def _run(self, pending: np.ndarray, unit: int) -> tuple[np.ndarray, list]:
-        """Run steps while `pending` (last axis: input positions) holds whole frames."""
+    def _step(self, k: int):
+        fn = self._steps.get(k)
+        if fn is None:
+            fn = self._steps[k] = _jitted_step(
+                stream_step, self._graphdef, self._treedef, k, self._decoder, self._n_q
+            )
+        return fn
+
+    def _run(self, pending: np.ndarray, unit: int, final: bool = False) -> tuple[np.ndarray, list]:
+        """Run steps while `pending` (last axis: input positions) holds ``min_k`` whole frames
+        (any whole frame when `final`)."""
         outs = []
-        while pending.shape[-1] >= unit:
+        while pending.shape[-1] >= (1 if final else self._min_k) * unit:
             k = min(self._max_k, 1 << ((pending.shape[-1] // unit).bit_length() - 1))
-            fn = compiled(stream_step, self._graphdef, k=k, decoder=self._decoder, n_q=self._n_q)
             x = pending[..., : k * unit]
             x = x[..., None] if not self._decoder else x
-            self._state, out = fn(
-                self._params, self._state, x, self._plan.starts(self._n), self._lengths
+            self._state, out = self._step(k)(
+                self._leaves, self._state, x, self._plan.starts(self._n), self._lengths
             )
             pending = pending[..., k * unit :]
             outs.append((self._n, k, out))
@@ -108,6 +156,18 @@ class _Stream:
         """:attr:`lookahead_samples` in milliseconds at the model's rate."""
         return 1000.0 * self.lookahead_samples / self.config.sample_rate
 
+    @property
+    def coalescing_samples(self) -> int:
+        """Samples (of input audio, or of code frames as ``frames * hop``) that may arrive,
+        beyond :attr:`lookahead_samples`, before a frame's step runs: ``(min_step - 1) * hop``
+        for the smallest step ``min_step`` (0 with the default ``min_step_frames=1``)."""
+        return (self._min_k - 1) * self.config.hop_length
+
+    @property
+    def step_frames(self) -> tuple[int, ...]:
+        """The step sizes in code frames a push may run (powers of two), smallest first."""
+        return tuple(1 << i for i in range(self._min_k.bit_length() - 1, self._max_k.bit_length()))
+
 
 class StreamingEncoder(_Stream):
     """Code a stream of audio at the model's rate into DAC codes, exactly.
@@ -117,10 +177,16 @@ class StreamingEncoder(_Stream):
       channels: channels of the stream (each coded as its own mono stream, as ``compress``).
       n_quantizers: codebooks (default all).
       max_step_frames: largest step in code frames (rounded down to a power of two).
+      min_step_frames: smallest step in code frames (rounded up to a power of two, at most
+        the largest): pushes are coalesced until a step of that many frames can run (the
+        rest at :meth:`flush`). Steps of more frames cost little more than one (every step
+        reads all weights), at the price of up to :attr:`coalescing_samples` more latency;
+        1 (the default) emits every frame as soon as it is final.
 
     Raises:
-      ValueError: for a model that is not a DAC, a non-positive `channels` or
-        `max_step_frames`, or `n_quantizers` outside ``[1, n_codebooks]``.
+      ValueError: for a model that is not a DAC, a non-positive `channels`,
+        `max_step_frames` or `min_step_frames`, ``min_step_frames > max_step_frames``, or
+        `n_quantizers` outside ``[1, n_codebooks]``.
 
     Example:
       >>> import numpy as np
@@ -144,11 +210,13 @@ class StreamingEncoder(_Stream):
         channels: int = 1,
         n_quantizers: int | None = None,
         max_step_frames: int = 16,
+        min_step_frames: int = 1,
     ):
         config = _dac_config(model)
         n_q = check_n_quantizers(n_quantizers, config.n_codebooks)
         plan = encoder_stream_plan(config)
-        super().__init__(model, plan, channels, max_step_frames, False, n_q)
+        steps = (min_step_frames, max_step_frames)
+        super().__init__(model, plan, channels, steps, False, n_q)
         hop = self.config.hop_length
         self._pending = np.zeros((self.channels, -(self._n * hop + self._plan.ends[0])), np.float32)
 
@@ -214,7 +282,7 @@ class StreamingEncoder(_Stream):
         ).astype(np.int32)
         need = (frames - self._n) * hop - self._pending.shape[1]
         pending = np.pad(self._pending, ((0, 0), (0, max(need, 0))))
-        _, outs = self._run(pending[:, : max((frames - self._n) * hop, 0)], hop)
+        _, outs = self._run(pending[:, : max((frames - self._n) * hop, 0)], hop, final=True)
         self._closed = True
         return self._collect(outs, frames)
 
@@ -227,6 +295,7 @@ class StreamingDecoder(_Stream):
       channels: rows of the codes (channels of the stream).
       n_quantizers: codebooks of the codes (default all).
       max_step_frames: largest step in code frames (rounded down to a power of two).
+      min_step_frames: smallest step in code frames, as :class:`StreamingEncoder`'s.
 
     Raises:
       ValueError: as :class:`StreamingEncoder`.
@@ -239,11 +308,13 @@ class StreamingDecoder(_Stream):
         channels: int = 1,
         n_quantizers: int | None = None,
         max_step_frames: int = 16,
+        min_step_frames: int = 1,
     ):
         config = _dac_config(model)
         n_q = check_n_quantizers(n_quantizers, config.n_codebooks)
         plan = decoder_stream_plan(config)
-        super().__init__(model, plan, channels, max_step_frames, True, n_q)
+        steps = (min_step_frames, max_step_frames)
+        super().__init__(model, plan, channels, steps, True, n_q)
         zeros = -(self._n + self._plan.ends[0])  # code frames before the signal
         self._pending = np.zeros((self.channels, n_q, zeros), np.int32)
 
@@ -314,6 +385,6 @@ class StreamingDecoder(_Stream):
         steps = max(-(-total // hop) - self._n, 0)
         need = steps - self._pending.shape[-1]
         pending = np.pad(self._pending, ((0, 0), (0, 0), (0, max(need, 0))))
-        _, outs = self._run(pending[..., :steps], 1)
+        _, outs = self._run(pending[..., :steps], 1, final=True)
         self._closed = True
         return self._collect(outs, total)

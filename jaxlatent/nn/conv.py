@@ -344,6 +344,30 @@ def conv_transpose_polyphase(
     Raises:
       ValueError: if a kernel size is not a multiple of its stride.
     """
+    kernel = w.shape[: w.ndim - 2]
+    phases = polyphase_kernel(w, stride)
+    return polyphase_apply(x, phases, kernel, stride, padding, output_padding, precision=precision)
+
+
+def polyphase_kernel(w: Array, stride: Sequence[int]) -> Array:
+    """The stride-1 kernel of :func:`conv_transpose_polyphase`: the `stride` phases of `w` side
+    by side, spatially flipped (a rearrangement, no arithmetic).
+
+    Args:
+      w: ``[*kernel_size, in, out]`` of the transposed convolution, every
+        ``kernel_size[i] % stride[i] == 0``.
+      stride: one int per spatial axis.
+
+    Returns:
+      ``[*(kernel_size / stride), in, prod(stride) * out]``, dtype of `w`.
+
+    Raises:
+      ValueError: if a kernel size is not a multiple of its stride.
+
+    Example:
+      >>> polyphase_kernel(jnp.ones((16, 3, 2)), (8,)).shape
+      (2, 3, 16)
+    """
     ndim = w.ndim - 2
     kernel, (c_in, c_out) = w.shape[:ndim], w.shape[ndim:]
     stride = tuple(stride)
@@ -354,7 +378,36 @@ def conv_transpose_polyphase(
     split = w.reshape(*(v for m, s in zip(taps, stride, strict=True) for v in (m, s)), c_in, c_out)
     order = (*range(0, 2 * ndim, 2), 2 * ndim, *range(1, 2 * ndim, 2), 2 * ndim + 1)
     phases = jnp.transpose(split, order).reshape(*taps, c_in, math.prod(stride) * c_out)
-    phases = jnp.flip(phases, axis=tuple(range(ndim)))
+    return jnp.flip(phases, axis=tuple(range(ndim)))
+
+
+def polyphase_apply(
+    x: Array,
+    phases: Array,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    output_padding: Sequence[int],
+    *,
+    precision: jax.lax.PrecisionLike = None,
+) -> Array:
+    """:func:`conv_transpose_polyphase` from the precomputed :func:`polyphase_kernel`.
+
+    Args:
+      x: ``[batch, *spatial, in]`` (channels-last).
+      phases: ``polyphase_kernel(w, stride)`` ``[*(kernel_size / stride), in,
+        prod(stride) * out]``.
+      kernel_size, stride, padding, output_padding: one int per spatial axis (torch's
+        meaning; `kernel_size` of `w`).
+      precision: `jax.lax` precision of the convolution.
+
+    Returns:
+      ``[batch, *spatial_out, out]``, as :func:`conv_transpose_polyphase`.
+    """
+    ndim = phases.ndim - 2
+    kernel, stride = tuple(kernel_size), tuple(stride)
+    taps = phases.shape[:ndim]
+    c_out = phases.shape[-1] // math.prod(stride)
     z = jax.lax.conv_general_dilated(
         x,
         phases,

@@ -140,3 +140,32 @@ def test_bad_pushes(model, rng):
         StreamingEncoder(model, channels=0)
     with pytest.raises(ValueError, match="DAC model"):
         StreamingEncoder(object())
+
+
+def test_min_step_frames_coalesces_pushes_and_stays_exact(model, rng):
+    hop = TINY.hop_length
+    x = (rng.standard_normal(1234) * 0.3).astype(np.float32)
+    rows, want = _whole_codes(model, x[:, None])
+    enc = StreamingEncoder(model, max_step_frames=4, min_step_frames=3)  # rounded up to 4
+    assert enc.step_frames == (4,) and enc.coalescing_samples == 3 * hop
+    assert StreamingEncoder(model, max_step_frames=4).step_frames == (1, 2, 4)
+    assert StreamingEncoder(model, max_step_frames=4).coalescing_samples == 0
+    parts, s = [], 0
+    for n in _sizes(rng, 1234, 40):
+        parts.append(enc.push(x[s : s + n]))
+        s += n
+    emitted = [p.shape[-1] for p in parts if p.shape[-1]]
+    assert all(n % 4 == 0 for n in emitted[1:])  # steps of 4 (the first: frames < 0 dropped)
+    parts.append(enc.flush())
+    assert_codes_exact(model, rows, np.concatenate(parts, axis=-1), want)
+
+    codes = rng.integers(0, TINY.codebook_size, (1, 3, 41)).astype(np.int32)
+    audio = np.asarray(model.decode(model.from_codes(codes).z))[..., 0]
+    dec = StreamingDecoder(model, max_step_frames=4, min_step_frames=2)
+    out = [dec.push(codes[..., i : i + 1]) for i in range(41)]
+    assert {o.shape[-1] % (2 * hop) for o in out if o.shape[-1]} == {0}  # steps of 2 frames
+    assert_close(np.concatenate([*out, dec.flush()], axis=-1), audio, "dac_codec_f32")
+    with pytest.raises(ValueError, match="min_step_frames=8 must not exceed max_step_frames=4"):
+        StreamingEncoder(model, min_step_frames=8, max_step_frames=4)
+    with pytest.raises(ValueError, match="min_step_frames"):
+        StreamingDecoder(model, min_step_frames=0)

@@ -1,0 +1,65 @@
+"""`FoldedConv` / `fold_convolutions`: every convolution of jaxlatent.nn (plain, transposed,
+weight-normalised, polyphase or not) gives its layer's outputs from a kernel computed once;
+a folded DAC codes as the DAC; the copy is independent of the original."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxlatent import nn as jnn
+from tests.tolerances import assert_close
+from tests.unit.test_dac_compress import TINY, tiny_dac
+
+LAYERS = [
+    # (constructor, input shape)
+    (lambda r: jnn.Conv1d(3, 4, 5, stride=2, padding=2, dilation=1, rngs=r), (2, 11, 3)),
+    (lambda r: jnn.WNConv1d(4, 4, 3, dilation=3, padding=3, groups=2, rngs=r), (2, 11, 4)),
+    (lambda r: jnn.WNConv2d(3, 2, (3, 2), padding=1, rngs=r), (2, 5, 4, 3)),
+    (lambda r: jnn.ConvTranspose1d(3, 2, 4, stride=2, padding=1, rngs=r), (2, 7, 3)),
+    (lambda r: jnn.WNConvTranspose1d(3, 2, 10, stride=5, padding=3, rngs=r), (2, 7, 3)),
+    (lambda r: jnn.WNConvTranspose1d(3, 2, 5, stride=2, padding=1, rngs=r), (2, 7, 3)),  # 5 % 2
+    (lambda r: jnn.WNConvTranspose2d(3, 2, (4, 2), stride=(2, 1), rngs=r), (2, 5, 4, 3)),
+]
+
+
+@pytest.mark.parametrize("index", range(len(LAYERS)))
+def test_folded_layer_equals_the_layer(rng, index):
+    make, shape = LAYERS[index]
+    layer = make(nnx.Rngs(index))
+    folded = jnn.FoldedConv(layer)
+    assert not hasattr(folded, "weight_v") and folded.bias is not None
+    assert folded.polyphase == (layer.transposed and all(
+        k % s == 0 for k, s in zip(layer.kernel_size, layer.stride, strict=True)
+    ))  # fmt: skip
+    x = jnp.asarray(rng.standard_normal(shape).astype(np.float32))
+    for padding in (True, False):
+        assert_close(folded(x, padding=padding), layer(x, padding=padding), "folded_conv_f32")
+
+
+def test_fold_convolutions_of_a_dac(rng):
+    model = tiny_dac()
+    folded = jnn.fold_convolutions(model)
+    kinds = {type(m).__name__ for _, m in nnx.iter_modules(folded)}
+    assert "FoldedConv" in kinds and not kinds & {"WNConv1d", "WNConvTranspose1d"}
+    assert type(model.decoder.blocks[0].conv_t1).__name__ == "WNConvTranspose1d"  # unchanged
+    assert (
+        folded.quantizer.quantizers[0].codebook[...] is model.quantizer.quantizers[0].codebook[...]
+    )  # other parameters shared, not copied
+    audio = jnp.asarray(rng.standard_normal((2, 10 * TINY.hop_length, 1)).astype(np.float32))
+    want, got = model.encode(audio), folded.encode(audio)
+    np.testing.assert_array_equal(got.codes, want.codes)
+    assert_close(got.z, want.z, "folded_conv_f32")
+    assert_close(folded.decode(want.z), model.decode(want.z), "folded_conv_f32")
+    # the copy's variables are its own: changing one model leaves the other as it is
+    folded.encoder.snake1.alpha.set_value(folded.encoder.snake1.alpha[...] * 2)
+    assert not np.array_equal(folded.encoder.snake1.alpha[...], model.encoder.snake1.alpha[...])
+    refolded = jnn.fold_convolutions(folded)  # already folded: an equal copy
+    assert refolded.decoder.conv1.kernel[...] is folded.decoder.conv1.kernel[...]
+
+
+def test_fold_rejects_non_convolutions():
+    with pytest.raises(TypeError, match="convolution layer"):
+        jnn.FoldedConv(nnx.Linear(2, 2, rngs=nnx.Rngs(0)))
