@@ -226,6 +226,7 @@ def run_steps(step, block, warmup: int, iters: int, compiles=None) -> dict:
         "median_s": statistics.median(wall),
         "cpu_median_s": statistics.median(cpu),
         "wall_s": wall,
+        "load": common.load(),
     }
 
 
@@ -437,6 +438,7 @@ HEADER = [
     "per round",
     f">= {TARGET:g}x",
     "busy cores jax / torch",
+    "speed-up (CPU time)",
     "jax first step s (compile)",
     "step-1 loss jax / torch",
     "max rel. diff step 1 / step 2",
@@ -451,6 +453,9 @@ def row(prep: dict, results: dict, check: dict, name: str) -> tuple[list, float]
     def busy(side):
         return statistics.median(r["cpu_median_s"] / r["median_s"] for r in results[side])
 
+    def cpu(side):
+        return statistics.median(r["cpu_median_s"] for r in results[side])
+
     seconds = prep["segment"] / prep["sample_rate"]
     dropout = f", dropout {prep['quantizer_dropout']:g}" if prep["quantizer_dropout"] else ""
     return [
@@ -464,6 +469,7 @@ def row(prep: dict, results: dict, check: dict, name: str) -> tuple[list, float]
         f"{speedup.low:.2f} to {speedup.high:.2f}x",
         "yes" if speedup.median >= TARGET else "**no**",
         f"{busy('jax'):.2f} / {busy('torch'):.2f}",
+        f"{cpu('torch') / cpu('jax'):.2f}x",
         f"{statistics.median(r['first_s'] for r in results['jax']):.1f}",
         f"{check['jax']['loss']:.6g} / {check['torch']['loss']:.6g}",
         f"{check['step1_rel']:.1e} / {check['step2_rel']:.1e}",
@@ -473,7 +479,7 @@ def row(prep: dict, results: dict, check: dict, name: str) -> tuple[list, float]
 def run(args) -> str:
     load_start = common.load()
     t_start = time.perf_counter()
-    rows, speedups, envs, checks = [], {}, set(), {}
+    rows, speedups, envs, checks, loads = [], {}, set(), {}, {}
     with tempfile.TemporaryDirectory(prefix="bench_dac_recipe-") as work:
         for name in args.presets:
             wargs = ["--preset", name, "--workdir", work, "--threads", args.threads]
@@ -487,6 +493,7 @@ def run(args) -> str:
             r, speedups[name] = row(prep, results, checks[name], name)
             rows.append(r)
             envs |= {results["jax"][0]["env"], results["torch"][0]["env"]}
+            loads[name] = [(side, r["load"]) for side in ("torch", "jax") for r in results[side]]
     total = time.perf_counter() - t_start
     terms = "; ".join(
         f"{name}: " + ", ".join(f"{k} {c['jax'][k]:.6g} / {c['torch'][k]:.6g}" for k in TERMS)
@@ -501,7 +508,14 @@ def run(args) -> str:
             f"Environment: {common.machine()}; workers: {'; '.join(sorted(envs))}; "
             f"{args.threads} threads per framework.",
             "",
-            f"Load at start: {load_start}; at end: {common.load()}. Total run time {total:.0f} s.",
+            f"Load at start: {load_start}; at end: {common.load()}. Total run time {total:.0f} s. "
+            "At the end of each worker: "
+            + "; ".join(
+                f"{name} {side} {load.removeprefix('load average ')}"
+                for name, pairs in loads.items()
+                for side, load in pairs
+            )
+            + ".",
             "",
             "Step = codec forward + discriminator update (clip 10, AdamW) + codec update against "
             "the updated discriminator (15 mel + 2 feature matching + 1 adversarial + 0.25 "
@@ -510,8 +524,9 @@ def run(args) -> str:
             f"{args.rounds} alternating rounds (one fresh process per framework per round) of "
             f"{args.iters} timed steps after 2 checked + {args.warmup} warm-up steps; a step "
             "time is the median of the rounds' medians (min to max over the rounds); busy "
-            "cores = process CPU time / wall time of a step; first jaxlatent step = trace + "
-            "XLA compile + one step.",
+            "cores = process CPU time / wall time of a step; speed-up (CPU time) = torch / "
+            "jaxlatent process CPU time per step (all threads; less sensitive to other load "
+            "than wall time); first jaxlatent step = trace + XLA compile + one step.",
             "",
             markdown_table(HEADER, rows),
             "",
