@@ -159,13 +159,12 @@ def worker_prepare(args) -> dict:
     common.save_state(_path(args, "generator.npz"), generator)
     common.save_state(_path(args, "discriminator.npz"), discriminator)
 
-    torch = common.torch_threads(args.threads)
+    common.torch_threads(args.threads)
     dac = import_dac()
     style = detect_style(dac.DAC(**p.dac.to_kwargs()).state_dict())
     np.savez(_path(args, "generator-torch.npz"), **export_state_dict(generator, style=style))
     disc_sd = discriminator_state_dict(discriminator, style=style)
     np.savez(_path(args, "discriminator-torch.npz"), **disc_sd)
-    del torch
 
     data = load_audio("speech", p)
     if len(data.x) < n:
