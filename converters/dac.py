@@ -21,13 +21,13 @@ conversion of a ``.pth``.
 
 Conversion is strict: every key of the checkpoint is used, every parameter filled, every
 shape checked against the configuration, and a config given by the checkpoint's metadata
-must agree with the weights (a :class:`~converters.common.ConversionError` lists every
+must agree with the weights (a :class:`~converters.errors.ConversionError` lists every
 problem).
 
 The GAN discriminator converts with :func:`load_discriminator` / :func:`export_discriminator`
 (:mod:`converters.dac_discriminator`).
 
-torch is imported only to read or write ``.pth`` files (through :mod:`converters.common`).
+torch is imported only to read or write ``.pth`` files (through :mod:`converters.checkpoint_files`).
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from converters import common
-from converters.common import CheckpointError, ConversionError, Table, WeightNormStyle
+from converters import assign, checkpoint_files, errors, state_dicts, tables
 from converters.dac_discriminator import export_discriminator, load_discriminator
 from converters.dac_tables import decoder_table, encoder_table, expected_torch_shapes, model_table
+from converters.errors import CheckpointError, ConversionError
+from converters.tables import Table, WeightNormStyle
 from jaxlatent.models.dac import DAC, DACConfig, Decoder, Encoder
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
@@ -158,7 +159,7 @@ def normalize_state_dict(
         elif style == "parametrizations" and key.endswith("." + _PARAM_V):
             out[key[: -len(_PARAM_V)] + _V] = value
         elif key in fused_keys:
-            w = common.to_numpy(value)
+            w = state_dicts.to_numpy(value)
             out[f"{fused_keys[key]}.{_V}"] = w
             out[f"{fused_keys[key]}.{_G}"] = _fold_norm(w)
         else:
@@ -173,7 +174,7 @@ def detect_style(state_dict: Mapping[str, Any]) -> WeightNormStyle:
       ConversionError: if the state_dict mixes styles or has no weight-normed layers (fused
         ``weight`` tensors are first split by :func:`normalize_state_dict`).
     """
-    style = common.detect_weight_norm_style(state_dict)
+    style = tables.detect_weight_norm_style(state_dict)
     if style is None:
         raise ConversionError(
             "no weight-normed convolutions (weight_g/weight_v or "
@@ -195,7 +196,7 @@ def check_state_dict(
     """
     style = detect_style(state_dict) if style is None else style
     expected = expected_torch_shapes(config, style=style)
-    common.check_keys_and_shapes(state_dict, expected, f"a DAC model with {config}")
+    state_dicts.check_keys_and_shapes(state_dict, expected, f"a DAC model with {config}")
     return style
 
 
@@ -210,7 +211,7 @@ def _shape(state_dict: Mapping[str, Any], key: str) -> tuple[int, ...]:
             f"cannot infer the DAC configuration: {key!r} is not in the state_dict "
             f"(first keys: {sorted(state_dict)[:5]})"
         )
-    return tuple(common.to_numpy(state_dict[key]).shape)
+    return tuple(state_dicts.to_numpy(state_dict[key]).shape)
 
 
 def _count(state_dict: Mapping[str, Any], pattern: str) -> int:
@@ -298,7 +299,7 @@ def _build_and_assign(build: Callable[[], nnx.Module], state_dict, table: Table)
     The module is only traced (shape-only variables, no initialisation work).
     """
     module = nnx.eval_shape(build)
-    common.assign_strict(module, state_dict, table)  # fills every variable (or raises)
+    assign.assign_strict(module, state_dict, table)  # fills every variable (or raises)
     graphdef, state = nnx.split(module)
     return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
 
@@ -398,9 +399,9 @@ def codec_parts_to_state_dict(
     style: WeightNormStyle = "legacy",
 ) -> dict[str, Any]:
     """The ``encoder.*`` and ``decoder.*`` entries of a reference state_dict (numpy arrays)."""
-    return common.export_state_dict(
+    return assign.export_state_dict(
         encoder, encoder_table(config, style=style)
-    ) | common.export_state_dict(decoder, decoder_table(config, style=style))
+    ) | assign.export_state_dict(decoder, decoder_table(config, style=style))
 
 
 def model_from_state_dict(
@@ -425,7 +426,7 @@ def model_from_state_dict(
 
 def export_state_dict(model: DAC, *, style: WeightNormStyle = "legacy") -> dict[str, np.ndarray]:
     """The reference state_dict of `model` (writable numpy arrays, exact copies)."""
-    exported = common.export_state_dict(model, model_table(model.config, style))
+    exported = assign.export_state_dict(model, model_table(model.config, style))
     return {k: np.array(v, copy=True) for k, v in exported.items()}
 
 
@@ -463,7 +464,7 @@ def read_checkpoint(
         ``metadata["kwargs"]`` is invalid or has more codebooks or blocks than tensors.
     """
     where = "checkpoint" if isinstance(source, Mapping) else os.fspath(source)
-    obj = source if isinstance(source, Mapping) else common.load_torch_checkpoint(source)
+    obj = source if isinstance(source, Mapping) else checkpoint_files.load_torch_checkpoint(source)
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"{where}: expected a state_dict or a dict with 'state_dict', got {type(obj).__name__}"
@@ -475,7 +476,7 @@ def read_checkpoint(
             config = _metadata_config(obj["metadata"], where)
     else:
         state_dict = obj
-    common.check_state_dict(state_dict, where)
+    state_dicts.check_state_dict(state_dict, where)
     if not state_dict:
         raise CheckpointError(f"{where}: the state_dict is empty")
     if config is not None:
@@ -485,7 +486,7 @@ def read_checkpoint(
 
 def check_config_fits(config: DACConfig, state_dict: Mapping[str, Any], where: str) -> None:
     """Refuse a metadata config with more codebooks or blocks than the weights have tensors
-    (before a table or model of its size is built; :func:`converters.common.check_counts_fit`).
+    (before a table or model of its size is built; :func:`converters.state_dicts.check_counts_fit`).
 
     Raises:
       CheckpointError: naming `where` and every count that is too large.
@@ -493,7 +494,7 @@ def check_config_fits(config: DACConfig, state_dict: Mapping[str, Any], where: s
     counts = {"n_codebooks": config.n_codebooks}
     counts |= {"len(encoder_rates)": len(config.encoder_rates)}
     counts |= {"len(decoder_rates)": len(config.decoder_rates)}
-    common.check_counts_fit(where, state_dict, counts)
+    state_dicts.check_counts_fit(where, state_dict, counts)
 
 
 def read_release_checkpoint(path: str | os.PathLike) -> tuple[DACConfig, dict[str, Any]]:
@@ -513,7 +514,7 @@ def read_release_checkpoint(path: str | os.PathLike) -> tuple[DACConfig, dict[st
         lacks ``state_dict`` / ``metadata["kwargs"]``, or the kwargs are not a valid config.
       ConversionError: if the weights disagree with the metadata (each key listed).
     """
-    obj = common.load_torch_checkpoint(path)
+    obj = checkpoint_files.load_torch_checkpoint(path)
     where = os.fspath(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(
@@ -530,12 +531,12 @@ def read_release_checkpoint(path: str | os.PathLike) -> tuple[DACConfig, dict[st
         raise CheckpointError(
             f"{where}: 'state_dict' is a {type(state_dict).__name__}, not a mapping of tensors"
         )
-    common.check_state_dict(state_dict, where)
+    state_dicts.check_state_dict(state_dict, where)
     check_config_fits(config, state_dict, where)
     try:
         check_state_dict(normalize_state_dict(state_dict, config)[0], config, style="legacy")
     except ConversionError as e:
-        raise common.located_error(e, where, config_source=_metadata_source(config)) from e
+        raise errors.located_error(e, where, config_source=_metadata_source(config)) from e
     return config, dict(state_dict)
 
 
@@ -583,7 +584,7 @@ def convert_checkpoint(
             legacy, _ = normalize_state_dict(state_dict)
             config = infer_config(legacy, sample_rate=sample_rate)
         except ConversionError as e:
-            raise common.located_error(e, where) from e
+            raise errors.located_error(e, where) from e
         except (ValueError, IndexError) as e:  # no sample rate; a weight with too few axes
             raise ConversionError(f"{where}: cannot infer the DAC configuration: {e}") from e
     try:
@@ -593,7 +594,7 @@ def convert_checkpoint(
     except ConversionError as e:
         # (config == meta_config if both are given)
         source = None if meta_config is None else _metadata_source(meta_config)
-        raise common.located_error(e, where, config_source=source) from e
+        raise errors.located_error(e, where, config_source=source) from e
     return config, model
 
 
@@ -617,7 +618,7 @@ def export_release_checkpoint(
     if config is not None and config != model.config:
         raise ValueError(f"config {config} differs from the model's {model.config}")
     config = model.config
-    common.save_torch_checkpoint(
+    checkpoint_files.save_torch_checkpoint(
         {
             "state_dict": export_state_dict(model, style=style),
             "metadata": {"kwargs": config.to_kwargs()},

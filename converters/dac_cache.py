@@ -77,7 +77,7 @@ def load_model(
     Raises:
       FileNotFoundError: if `path` does not exist.
       jaxlatent.models.dac.ConvertedModelError: for a directory, as :func:`load_converted`.
-      converters.common.CheckpointError, converters.common.ConversionError: for a
+      converters.errors.CheckpointError, converters.errors.ConversionError: for a
         checkpoint, as :func:`converters.dac_formats.convert_any`.
     """
     path = Path(path)

@@ -17,7 +17,7 @@ then (an explicit `config` takes precedence over the metadata). Files written by
 :func:`export_discriminator` store the model's true kwargs.
 
 Conversion is strict, as the generator's (:mod:`converters.dac`): every key is used, every
-parameter filled, every shape checked; a :class:`~converters.common.ConversionError` names
+parameter filled, every shape checked; a :class:`~converters.errors.ConversionError` names
 the file and lists every missing, unexpected and mis-shaped key.
 """
 
@@ -32,8 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from converters import common
-from converters.common import CheckpointError, ConversionError, Table, WeightNormStyle
+from converters import assign, checkpoint_files, errors, state_dicts, tables
+from converters.errors import CheckpointError, ConversionError
+from converters.tables import Table, WeightNormStyle
 from jaxlatent.models.dac import Discriminator, DiscriminatorConfig
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
@@ -47,7 +48,7 @@ __all__ = [
 
 
 def _wn(torch_prefix: str, jax_prefix: str, style: WeightNormStyle, ndim: int) -> Table:
-    return common.weight_norm_conv(torch_prefix, jax_prefix, style=style, ndim=ndim)
+    return tables.weight_norm_conv(torch_prefix, jax_prefix, style=style, ndim=ndim)
 
 
 def discriminator_table(config: DiscriminatorConfig, style: WeightNormStyle = "legacy") -> Table:
@@ -93,13 +94,13 @@ def discriminator_from_state_dict(
     Raises:
       ConversionError: on mixed key styles or any missing, unexpected or mis-shaped key.
     """
-    style = common.detect_weight_norm_style(state_dict) or "legacy"
+    style = tables.detect_weight_norm_style(state_dict) or "legacy"
     module = nnx.eval_shape(
         lambda: Discriminator(
             config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0)
         )
     )
-    common.assign_strict(module, state_dict, discriminator_table(config, style))
+    assign.assign_strict(module, state_dict, discriminator_table(config, style))
     graphdef, state = nnx.split(module)
     return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
 
@@ -108,14 +109,14 @@ def discriminator_state_dict(
     model: Discriminator, *, style: WeightNormStyle = "legacy"
 ) -> dict[str, np.ndarray]:
     """The reference state_dict of `model` (writable numpy arrays, exact copies)."""
-    exported = common.export_state_dict(model, discriminator_table(model.config, style))
+    exported = assign.export_state_dict(model, discriminator_table(model.config, style))
     return {k: np.array(v, copy=True) for k, v in exported.items()}
 
 
 def _read(
     source: str | os.PathLike | Mapping[str, Any], where: str
 ) -> tuple[dict[str, Any], DiscriminatorConfig | None]:
-    obj = source if isinstance(source, Mapping) else common.load_torch_checkpoint(source)
+    obj = source if isinstance(source, Mapping) else checkpoint_files.load_torch_checkpoint(source)
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"{where}: expected a state_dict or a dict with 'state_dict', got {type(obj).__name__}"
@@ -134,7 +135,7 @@ def _read(
                 raise CheckpointError(f"{where}: invalid metadata['kwargs']: {e}") from e
     else:
         state_dict = obj
-    common.check_state_dict(state_dict, where)
+    state_dicts.check_state_dict(state_dict, where)
     if not state_dict:
         raise CheckpointError(f"{where}: the state_dict is empty")
     return dict(state_dict), meta_config
@@ -181,13 +182,13 @@ def load_discriminator(
         "sub-discriminators": config.n_discriminators,
         "MRD bands": len(config.fft_sizes) * len(config.bands),
     }
-    common.check_counts_fit(where, state_dict, counts)
+    state_dicts.check_counts_fit(where, state_dict, counts)
     try:
         model = discriminator_from_state_dict(
             state_dict, config, param_dtype=param_dtype, precision=precision
         )
     except ConversionError as e:
-        raise common.located_error(e, where, config_source=config_source) from e
+        raise errors.located_error(e, where, config_source=config_source) from e
     return config, model
 
 
@@ -203,7 +204,7 @@ def export_discriminator(
     parameters (``weight_g``/``weight_v`` by default), so loading the file back gives the same
     model bit for bit.
     """
-    common.save_torch_checkpoint(
+    checkpoint_files.save_torch_checkpoint(
         {
             "state_dict": discriminator_state_dict(model, style=style),
             "metadata": {"kwargs": model.config.to_kwargs()},

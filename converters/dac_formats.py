@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 import jax.numpy as jnp
 
-from converters import common
-from converters.common import CheckpointError
+from converters import checkpoint_files
 from converters.dac import convert_checkpoint
 from converters.dac_hf import convert_hf, is_hf_folder, is_hf_state_dict
+from converters.errors import CheckpointError
 from jaxlatent.models.dac import DAC, DACConfig
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
@@ -59,10 +59,10 @@ def checkpoint_format(source: str | os.PathLike | Mapping[str, Any]) -> Checkpoi
                 f"{path} is a folder but not a transformers DacModel folder (config.json with "
                 "model_type 'dac'); give a checkpoint file"
             )
-        if common.is_safetensors(path):
-            obj = dict.fromkeys(common.safetensors_keys(path))
+        if checkpoint_files.is_safetensors(path):
+            obj = dict.fromkeys(checkpoint_files.safetensors_keys(path))
         else:
-            obj = common.load_torch_checkpoint(path)
+            obj = checkpoint_files.load_torch_checkpoint(path)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     return "transformers" if isinstance(obj, Mapping) and is_hf_state_dict(obj) else "release"

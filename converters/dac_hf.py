@@ -43,7 +43,7 @@ Where transformers' model differs from the official one (tested in
 Conversion is strict as for release checkpoints: every key used, every parameter filled,
 every shape checked against the configuration, and a ``config.json`` that disagrees with the
 weights is refused. Nothing here imports torch or transformers: ``.safetensors`` files are read
-and written by :mod:`converters.common` with the ``safetensors`` library.
+and written by :mod:`converters.checkpoint_files` with the ``safetensors`` library.
 """
 
 from __future__ import annotations
@@ -62,10 +62,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from converters import common
-from converters.common import CheckpointError, ConversionError, Table
+from converters import assign, checkpoint_files, errors, state_dicts, tables
 from converters.dac import infer_config, normalize_state_dict
 from converters.dac_tables import expected_torch_shapes, model_table
+from converters.errors import CheckpointError, ConversionError
+from converters.tables import Table
 from jaxlatent.models.dac import DAC, DACConfig
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
@@ -136,7 +137,7 @@ def hf_key(jax_path: str, style: HFStyle = "legacy") -> str | None:
             return None
         parts.append("weight")
     elif last in ("weight_g", "weight_v") and style == "parametrizations":
-        parts.append(common.weight_norm_names("parametrizations")[last == "weight_v"])
+        parts.append(tables.weight_norm_names("parametrizations")[last == "weight_v"])
     else:
         parts.append(last)
     return ".".join(parts)
@@ -180,7 +181,9 @@ def check_hf_state_dict(state_dict: Mapping[str, Any], config: DACConfig) -> HFS
     """
     style = _style(state_dict)
     expected = expected_hf_shapes(config, style)
-    common.check_keys_and_shapes(state_dict, expected, f"a transformers DacModel with {config}")
+    state_dicts.check_keys_and_shapes(
+        state_dict, expected, f"a transformers DacModel with {config}"
+    )
     return style
 
 
@@ -276,7 +279,7 @@ def config_to_hf(config: DACConfig) -> dict[str, Any]:
 def _weight_shape(state_dict: Mapping[str, Any], prefix: str) -> tuple[int, ...] | None:
     for suffix in ("weight", "weight_v", "parametrizations.weight.original1"):
         if f"{prefix}.{suffix}" in state_dict:
-            return tuple(common.to_numpy(state_dict[f"{prefix}.{suffix}"]).shape)
+            return tuple(state_dicts.to_numpy(state_dict[f"{prefix}.{suffix}"]).shape)
     return None
 
 
@@ -317,7 +320,7 @@ def infer_hf_config(state_dict: Mapping[str, Any], *, sample_rate: int | None = 
     i = 0
     while f"quantizer.quantizers.{i}.codebook.weight" in state_dict:
         key = f"quantizer.quantizers.{i}.codebook.weight"
-        release[key] = np.broadcast_to(np.float32(0), common.to_numpy(state_dict[key]).shape)
+        release[key] = np.broadcast_to(np.float32(0), state_dicts.to_numpy(state_dict[key]).shape)
         i += 1
     return infer_config(release, sample_rate=sample_rate)
 
@@ -344,7 +347,7 @@ def model_from_hf_state_dict(
     module = nnx.eval_shape(
         lambda: DAC(config, param_dtype=param_dtype, precision=precision, rngs=nnx.Rngs(0))
     )
-    common.assign_strict(module, legacy, hf_table(config))
+    assign.assign_strict(module, legacy, hf_table(config))
     graphdef, state = nnx.split(module)
     return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
 
@@ -400,14 +403,14 @@ def read_hf(
             if not weights.exists():
                 raise FileNotFoundError(f"{path}: no {WEIGHTS_NAME} next to {CONFIG_NAME}")
             config, _ = _read_hf_config(path / CONFIG_NAME)
-            obj = common.load_torch_checkpoint(weights)
+            obj = checkpoint_files.load_torch_checkpoint(weights)
         else:
-            obj = common.load_torch_checkpoint(path)
-            if common.is_safetensors(path) and is_hf_folder(path.parent):
+            obj = checkpoint_files.load_torch_checkpoint(path)
+            if checkpoint_files.is_safetensors(path) and is_hf_folder(path.parent):
                 config, _ = _read_hf_config(path.parent / CONFIG_NAME)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]  # safetensors metadata or a {"state_dict": ...} wrapper
-    common.check_state_dict(obj, where)
+    state_dicts.check_state_dict(obj, where)
     if not obj:
         raise CheckpointError(f"{where}: the state_dict is empty")
     if config is not None:
@@ -416,7 +419,7 @@ def read_hf(
             "len(downsampling_ratios)": len(config.encoder_rates),
             "len(upsampling_ratios)": len(config.decoder_rates),
         }
-        common.check_counts_fit(where, obj, counts)
+        state_dicts.check_counts_fit(where, obj, counts)
     return dict(obj), config, where
 
 
@@ -457,7 +460,7 @@ def convert_hf(
         try:
             config = infer_hf_config(state_dict, sample_rate=sample_rate)
         except ConversionError as e:
-            raise common.located_error(e, where) from e
+            raise errors.located_error(e, where) from e
         except (ValueError, IndexError) as e:
             raise ConversionError(f"{where}: cannot infer the DAC configuration: {e}") from e
     try:
@@ -466,7 +469,7 @@ def convert_hf(
         )
     except ConversionError as e:
         source_note = None if file_config is None else f"{CONFIG_NAME} {_hf_note(config)}"
-        raise common.located_error(e, where, config_source=source_note) from e
+        raise errors.located_error(e, where, config_source=source_note) from e
     return config, model
 
 
@@ -488,7 +491,7 @@ def _hf_note(config: DACConfig) -> str:
 
 def _fused_state_dict(model: DAC) -> dict[str, np.ndarray]:
     """``DacModel``'s state_dict of `model`: each kernel ``g * v / ||v||`` (float64, rounded)."""
-    legacy = common.export_state_dict(model, hf_table(model.config))
+    legacy = assign.export_state_dict(model, hf_table(model.config))
     out: dict[str, np.ndarray] = {}
     for key, value in legacy.items():
         if key.endswith(".weight_g"):
@@ -528,7 +531,7 @@ def export_hf_folder(model: DAC, directory: str | os.PathLike, *, overwrite: boo
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".tmp-{directory.name}-"))
     try:
         (tmp / CONFIG_NAME).write_text(json.dumps(hf_config, indent=2) + "\n")
-        common.save_safetensors(_fused_state_dict(model), tmp / WEIGHTS_NAME)
+        checkpoint_files.save_safetensors(_fused_state_dict(model), tmp / WEIGHTS_NAME)
         if directory.exists():
             old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".old-{directory.name}-"))
             os.replace(directory, old / "d")

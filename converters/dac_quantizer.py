@@ -18,13 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from converters.common import (
-    ConversionError,
+from converters.assign import assign_strict, export_state_dict
+from converters.errors import ConversionError
+from converters.tables import (
     Table,
     WeightNormStyle,
-    assign_strict,
     detect_weight_norm_style,
-    export_state_dict,
     tensor,
     weight_norm_conv,
 )

@@ -37,9 +37,9 @@ from collections.abc import Callable
 
 from flax import nnx
 
-from converters import common
-from converters.common import Table, WeightNormStyle
+from converters import assign, tables
 from converters.dac_quantizer import residual_vector_quantize_table
+from converters.tables import Table, WeightNormStyle
 from jaxlatent.models.dac import DACConfig, Decoder, Encoder
 
 __all__ = [
@@ -54,7 +54,7 @@ __all__ = [
     "snake_table",
 ]
 
-SNAKE_ALPHA = common.channels_first_to_last(3)
+SNAKE_ALPHA = tables.channels_first_to_last(3)
 
 
 def _key(prefix: str, name: str) -> str:
@@ -72,18 +72,18 @@ def _path(prefix: str, name: str) -> str:
 
 def snake_table(torch_prefix: str, jax_prefix: str) -> Table:
     """`Snake1d`: ``alpha [1, C, 1]`` <-> ``alpha [1, 1, C]``."""
-    return common.tensor(_key(torch_prefix, "alpha"), _path(jax_prefix, "alpha"), SNAKE_ALPHA)
+    return tables.tensor(_key(torch_prefix, "alpha"), _path(jax_prefix, "alpha"), SNAKE_ALPHA)
 
 
 def residual_unit_table(torch_prefix: str, jax_prefix: str, *, style: WeightNormStyle) -> Table:
     """`ResidualUnit`: ``block.0``/``block.2`` Snakes, ``block.1`` conv k7, ``block.3`` conv k1."""
     return (
         snake_table(_key(torch_prefix, "block.0"), _path(jax_prefix, "snake1"))
-        | common.weight_norm_conv(
+        | tables.weight_norm_conv(
             _key(torch_prefix, "block.1"), _path(jax_prefix, "conv1"), style=style
         )
         | snake_table(_key(torch_prefix, "block.2"), _path(jax_prefix, "snake2"))
-        | common.weight_norm_conv(
+        | tables.weight_norm_conv(
             _key(torch_prefix, "block.3"), _path(jax_prefix, "conv2"), style=style
         )
     )
@@ -97,7 +97,7 @@ def encoder_block_table(torch_prefix: str, jax_prefix: str, *, style: WeightNorm
             _key(torch_prefix, f"block.{j}"), _path(jax_prefix, f"res_unit{j + 1}"), style=style
         )
     table |= snake_table(_key(torch_prefix, "block.3"), _path(jax_prefix, "snake1"))
-    table |= common.weight_norm_conv(
+    table |= tables.weight_norm_conv(
         _key(torch_prefix, "block.4"), _path(jax_prefix, "conv1"), style=style
     )
     return table
@@ -106,7 +106,7 @@ def encoder_block_table(torch_prefix: str, jax_prefix: str, *, style: WeightNorm
 def decoder_block_table(torch_prefix: str, jax_prefix: str, *, style: WeightNormStyle) -> Table:
     """`DecoderBlock`: ``block.0`` Snake, ``block.1`` transposed conv, ``block.2-4`` res. units."""
     table = snake_table(_key(torch_prefix, "block.0"), _path(jax_prefix, "snake1"))
-    table |= common.weight_norm_conv(
+    table |= tables.weight_norm_conv(
         _key(torch_prefix, "block.1"), _path(jax_prefix, "conv_t1"), style=style, transposed=True
     )
     for j in range(3):
@@ -130,11 +130,11 @@ def _codec_stack_table(
     blocks ``{seq}.{i+1}`` -> ``blocks/{i}`` (by `block_table`), ``{seq}.{n+1}`` Snake ->
     ``snake1`` and ``{seq}.{n+2}`` conv -> ``conv2``.
     """
-    table = common.weight_norm_conv(f"{seq}.0", _path(jax_prefix, "conv1"), style=style)
+    table = tables.weight_norm_conv(f"{seq}.0", _path(jax_prefix, "conv1"), style=style)
     for i in range(n):
         table |= block_table(f"{seq}.{i + 1}", _path(jax_prefix, f"blocks/{i}"), style=style)
     table |= snake_table(f"{seq}.{n + 1}", _path(jax_prefix, "snake1"))
-    table |= common.weight_norm_conv(f"{seq}.{n + 2}", _path(jax_prefix, "conv2"), style=style)
+    table |= tables.weight_norm_conv(f"{seq}.{n + 2}", _path(jax_prefix, "conv2"), style=style)
     return table
 
 
@@ -182,7 +182,7 @@ def model_table(config: DACConfig, style: WeightNormStyle = "legacy") -> Table:
 
 
 def _torch_shapes(module: nnx.Module, table: Table) -> dict[str, tuple[int, ...]]:
-    variables = common.module_variables(module)
+    variables = assign.module_variables(module)
     return {
         key: tuple(rule.transform.torch_shape(tuple(variables[rule.jax_path].get_value().shape)))
         for key, rule in table.items()
@@ -196,7 +196,7 @@ def quantizer_torch_shapes(config: DACConfig, *, style: WeightNormStyle) -> dict
     weight-normed ``Conv1d(D, d, 1)``, ``out_proj`` a weight-normed ``Conv1d(d, D, 1)`` and
     ``codebook`` an ``nn.Embedding(codebook_size, d)``.
     """
-    g, v = common.weight_norm_names(style)
+    g, v = tables.weight_norm_names(style)
     latent = config.latent_dim
     shapes: dict[str, tuple] = {}
     for i, d in enumerate(config.codebook_dims):

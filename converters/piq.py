@@ -17,9 +17,10 @@ torch key prefix                   jaxlatent path
 ``decoder.{2,5,8,11}``             ``decoder/bn{1..4}`` (BatchNorm; 1/4/7/10 are ReLUs)
 =================================  ==========================================================
 
-Kernels change layout (`converters.common.conv` / `conv_transpose`); BatchNorm running
+Kernels change layout (`converters.tables.conv` / `conv_transpose`); BatchNorm running
 statistics and ``num_batches_tracked`` are converted too, so a model converted in the middle of
-training continues exactly. torch is imported only by the file helpers of `converters.common`.
+training continues exactly. torch is imported only by the file helpers of
+`converters.checkpoint_files`.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from converters import common
-from converters.common import Table
+from converters import assign, tables
+from converters.tables import Table
 from jaxlatent.models.piq import (
     Conv2dEncoder_v2,
     PSIDecoder,
@@ -71,16 +72,16 @@ def vq_embedding_table(torch_prefix: str = "", jax_prefix: str = "") -> Table:
       >>> vq_embedding_table("codebook", "codebook")["codebook.embedding.weight"].jax_path
       'codebook/embedding'
     """
-    return common.embedding(_key(torch_prefix, "embedding"), jax_prefix)
+    return tables.embedding(_key(torch_prefix, "embedding"), jax_prefix)
 
 
 def res_block_audio_table(torch_prefix: str = "", jax_prefix: str = "") -> Table:
     """`ResBlockAudio`: ``block.0/1/3/4`` -> ``conv1``, ``bn1``, ``conv2``, ``bn2``."""
     return (
-        common.conv(_key(torch_prefix, "block.0"), _path(jax_prefix, "conv1"))
-        | common.batch_norm(_key(torch_prefix, "block.1"), _path(jax_prefix, "bn1"))
-        | common.conv(_key(torch_prefix, "block.3"), _path(jax_prefix, "conv2"))
-        | common.batch_norm(_key(torch_prefix, "block.4"), _path(jax_prefix, "bn2"))
+        tables.conv(_key(torch_prefix, "block.0"), _path(jax_prefix, "conv1"))
+        | tables.batch_norm(_key(torch_prefix, "block.1"), _path(jax_prefix, "bn1"))
+        | tables.conv(_key(torch_prefix, "block.3"), _path(jax_prefix, "conv2"))
+        | tables.batch_norm(_key(torch_prefix, "block.4"), _path(jax_prefix, "bn2"))
     )
 
 
@@ -88,8 +89,8 @@ def conv2d_encoder_v2_table(torch_prefix: str = "", jax_prefix: str = "") -> Tab
     """`Conv2dEncoder_v2`: ``conv1-4``, ``bn1-4`` (same names) and ``resblock``."""
     table: Table = {}
     for i in range(1, 5):
-        table |= common.conv(_key(torch_prefix, f"conv{i}"), _path(jax_prefix, f"conv{i}"))
-        table |= common.batch_norm(_key(torch_prefix, f"bn{i}"), _path(jax_prefix, f"bn{i}"))
+        table |= tables.conv(_key(torch_prefix, f"conv{i}"), _path(jax_prefix, f"conv{i}"))
+        table |= tables.batch_norm(_key(torch_prefix, f"bn{i}"), _path(jax_prefix, f"bn{i}"))
     return table | res_block_audio_table(
         _key(torch_prefix, "resblock"), _path(jax_prefix, "resblock")
     )
@@ -105,13 +106,13 @@ def psi_decoder_table(torch_prefix: str = "decoder", jax_prefix: str = "decoder"
     """
     table: Table = {}
     for i in range(4):
-        table |= common.conv_transpose(
+        table |= tables.conv_transpose(
             _key(torch_prefix, str(3 * i)), _path(jax_prefix, f"deconv{i + 1}")
         )
-        table |= common.batch_norm(
+        table |= tables.batch_norm(
             _key(torch_prefix, str(3 * i + 2)), _path(jax_prefix, f"bn{i + 1}")
         )
-    return table | common.conv_transpose(_key(torch_prefix, "12"), _path(jax_prefix, "deconv5"))
+    return table | tables.conv_transpose(_key(torch_prefix, "12"), _path(jax_prefix, "deconv5"))
 
 
 def vector_quantized_psi_table(
@@ -129,7 +130,7 @@ def vector_quantized_psi_table(
     if use_adapter:
         table |= res_block_audio_table("adapter", "adapter")
     if adapter_reduce_dim:
-        table |= common.conv("down", "down") | common.conv_transpose("up", "up")
+        table |= tables.conv("down", "down") | tables.conv_transpose("up", "up")
     return table | psi_decoder_table()
 
 
@@ -162,13 +163,13 @@ def load_state_dict(
     Raises:
       ConversionError: listing every missing, unexpected or mis-shaped key (nothing assigned).
     """
-    common.assign_strict(module, state_dict, table_for(module), dont_load=dont_load)
+    assign.assign_strict(module, state_dict, table_for(module), dont_load=dont_load)
     return module
 
 
 def export_state_dict(module: nnx.Module):
     """The SpeechBrain (torch layout) state_dict of a PIQ module, as numpy arrays."""
-    return common.export_state_dict(module, table_for(module))
+    return assign.export_state_dict(module, table_for(module))
 
 
 def from_state_dict(build: Callable[[], M], state_dict: Mapping[str, Any], *, dont_load=()) -> M:
@@ -188,6 +189,6 @@ def from_state_dict(build: Callable[[], M], state_dict: Mapping[str, Any], *, do
       ConversionError: listing every missing, unexpected or mis-shaped key.
     """
     module = nnx.eval_shape(build)
-    common.assign_strict(module, state_dict, table_for(module), dont_load=dont_load)
+    assign.assign_strict(module, state_dict, table_for(module), dont_load=dont_load)
     graphdef, state = nnx.split(module)
     return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from converters import common
+from converters import assign, checkpoint_files, errors, tables
 from jaxlatent.models.pytorch_vae import (
     NUM_RESIDUAL_LAYERS,
     VQVAE,
@@ -62,51 +62,51 @@ _MARKERS = (
 )
 
 
-def _backbone_table(model: ConvVAEBackbone, heads: tuple[str, ...]) -> common.Table:
+def _backbone_table(model: ConvVAEBackbone, heads: tuple[str, ...]) -> tables.Table:
     """Encoder, `heads` (Linear layers), decoder: in the original's state_dict order."""
-    t: common.Table = {}
+    t: tables.Table = {}
     if isinstance(model, ConditionalVAE):
-        t |= common.linear("embed_class", "embed_class") | common.conv("embed_data", "embed_data")
+        t |= tables.linear("embed_class", "embed_class") | tables.conv("embed_data", "embed_data")
     for i in range(len(model.encoder)):
-        t |= common.conv(f"encoder.{i}.0", f"encoder/{i}/conv")
-        t |= common.batch_norm(f"encoder.{i}.1", f"encoder/{i}/bn")
+        t |= tables.conv(f"encoder.{i}.0", f"encoder/{i}/conv")
+        t |= tables.batch_norm(f"encoder.{i}.1", f"encoder/{i}/bn")
     for head in heads:
-        t |= common.linear(head, head)
-    t |= common.linear("decoder_input", "decoder_input")
+        t |= tables.linear(head, head)
+    t |= tables.linear("decoder_input", "decoder_input")
     for i in range(len(model.decoder)):
-        t |= common.conv_transpose(f"decoder.{i}.0", f"decoder/{i}/conv")
-        t |= common.batch_norm(f"decoder.{i}.1", f"decoder/{i}/bn")
-    t |= common.conv_transpose("final_layer.0", "final_layer/conv_transpose")
-    t |= common.batch_norm("final_layer.1", "final_layer/bn")
-    t |= common.conv("final_layer.3", "final_layer/conv")
+        t |= tables.conv_transpose(f"decoder.{i}.0", f"decoder/{i}/conv")
+        t |= tables.batch_norm(f"decoder.{i}.1", f"decoder/{i}/bn")
+    t |= tables.conv_transpose("final_layer.0", "final_layer/conv_transpose")
+    t |= tables.batch_norm("final_layer.1", "final_layer/bn")
+    t |= tables.conv("final_layer.3", "final_layer/conv")
     return t
 
 
-def _vqvae_table(model: VQVAE) -> common.Table:
+def _vqvae_table(model: VQVAE) -> tables.Table:
     n = len(model.hidden_dims)
-    t: common.Table = {}
+    t: tables.Table = {}
 
-    def residual(part: str, i: int) -> common.Table:
-        return common.conv(f"{part}.{i}.resblock.0", f"{part}/{i}/conv1", bias=False) | (
-            common.conv(f"{part}.{i}.resblock.2", f"{part}/{i}/conv2", bias=False)
+    def residual(part: str, i: int) -> tables.Table:
+        return tables.conv(f"{part}.{i}.resblock.0", f"{part}/{i}/conv1", bias=False) | (
+            tables.conv(f"{part}.{i}.resblock.2", f"{part}/{i}/conv2", bias=False)
         )
 
     for i in range(n + 1):  # strided convs, then the 3x3 conv
-        t |= common.conv(f"encoder.{i}.0", f"encoder/{i}/conv")
+        t |= tables.conv(f"encoder.{i}.0", f"encoder/{i}/conv")
     for i in range(n + 1, n + 1 + NUM_RESIDUAL_LAYERS):
         t |= residual("encoder", i)
     last = n + 2 + NUM_RESIDUAL_LAYERS  # after the bare LeakyReLU
-    t |= common.conv(f"encoder.{last}.0", f"encoder/{last}/conv")
-    t |= common.embedding("vq_layer.embedding", "vq_layer/embedding")
-    t |= common.conv("decoder.0.0", "decoder/0/conv")
+    t |= tables.conv(f"encoder.{last}.0", f"encoder/{last}/conv")
+    t |= tables.embedding("vq_layer.embedding", "vq_layer/embedding")
+    t |= tables.conv("decoder.0.0", "decoder/0/conv")
     for i in range(1, 1 + NUM_RESIDUAL_LAYERS):
         t |= residual("decoder", i)
     for i in range(2 + NUM_RESIDUAL_LAYERS, 2 + NUM_RESIDUAL_LAYERS + n):
-        t |= common.conv_transpose(f"decoder.{i}.0", f"decoder/{i}/conv")
+        t |= tables.conv_transpose(f"decoder.{i}.0", f"decoder/{i}/conv")
     return t
 
 
-def torch_table(model: nnx.Module) -> common.Table:
+def torch_table(model: nnx.Module) -> tables.Table:
     """The conversion table ``{torch key: Rule}`` of a PyTorch-VAE model (torch keys only).
 
     Raises:
@@ -120,10 +120,10 @@ def torch_table(model: nnx.Module) -> common.Table:
     return _backbone_table(model, heads)
 
 
-def _module_table(model: nnx.Module) -> common.Table:
+def _module_table(model: nnx.Module) -> tables.Table:
     table = torch_table(model)
     if isinstance(model, BetaVAE):
-        table |= common.tensor(_COUNTER_KEY, "num_iter")
+        table |= tables.tensor(_COUNTER_KEY, "num_iter")
     return table
 
 
@@ -152,10 +152,10 @@ def unwrap_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     removed; its other entries (optimizer states, epoch, ...) are ignored.
 
     Raises:
-      common.ConversionError: if a Lightning state_dict has keys without the ``model.`` prefix.
+      errors.ConversionError: if a Lightning state_dict has keys without the ``model.`` prefix.
     """
     if not isinstance(checkpoint, Mapping):
-        raise common.ConversionError(
+        raise errors.ConversionError(
             f"expected a state_dict or a Lightning checkpoint dict, got {type(checkpoint)}"
         )
     state = checkpoint.get("state_dict")
@@ -163,7 +163,7 @@ def unwrap_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
         return dict(checkpoint)
     other = [k for k in state if not k.startswith("model.")]
     if other:
-        raise common.ConversionError(
+        raise errors.ConversionError(
             "Lightning checkpoint has state_dict keys outside the 'model.' submodule "
             "(not a PyTorch-VAE experiment.py checkpoint?)",
             unexpected=other,
@@ -181,7 +181,7 @@ def load_state_dict(model: nnx.Module, checkpoint: Mapping[str, Any]) -> None:
       checkpoint: torch tensors or numpy arrays by torch key, plain or Lightning-wrapped.
 
     Raises:
-      common.ConversionError: if the checkpoint is of another model class (named, with the
+      errors.ConversionError: if the checkpoint is of another model class (named, with the
         keys that differ), or any key, variable or shape does not match; nothing is assigned.
       TypeError: if `model` is not a PyTorch-VAE model.
     """
@@ -190,7 +190,7 @@ def load_state_dict(model: nnx.Module, checkpoint: Mapping[str, Any]) -> None:
     detected, wanted = detect_model_class(state), _class_label(model)
     if detected != wanted:
         what = f"a {detected} state_dict" if detected else "not a PyTorch-VAE state_dict"
-        raise common.ConversionError(
+        raise errors.ConversionError(
             f"checkpoint is {what} but the model is a {type(model).__name__}",
             missing=[k for k in table if k not in state],
             unexpected=[k for k in state if k not in table],
@@ -200,10 +200,10 @@ def load_state_dict(model: nnx.Module, checkpoint: Mapping[str, Any]) -> None:
         if isinstance(counter, jax.ShapeDtypeStruct):  # built by nnx.eval_shape: start at 0
             counter = np.zeros(counter.shape, counter.dtype)
         state[_COUNTER_KEY] = np.asarray(counter)
-    common.assign_strict(model, state, _module_table(model))
+    assign.assign_strict(model, state, _module_table(model))
     # assign_strict stores numpy arrays; hold jax arrays like a freshly initialised model (no
     # in-place numpy writes by BatchNorm updates, no aliasing with exported arrays).
-    for var in common.module_variables(model).values():
+    for var in assign.module_variables(model).values():
         var.set_value(jnp.asarray(var.get_value()))
 
 
@@ -212,10 +212,10 @@ def load_checkpoint(model: nnx.Module, path: str | os.PathLike) -> None:
     ``weights_only=True``) or a ``.safetensors`` file (the ``safetensors`` library, no torch).
 
     Raises:
-      FileNotFoundError, common.CheckpointError: for unreadable files.
-      common.ConversionError: as `load_state_dict`.
+      FileNotFoundError, errors.CheckpointError: for unreadable files.
+      errors.ConversionError: as `load_state_dict`.
     """
-    load_state_dict(model, common.load_torch_checkpoint(path))
+    load_state_dict(model, checkpoint_files.load_torch_checkpoint(path))
 
 
 def from_checkpoint(
@@ -239,7 +239,7 @@ def from_checkpoint(
 
     Raises:
       TypeError: if `config` is not one of those configs.
-      common.ConversionError: as `load_state_dict`.
+      errors.ConversionError: as `load_state_dict`.
 
     Example:
       >>> from jaxlatent.models import VanillaVAE, VanillaVAEConfig
@@ -266,7 +266,7 @@ def from_checkpoint(
 def export_state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
     """The original's state_dict of `model` (numpy arrays; ``num_batches_tracked`` int64)."""
     table = _module_table(model)
-    state = common.export_state_dict(model, table)
+    state = assign.export_state_dict(model, table)
     state.pop(_COUNTER_KEY, None)
     return {
         k: np.array(v, np.int64 if k.endswith("num_batches_tracked") else v.dtype)
@@ -278,4 +278,4 @@ def save_state_dict(model: nnx.Module, path: str | os.PathLike) -> None:
     """``torch.save`` the exported state_dict (loads with ``model.load_state_dict(strict=True)``
     into the original class built with the config's ``model_params``); a ``.safetensors``
     `path` is written with the ``safetensors`` library instead."""
-    common.save_torch_checkpoint(export_state_dict(model), path)
+    checkpoint_files.save_torch_checkpoint(export_state_dict(model), path)

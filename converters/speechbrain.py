@@ -1,6 +1,6 @@
 """SpeechBrain autoencoders (`speechbrain.nnet.autoencoders`) <-> jaxlatent, through tables.
 
-Tables are built with the machinery of :mod:`converters.common` from small per-layer builders,
+Tables are built with the machinery of :mod:`converters.tables` from small per-layer builders,
 each ``builder(torch_prefix, jax_prefix) -> Table``:
 
 * `speechbrain.nnet.linear.Linear` (``w.weight``, ``w.bias``) -> `flax.nnx.Linear`:
@@ -15,7 +15,7 @@ each ``builder(torch_prefix, jax_prefix) -> Table``:
 :func:`variational_autoencoder_table` and :func:`normalizing_autoencoder_table` assemble the
 table of a whole model from the builders of its submodules (prefixes ``encoder.``,
 ``decoder.``, ``mean.``, ``log_var.`` / ``norm.``), and :func:`convert_autoencoder` copies a
-SpeechBrain model into its jaxlatent twin (strictly, via `common.assign_strict`).
+SpeechBrain model into its jaxlatent twin (strictly, via `assign.assign_strict`).
 
 `GlobalNorm.step_count` is a Python attribute in SpeechBrain, not a buffer; it decides when
 ``update_steps`` stops the statistics, so it is carried too, under the pseudo-key
@@ -23,7 +23,7 @@ SpeechBrain model into its jaxlatent twin (strictly, via `common.assign_strict`)
 :func:`export_autoencoder` returns separately from the real state_dict. The ``frozen`` flag
 is copied as well, and static configuration (mask values, ``len_dim``, GlobalNorm's
 ``norm_mean``/``norm_std``/``update_steps``/``length_dim``, Conv1d padding) is compared, so a
-twin built with different settings is a :class:`~converters.common.ConversionError` instead
+twin built with different settings is a :class:`~converters.errors.ConversionError` instead
 of silently different outputs.
 
 torch is imported only in :func:`load_into_speechbrain`.
@@ -37,15 +37,16 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from converters import common
-from converters.common import ConversionError, Rule, Table
+from converters import assign, tables
+from converters.errors import ConversionError
+from converters.tables import Rule, Table
 
 Builder = Callable[[str, str], Table]
 
 #: Transform of the `GlobalNorm.step_count` pseudo-key (a Python int in SpeechBrain).
-STEP_COUNT = common.Transform("python_int_attribute", lambda w: w, lambda w: w)
+STEP_COUNT = tables.Transform("python_int_attribute", lambda w: w, lambda w: w)
 
-_join = common._join
+_join = tables.join_key
 
 #: Static settings compared between a SpeechBrain module and its jaxlatent twin.
 _AUTOENCODER_CONFIG = (
@@ -71,7 +72,7 @@ def linear(torch_prefix: str, jax_prefix: str, *, bias: bool = True) -> Table:
     SpeechBrain's ``max_norm`` (renormalises the weight in every forward) and
     ``combine_dims`` have no counterpart; :func:`convert_autoencoder` rejects them.
     """
-    return common.linear(_join(torch_prefix, "w", "."), jax_prefix, bias=bias)
+    return tables.linear(_join(torch_prefix, "w", "."), jax_prefix, bias=bias)
 
 
 def conv1d(
@@ -85,10 +86,10 @@ def conv1d(
     torch_conv = _join(torch_prefix, "conv", ".")
     jax_conv = _join(jax_prefix, "conv", "/")
     if weight_norm:
-        return common.weight_norm_conv(
+        return tables.weight_norm_conv(
             torch_conv, jax_conv, style="parametrizations", ndim=1, bias=bias
         )
-    return common.conv(torch_conv, jax_conv, bias=bias)
+    return tables.conv(torch_conv, jax_conv, bias=bias)
 
 
 def global_norm(torch_prefix: str, jax_prefix: str) -> Table:
@@ -98,8 +99,8 @@ def global_norm(torch_prefix: str, jax_prefix: str) -> Table:
     """
     table: Table = {}
     for name in ("running_mean", "running_std", "weight"):
-        table |= common.tensor(_join(torch_prefix, name, "."), _join(jax_prefix, name, "/"))
-    table |= common.tensor(
+        table |= tables.tensor(_join(torch_prefix, name, "."), _join(jax_prefix, name, "/"))
+    table |= tables.tensor(
         _join(torch_prefix, "step_count", "."), _join(jax_prefix, "step_count", "/"), STEP_COUNT
     )
     return table
@@ -277,7 +278,7 @@ def convert_autoencoder(
       ``frozen``.
 
     Raises:
-      ConversionError: if static settings differ, or (from `common.assign_strict`) keys are
+      ConversionError: if static settings differ, or (from `assign.assign_strict`) keys are
         missing/unexpected or shapes differ. Nothing is assigned on error.
     """
     problems = _config_problems(sb_module, jax_module, table)
@@ -287,7 +288,7 @@ def convert_autoencoder(
             f"{type(sb_module).__name__}",
             mismatched=problems,
         )
-    common.assign_strict(jax_module, speechbrain_state(sb_module), table, dont_load=dont_load)
+    assign.assign_strict(jax_module, speechbrain_state(sb_module), table, dont_load=dont_load)
     for name, module in sb_module.named_modules():
         if _is_global_norm(module):
             twin = _twin(table, _join(name, "running_mean", "."), jax_module)
@@ -305,7 +306,7 @@ def export_autoencoder(
       ``(state_dict, attributes)``: `state_dict` loads into the SpeechBrain model with
       ``load_state_dict(strict=True)``; `attributes` maps ``<prefix>step_count`` to an int.
     """
-    exported = common.export_state_dict(jax_module, table)
+    exported = assign.export_state_dict(jax_module, table)
     attributes = {
         key: int(exported.pop(key)) for key, rule in table.items() if rule.transform is STEP_COUNT
     }

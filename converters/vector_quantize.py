@@ -27,8 +27,8 @@ on export.
 
 LFQ also saves its fixed bit mask ``{p}.mask`` (``2 ** arange(codebook_dim - 1, -1, -1)``):
 it is checked on load (it must be exactly that) and written on export. Loading is strict and
-atomic (:func:`converters.common.assign_strict`): a state_dict of another configuration is a
-:class:`~converters.common.ConversionError` listing every missing, unexpected and mis-shaped
+atomic (:func:`converters.assign.assign_strict`): a state_dict of another configuration is a
+:class:`~converters.errors.ConversionError` listing every missing, unexpected and mis-shaped
 key, and nothing is assigned.
 """
 
@@ -40,18 +40,10 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from converters.common import (
-    ConversionError,
-    Table,
-    Transform,
-    assign_strict,
-    check_state_dict,
-    export_state_dict,
-    linear,
-    located_error,
-    tensor,
-    to_numpy,
-)
+from converters.assign import assign_strict, export_state_dict
+from converters.errors import ConversionError, located_error
+from converters.state_dicts import check_state_dict, to_numpy
+from converters.tables import Table, Transform, linear, tensor
 
 
 def _dot(prefix: str, name: str) -> str:

@@ -549,7 +549,7 @@ def _one_line(e: BaseException) -> str:
     """The error as one line: short messages joined, long ones (key lists) summarised.
 
     A converter's error that lists keys (``missing``/``unexpected``/``mismatched``, as
-    ``converters.common.ConversionError``) keeps its first line and the first two keys of
+    ``converters.errors.ConversionError``) keeps its first line and the first two keys of
     each list, with the count of the others.
     """
     lines = str(e).strip().splitlines() or [type(e).__name__]

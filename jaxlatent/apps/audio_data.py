@@ -39,6 +39,7 @@ import numpy as np
 
 from jaxlatent.apps.folders import data_files
 from jaxlatent.codec.files import AUDIO_SUFFIXES
+from jaxlatent.datasets import Clip
 
 
 class AudioData(NamedTuple):
@@ -95,8 +96,10 @@ def _mono(audio: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
     return resample(mono, rate, sample_rate) if rate != sample_rate else mono
 
 
-def load_clips(source: str, sample_rate: int) -> tuple[list[np.ndarray], list[str]]:
-    """Mono float32 clips ``[time]`` at `sample_rate` and their names.
+def read_clips(source: str) -> tuple[list[Clip], list[str]]:
+    """The clips of ``"speech"`` (bundled) or of every audio file below a folder, as read
+    (float32 ``[time, channels]`` at their own rates), and their names (the bundled file
+    names, or the sorted paths relative to the folder).
 
     Raises:
       ValueError: if `source` is neither ``"speech"`` nor a folder, the folder holds no audio
@@ -106,7 +109,7 @@ def load_clips(source: str, sample_rate: int) -> tuple[list[np.ndarray], list[st
 
     if source == "speech":
         clips = bundled_speech()
-        return [_mono(c.audio, c.sample_rate, sample_rate) for c in clips], [c.name for c in clips]
+        return clips, [c.name for c in clips]
     if not os.path.isdir(source):
         raise ValueError(f"data source {source!r} is neither 'speech' nor a folder")
     paths = audio_files(source)
@@ -115,11 +118,18 @@ def load_clips(source: str, sample_rate: int) -> tuple[list[np.ndarray], list[st
             f"data folder {source!r} has no usable audio files (looked for "
             f"{', '.join(AUDIO_SUFFIXES)})"
         )
-    out = []
-    for path in paths:
-        clip = read_audio(path)  # ValueError naming the file when unreadable
-        out.append(_mono(clip.audio, clip.sample_rate, sample_rate))
-    return out, [os.path.relpath(p, source) for p in paths]
+    # read_audio: a ValueError naming the file when unreadable
+    return [read_audio(p) for p in paths], [os.path.relpath(p, source) for p in paths]
+
+
+def load_clips(source: str, sample_rate: int) -> tuple[list[np.ndarray], list[str]]:
+    """Mono float32 clips ``[time]`` at `sample_rate` and their names (`read_clips`).
+
+    Raises:
+      ValueError: as `read_clips`.
+    """
+    clips, names = read_clips(source)
+    return [_mono(c.audio, c.sample_rate, sample_rate) for c in clips], names
 
 
 def log_spectrogram(audio: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:

@@ -109,31 +109,16 @@ def load_recipe_clips(source: str) -> tuple[list[RecipeClip], list[str]]:
         files, a file is unreadable (not audio, empty, NaN/Inf) or has more than 5 channels
         (BS.1770 loudness weights 5).
     """
-    from jaxlatent.apps.audio_data import audio_files
-    from jaxlatent.codec.files import AUDIO_SUFFIXES
-    from jaxlatent.datasets import bundled_speech, read_audio
+    from jaxlatent.apps.audio_data import read_clips
 
-    if source == "speech":
-        clips = bundled_speech()
-        return [RecipeClip(c.audio, c.sample_rate) for c in clips], [c.name for c in clips]
-    if not os.path.isdir(source):
-        raise ValueError(f"data source {source!r} is neither 'speech' nor a folder")
-    paths = audio_files(source)
-    if not paths:
-        raise ValueError(
-            f"data folder {source!r} has no usable audio files (looked for "
-            f"{', '.join(AUDIO_SUFFIXES)})"
-        )
-    clips = []
-    for path in paths:
-        clip = read_audio(path)  # ValueError naming the file when unreadable
+    clips, names = read_clips(source)
+    for clip, name in zip(clips, names, strict=True):
         if clip.audio.shape[1] > len(CHANNEL_GAINS):
             raise ValueError(
-                f"{path}: {clip.audio.shape[1]} channels; the recipe's loudness takes at most "
-                f"{len(CHANNEL_GAINS)}"
+                f"{os.path.join(source, name)}: {clip.audio.shape[1]} channels; the recipe's "
+                f"loudness takes at most {len(CHANNEL_GAINS)}"
             )
-        clips.append(RecipeClip(clip.audio, clip.sample_rate))
-    return clips, [os.path.relpath(p, source) for p in paths]
+    return [RecipeClip(c.audio, c.sample_rate) for c in clips], names
 
 
 def excerpt(audio: np.ndarray, rate: int, offset: float, duration: float) -> np.ndarray:

@@ -21,6 +21,8 @@ interfaces; the nets are this project's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 from flax import nnx
 
@@ -35,6 +37,24 @@ from jaxlatent.models.padding import check_length
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 
 Array = jax.Array
+
+
+def _time_conv(
+    kernel_size: int, precision: PrecisionLike, rngs: nnx.Rngs
+) -> Callable[..., jnn.Conv1d]:
+    """``conv(c_in, c_out, k=kernel_size)``: a "same"-padded `jnn.Conv1d` (odd `k`)."""
+
+    def conv(c_in: int, c_out: int, k: int = kernel_size) -> jnn.Conv1d:
+        return jnn.Conv1d(c_in, c_out, k, padding=k // 2, precision=precision, rngs=rngs)
+
+    return conv
+
+
+def _conv_decoder(
+    conv: Callable[..., jnn.Conv1d], features: int, hidden: int, latent: int
+) -> nnx.Sequential:
+    """``[batch, time, latent] -> [batch, time, features]``: conv, leaky ReLU, conv."""
+    return nnx.Sequential(conv(latent, hidden), nnx.leaky_relu, conv(hidden, features))
 
 
 def conv_encoder_decoder(
@@ -75,19 +95,9 @@ def conv_encoder_decoder(
       >>> z.shape, nnx.eval_shape(lambda m, z: m(z), dec, z).shape
       ((2, 10, 2), (2, 10, 6))
     """
-    k, p = kernel_size, kernel_size // 2
-    kw = {"precision": precision, "rngs": rngs}
-    encoder = nnx.Sequential(
-        jnn.Conv1d(features, hidden, k, padding=p, **kw),
-        nnx.leaky_relu,
-        jnn.Conv1d(hidden, latent, 1, **kw),
-    )
-    decoder = nnx.Sequential(
-        jnn.Conv1d(latent, hidden, k, padding=p, **kw),
-        nnx.leaky_relu,
-        jnn.Conv1d(hidden, features, k, padding=p, **kw),
-    )
-    return encoder, decoder
+    conv = _time_conv(kernel_size, precision, rngs)
+    encoder = nnx.Sequential(conv(features, hidden), nnx.leaky_relu, conv(hidden, latent, 1))
+    return encoder, _conv_decoder(conv, features, hidden, latent)
 
 
 class ConvAutoencoder(Autoencoder):
@@ -196,22 +206,14 @@ def conv_variational_autoencoder(
       >>> nnx.eval_shape(lambda m, x: m.encode(x), vae, x).shape
       (2, 10, 2)
     """
-    k, p = kernel_size, kernel_size // 2
-    kw = {"precision": precision, "rngs": rngs}
+    conv = _time_conv(kernel_size, precision, rngs)
     encoder = nnx.Sequential(
-        jnn.Conv1d(features, hidden, k, padding=p, **kw),
-        nnx.leaky_relu,
-        jnn.Conv1d(hidden, hidden, k, padding=p, **kw),
-        nnx.leaky_relu,
+        conv(features, hidden), nnx.leaky_relu, conv(hidden, hidden), nnx.leaky_relu
     )
-    decoder = nnx.Sequential(
-        jnn.Conv1d(latent, hidden, k, padding=p, **kw),
-        nnx.leaky_relu,
-        jnn.Conv1d(hidden, features, k, padding=p, **kw),
-    )
+    decoder = _conv_decoder(conv, features, hidden, latent)
     return VariationalAutoencoder(
         encoder=encoder,
         decoder=decoder,
-        mean=jnn.Conv1d(hidden, latent, 1, **kw),
-        log_var=jnn.Conv1d(hidden, latent, 1, **kw),
+        mean=conv(hidden, latent, 1),
+        log_var=conv(hidden, latent, 1),
     )

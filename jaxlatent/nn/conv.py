@@ -5,7 +5,7 @@ namesakes (`stride`, `padding`, `dilation`, `groups`, `output_padding`) and prod
 output sizes and values, but work on channels-last arrays (`[batch, time, channels]`,
 `[batch, height, width, channels]`). Kernels are stored as ``[*kernel_size, in/groups, out]``
 (the layout of `flax.nnx.Conv`) for both convolutions and transposed convolutions, so a torch
-checkpoint converts with a fixed axis permutation (see `converters.common`).
+checkpoint converts with a fixed axis permutation (see `converters.tables`).
 
 A transposed convolution has two equivalent forms, both exactly torch's ``ConvTranspose``
 (checked against torch in tests/parity/test_layers.py and against each other in

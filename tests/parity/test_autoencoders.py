@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import common
+from converters import errors
 from converters import speechbrain as sbconv
 from jaxlatent import nn as jnn
 from jaxlatent.models import (
@@ -370,24 +370,24 @@ def test_converter_rejects_mismatched_models():
     sb = ref.sb_autoencoders()
     tvae = sb.VariationalAutoencoder(*_torch_vae_parts(), out_mask_value=1.0)
     jvae = VariationalAutoencoder(*_jax_vae_parts())
-    with pytest.raises(common.ConversionError, match="out_mask_value"):
+    with pytest.raises(errors.ConversionError, match="out_mask_value"):
         sbconv.convert_autoencoder(tvae, jvae, VAE_TABLE)
     # A Conv1d padding mode that differs is a mismatch, not silently different outputs.
     tvae = sb.VariationalAutoencoder(*_torch_vae_parts())
     parts = list(_jax_vae_parts())
     parts[3] = jnn.SpeechBrainConv1d(Z, 5, in_channels=H, rngs=nnx.Rngs(0))  # reflect
-    with pytest.raises(common.ConversionError, match="padding_mode"):
+    with pytest.raises(errors.ConversionError, match="padding_mode"):
         sbconv.convert_autoencoder(tvae, VariationalAutoencoder(*parts), VAE_TABLE)
     # GlobalNorm settings and SpeechBrain-only Linear features are checked too.
     features = ref.speechbrain("processing.features")
-    with pytest.raises(common.ConversionError, match="update_steps"):
+    with pytest.raises(errors.ConversionError, match="update_steps"):
         sbconv.convert_autoencoder(
             features.GlobalNorm(update_steps=3),
             jnn.GlobalNorm(),
             sbconv.global_norm("", ""),
         )
     lin, _ = _sb_layers()
-    with pytest.raises(common.ConversionError, match="max_norm"):
+    with pytest.raises(errors.ConversionError, match="max_norm"):
         sbconv.convert_autoencoder(
             lin.Linear(3, input_size=2, max_norm=1.0),
             nnx.Linear(2, 3, rngs=nnx.Rngs(0)),
@@ -398,7 +398,7 @@ def test_converter_rejects_mismatched_models():
         encoder=ENCODER, decoder=DECODER, mean=sbconv.linear, log_var=lambda t, j: {}
     )
     before = np.asarray(jvae.mean.kernel[...]).copy()
-    with pytest.raises(common.ConversionError, match=r"log_var\.conv\.weight"):
+    with pytest.raises(errors.ConversionError, match=r"log_var\.conv\.weight"):
         sbconv.convert_autoencoder(tvae, jvae, partial_table)
     np.testing.assert_array_equal(np.asarray(jvae.mean.kernel[...]), before)
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters.common import ConversionError
 from converters.dac import export_discriminator, load_discriminator
 from converters.dac_discriminator import discriminator_state_dict
+from converters.errors import ConversionError
 from jaxlatent.codec.resample import resample
 from jaxlatent.losses.dac import GANLoss
 from jaxlatent.models.dac import DiscriminatorConfig

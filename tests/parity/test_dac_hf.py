@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import common, dac_hf
+from converters import checkpoint_files, dac_hf
 from converters.dac_formats import checkpoint_format, convert_any
 from jaxlatent import cli
 from jaxlatent.compilation import compiled
@@ -223,7 +223,7 @@ def test_export_hidden_size_and_upsampling_ratios(tmp_path):
     loaded, info = tr.DacModel.from_pretrained(out, output_loading_info=True)
     assert all(not v for v in info.values()), info
     assert (loaded.config.hidden_size, loaded.config.upsampling_ratios) == (6, [4, 2])
-    written, _ = common.load_safetensors(out / "model.safetensors")
+    written, _ = checkpoint_files.load_safetensors(out / "model.safetensors")
     for k, v in loaded.state_dict().items():
         np.testing.assert_array_equal(ref.to_numpy(v), written[k], err_msg=k)
 

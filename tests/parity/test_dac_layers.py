@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import common, dac_tables
+from converters import assign, dac_tables
 from converters import dac as cdac
 from jaxlatent.compilation import compiled
 from jaxlatent.models import dac as jdac
@@ -67,10 +67,10 @@ def _from_torch(build, torch_module, table):
     """Build the JAX module shape-only, fill it from torch, check the export is exact."""
     module = nnx.eval_shape(build)
     state_dict = torch_module.state_dict()
-    common.assign_strict(module, state_dict, table)
+    assign.assign_strict(module, state_dict, table)
     graphdef, state = nnx.split(module)
     module = nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
-    exported = common.export_state_dict(module, table)
+    exported = assign.export_state_dict(module, table)
     assert exported.keys() == state_dict.keys()
     for k, v in state_dict.items():
         np.testing.assert_array_equal(exported[k], ref.to_numpy(v), err_msg=k)
@@ -134,7 +134,7 @@ def _check_block(tm, jm, table, x, rng):
     assert out.shape == expected.shape
     assert_close(out, expected, "dac_block_f32")
     assert_close(g_x, np.moveaxis(ref.to_numpy(xt.grad), 1, -1), "dac_grad_f32", err_msg="x")
-    exported = common.export_state_dict(nnx.merge(graphdef, g_params), table)
+    exported = assign.export_state_dict(nnx.merge(graphdef, g_params), table)
     for name, p in tm.named_parameters():
         assert_close(exported[name], ref.to_numpy(p.grad), "dac_grad_f32", err_msg=name)
     return out

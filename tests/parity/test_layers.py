@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import common
+from converters import assign, tables
 from jaxlatent import nn as jnn
 from tests import reference as ref
 from tests.tolerances import assert_close
@@ -33,8 +33,8 @@ def _run_torch(module, x_channels_last):
 
 
 def _convert(torch_module, jax_module, table):
-    common.assign_strict(jax_module, torch_module.state_dict(), table)
-    exported = common.export_state_dict(jax_module, table)
+    assign.assign_strict(jax_module, torch_module.state_dict(), table)
+    exported = assign.export_state_dict(jax_module, table)
     for k, v in torch_module.state_dict().items():  # the reverse direction is exact
         np.testing.assert_array_equal(exported[k], ref.to_numpy(v), err_msg=k)
 
@@ -56,7 +56,7 @@ def test_conv(rng, ndim, k, s, p, d, g):
     torch.manual_seed(0)
     tm = (torch.nn.Conv1d if ndim == 1 else torch.nn.Conv2d)(4, 6, k, s, p, d, g)
     jm = (jnn.Conv1d if ndim == 1 else jnn.Conv2d)(4, 6, k, s, p, d, g, rngs=nnx.Rngs(1))
-    _convert(tm, jm, common.conv("", ""))
+    _convert(tm, jm, tables.conv("", ""))
     x = rng.standard_normal((2, *([23] * ndim), 4)).astype(np.float32)
     assert_close(jm(jnp.asarray(x)), _run_torch(tm, x), "layer_f32")
 
@@ -84,7 +84,7 @@ def test_conv_transpose(rng, ndim, k, s, p, op, d):
     tm = cls(4, 3, k, s, p, op, dilation=d)
     jcls = jnn.ConvTranspose1d if ndim == 1 else jnn.ConvTranspose2d
     jm = jcls(4, 3, k, s, p, d, output_padding=op, rngs=nnx.Rngs(1))
-    _convert(tm, jm, common.conv_transpose("", ""))
+    _convert(tm, jm, tables.conv_transpose("", ""))
     x = rng.standard_normal((2, *([9] * ndim), 4)).astype(np.float32)
     out = jm(jnp.asarray(x))
     expected = _run_torch(tm, x)
@@ -110,8 +110,8 @@ def test_weight_norm_conv(rng, style, transposed):
     with torch.no_grad():  # a magnitude that differs from ||v||, so g really matters
         g = tm.weight_g if style == "legacy" else tm.parametrizations.weight.original0
         g.mul_(torch.linspace(0.5, 2.0, g.shape[0]).reshape(-1, 1, 1))
-    assert common.detect_weight_norm_style(tm.state_dict()) == style
-    _convert(tm, jm, common.weight_norm_conv("", "", style=style, transposed=transposed))
+    assert tables.detect_weight_norm_style(tm.state_dict()) == style
+    _convert(tm, jm, tables.weight_norm_conv("", "", style=style, transposed=transposed))
     x = rng.standard_normal((2, 12, 6)).astype(np.float32)
     assert_close(jm(jnp.asarray(x)), _run_torch(tm, x), "layer_f32")
 
@@ -129,14 +129,14 @@ def test_batch_norm_train_and_eval(rng, ndim, momentum):
         tm.running_var.uniform_(0.5, 2)
         tm.num_batches_tracked.fill_(3)
     jm = jnn.BatchNorm(5, momentum=momentum)
-    table = common.batch_norm("", "")
+    table = tables.batch_norm("", "")
     _convert(tm, jm, table)
     for step in range(2):  # two training steps: running statistics must follow torch's
         x = (rng.standard_normal((4, *([7] * ndim), 5)) * 3 + 1).astype(np.float32)
         tm.train()
         expected = _run_torch(tm, x)
         assert_close(jm(jnp.asarray(x)), expected, "layer_f32", err_msg=f"train step {step}")
-    after = common.export_state_dict(jm, table)
+    after = assign.export_state_dict(jm, table)
     for k, v in tm.state_dict().items():
         assert_close(after[k], ref.to_numpy(v), "batchnorm_stats", err_msg=k)
     tm.eval()
@@ -149,7 +149,7 @@ def test_linear_layer_norm_embedding(rng):
     torch = ref.torch()
     torch.manual_seed(0)
     tl, jl = torch.nn.Linear(5, 3), nnx.Linear(5, 3, rngs=nnx.Rngs(0))
-    _convert(tl, jl, common.linear("", ""))
+    _convert(tl, jl, tables.linear("", ""))
     x = rng.standard_normal((4, 5)).astype(np.float32)
     assert_close(jl(jnp.asarray(x)), ref.to_numpy(tl(torch.from_numpy(x))), "layer_f32")
 
@@ -157,10 +157,10 @@ def test_linear_layer_norm_embedding(rng):
     with torch.no_grad():
         tn.weight.uniform_(0.5, 1.5)
         tn.bias.uniform_(-1, 1)
-    _convert(tn, jn, common.layer_norm("", ""))
+    _convert(tn, jn, tables.layer_norm("", ""))
     assert_close(jn(jnp.asarray(x)), ref.to_numpy(tn(torch.from_numpy(x))), "layer_f32")
 
     te, je = torch.nn.Embedding(10, 4), nnx.Embed(10, 4, rngs=nnx.Rngs(0))
-    _convert(te, je, common.embedding("", ""))
+    _convert(te, je, tables.embedding("", ""))
     idx = rng.integers(0, 10, (3, 5))
     np.testing.assert_array_equal(je(jnp.asarray(idx)), ref.to_numpy(te(torch.from_numpy(idx))))

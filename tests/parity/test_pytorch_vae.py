@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import common
+from converters import checkpoint_files
 from converters import pytorch_vae as cv
 from jaxlatent.models import (
     BetaVAEConfig,
@@ -80,7 +80,7 @@ def _arrays(name: str) -> dict[str, np.ndarray]:
 @functools.cache
 def _torch_state(file: str) -> dict[str, np.ndarray]:
     ref.torch()
-    state = common.load_torch_checkpoint(_data_file(file))
+    state = checkpoint_files.load_torch_checkpoint(_data_file(file))
     return {k: ref.to_numpy(v) for k, v in state.items()}
 
 

@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import common
 from converters import dac_quantizer as conv
+from converters import errors
 from jaxlatent.quantizers import dac as dac_q
 from tests import reference as ref
 from tests.tolerances import assert_close
@@ -210,12 +210,12 @@ def test_converter_is_strict():
     state_dict = dict(trvq.state_dict())
     del state_dict["quantizers.2.codebook.weight"]
     state_dict["quantizers.9.codebook.weight"] = trvq.state_dict()["quantizers.0.codebook.weight"]
-    with pytest.raises(common.ConversionError) as info:
+    with pytest.raises(errors.ConversionError) as info:
         conv.load_residual_vector_quantize(jrvq, state_dict)
     assert info.value.missing == ["quantizers.2.codebook.weight -> quantizers/2/codebook"]
     assert info.value.unexpected == ["quantizers.9.codebook.weight"]
     small = _jax_rvq(codebook_size=32)
-    with pytest.raises(common.ConversionError, match="mis-shaped"):
+    with pytest.raises(errors.ConversionError, match="mis-shaped"):
         conv.load_residual_vector_quantize(small, trvq.state_dict())
-    with pytest.raises(common.ConversionError, match="no weight-normalised convolution keys"):
+    with pytest.raises(errors.ConversionError, match="no weight-normalised convolution keys"):
         conv.load_residual_vector_quantize(jrvq, {"quantizers.0.codebook.weight": np.zeros(1)})

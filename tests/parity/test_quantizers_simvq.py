@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters.common import ConversionError
+from converters.errors import ConversionError
 from converters.vector_quantize import (
     export_vector_quantize_pytorch,
     load_vector_quantize_pytorch,

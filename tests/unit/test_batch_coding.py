@@ -206,53 +206,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_processes_code_as_one(tmp_path, model_dir, clips, alone):
-    """2 local processes x 2 CPU devices, each a deterministic share of the files of an @list
-    (the chunked clips: one window shape)."""
-    folder, _ = clips
-    names = ["a.wav", "sub/b.flac", "e.wav"]
-    listing = folder / "list.txt"  # relative paths: relative to the list's folder
-    listing.write_text("".join(f"{n}\n" for n in names))
-    out = tmp_path / "out"
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{_free_port()}"
-    env["JAX_NUM_PROCESSES"] = "2"
-    cmd = [sys.executable, "-m", "jaxlatent", "encode", f"@{listing}", "--model", model_dir]
-    cmd += ["--output", str(out), "--win-duration", str(WIN), "--batch-size", "4"]
-    procs, logs = [], []
-    for i in range(2):
-        logs.append(tmp_path / f"p{i}.log")
-        with open(logs[-1], "w") as log:
-            procs.append(
-                subprocess.Popen(
-                    cmd,
-                    cwd=ROOT,
-                    env={**env, "JAX_PROCESS_ID": str(i)},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    try:
-        for proc, log in zip(procs, logs, strict=True):
-            assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    # the listed files were inside the list's folder's tree: the tree is mirrored
-    assert _outputs(out) == ["a.dac", "e.dac", "sub/b.dac", "summary.json"]
-    for name in names:
-        assert (out / pathlib.Path(name).with_suffix(".dac")).read_bytes() == alone[name], name
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["processes"] == 2 and summary["devices"] == 4
-    assert summary["files_per_process"] == [2, 1]  # files 0, 2 and file 1
-    assert sorted(summary["files"]) == sorted(str(folder / n) for n in names)
-    for log in logs:
-        assert "encoded 3 file(s)" in log.read_text()
-
-
 def _two_processes(cmd, tmp_path, timeout: float):
     """Run `cmd` as 2 local processes of one job (2 CPU devices each); returns their
     ``(exit status, output)``, killing both if they have not ended within `timeout` s."""
@@ -285,6 +238,32 @@ def _two_processes(cmd, tmp_path, timeout: float):
                 proc.kill()
                 proc.wait()
     return [(code, log.read_text()) for code, log in zip(codes, logs, strict=True)]
+
+
+@pytest.mark.slow
+def test_two_processes_code_as_one(tmp_path, model_dir, clips, alone):
+    """2 local processes x 2 CPU devices, each a deterministic share of the files of an @list
+    (the chunked clips: one window shape)."""
+    folder, _ = clips
+    names = ["a.wav", "sub/b.flac", "e.wav"]
+    listing = folder / "list.txt"  # relative paths: relative to the list's folder
+    listing.write_text("".join(f"{n}\n" for n in names))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "jaxlatent", "encode", f"@{listing}", "--model", model_dir]
+    cmd += ["--output", str(out), "--win-duration", str(WIN), "--batch-size", "4"]
+    results = _two_processes(cmd, tmp_path, timeout=240)
+    for code, log in results:
+        assert code == 0, log[-3000:]
+    # the listed files were inside the list's folder's tree: the tree is mirrored
+    assert _outputs(out) == ["a.dac", "e.dac", "sub/b.dac", "summary.json"]
+    for name in names:
+        assert (out / pathlib.Path(name).with_suffix(".dac")).read_bytes() == alone[name], name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["devices"] == 4
+    assert summary["files_per_process"] == [2, 1]  # files 0, 2 and file 1
+    assert sorted(summary["files"]) == sorted(str(folder / n) for n in names)
+    for _, log in results:
+        assert "encoded 3 file(s)" in log
 
 
 def test_two_processes_fail_fast_stop_together(tmp_path, model_dir):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters import common
 from converters import dac as cdac
+from converters import errors
 from converters.dac_tables import decoder_table, encoder_table, model_table
 from jaxlatent.models.dac import DACConfig
 from tests import reference as ref
@@ -56,27 +56,27 @@ def test_missing_empty_truncated_and_corrupt_files(release, tmp_path):
         cdac.read_release_checkpoint(tmp_path / "absent.pth")
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
-    with pytest.raises(common.CheckpointError, match="empty"):
+    with pytest.raises(errors.CheckpointError, match="empty"):
         cdac.read_release_checkpoint(empty)
     data = path.read_bytes()
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(common.CheckpointError, match="truncated or not a torch checkpoint"):
+    with pytest.raises(errors.CheckpointError, match="truncated or not a torch checkpoint"):
         cdac.read_release_checkpoint(truncated)
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
     # (random bytes read as a legacy pickle: common reports them as refused unpickling)
-    with pytest.raises(common.CheckpointError, match=r"corrupt\.pth"):
+    with pytest.raises(errors.CheckpointError, match=r"corrupt\.pth"):
         cdac.read_release_checkpoint(corrupt)
 
 
 def test_wrong_container(release, tmp_path):
     _, state_dict = release
-    with pytest.raises(common.CheckpointError, match=r"missing \['metadata'\]"):
+    with pytest.raises(errors.CheckpointError, match=r"missing \['metadata'\]"):
         cdac.read_release_checkpoint(_save({"state_dict": state_dict}, tmp_path / "a.pth"))
-    with pytest.raises(common.CheckpointError, match="expected a dict"):
+    with pytest.raises(errors.CheckpointError, match="expected a dict"):
         cdac.read_release_checkpoint(_save([1, 2], tmp_path / "b.pth"))
-    with pytest.raises(common.CheckpointError, match="no 'kwargs'"):
+    with pytest.raises(errors.CheckpointError, match="no 'kwargs'"):
         bad = {"state_dict": state_dict, "metadata": {}}
         cdac.read_release_checkpoint(_save(bad, tmp_path / "c.pth"))
 
@@ -84,21 +84,21 @@ def test_wrong_container(release, tmp_path):
 def test_invalid_or_unknown_kwargs(release, tmp_path):
     _, state_dict = release
     bad = {"state_dict": state_dict, "metadata": {"kwargs": TINY | {"n_layers": 3}}}
-    with pytest.raises(common.CheckpointError, match=r"unknown DAC kwargs \['n_layers'\]"):
+    with pytest.raises(errors.CheckpointError, match=r"unknown DAC kwargs \['n_layers'\]"):
         cdac.read_release_checkpoint(_save(bad, tmp_path / "a.pth"))
     bad = {"state_dict": state_dict, "metadata": {"kwargs": TINY | {"encoder_rates": []}}}
-    with pytest.raises(common.CheckpointError, match="encoder_rates"):
+    with pytest.raises(errors.CheckpointError, match="encoder_rates"):
         cdac.read_release_checkpoint(_save(bad, tmp_path / "b.pth"))
 
 
 def test_metadata_that_disagrees_with_the_weights(release, tmp_path):
     _, state_dict = release
     bad = {"state_dict": state_dict, "metadata": {"kwargs": TINY | {"latent_dim": 8}}}
-    with pytest.raises(common.ConversionError, match="disagree with metadata") as info:
+    with pytest.raises(errors.ConversionError, match="disagree with metadata") as info:
         cdac.read_release_checkpoint(_save(bad, tmp_path / "a.pth"))
     assert any("encoder.block.4.weight_v" in m and "(6, 8, 3)" in m for m in info.value.mismatched)
     bad = {"state_dict": state_dict, "metadata": {"kwargs": TINY | {"n_codebooks": 3}}}
-    with pytest.raises(common.ConversionError) as info:
+    with pytest.raises(errors.ConversionError) as info:
         cdac.read_release_checkpoint(_save(bad, tmp_path / "b.pth"))
     assert "quantizer.quantizers.2.codebook.weight" in info.value.missing
 
@@ -110,27 +110,27 @@ def test_missing_extra_and_misshaped_keys(release):
     del sd["decoder.model.0.bias"]
     sd["decoder.extra.weight"] = sd["decoder.model.0.weight_g"]
     sd["encoder.block.0.weight_v"] = sd["encoder.block.0.weight_v"][:, :, :5]
-    with pytest.raises(common.ConversionError) as info:
+    with pytest.raises(errors.ConversionError) as info:
         cdac.convert_codec_parts(sd, config)
     err = info.value
     assert err.missing == ["decoder.model.0.bias"]
     assert err.unexpected == ["decoder.extra.weight"]
     assert len(err.mismatched) == 1 and "encoder.block.0.weight_v" in err.mismatched[0]
     # The per-part converters are strict over their own part too.
-    with pytest.raises(common.ConversionError, match=r"decoder\.extra\.weight"):
+    with pytest.raises(errors.ConversionError, match=r"decoder\.extra\.weight"):
         cdac.decoder_from_state_dict(sd, config)
 
 
 def test_weight_norm_styles_are_detected(release):
     _, state_dict = release
     plain = {k: v for k, v in state_dict.items() if "weight_" not in k}
-    with pytest.raises(common.ConversionError, match="not a DAC state_dict"):
+    with pytest.raises(errors.ConversionError, match="not a DAC state_dict"):
         cdac.detect_style(plain)
     mixed = dict(state_dict)
     mixed["decoder.model.0.parametrizations.weight.original0"] = mixed.pop(
         "decoder.model.0.weight_g"
     )
-    with pytest.raises(common.ConversionError, match="mixes"):
+    with pytest.raises(errors.ConversionError, match="mixes"):
         cdac.check_state_dict(mixed, DACConfig.from_kwargs(TINY))
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters.common import CheckpointError, ConversionError
 from converters.dac import load_discriminator
 from converters.dac_discriminator import discriminator_state_dict
+from converters.errors import CheckpointError, ConversionError
 from jaxlatent.models.dac import DiscriminatorConfig
 from tests.unit.test_dac_discriminator import random_discriminator
 

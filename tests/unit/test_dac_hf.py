@@ -13,10 +13,10 @@ import sys
 import numpy as np
 import pytest
 
-from converters import common, dac_hf
-from converters.common import CheckpointError, ConversionError
+from converters import assign, checkpoint_files, dac_hf
 from converters.dac import convert_checkpoint, export_release_checkpoint, export_state_dict
 from converters.dac_formats import checkpoint_format, convert_any
+from converters.errors import CheckpointError, ConversionError
 from jaxlatent import cli
 from jaxlatent.models.dac import DACConfig
 from tests import reference
@@ -39,8 +39,8 @@ def _copy(folder, tmp_path, *, config=None, tensors=None):
     out.mkdir()
     meta = json.loads((folder / "config.json").read_text())
     (out / "config.json").write_text(json.dumps(config(meta) if config else meta))
-    sd, _ = common.load_safetensors(folder / "model.safetensors")
-    common.save_safetensors(tensors(sd) if tensors else sd, out / "model.safetensors")
+    sd, _ = checkpoint_files.load_safetensors(folder / "model.safetensors")
+    checkpoint_files.save_safetensors(tensors(sd) if tensors else sd, out / "model.safetensors")
     return out
 
 
@@ -58,7 +58,7 @@ def test_folder_round_trip(exported):
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     meta = json.loads((folder / "config.json").read_text())
     assert meta["model_type"] == "dac" and meta["hidden_size"] == TINY.latent_dim == 6
-    tensors, metadata = common.load_safetensors(folder / "model.safetensors")
+    tensors, metadata = checkpoint_files.load_safetensors(folder / "model.safetensors")
     assert metadata == {}
     assert tensors.keys() == dac_hf.expected_hf_shapes(TINY).keys()
     assert "encoder.block.1.res_unit3.conv2.weight" in tensors  # fused: no weight_g
@@ -79,14 +79,14 @@ def test_folder_round_trip(exported):
 def test_state_dict_styles(exported):
     """The same weights as a bare state_dict: fused, legacy and parametrizations keys."""
     model, folder = exported
-    tensors, _ = common.load_safetensors(folder / "model.safetensors")
-    legacy = common.export_state_dict(model, dac_hf.hf_table(TINY))
-    param = common.export_state_dict(model, dac_hf.hf_table(TINY, "parametrizations"))
+    tensors, _ = checkpoint_files.load_safetensors(folder / "model.safetensors")
+    legacy = assign.export_state_dict(model, dac_hf.hf_table(TINY))
+    param = assign.export_state_dict(model, dac_hf.hf_table(TINY, "parametrizations"))
     assert any(k.endswith("parametrizations.weight.original1") for k in param)
     for sd in (legacy, param):
         config, converted = dac_hf.convert_hf(sd, TINY)
         assert config == TINY
-        exact = common.export_state_dict(converted, dac_hf.hf_table(TINY))
+        exact = assign.export_state_dict(converted, dac_hf.hf_table(TINY))
         for k, v in legacy.items():
             np.testing.assert_array_equal(exact[k], v, err_msg=k)
     assert dac_hf.convert_hf(tensors, sample_rate=8000)[0] == TINY
@@ -101,7 +101,7 @@ def test_safetensors_release_checkpoint(tmp_path):
     model = tiny_dac(seed=5)
     path = tmp_path / "release.safetensors"
     export_release_checkpoint(model, None, path)
-    tensors, metadata = common.load_safetensors(path)
+    tensors, metadata = checkpoint_files.load_safetensors(path)
     assert tensors.keys() == export_state_dict(model).keys()
     assert metadata == {"kwargs": TINY.to_kwargs()}
     assert checkpoint_format(path) == "release"
@@ -165,7 +165,7 @@ def test_bad_files(exported, tmp_path, capsys):
     truncated = tmp_path / "t.safetensors"
     truncated.write_bytes((folder / "model.safetensors").read_bytes()[:-10])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        common.load_safetensors(truncated)
+        checkpoint_files.load_safetensors(truncated)
     assert "truncated or corrupt" in _cli_error(capsys, truncated, tmp_path)
     empty = tmp_path / "e.safetensors"
     empty.write_bytes(b"")
@@ -182,7 +182,7 @@ def test_bad_files(exported, tmp_path, capsys):
 
 def test_mixed_styles(exported):
     model, _ = exported
-    sd = common.export_state_dict(model, dac_hf.hf_table(TINY))
+    sd = assign.export_state_dict(model, dac_hf.hf_table(TINY))
     sd["encoder.conv1.weight"] = sd.pop("encoder.conv1.weight_v")
     del sd["encoder.conv1.weight_g"]
     with pytest.raises(ConversionError, match="mixes weight-norm key styles"):

@@ -227,8 +227,8 @@ def _save(obj, path):
 
 
 def test_bad_checkpoint_files(release, tmp_path):
-    from converters import common, dac_cache
     from converters import dac as cdac
+    from converters import dac_cache, errors
 
     path, _ = release
     with pytest.raises(FileNotFoundError, match="not found"):
@@ -237,61 +237,61 @@ def test_bad_checkpoint_files(release, tmp_path):
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(data[: len(data) // 3])
     cache = tmp_path / "cache"
-    with pytest.raises(common.CheckpointError, match="truncated or not a torch checkpoint"):
+    with pytest.raises(errors.CheckpointError, match="truncated or not a torch checkpoint"):
         dac_cache.load_model(truncated, cache_dir=cache)
     assert not cache.exists() or not any(cache.iterdir())  # no partial cache entry
-    with pytest.raises(common.CheckpointError, match="expected a state_dict"):
+    with pytest.raises(errors.CheckpointError, match="expected a state_dict"):
         cdac.convert_checkpoint(_save([1, 2, 3], tmp_path / "list.pth"))
-    with pytest.raises(common.CheckpointError, match="not a mapping of names to tensors"):
+    with pytest.raises(errors.CheckpointError, match="not a mapping of names to tensors"):
         cdac.convert_checkpoint(_save({"state_dict": {"a": 1}}, tmp_path / "ints.pth"))
-    with pytest.raises(common.CheckpointError, match="no 'kwargs'"):
+    with pytest.raises(errors.CheckpointError, match="no 'kwargs'"):
         cdac.convert_checkpoint({"state_dict": release[1]["state_dict"], "metadata": {}})
 
 
 def test_state_dict_of_another_model(release, tmp_path):
     torch = reference.torch()
-    from converters import common
     from converters import dac as cdac
+    from converters import errors
 
     other = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 3), torch.nn.Linear(4, 2)).state_dict()
-    with pytest.raises(common.ConversionError, match=r"first keys: \['0.bias'"):
+    with pytest.raises(errors.ConversionError, match=r"first keys: \['0.bias'"):
         cdac.convert_checkpoint(_save(other, tmp_path / "other.pth"))
     # with DAC metadata too
-    with pytest.raises(common.ConversionError, match="no DAC convolution weights"):
+    with pytest.raises(errors.ConversionError, match="no DAC convolution weights"):
         cdac.convert_checkpoint({"state_dict": other, "metadata": {"kwargs": TINY.to_kwargs()}})
     # a DAC state_dict with one foreign layer: the foreign keys are listed
     dac_like = dict(torch.load(str(release[0]), weights_only=True)["state_dict"])
     dac_like |= {f"head.{k}": v for k, v in other.items()}
-    with pytest.raises(common.ConversionError, match="disagree with metadata") as info:
+    with pytest.raises(errors.ConversionError, match="disagree with metadata") as info:
         cdac.convert_checkpoint({"state_dict": dac_like, "metadata": {"kwargs": TINY.to_kwargs()}})
     assert info.value.unexpected == ["head.0.bias", "head.0.weight", "head.1.bias", "head.1.weight"]
 
 
 def test_metadata_that_disagrees_with_the_weights(release):
-    from converters import common
     from converters import dac as cdac
+    from converters import errors
 
     _, raw = release
     state_dict = raw["state_dict"]
     bad = {"state_dict": state_dict, "metadata": {"kwargs": TINY.to_kwargs() | {"latent_dim": 8}}}
-    with pytest.raises(common.ConversionError, match="disagree with metadata") as info:
+    with pytest.raises(errors.ConversionError, match="disagree with metadata") as info:
         cdac.convert_checkpoint(bad)
     assert any("encoder.block.4.weight_v" in m for m in info.value.mismatched)
     bad["metadata"]["kwargs"] = TINY.to_kwargs() | {"n_codebooks": 4}
-    with pytest.raises(common.ConversionError) as info:
+    with pytest.raises(errors.ConversionError) as info:
         cdac.convert_checkpoint(bad)
     assert any("quantizer.quantizers.3.codebook.weight" in m for m in info.value.missing)
     with pytest.raises(ValueError, match="disagrees with the checkpoint's metadata"):
         cdac.convert_checkpoint(raw, DACConfig.from_kwargs(TINY.to_kwargs() | {"latent_dim": 8}))
     extra = dict(state_dict) | {"decoder.extra.bias": state_dict["decoder.model.0.bias"]}
-    with pytest.raises(common.ConversionError) as info:
+    with pytest.raises(errors.ConversionError) as info:
         cdac.convert_checkpoint({"state_dict": extra, "metadata": raw["metadata"]})
     assert info.value.unexpected == ["decoder.extra.bias"]
 
 
 def test_mixed_key_styles_and_config_inference(release):
-    from converters import common
     from converters import dac as cdac
+    from converters import errors
 
     _, raw = release
     sd = dict(raw["state_dict"])
@@ -299,7 +299,7 @@ def test_mixed_key_styles_and_config_inference(release):
     v = sd.pop("encoder.block.0.weight_v")
     sd["encoder.block.0.parametrizations.weight.original0"] = g
     sd["encoder.block.0.parametrizations.weight.original1"] = v
-    with pytest.raises(common.ConversionError, match="mixes weight-norm key styles"):
+    with pytest.raises(errors.ConversionError, match="mixes weight-norm key styles"):
         cdac.convert_checkpoint(sd, TINY)
     # a bare state_dict of a non-released architecture needs a sample rate
     with pytest.raises(ValueError, match="pass sample_rate= or config="):

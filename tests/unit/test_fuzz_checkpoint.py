@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import common
+from converters import checkpoint_files, errors
 from converters import dac as dac_converter
 from jaxlatent.models.dac import DAC, DACConfig
 from tests import fuzz, reference
@@ -39,7 +39,7 @@ CONFIG = DACConfig(
     codebook_dim=2,
     sample_rate=800,
 )
-OWN_ERRORS = (common.CheckpointError, common.ConversionError)
+OWN_ERRORS = (errors.CheckpointError, errors.ConversionError)
 LOADS_PER_KIND = 300
 
 
@@ -222,26 +222,26 @@ def test_memory_bombs_are_refused_before_allocation(seeds, tmp_path):
     key = "encoder.block.0.bias"
     # a broadcast view: 4 stored bytes that a copy would turn into 40 GB
     bomb = {"state_dict": obj["state_dict"] | {key: torch.zeros(1).expand(10**5, 10**5)}}
-    with pytest.raises(common.CheckpointError, match=r"more than \d+ bytes"):
+    with pytest.raises(errors.CheckpointError, match=r"more than \d+ bytes"):
         dac_converter.read_checkpoint(
             _save(bomb | {"metadata": obj["metadata"]}, tmp_path / "a.pth")
         )
     # a compressed member (a zip bomb inflates ~1000x)
     deflated = tmp_path / "b.pth"
     deflated.write_bytes(_zip(_members(seeds[0]), zipfile.ZIP_DEFLATED))
-    with pytest.raises(common.CheckpointError, match="compressed"):
-        common.load_torch_checkpoint(deflated)
+    with pytest.raises(errors.CheckpointError, match="compressed"):
+        checkpoint_files.load_torch_checkpoint(deflated)
     # the format before torch 1.6 allocates the storage sizes it declares before reading them
     legacy = tmp_path / "c.pth"
     torch.save(obj, legacy, _use_new_zipfile_serialization=False)
-    with pytest.raises(common.CheckpointError, match="not a whole zip archive"):
-        common.load_torch_checkpoint(legacy)
+    with pytest.raises(errors.CheckpointError, match="not a whole zip archive"):
+        checkpoint_files.load_torch_checkpoint(legacy)
     # a billion codebooks in the metadata: refused before a table or model of that size
     kwargs = obj["metadata"]["kwargs"] | {"n_codebooks": 10**9}
     many = _save(
         {"state_dict": obj["state_dict"], "metadata": {"kwargs": kwargs}}, tmp_path / "d.pth"
     )
-    with pytest.raises(common.CheckpointError, match="n_codebooks=1000000000 exceed"):
+    with pytest.raises(errors.CheckpointError, match="n_codebooks=1000000000 exceed"):
         dac_converter.convert_checkpoint(many)
 
 
@@ -254,5 +254,5 @@ def test_state_dict_values_must_be_dense_real_tensors(seeds, tmp_path):
         (torch.Size([2]), "Size"),
     ]:
         edited = {"state_dict": obj["state_dict"] | {key: value}, "metadata": obj["metadata"]}
-        with pytest.raises(common.CheckpointError, match=message):
+        with pytest.raises(errors.CheckpointError, match=message):
             dac_converter.convert_checkpoint(_save(edited, tmp_path / "e.pth"))

@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from converters import piq as piq_conv
-from converters.common import ConversionError
+from converters.errors import ConversionError
 from jaxlatent import quantizers as q
 from jaxlatent.models import piq as models
 from jaxlatent.quantizers import piq

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import common
+from converters import assign, errors
 from converters import pytorch_vae as cv
 from jaxlatent.models import (
     VQVAE,
@@ -38,7 +38,7 @@ VQ = VQVAEConfig(in_channels=3, embedding_dim=8, num_embeddings=16, hidden_dims=
 def _random_state(config) -> dict[str, np.ndarray]:
     cls = cv.MODEL_CLASSES[type(config)]
     abstract = nnx.eval_shape(lambda: cls(config, rngs=nnx.Rngs(0)))
-    variables = common.module_variables(abstract)
+    variables = assign.module_variables(abstract)
     rng = np.random.default_rng(0)
     state = {}
     for key, rule in cv.torch_table(abstract).items():
@@ -104,15 +104,15 @@ def test_conditional_vae_label_width():
 def test_checkpoint_of_another_model_class():
     vq_state = _random_state(VQ)
     vae = _vanilla()
-    with pytest.raises(common.ConversionError) as info:
+    with pytest.raises(errors.ConversionError) as info:
         cv.load_state_dict(vae, vq_state)
     message = str(info.value)
     assert "checkpoint is a VQVAE state_dict but the model is a VanillaVAE" in message
     assert "vq_layer.embedding.weight" in message and "fc_mu.weight" in message
     wae_state = _random_state(WAEMMDConfig(**GAUSS))
-    with pytest.raises(common.ConversionError, match=r"a WAE_MMD state_dict.*BetaVAE"):
+    with pytest.raises(errors.ConversionError, match=r"a WAE_MMD state_dict.*BetaVAE"):
         cv.from_checkpoint(BetaVAEConfig(**GAUSS), wae_state)
-    with pytest.raises(common.ConversionError, match="not a PyTorch-VAE state_dict"):
+    with pytest.raises(errors.ConversionError, match="not a PyTorch-VAE state_dict"):
         cv.load_state_dict(vae, {"weight": np.zeros(3, np.float32)})
 
 
@@ -122,13 +122,13 @@ def _build_from(state):
 
 def test_checkpoint_of_another_configuration_names_keys_and_shapes():
     state = _random_state(VanillaVAEConfig(**(GAUSS | {"latent_dim": LATENT + 2})))
-    with pytest.raises(common.ConversionError) as info:
+    with pytest.raises(errors.ConversionError) as info:
         _build_from(state)
     assert "fc_mu.weight (6, 8)" in str(info.value) and "expected (8, 4)" in str(info.value)
     state = _random_state(VanillaVAEConfig(**GAUSS))
     del state["encoder.0.1.running_var"]
     state["extra"] = np.zeros(1, np.float32)
-    with pytest.raises(common.ConversionError) as info:
+    with pytest.raises(errors.ConversionError) as info:
         _build_from(state)
     assert info.value.unexpected == ["extra"]
     assert any("encoder.0.1.running_var" in m for m in info.value.missing)
@@ -140,7 +140,7 @@ def test_lightning_checkpoint_layout():
     vae = _build_from(ckpt)
     np.testing.assert_array_equal(vae.fc_mu.kernel[...], state["fc_mu.weight"].T)
     ckpt["state_dict"]["discriminator.weight"] = np.zeros(2, np.float32)
-    with pytest.raises(common.ConversionError, match=r"outside the 'model\.'") as info:
+    with pytest.raises(errors.ConversionError, match=r"outside the 'model\.'") as info:
         _build_from(ckpt)
     assert info.value.unexpected == ["discriminator.weight"]
 

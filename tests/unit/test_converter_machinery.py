@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import common
+from converters import assign, checkpoint_files, errors, tables
 from tests import reference
 
 
@@ -16,7 +16,7 @@ class _Pair(nnx.Module):
         self.b = nnx.Linear(2, 4, use_bias=False, rngs=nnx.Rngs(0))
 
 
-TABLE = common.linear("enc", "a") | common.linear("dec", "b", bias=False)
+TABLE = tables.linear("enc", "a") | tables.linear("dec", "b", bias=False)
 
 
 def _state_dict():
@@ -31,9 +31,9 @@ def _state_dict():
 def test_assign_and_export_round_trip():
     m = _Pair()
     sd = _state_dict()
-    common.assign_strict(m, sd, TABLE)
+    assign.assign_strict(m, sd, TABLE)
     np.testing.assert_array_equal(m.a.kernel[...], sd["enc.weight"].T)
-    out = common.export_state_dict(m, TABLE)
+    out = assign.export_state_dict(m, TABLE)
     assert out.keys() == sd.keys()
     for k in sd:
         np.testing.assert_array_equal(out[k], sd[k])
@@ -47,8 +47,8 @@ def test_every_problem_is_reported_and_nothing_assigned():
     del sd["enc.bias"]
     sd["dec.weight"] = np.zeros((4, 3), np.float32)
     sd["enc.weight"] = sd["enc.weight"] * 0 + 7
-    with pytest.raises(common.ConversionError) as info:
-        common.assign_strict(m, sd, TABLE)
+    with pytest.raises(errors.ConversionError) as info:
+        assign.assign_strict(m, sd, TABLE)
     err = info.value
     assert err.unexpected == ["extra.weight"]
     assert any("enc.bias" in s for s in err.missing)
@@ -59,49 +59,49 @@ def test_every_problem_is_reported_and_nothing_assigned():
 
 def test_unfilled_module_variable_is_an_error():
     m = _Pair()
-    table = common.linear("enc", "a")
+    table = tables.linear("enc", "a")
     sd = {k: v for k, v in _state_dict().items() if k.startswith("enc")}
-    with pytest.raises(common.ConversionError, match="b/kernel"):
-        common.assign_strict(m, sd, table)
+    with pytest.raises(errors.ConversionError, match="b/kernel"):
+        assign.assign_strict(m, sd, table)
 
 
 def test_dont_load_allow_list():
     m = _Pair()
     sd = _state_dict() | {"ignored.thing": np.zeros(1, np.float32)}
-    common.assign_strict(m, sd, TABLE, dont_load=["ignored.thing"])
+    assign.assign_strict(m, sd, TABLE, dont_load=["ignored.thing"])
 
 
 def test_duplicate_target_in_table_is_rejected():
-    table = common.tensor("x", "a/bias") | common.tensor("y", "a/bias")
+    table = tables.tensor("x", "a/bias") | tables.tensor("y", "a/bias")
     with pytest.raises(ValueError, match="both"):
-        common.assign_strict(_Pair(), {}, table)
+        assign.assign_strict(_Pair(), {}, table)
 
 
 def test_weight_norm_style_detection():
-    assert common.detect_weight_norm_style({"l.weight_g": 0, "l.weight_v": 0}) == "legacy"
-    assert common.detect_weight_norm_style({"l.weight": 0}) is None
-    with pytest.raises(common.ConversionError, match="mixes"):
-        common.detect_weight_norm_style({"a.weight_g": 0, "b.parametrizations.weight.original0": 0})
+    assert tables.detect_weight_norm_style({"l.weight_g": 0, "l.weight_v": 0}) == "legacy"
+    assert tables.detect_weight_norm_style({"l.weight": 0}) is None
+    with pytest.raises(errors.ConversionError, match="mixes"):
+        tables.detect_weight_norm_style({"a.weight_g": 0, "b.parametrizations.weight.original0": 0})
     with pytest.raises(ValueError, match="unknown weight-norm style"):
-        common.weight_norm_names("new")
+        tables.weight_norm_names("new")
 
 
 def test_load_rejects_missing_empty_truncated_and_pickled_code(tmp_path):
     torch = reference.torch()
     with pytest.raises(FileNotFoundError):
-        common.load_torch_checkpoint(tmp_path / "nope.pth")
+        checkpoint_files.load_torch_checkpoint(tmp_path / "nope.pth")
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
-    with pytest.raises(common.CheckpointError, match="empty"):
-        common.load_torch_checkpoint(empty)
+    with pytest.raises(errors.CheckpointError, match="empty"):
+        checkpoint_files.load_torch_checkpoint(empty)
     good = tmp_path / "good.pth"
-    common.save_torch_checkpoint({"state_dict": _state_dict(), "meta": {"n": 1}}, good)
-    loaded = common.load_torch_checkpoint(good)
+    checkpoint_files.save_torch_checkpoint({"state_dict": _state_dict(), "meta": {"n": 1}}, good)
+    loaded = checkpoint_files.load_torch_checkpoint(good)
     np.testing.assert_array_equal(loaded["state_dict"]["enc.bias"], _state_dict()["enc.bias"])
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good.read_bytes()[:200])
-    with pytest.raises(common.CheckpointError, match="truncated"):
-        common.load_torch_checkpoint(truncated)
+    with pytest.raises(errors.CheckpointError, match="truncated"):
+        checkpoint_files.load_torch_checkpoint(truncated)
 
     class Evil:
         def __reduce__(self):
@@ -109,9 +109,9 @@ def test_load_rejects_missing_empty_truncated_and_pickled_code(tmp_path):
 
     evil = tmp_path / "evil.pth"
     torch.save({"x": Evil()}, evil)
-    with pytest.raises(common.CheckpointError, match=r"refusing.*GLOBAL print"):
-        common.load_torch_checkpoint(evil)
+    with pytest.raises(errors.CheckpointError, match=r"refusing.*GLOBAL print"):
+        checkpoint_files.load_torch_checkpoint(evil)
     noise = tmp_path / "noise.pth"
     noise.write_bytes(np.random.default_rng(0).bytes(1000))
-    with pytest.raises(common.CheckpointError, match="corrupt or not a torch checkpoint"):
-        common.load_torch_checkpoint(noise)
+    with pytest.raises(errors.CheckpointError, match="corrupt or not a torch checkpoint"):
+        checkpoint_files.load_torch_checkpoint(noise)
