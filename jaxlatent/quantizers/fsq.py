@@ -20,6 +20,7 @@ from flax import nnx
 from jaxlatent._checks import shape_str
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 from jaxlatent.quantizers import _scalar as sc
+from jaxlatent.quantizers._projection import project
 
 Array = jax.Array
 
@@ -312,7 +313,7 @@ class FSQ(nnx.Module):
             raise ValueError(
                 f"key is required in training with noise_dropout={self.noise_dropout}, got None"
             )
-        z = sc.apply(self.project_in, x)
+        z = project(self.project_in, x)
         z = z.reshape((*z.shape[:-1], self.num_codebooks, self.codebook_dim))
         if self.orthogonal_rot is not None:
             z = sc.matmul(z, self.orthogonal_rot[...], self.precision)
@@ -326,7 +327,7 @@ class FSQ(nnx.Module):
         if self.orthogonal_rot is not None:
             codes = sc.matmul(codes, self.orthogonal_rot[...].T, self.precision)
         codes = codes.reshape((*codes.shape[:-2], self.effective_codebook_dim))
-        out = sc.apply(self.project_out, codes.astype(orig_dtype))
+        out = project(self.project_out, codes.astype(orig_dtype))
         counts = ppl = None
         if indices is not None:
             counts, ppl = sc.usage(indices, self.codebook_size, axis_name)

@@ -30,6 +30,7 @@ from flax import nnx
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc
+from jaxlatent.quantizers._projection import project
 from jaxlatent.quantizers.fsq import FSQ, check_levels
 
 Array = jax.Array
@@ -230,7 +231,7 @@ class ResidualFSQ(rs.LayerDropout, nnx.Module):
         return self._forward(x, train, key if train and noise else None, last, axis_name)
 
     def _forward(self, x, train, key, last, axis_name) -> ResidualFSQOutput:
-        x = sc.apply(self.project_in, x)
+        x = project(self.project_in, x)
         if self.soft_clamp_input_value is not None:
             c = np.asarray(self.soft_clamp_input_value, np.float32)
             c = c.reshape((1,) * (x.ndim - 1) + (-1,))
@@ -249,9 +250,7 @@ class ResidualFSQ(rs.LayerDropout, nnx.Module):
         counts, ppl = rs.layer_usage(
             run.indices, [self.codebook_size] * self.num_quantizers, axis_name
         )
-        return ResidualFSQOutput(
-            sc.apply(self.project_out, run.quantized), run.indices, counts, ppl
-        )
+        return ResidualFSQOutput(project(self.project_out, run.quantized), run.indices, counts, ppl)
 
 
 class GroupedResidualFSQ(rs.GroupedDecode, nnx.Module):
