@@ -9,6 +9,7 @@ formula and its float32 evaluation order, so that indices agree exactly), channe
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -236,7 +237,12 @@ class FSQ(nnx.Module):
                 f"zhat must have shape [..., {self.codebook_dim}], got {shape_str(zhat)}"
             )
         shifted = self._scale_and_shift(zhat)
-        return jnp.round(jnp.sum(shifted * self._basis(zhat.ndim), axis=-1)).astype(jnp.int32)
+        basis = self._basis(1).astype(np.float32)
+        # channel by channel, not a reduction over the short last axis, which XLA:CPU runs as a
+        # kernel of its own (8 of them in an 8-layer ResidualFSQ); the sum of integer-valued
+        # floats is rounded, so the order of the additions cannot change an index
+        terms = (shifted[..., k] * basis[k] for k in range(self.codebook_dim))
+        return jnp.round(functools.reduce(jnp.add, terms)).astype(jnp.int32)
 
     def indices_to_level_indices(self, indices) -> Array:
         """int indices ``[...]`` → the level of each channel, int32 ``[..., len(levels)]``."""
