@@ -9,6 +9,7 @@ formula and its float32 evaluation order, so that indices agree exactly), channe
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ from flax import nnx
 from jaxlatent._checks import shape_str
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 from jaxlatent.quantizers import _scalar as sc
+from jaxlatent.quantizers._projection import project
 
 Array = jax.Array
 
@@ -235,7 +237,12 @@ class FSQ(nnx.Module):
                 f"zhat must have shape [..., {self.codebook_dim}], got {shape_str(zhat)}"
             )
         shifted = self._scale_and_shift(zhat)
-        return jnp.round(jnp.sum(shifted * self._basis(zhat.ndim), axis=-1)).astype(jnp.int32)
+        basis = self._basis(1).astype(np.float32)
+        # channel by channel, not a reduction over the short last axis, which XLA:CPU runs as a
+        # kernel of its own (8 of them in an 8-layer ResidualFSQ); the sum of integer-valued
+        # floats is rounded, so the order of the additions cannot change an index
+        terms = (shifted[..., k] * basis[k] for k in range(self.codebook_dim))
+        return jnp.round(functools.reduce(jnp.add, terms)).astype(jnp.int32)
 
     def indices_to_level_indices(self, indices) -> Array:
         """int indices ``[...]`` → the level of each channel, int32 ``[..., len(levels)]``."""
@@ -312,7 +319,7 @@ class FSQ(nnx.Module):
             raise ValueError(
                 f"key is required in training with noise_dropout={self.noise_dropout}, got None"
             )
-        z = sc.apply(self.project_in, x)
+        z = project(self.project_in, x)
         z = z.reshape((*z.shape[:-1], self.num_codebooks, self.codebook_dim))
         if self.orthogonal_rot is not None:
             z = sc.matmul(z, self.orthogonal_rot[...], self.precision)
@@ -326,7 +333,7 @@ class FSQ(nnx.Module):
         if self.orthogonal_rot is not None:
             codes = sc.matmul(codes, self.orthogonal_rot[...].T, self.precision)
         codes = codes.reshape((*codes.shape[:-2], self.effective_codebook_dim))
-        out = sc.apply(self.project_out, codes.astype(orig_dtype))
+        out = project(self.project_out, codes.astype(orig_dtype))
         counts = ppl = None
         if indices is not None:
             counts, ppl = sc.usage(indices, self.codebook_size, axis_name)
