@@ -242,19 +242,16 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
     files["clips/"] = f"input: the {len(clips)} bundled real speech clips" + (
         f", first {cfg.seconds} s" if cfg.seconds else ""
     )
+    folder_options = {  # the folder commands' options, shared by encode and decode
+        "batch_size": cfg.coding_batch,
+        "win_duration": cfg.win_duration,
+        "overwrite": True,
+        "fail_fast": True,
+        "progress": cfg.progress,
+    }
     encoded = timer.stage(
         "encode folder (jaxlatent encode --exact)",
-        lambda: encode_folder(
-            model,
-            [out / "clips"],
-            out / "codes",
-            batch_size=cfg.coding_batch,
-            win_duration=cfg.win_duration,
-            exact=True,
-            overwrite=True,
-            fail_fast=True,
-            progress=cfg.progress,
-        ),
+        lambda: encode_folder(model, [out / "clips"], out / "codes", exact=True, **folder_options),
     )
     files["codes/"] = "exact codes (.dac, readable by the official dac.DACFile.load), summary.json"
     dac_path = out / "codes" / f"{stem}.dac"
@@ -266,16 +263,7 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
     )
     decoded = timer.stage(
         "decode folder (jaxlatent decode)",
-        lambda: decode_folder(
-            model,
-            [out / "codes"],
-            out / "decoded",
-            batch_size=cfg.coding_batch,
-            win_duration=cfg.win_duration,
-            overwrite=True,
-            fail_fast=True,
-            progress=cfg.progress,
-        ),
+        lambda: decode_folder(model, [out / "codes"], out / "decoded", **folder_options),
     )
     decoded_path = out / "decoded" / f"{stem}.wav"
     files["decoded/"] = "decoded audio, summary.json"
