@@ -35,9 +35,11 @@ def test_code_agreement_rejects_different_models(bench_dac, tmp_path):
         bench_dac.code_agreement(str(tmp_path), "v")
 
 
-def test_smoke_run_times_each_framework_in_its_own_processes(bench_dac, monkeypatch, capsys):
+def test_smoke_run_times_each_framework_in_its_own_processes(
+    bench_dac, tmp_path, monkeypatch, capsys
+):
     """bench_dac --smoke, as the accelerator report's bench_dac section runs it."""
-    text, err = report_section("bench_dac", monkeypatch, capsys)
+    text, err = report_section("bench_dac", tmp_path, monkeypatch, capsys)
     assert "| dac_16khz | " in text and "2 alternating rounds" in text
     assert err.count("<!-- dac_16khz round") == 2
     assert "100.0% / 100.0% |" in text  # the tiny model's codes agree exactly
@@ -46,7 +48,9 @@ def test_smoke_run_times_each_framework_in_its_own_processes(bench_dac, monkeypa
 def test_speed_bound_smoke_run(bench_dac, tmp_path):
     out = tmp_path / "dac_speed_bound.md"
     cmd = [sys.executable, "-m", "benchmarks.dac_speed_bound", "--smoke", "--out", str(out)]
-    proc = subprocess.run(cmd, env=smoke_env(), capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        cmd, env=smoke_env(tmp_path / "jax_cache"), capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     assert "| dac_16khz | " in text and "2 alternating rounds" in text
