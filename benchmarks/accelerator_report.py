@@ -40,8 +40,10 @@ command can fill one report in two commands (``--sections parity matmul``, then
 that command for the sections that were not ok.
 
 ``--tiny`` runs everything at tiny sizes (tiny DAC models of the same rates, 0.25 s of audio,
-small matmuls, the benches' ``--smoke`` mode with one round): the structure, not the numbers
-(tests/unit/test_accelerator_report.py runs it with one DAC variant).
+small matmuls, the benches' ``--smoke`` mode): the structure, not the numbers
+(tests/unit/test_accelerator_report.py runs the script with one DAC variant and the sections
+environment, matmul and parity; tests/unit/test_bench_{dac,quantizers,train}.py run the bench
+sections, each its bench's one smoke run).
 """
 
 from __future__ import annotations
@@ -109,9 +111,12 @@ TINY = {
     "matmul_iters": 2,
     "search_shapes": [(512, 64, 128), (256, 8, 32)],
     "search_iters": 2,
-    "bench_dac": ["--smoke", "--rounds", 1],
-    "bench_quantizers": ["--smoke", "--rounds", 1],
-    "bench_train": ["--smoke", "--rounds", 1, "--models", "vae", "--scaling-models"],
+    # the benches' own smoke runs (2 rounds; bench_train with its scaling worker):
+    # tests/unit/test_bench_{dac,quantizers,train}.py run these sections, so that the suite
+    # runs each bench's smoke mode once
+    "bench_dac": ["--smoke"],
+    "bench_quantizers": ["--smoke"],
+    "bench_train": ["--smoke", "--models", "vae"],
 }
 #: Per-section timeouts in seconds (full, tiny): a guard against a hung section; a tiny run
 #: on a loaded CI machine may be slow, so its timeouts are generous.

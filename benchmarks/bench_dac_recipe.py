@@ -206,37 +206,6 @@ def import_dac():
     return dac
 
 
-def run_steps(step, block, warmup: int, iters: int, compiles=None) -> dict:
-    """Two checked steps (their losses; the first one's time), `warmup` untimed steps, `iters`
-    timed steps (wall and process CPU time).
-
-    Raises:
-      RuntimeError: if ``compiles()`` (a count of XLA compilations) grew during the timed steps.
-    """
-    t0 = time.perf_counter()
-    losses1 = block(step())
-    first_s = time.perf_counter() - t0
-    losses2 = block(step())
-    for _ in range(warmup):
-        block(step())
-    before = compiles() if compiles else 0
-    wall, cpu = [], []
-    for _ in range(iters):
-        w, c = common.timed(lambda: block(step()))
-        wall.append(w)
-        cpu.append(c)
-    if compiles and compiles() != before:
-        raise RuntimeError(f"{compiles() - before} XLA compilation(s) during the timed steps")
-    return {
-        "losses": [losses1, losses2],
-        "first_s": first_s,
-        "median_s": statistics.median(wall),
-        "cpu_median_s": statistics.median(cpu),
-        "wall_s": wall,
-        "load": common.load(),
-    }
-
-
 def torch_recipe(args):
     """The official ``train_loop`` (one step) on the prepared weights and batch: ``step()``
     returns the step's outputs as floats, keyed as the official's. Its first two calls draw
@@ -298,6 +267,14 @@ def torch_recipe(args):
     audio = torch.from_numpy(np.load(_path(args, "batch.npy"))).permute(0, 2, 1).contiguous()
     checked = list(torch.from_numpy(np.load(_path(args, "depths.npy")).astype(np.int64)))
 
+    def update(loss, optimizer, scheduler, params, clip):  # one side's update; its grad norm
+        optimizer.zero_grad()
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+        scheduler.step()
+        return grad_norm
+
     def train_loop():  # scripts/train.py's, without the Accelerator and the transforms
         generator.train()
         discriminator.train()
@@ -313,13 +290,13 @@ def torch_recipe(args):
         codebook_loss = out["vq/codebook_loss"]
 
         output["adv/disc_loss"] = gan_loss.discriminator_loss(recons, signal)
-        optimizer_d.zero_grad()
-        output["adv/disc_loss"].backward()
-        output["other/grad_norm_d"] = torch.nn.utils.clip_grad_norm_(
-            discriminator.parameters(), r.clip_discriminator
+        output["other/grad_norm_d"] = update(
+            output["adv/disc_loss"],
+            optimizer_d,
+            scheduler_d,
+            discriminator.parameters(),
+            r.clip_discriminator,
         )
-        optimizer_d.step()
-        scheduler_d.step()
 
         output["stft/loss"] = stft_loss(recons, signal)
         output["mel/loss"] = mel_loss(recons, signal)
@@ -329,13 +306,9 @@ def torch_recipe(args):
         output["vq/codebook_loss"] = codebook_loss
         output["loss"] = sum([v * output[k] for k, v in lambdas.items() if k in output])
 
-        optimizer_g.zero_grad()
-        output["loss"].backward()
-        output["other/grad_norm"] = torch.nn.utils.clip_grad_norm_(
-            generator.parameters(), r.clip_generator
+        output["other/grad_norm"] = update(
+            output["loss"], optimizer_g, scheduler_g, generator.parameters(), r.clip_generator
         )
-        optimizer_g.step()
-        scheduler_g.step()
         return {k: float(v.detach()) for k, v in output.items()}
 
     def step():
@@ -361,8 +334,8 @@ def torch_recipe(args):
 
 
 def worker_torch(args) -> dict:
-    r = run_steps(torch_recipe(args), lambda x: x, args.warmup, args.iters)
-    return dict(r, env=common.torch_environment())
+    r = common.run_steps(torch_recipe(args), lambda x: x, args.warmup, args.iters)
+    return dict(r, env=common.torch_environment(), load=common.load())
 
 
 def worker_jax(args) -> dict:
@@ -391,8 +364,8 @@ def worker_jax(args) -> dict:
         metrics = jax.block_until_ready(metrics)
         return {k: float(metrics[k]) for k in TERMS}
 
-    r = run_steps(step, block, args.warmup, args.iters, lambda: counter.count)
-    return dict(r, env=common.jax_environment())
+    r = common.run_steps(step, block, args.warmup, args.iters, lambda: counter.count)
+    return dict(r, env=common.jax_environment(), load=common.load())
 
 
 WORKERS = {"prepare": worker_prepare, "torch": worker_torch, "jax": worker_jax}

@@ -96,38 +96,6 @@ def worker_prepare(args) -> dict:
     }
 
 
-def run_steps(step, block, loss_of, warmup: int, iters: int, compiles=None) -> dict:
-    """Two checked steps (losses and the first step's time), `warmup` untimed steps, `iters`
-    timed steps: wall and process CPU time per step. `compiles()` (a count of XLA
-    compilations) must not grow during the timed steps.
-
-    Raises:
-      RuntimeError: if something was compiled during the timed steps.
-    """
-    t0 = time.perf_counter()
-    loss1 = loss_of(block(step()))
-    first_s = time.perf_counter() - t0
-    loss2 = loss_of(block(step()))
-    for _ in range(warmup):
-        block(step())
-    before = compiles() if compiles else 0
-    wall, cpu = [], []
-    for _ in range(iters):
-        w, c = common.timed(lambda: block(step()))
-        wall.append(w)
-        cpu.append(c)
-    if compiles and compiles() != before:
-        raise RuntimeError(f"{compiles() - before} XLA compilation(s) during the timed steps")
-    return {
-        "losses": [loss1, loss2],
-        "first_s": first_s,
-        "wall_s": wall,
-        "cpu_s": cpu,
-        "median_s": statistics.median(wall),
-        "cpu_median_s": statistics.median(cpu),
-    }
-
-
 def worker_torch(args) -> dict:
     torch = common.torch_threads(args.threads)
     from benchmarks import train_pairs
@@ -142,7 +110,7 @@ def worker_torch(args) -> dict:
         return x
 
     step = train_pairs.torch_stepper(ref)
-    r = run_steps(step, block, float, args.warmup, args.iters)
+    r = common.run_steps(step, block, args.warmup, args.iters, loss_of=float)
     return dict(r, env=common.torch_environment())
 
 
@@ -163,7 +131,9 @@ def worker_jax(args) -> dict:
     def compiles():
         return counter.count
 
-    r = run_steps(step, jax.block_until_ready, loss_of, args.warmup, args.iters, compiles)
+    r = common.run_steps(
+        step, jax.block_until_ready, args.warmup, args.iters, compiles, loss_of=loss_of
+    )
     r.update(worker_devices(args), env=common.jax_environment())
     return r
 

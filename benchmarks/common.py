@@ -170,6 +170,46 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
+def run_steps(
+    step: Callable[[], Any],
+    block: Callable[[Any], Any],
+    warmup: int,
+    iters: int,
+    compiles: Callable[[], int] | None = None,
+    loss_of: Callable[[Any], Any] = lambda out: out,
+) -> dict:
+    """A training benchmark's worker loop: two checked steps (``loss_of`` their blocked
+    outputs; the first one's time, compilation included), `warmup` untimed steps, `iters`
+    timed steps (wall and process CPU seconds per step, their medians).
+
+    Raises:
+      RuntimeError: if ``compiles()`` (a count of XLA compilations, `CompileCounter`) grew
+        during the timed steps.
+    """
+    t0 = time.perf_counter()
+    loss1 = loss_of(block(step()))
+    first_s = time.perf_counter() - t0
+    loss2 = loss_of(block(step()))
+    for _ in range(warmup):
+        block(step())
+    before = compiles() if compiles else 0
+    wall, cpu = [], []
+    for _ in range(iters):
+        w, c = timed(lambda: block(step()))
+        wall.append(w)
+        cpu.append(c)
+    if compiles and compiles() != before:
+        raise RuntimeError(f"{compiles() - before} XLA compilation(s) during the timed steps")
+    return {
+        "losses": [loss1, loss2],
+        "first_s": first_s,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "median_s": statistics.median(wall),
+        "cpu_median_s": statistics.median(cpu),
+    }
+
+
 def summarize(samples: list[float], compile_s: float | None = None) -> Timing:
     """Median, p10 and p90 of timed `samples` (seconds), with the separate `compile_s`."""
     arr = np.asarray(samples)

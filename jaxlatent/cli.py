@@ -22,9 +22,9 @@ cached, see :func:`converters.dac_cache.load_model`).
 Errors in user input exit with status 2 and a one-line message, never a traceback, and leave
 no partial output file (every output is written to a temporary file and renamed).
 
-``encode``, ``decode``, ``parity`` and ``train`` keep XLA's compiled executables in a cache
-folder (:func:`jaxlatent.compilation.enable_persistent_cache`), so a second run loads them
-instead of compiling again: ``$XDG_CACHE_HOME/jaxlatent/xla`` (``~/.cache/jaxlatent/xla``;
+``demo``, ``encode``, ``decode``, ``parity`` and ``train`` keep XLA's compiled executables in a
+cache folder (:func:`jaxlatent.compilation.enable_persistent_cache`), so a second run loads
+them instead of compiling again: ``$XDG_CACHE_HOME/jaxlatent/xla`` (``~/.cache/jaxlatent/xla``;
 ``$JAXLATENT_CACHE_DIR/xla`` when that is set). ``--compile-cache DIR`` moves it,
 ``--no-compile-cache`` turns it off, and so does the environment variable
 ``JAXLATENT_COMPILE_CACHE`` (a folder, or ``0``/``off`` to disable); the option wins.
@@ -475,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--overwrite", action="store_true", help="replace a previous demo in --out")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_compile_cache_arguments(demo)
     demo.set_defaults(func=_demo)
     _add_train_parser(sub)
     _add_sample_parser(sub)

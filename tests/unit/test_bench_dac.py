@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests import reference as ref
-from tests.unit.test_bench_train import smoke_env
+from tests.unit.test_bench_train import report_section, smoke_env
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +35,23 @@ def test_code_agreement_rejects_different_models(bench_dac, tmp_path):
         bench_dac.code_agreement(str(tmp_path), "v")
 
 
-@pytest.mark.parametrize("script", ["bench_dac", "dac_speed_bound"])
-def test_smoke_run_times_each_framework_in_its_own_processes(bench_dac, script, tmp_path):
-    out = tmp_path / f"{script}.md"
-    cmd = [sys.executable, "-m", f"benchmarks.{script}", "--smoke", "--out", str(out)]
-    proc = subprocess.run(cmd, env=smoke_env(), capture_output=True, text=True, check=False)
+def test_smoke_run_times_each_framework_in_its_own_processes(
+    bench_dac, tmp_path, monkeypatch, capsys
+):
+    """bench_dac --smoke, as the accelerator report's bench_dac section runs it."""
+    text, err = report_section("bench_dac", tmp_path, monkeypatch, capsys)
+    assert "| dac_16khz | " in text and "2 alternating rounds" in text
+    assert err.count("<!-- dac_16khz round") == 2
+    assert "100.0% / 100.0% |" in text  # the tiny model's codes agree exactly
+
+
+def test_speed_bound_smoke_run(bench_dac, tmp_path):
+    out = tmp_path / "dac_speed_bound.md"
+    cmd = [sys.executable, "-m", "benchmarks.dac_speed_bound", "--smoke", "--out", str(out)]
+    proc = subprocess.run(
+        cmd, env=smoke_env(tmp_path / "jax_cache"), capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     assert "| dac_16khz | " in text and "2 alternating rounds" in text
     assert proc.stderr.count("<!-- dac_16khz round") == 2
-    if script == "bench_dac":
-        assert "100.0% / 100.0% |" in text  # the tiny model's codes agree exactly

@@ -21,7 +21,9 @@ def test_smoke_run_times_every_quantizer_against_the_reference(tmp_path):
     ref.vector_quantize_pytorch()
     out = tmp_path / "bench_quantizer_family.md"
     cmd = [sys.executable, "-m", "benchmarks.bench_quantizer_family", "--smoke", "--out", str(out)]
-    proc = subprocess.run(cmd, env=smoke_env(), capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        cmd, env=smoke_env(tmp_path / "jax_cache"), capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     assert "Input 2 x 16 frames x 16 dims" in text and "1 alternating rounds" in text

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -17,12 +15,43 @@ import pytest
 from tests import reference as ref
 
 
-def smoke_env() -> dict:
-    """The environment of a user's run: without the 8 virtual devices of tests/conftest.py."""
+def smoke_env(cache: os.PathLike | None = None) -> dict:
+    """The environment of a user's run: without the 8 virtual devices of tests/conftest.py.
+
+    With `cache` (a folder of one test), its processes share JAX's persistent compilation
+    cache there: a smoke run's later rounds load the programs its first round compiled
+    instead of compiling them again (each worker still runs them; no timing is asserted).
+    The processes of one smoke run run one after the other, so the cache is never written
+    and read at once."""
     env = dict(os.environ)
     flags = env.get("XLA_FLAGS", "")
     env["XLA_FLAGS"] = re.sub(r"--xla_force_host_platform_device_count=\d+", "", flags).strip()
+    if cache is not None:
+        env["JAX_COMPILATION_CACHE_DIR"] = os.fspath(cache)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     return env
+
+
+def report_section(name: str, tmp_path, monkeypatch, capsys) -> tuple[str, str]:
+    """The accelerator report's bench section `name` at its ``--tiny`` sizes, run as
+    benchmarks/accelerator_report.py runs it (the bench script as a subprocess, in the user's
+    environment: `smoke_env`, with a compilation cache in `tmp_path`): (the section's
+    Markdown, the progress it echoed on stderr).
+
+    This is each bench's one smoke run in the suite: it checks the bench and the report's
+    bench plumbing (tests/unit/test_accelerator_report.py runs the other sections)."""
+    from benchmarks import accelerator_report as ar
+
+    for key, value in smoke_env(tmp_path / "jax_cache").items():
+        if os.environ.get(key) != value:
+            monkeypatch.setenv(key, value)
+    args = ar.parser().parse_args(["--tiny", "--sections", name])
+    text, _ = ar.SECTION_FNS[name](args, ar.TINY, ar.TIMEOUTS[name][1])
+    flags = " ".join(map(str, ar.TINY[name]))
+    assert text.startswith(f"`python -m benchmarks.{name} {flags}`: its torch workers run on")
+    assert "\n### " in text and "\n## " not in text  # the bench's headings, one level down
+    return text, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +110,15 @@ def test_child_env_sets_one_device_count(bench):
     assert "device_count=8" not in env["XLA_FLAGS"]
 
 
-def test_smoke_run_times_each_framework_in_its_own_processes(bench, tmp_path):
-    """The whole script at tiny size: prepare, 2 alternating rounds of a torch and a jax
-    worker, the loss check, one scaling worker on 2 virtual devices, the report written."""
-    out = tmp_path / "bench_train.md"
-    cmd = [sys.executable, "-m", "benchmarks.bench_train", "--smoke", "--models", "vae"]
-    cmd += ["--devices", "2", "--out", str(out)]
-    env = smoke_env()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
+def test_smoke_run_times_each_framework_in_its_own_processes(bench, tmp_path, monkeypatch, capsys):
+    """The whole script at tiny size, as the accelerator report's bench_train section: prepare,
+    2 alternating rounds of a torch and a jax worker, the loss check, one scaling worker on 2
+    virtual devices, the report written."""
+    text, err = report_section("bench_train", tmp_path, monkeypatch, capsys)
     assert "| vae | " in text and "2 alternating rounds" in text and "Target >= 1.5x" in text
     assert "| vae | 2 | virtual CPU | 4 |" in text
-    assert proc.stderr.count("<!-- vae round") == 2
+    assert err.count("<!-- vae round") == 2
+    (row,) = [line for line in text.splitlines() if line.startswith("| vae | ")][:1]
+    cells = [c.strip() for c in row.strip().strip("|").split("|")]
+    loss_jax, loss_torch = (float(v) for v in cells[10].split(" / ")[:2])
+    assert loss_jax == pytest.approx(loss_torch, rel=1e-4)  # the report's loss column

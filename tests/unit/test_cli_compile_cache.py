@@ -44,6 +44,7 @@ def test_compile_cache_options(tmp_path, capsys):
         ["encode", "a.wav", "--model", "m", "--output", "o"],
         ["decode", "a.dac", "--model", "m", "--output", "o"],
         ["parity", "dac", "--model", "m.pth"],
+        ["demo"],
         ["train", "--model", "vqvae", "--steps", "1", "--batch-size", "1", "--out", "o"],
     ):
         args = parser.parse_args([*command, "--compile-cache", str(tmp_path)])

@@ -343,9 +343,12 @@ def test_bad_input_exits_2_before_writing(case, message, tmp_path, capsys, monke
 
 
 def test_default_settings_are_the_main_job():
-    """The CLI's defaults: the 16 kHz release architecture, the tiny VQ-VAE, 300 steps."""
+    """The CLI's defaults: the 16 kHz release architecture, the tiny VQ-VAE, 300 steps, every
+    bundled clip cut to one length (one compiled whole-signal encoder serves them all)."""
     cfg = DemoConfig()
-    assert cfg.codec == DACConfig.dac_16khz() and cfg.seconds is None
+    assert cfg.codec == DACConfig.dac_16khz()
+    durations = [sf.info(str(p)).duration for p in demo_engine.bundled_clips()]
+    assert 1.5 < cfg.seconds < min(durations), durations
     assert (cfg.out, cfg.steps, cfg.vqvae_preset, cfg.checkpoint) == ("out/demo", 300, "tiny", None)
     args = cli.build_parser().parse_args(["demo"])
     assert (args.out, args.steps, args.checkpoint, args.overwrite) == ("out/demo", 300, None, False)
