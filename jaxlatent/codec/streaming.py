@@ -34,7 +34,11 @@ Speed: a stream runs the model with its convolutions folded once
 but a step still reads every weight of the model once, whatever its ``k`` (297 MB for the
 16/24 kHz models, 13-17 ms on the 2-core CPU of the benchmarks: most of one frame's 20 or
 13.3 ms), and XLA:CPU runs the convolutions of small steps well below their whole-signal
-efficiency: steps of one frame cannot keep up there. ``min_step_frames``
+efficiency (the wide layers of few positions run as matrix products instead,
+:class:`~jaxlatent.nn.FoldedConv`): steps of one frame cannot keep up there. From about eight
+frames per step the work is compute-bound: about 2 GFLOP per code frame (encoder + decoder),
+21 ms of CPU time per frame on one core of that CPU, so keeping up needs both cores (and
+steps of eight frames or more at 24 kHz). ``min_step_frames``
 trades latency for throughput: pushes are coalesced until that many frames can be computed
 in one step, which adds up to ``min_step_frames - 1`` frames of waiting on each side
 (:attr:`coalescing_samples`) and divides the weight reads per frame by as much

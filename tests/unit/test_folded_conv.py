@@ -39,6 +39,26 @@ def test_folded_layer_equals_the_layer(rng, index):
         assert_close(folded(x, padding=padding), layer(x, padding=padding), "folded_conv_f32")
 
 
+@pytest.mark.parametrize(
+    ("make", "shape"),
+    [
+        (lambda r: jnn.WNConv1d(3, 8, 5, stride=2, padding=2, rngs=r), (1, 9, 3)),
+        (lambda r: jnn.WNConv1d(4, 8, 3, dilation=3, padding=3, rngs=r), (1, 8, 4)),
+        (lambda r: jnn.Conv1d(4, 6, 1, rngs=r), (1, 5, 4)),
+    ],
+)
+def test_folded_few_rows_run_as_a_matmul(rng, make, shape):
+    """Few output rows (a streaming step): im2col + one matrix product, the layer's values."""
+    layer = make(nnx.Rngs(0))
+    folded = jnn.FoldedConv(layer)
+    x = jnp.asarray(rng.standard_normal(shape).astype(np.float32))
+    for padding in (True, False):
+        assert folded._matmul_applies(x, layer.padding[0] if padding else 0)
+        assert_close(folded(x, padding=padding), layer(x, padding=padding), "folded_conv_f32")
+    wide = jnp.zeros((shape[0], 40, shape[2]))  # more rows than output channels: XLA's conv
+    assert not folded._matmul_applies(wide, layer.padding[0])
+
+
 def test_fold_convolutions_of_a_dac(rng):
     model = tiny_dac()
     folded = jnn.fold_convolutions(model)
