@@ -6,7 +6,9 @@ input tree under the output folder, one ``.dac`` per input, each written atomica
 
 * Windows of many files are coded together in fixed-shape batches
   (:class:`jaxlatent.codec.batch.BatchEncoder`) over this process's devices; codes equal
-  :func:`jaxlatent.codec.compress`'s (the official algorithm) for every file.
+  :func:`jaxlatent.codec.compress`'s (the official algorithm) for every file; with
+  ``exact``, :func:`jaxlatent.codec.compress_exact`'s (the whole-signal codes), batched the
+  same way.
 * With several processes (``jax.distributed``, see :func:`join_processes`) process ``i`` of
   ``n`` codes files ``i, i + n, i + 2n, ...`` of the sorted list, on its own devices.
 * An output that exists is kept (``overwrite=True`` codes it again), so a killed run loses
@@ -404,10 +406,11 @@ def encode_folder(
         device count; default :data:`DEFAULT_BATCH` rounded up to such a multiple.
       win_duration: compress window in seconds (5.0 as the official ``dac encode``).
       n_quantizers: codebooks to use (default all).
-      exact: code each input with :func:`jaxlatent.codec.compress_exact` (the codes of the
-        whole signal at once, in windows of `win_duration`; one unchunked ``.dac`` per input)
-        instead of the official windowed algorithm; inputs are then coded one at a time
-        (windows of one input, not batched across inputs).
+      exact: code each input as :func:`jaxlatent.codec.compress_exact` (the codes of the
+        whole signal at once, in windows of `win_duration` with their receptive field; one
+        unchunked ``.dac`` per input) instead of the official windowed algorithm; windows of
+        many inputs are batched as in the official mode
+        (:meth:`jaxlatent.codec.batch.BatchEncoder.encode_exact`).
       overwrite: code inputs whose output exists again (default: keep them).
       fail_fast: raise at the first input that cannot be read or coded (default: report and
         skip it).
@@ -462,29 +465,10 @@ def encode_folder(
     todo = [path for path in todo if path not in unreadable]
     durations: dict[Path, float] = {}
 
-    def load(path):
-        prepared, seconds = _prepare(model, path, win_duration, n_quantizers)
+    def load(path):  # exact windows are cut from the unchunked signal
+        prepared, seconds = _prepare(model, path, None if exact else win_duration, n_quantizers)
         durations[path] = seconds
         return prepared
-
-    def exact_files():
-        from jaxlatent.codec import compress_exact
-        from jaxlatent.datasets import read_audio
-
-        for path, clip in run.prefetch(todo, read_audio):
-            durations[path] = clip.audio.shape[0] / clip.sample_rate
-            try:
-                dac_file = compress_exact(
-                    model,
-                    clip.audio,
-                    clip.sample_rate,
-                    win_duration=win_duration,
-                    n_quantizers=n_quantizers,
-                )
-            except ValueError as e:
-                run.skip(path, e)
-                continue
-            yield path, dac_file
 
     def save(item):
         path, dac_file = item
@@ -492,7 +476,11 @@ def encode_folder(
         run.done(path, durations.pop(path))
 
     try:
-        coded = exact_files() if exact else encoder.encode(run.prefetch(todo, load))
+        prepared = run.prefetch(todo, load)
+        if exact:
+            coded = encoder.encode_exact(prepared, win_duration)
+        else:
+            coded = encoder.encode(prepared)
         run.drive(coded, save)
     finally:
         run.bar.close()

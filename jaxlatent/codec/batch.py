@@ -20,6 +20,13 @@ measured bit-identical). A :class:`BatchDecoder` does the same for ``decompress`
 ``chunk_length`` codes of many files per call, then each file's loudness and resampling
 (:func:`~jaxlatent.codec.compression.finish_decoding`); audio equal to ``decompress``'s.
 
+:meth:`BatchEncoder.encode_exact` batches the exact windows of
+:func:`~jaxlatent.codec.compress_exact` the same way (windows that read the encoder's
+receptive field around them; the codes of the whole signal): a window's position and its
+signal's length are per-row arguments, so every input of at least one window is coded by
+one compiled function; codes equal ``compress_exact``'s alone (tested as above, mixed
+lengths, inputs shorter than a window included).
+
 With several devices the batch is split over them along its first axis (``jit`` with a
 ``NamedSharding`` of a one-axis mesh); the model's state is replicated. ``batch_size`` must
 be a multiple of the device count.
@@ -54,15 +61,17 @@ _IN_FLIGHT = 2
 class _Job:
     """One input being coded: its windows, and their results as they come back.
 
-    ``window(k)`` gives window `k` of every row, ``[rows, *row_shape]``; ``results[k]`` is
-    filled row by row with the model's outputs; ``remaining`` counts the rows still out.
+    ``window(k)`` gives window `k` of every row: the arguments of `fn`, each
+    ``[rows, *row_shape]`` (an array, or a tuple of them); ``results[k]`` is filled row by row
+    with the model's outputs; ``remaining`` counts the rows still out.
     """
 
     key: Hashable
     item: object
     n_windows: int
     rows: int
-    window: Callable[[int], np.ndarray]
+    window: Callable[[int], np.ndarray | tuple[np.ndarray, ...]]
+    fn: Callable  # fn(model, *arguments, **options), compiled
     options: tuple  # the compiled function's static options, part of the batch key
     results: list = dataclasses.field(default_factory=list)
     remaining: int = 0
@@ -73,15 +82,15 @@ class _Job:
 
 
 class _Batches:
-    """Rows of many jobs through ``fn(model, x, **options)`` in batches over `devices`."""
+    """Rows of many jobs through ``job.fn(model, *x, **job.options)`` in batches over
+    `devices` (rows of the same function, options, shapes and dtypes share a batch)."""
 
-    def __init__(self, fn, model, batch_size, devices):
+    def __init__(self, model, batch_size, devices):
         import jax
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         devices = list(jax.local_devices() if devices is None else devices)
         check_batch_size(batch_size, len(devices))
-        self.fn = fn
         self.batch_size = int(batch_size)
         self.devices = devices
         self.batches = 0
@@ -109,13 +118,15 @@ class _Batches:
         buckets: dict[tuple, list] = collections.defaultdict(list)  # rows waiting per shape
         in_flight: collections.deque = collections.deque()
 
-        def dispatch(options, rows):
-            sample = rows[0][3]
-            x = np.zeros((self._size(len(rows)), *sample.shape), sample.dtype)
-            for i, row in enumerate(rows):
-                x[i] = row[3]
-            fn = compiled(self.fn, self._graphdef, **dict(options))
-            out = fn(self._state, jax.device_put(x, self._rows_sharding))
+        def dispatch(fn, options, rows):
+            size = self._size(len(rows))
+            xs = []
+            for j, sample in enumerate(rows[0][3]):
+                x = np.zeros((size, *sample.shape), sample.dtype)  # zero rows: padding
+                for i, row in enumerate(rows):
+                    x[i] = row[3][j]
+                xs.append(jax.device_put(x, self._rows_sharding))
+            out = compiled(fn, self._graphdef, **dict(options))(self._state, *xs)
             in_flight.append((out, [row[:3] for row in rows]))
             self.batches += 1
 
@@ -133,18 +144,19 @@ class _Batches:
         for job in jobs:
             for k in range(job.n_windows):
                 window = job.window(k)
-                key = (window.shape[1:], window.dtype.str, job.options)
-                bucket = buckets[key]
+                parts = window if isinstance(window, tuple) else (window,)
+                shapes = tuple((x.shape[1:], x.dtype.str) for x in parts)
+                bucket = buckets[(shapes, job.fn, job.options)]
                 for r in range(job.rows):
-                    bucket.append((job, k, r, window[r]))
+                    bucket.append((job, k, r, tuple(x[r] for x in parts)))
                     if len(bucket) == self.batch_size:
-                        dispatch(job.options, bucket)
+                        dispatch(job.fn, job.options, bucket)
                         bucket.clear()
                         while len(in_flight) > _IN_FLIGHT:
                             yield from collect()
-        for (_, _, options), bucket in buckets.items():
+        for (_, fn, options), bucket in buckets.items():
             for i in range(0, len(bucket), self.batch_size):
-                dispatch(options, bucket[i : i + self.batch_size])
+                dispatch(fn, options, bucket[i : i + self.batch_size])
         while in_flight:
             yield from collect()
 
@@ -166,7 +178,8 @@ class BatchEncoder:
     """
 
     def __init__(self, model: nnx.Module, batch_size: int, devices: Sequence | None = None):
-        self._batches = _Batches(_encode_chunk, model, batch_size, devices)
+        self._model = model
+        self._batches = _Batches(model, batch_size, devices)
 
     @property
     def batches(self) -> int:
@@ -188,12 +201,55 @@ class BatchEncoder:
                 p.plan.n_chunks,
                 p.rows,
                 p.window,
+                _encode_chunk,
                 (("n_q", p.n_q), ("padding", p.padding)),
             )
             for key, p in inputs
         )
         for job in self._batches.run(jobs):
             yield job.key, job.item.dac_file(job.results)
+
+    def encode_exact(
+        self, inputs: Iterable[tuple[Hashable, PreparedAudio]], win_duration: float = 5.0
+    ) -> Iterator[tuple[Hashable, DACFile]]:
+        """Code every ``(key, prepared)`` input in exact windows of `win_duration` seconds;
+        yield ``(key, DACFile)`` as each completes, equal to
+        :func:`~jaxlatent.codec.compress_exact`'s (the whole-signal codes).
+
+        Inputs are prepared unchunked (``prepare(..., win_duration=None)``). Every window
+        reads its receptive field around it (:class:`~jaxlatent.codec.exact.ExactWindows`);
+        its position and its signal's length are arguments per row, so windows of every
+        input of at least one window share one compiled function and its batches; a shorter
+        input has the power-of-two window that holds it (as :func:`compress_exact`: a few
+        shapes, shared by the inputs of similar lengths).
+
+        Raises:
+          ValueError: for a `win_duration` that is not a positive finite number (before any
+            input is read), or an input prepared chunked (when it is taken).
+        """
+        from jaxlatent.codec.chunking import check_win_duration
+
+        check_win_duration(win_duration)
+        return self._encode_exact(inputs, win_duration)
+
+    def _encode_exact(self, inputs, win_duration):
+        from jaxlatent.codec.exact import exact_windows
+        from jaxlatent.models.dac.windowed import encode_window
+
+        def job(key, prep):
+            windows = exact_windows(self._model, prep, win_duration)
+            return _Job(
+                key,
+                windows,
+                windows.n_windows,
+                prep.rows,
+                windows.window,
+                encode_window,
+                (("frames", windows.window_frames), ("n_q", prep.n_q)),
+            )
+
+        for done in self._batches.run(job(key, p) for key, p in inputs):
+            yield done.key, done.item.dac_file(done.results)
 
 
 class BatchDecoder:
@@ -205,7 +261,7 @@ class BatchDecoder:
 
     def __init__(self, model: nnx.Module, batch_size: int, devices: Sequence | None = None):
         self._model = model
-        self._batches = _Batches(_decode_chunk, model, batch_size, devices)
+        self._batches = _Batches(model, batch_size, devices)
 
     @property
     def batches(self) -> int:
@@ -234,6 +290,7 @@ class BatchDecoder:
                 -(-frames // step),
                 codes.shape[0],
                 lambda k: codes[:, :, k * step : (k + 1) * step].astype(np.int32),
+                _decode_chunk,
                 (("padding", bool(dac_file.padding)),),
             )
 

@@ -29,13 +29,16 @@ so XLA may sum in another order (a few ulps on the latents).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Iterable
 
 import numpy as np
 from flax import nnx
 
 from jaxlatent.codec.chunking import check_win_duration
 from jaxlatent.codec.compression import (
+    PreparedAudio,
     _config,
     _run_chunks,
     check_decodable,
@@ -47,6 +50,7 @@ from jaxlatent.codec.dac_file import DACFile
 from jaxlatent.compilation import compiled
 from jaxlatent.models.dac.receptive import decoder_stages, stage_lengths
 from jaxlatent.models.dac.windowed import (
+    WindowPlan,
     decode_window,
     decoder_plan,
     encode_window,
@@ -54,7 +58,13 @@ from jaxlatent.models.dac.windowed import (
     layer_lengths,
 )
 
-__all__ = ["compress_exact", "decompress_exact", "window_frames"]
+__all__ = [
+    "ExactWindows",
+    "compress_exact",
+    "decompress_exact",
+    "exact_windows",
+    "window_frames",
+]
 
 
 def window_frames(config, win_duration: float) -> int:
@@ -76,6 +86,85 @@ def _bucket(frames: int, limit: int) -> int:
     """Window frames for a signal of `frames`: `limit`, or the power of two >= `frames` when
     smaller (short signals do not pay for a long window; few shapes to compile)."""
     return min(limit, 1 << max(frames - 1, 0).bit_length())
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactWindows:
+    """The encoder windows of one prepared signal that :func:`compress_exact` codes.
+
+    Every window has the same shapes for a given `window_frames` (its position and the
+    signal's length are arrays, one per row), so windows of many signals can share a batch
+    (:meth:`jaxlatent.codec.batch.BatchEncoder.encode_exact`) with the codes
+    :func:`compress_exact` gives.
+
+    Attributes:
+      prep: the unchunked prepared signal (:func:`jaxlatent.codec.compression.prepare` with
+        ``win_duration=None``).
+      frames: code frames of the signal (``ceil(samples / hop)`` at the model's rate).
+      window_frames: code frames per window: :func:`window_frames` of the window, or for a
+        shorter signal the power of two that holds its frames (if smaller).
+      plan: the windows' geometry (:func:`jaxlatent.models.dac.windowed.encoder_plan`).
+      lengths: int32 ``[stages]``: the whole signal's input length of every stage.
+      hop: samples per code frame.
+    """
+
+    prep: PreparedAudio
+    frames: int
+    window_frames: int
+    plan: WindowPlan
+    lengths: np.ndarray
+    hop: int
+
+    @property
+    def n_windows(self) -> int:
+        """Windows of the signal: ``ceil(frames / window_frames)``."""
+        return -(-self.frames // self.window_frames)
+
+    def window(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Window `k` (in ``[0, n_windows)``) as the arguments of
+        :func:`~jaxlatent.models.dac.windowed.encode_window`: float32 audio
+        ``[rows, plan.input_size, 1]`` and int32 starts and lengths ``[rows, stages]``."""
+        f0 = k * self.window_frames
+        x = self.prep.read(f0 * self.hop + self.plan.input_start, self.plan.input_size)
+        shape = (self.prep.rows, len(self.lengths))
+        starts = np.broadcast_to(self.plan.starts(f0), shape)
+        return x, starts, np.broadcast_to(self.lengths, shape)
+
+    def dac_file(self, codes: Iterable[np.ndarray]) -> DACFile:
+        """The unchunked :class:`DACFile` of every window's int codes
+        ``[rows, n_q, window_frames]``, in order (frames past the signal's end dropped)."""
+        out = np.empty((self.prep.rows, self.prep.n_q, self.frames), np.uint16)
+        n = self.window_frames
+        for k, c in enumerate(codes):
+            out[:, :, k * n : (k + 1) * n] = c[:, :, : self.frames - k * n]
+        prep = self.prep
+        return DACFile(
+            codes=out,
+            chunk_length=self.frames,
+            original_length=prep.original_length,
+            input_db=prep.input_db,
+            channels=prep.channels,
+            sample_rate=prep.sample_rate,
+            padding=True,
+        )
+
+
+def exact_windows(model: nnx.Module, prep: PreparedAudio, win_duration: float) -> ExactWindows:
+    """The :class:`ExactWindows` of `prep` in windows of `win_duration` seconds.
+
+    Raises:
+      ValueError: if `prep` is chunked (prepared with a ``win_duration``), or `win_duration`
+        is not a positive finite number of seconds.
+    """
+    check_win_duration(win_duration)
+    if prep.plan.chunked:
+        raise ValueError("exact windows need audio prepared unchunked (win_duration=None)")
+    config = _config(model)
+    hop = config.hop_length
+    frames = -(-prep.plan.window // hop)  # preprocess: zero-pad to a multiple of the hop
+    n = _bucket(frames, window_frames(config, win_duration))
+    plan = encoder_plan(config, n)
+    return ExactWindows(prep, frames, n, plan, layer_lengths(plan, frames * hop), hop)
 
 
 def compress_exact(
@@ -122,35 +211,12 @@ def compress_exact(
         n_quantizers=n_quantizers,
         normalize_db=normalize_db,
     )
-    config = _config(model)
-    hop = config.hop_length
-    frames = -(-prep.plan.window // hop)  # preprocess: zero-pad to a multiple of the hop
-    n = _bucket(frames, window_frames(config, win_duration))
-    plan = encoder_plan(config, n)
-    lengths = layer_lengths(plan, frames * hop)
+    windows = exact_windows(model, prep, win_duration)
     graphdef, state = nnx.split(model)
-    fn = compiled(encode_window, graphdef, frames=n, n_q=prep.n_q)
-
-    def windows():
-        for f0 in range(0, frames, n):
-            x = prep.read(f0 * hop + plan.input_start, plan.input_size)
-            yield x, plan.starts(f0), lengths
-
-    codes = np.empty((prep.rows, prep.n_q, frames), np.uint16)
-    n_windows = -(-frames // n)
-    run = _run_chunks(_call, (fn, state), windows(), n_windows, verbose, "compress --exact")
-    for k, c in enumerate(run):
-        f0 = k * n
-        codes[:, :, f0 : f0 + n] = c[:, :, : frames - f0]
-    return DACFile(
-        codes=codes,
-        chunk_length=frames,
-        original_length=prep.original_length,
-        input_db=prep.input_db,
-        channels=prep.channels,
-        sample_rate=int(sample_rate),
-        padding=True,
-    )
+    fn = compiled(encode_window, graphdef, frames=windows.window_frames, n_q=prep.n_q)
+    inputs = (windows.window(k) for k in range(windows.n_windows))
+    run = _run_chunks(_call, (fn, state), inputs, windows.n_windows, verbose, "compress --exact")
+    return windows.dac_file(run)
 
 
 def _call(fn_state, args):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jaxlatent import cli
-from jaxlatent.codec import DACFile, compress, decompress
+from jaxlatent.codec import DACFile, compress, compress_exact, decompress
 from jaxlatent.codec.batch import BatchDecoder, BatchEncoder
 from jaxlatent.codec.compression import prepare
 from tests import reference
@@ -96,6 +96,107 @@ def test_batched_decoding_equals_decompress(model, alone):
     for name in ("sub/b.flac", "c.wav"):  # chunked stereo, unchunked (fewer compilations)
         np.testing.assert_array_equal(got[name], decompress(model, files[name]), err_msg=name)
     assert decoder.batches < 3 + 2 * 6 + 1 + 1 + 3
+
+
+#: Exact windows of 26 frames (260 samples at 8 kHz); extra inputs shorter than one window:
+#: 23 frames (the whole window), 15 and 12 frames (a 16-frame window of their own, shared).
+EXACT_WIN = 0.032
+SHORT = {"short23": 230, "short15": 150, "short12": 113}
+
+
+@pytest.fixture(scope="module")
+def exact_inputs(clips):
+    """``{name: (audio, rate)}``: CLIPS (70 to 320 frames, stereo, three rates) and SHORT."""
+    rng = np.random.default_rng(1)
+    short = {
+        n: ((rng.standard_normal((k, 1)) * 0.1).astype(np.float32), 8000) for n, k in SHORT.items()
+    }
+    return {**clips[1], **short}
+
+
+@pytest.fixture(scope="module")
+def exact_alone(model, exact_inputs):
+    """Each input's `compress_exact` file, coded alone."""
+    return {
+        name: compress_exact(model, x, rate, win_duration=EXACT_WIN).to_bytes()
+        for name, (x, rate) in exact_inputs.items()
+    }
+
+
+@pytest.mark.parametrize(("batch_size", "n_devices"), [(8, 8), (3, 1)], ids=["8dev", "odd"])
+def test_batched_exact_codes_equal_alone_and_whole_signal(
+    model, exact_inputs, exact_alone, batch_size, n_devices, monkeypatch
+):
+    """Exact windows of many inputs (mixed lengths, shorter than a window included) in shared
+    batches: every file's bytes equal `compress_exact` alone and the engine with that input
+    alone (whose codes are the whole signal's: the next test); one compilation per window
+    size."""
+    from jaxlatent.models.dac import windowed
+    from tests.unit.test_dac_model import _Traced
+
+    traced = _Traced(windowed.encode_window)
+    monkeypatch.setattr(windowed, "encode_window", traced)
+    devices = jax.local_devices()[:n_devices]
+    encoder = BatchEncoder(model, batch_size, devices=devices)
+
+    def prepared(names):
+        for name in names:
+            x, rate = exact_inputs[name]
+            yield name, prepare(model, x, rate, win_duration=None)
+
+    got = {
+        name: f.to_bytes() for name, f in encoder.encode_exact(prepared(exact_inputs), EXACT_WIN)
+    }
+    assert got.keys() == exact_alone.keys()
+    for name, data in exact_alone.items():
+        assert got[name] == data, name
+    # rows (windows x channels): 10 + 2 * 13 + 3 + 3 + 8 + 1 of 26 frames, 2 of 16 frames
+    # (short15, short12), in full batches but the last of each window size
+    assert encoder.batches == -(-51 // batch_size) + -(-2 // batch_size)
+    # one compilation per window size (26 and 16 frames): batches of 8 rows on 8 devices;
+    # on one, 17 full batches of 3 rows of 26 frames and one of 2 rows of 16 frames
+    assert traced.count == 2
+    for name in ("short15", "sub/b.flac"):  # the engine with one input: the same bytes
+        alone = BatchEncoder(model, batch_size, devices=devices)
+        ((_, f),) = alone.encode_exact(prepared([name]), EXACT_WIN)
+        assert f.to_bytes() == exact_alone[name], name
+
+
+def test_exact_alone_is_whole_signal(model, exact_inputs, exact_alone):
+    """The reference of the batched exact codes: `DAC.encode` of each whole signal (many
+    windows; stereo resampled; one whole window; a 16-frame window; one compilation each)."""
+    from tests.unit.test_dac_exact import _normalised, assert_codes_exact
+
+    for name in ("a.wav", "sub/b.flac", "short23", "short12"):
+        x, rate = exact_inputs[name]
+        data = exact_alone[name]
+        whole = compress(model, x, rate, win_duration=None)  # DAC.encode, one pass
+        f = DACFile.from_bytes(data)
+        assert f.padding and f.chunk_length == f.codes.shape[-1] == whole.codes.shape[-1]
+        assert_codes_exact(model, _normalised(model, x, rate), f.codes, whole.codes)
+
+
+def test_encode_exact_bad_input(model):
+    encoder = BatchEncoder(model, 1, devices=jax.local_devices()[:1])
+    chunked = prepare(model, np.zeros(2400, np.float32), 8000, win_duration=WIN)
+    with pytest.raises(ValueError, match="prepared unchunked"):
+        list(encoder.encode_exact([("a", chunked)], EXACT_WIN))
+    with pytest.raises(ValueError, match="win_duration"):
+        encoder.encode_exact([], 0.0)  # at the call, before any input is taken
+    assert encoder.batches == 0
+
+
+def test_folder_exact_equals_compress_exact(tmp_path, model_dir, clips, exact_alone):
+    from jaxlatent.apps.batch_coding import encode_folder
+
+    out = tmp_path / "exact"
+    summary = encode_folder(
+        model_dir, [clips[0]], out, batch_size=8, win_duration=EXACT_WIN, exact=True, progress=False
+    )
+    assert len(summary.coded) == len(CLIPS)
+    for name in clips[1]:
+        assert (out / pathlib.Path(name).with_suffix(".dac")).read_bytes() == exact_alone[name]
+    assert json.loads((out / "summary.json").read_text())["exact"] is True
 
 
 def _encode(argv, capsys, command="encode"):

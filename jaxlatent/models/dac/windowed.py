@@ -140,12 +140,17 @@ def _decoder_fns(decoder):
 
 
 def _run(plan: WindowPlan, fns, x: Array, starts: Array, lengths: Array) -> Array:
-    """The stages on one window: mask each input to the signal, convolve without padding."""
+    """The stages on one window: mask each input to the signal, convolve without padding.
+
+    `starts` and `lengths` are ``[stages]`` (every row) or ``[rows, stages]`` (per row: windows
+    of different signals in one batch)."""
+    rows = (x.shape[0], len(plan.stages))
+    starts, lengths = jnp.broadcast_to(starts, rows), jnp.broadcast_to(lengths, rows)
     for i, (stage, fn) in enumerate(zip(plan.stages, fns, strict=True)):
         a, b = plan.ranges[i]
-        pos = starts[i] + jnp.arange(b - a, dtype=jnp.int32)
-        keep = (pos >= 0) & (pos < lengths[i])
-        x = fn(jnp.where(keep[None, :, None], x, jnp.zeros((), x.dtype)))
+        pos = starts[:, i, None] + jnp.arange(b - a, dtype=jnp.int32)[None, :]
+        keep = (pos >= 0) & (pos < lengths[:, i, None])
+        x = fn(jnp.where(keep[:, :, None], x, jnp.zeros((), x.dtype)))
         if stage.kind == "up":  # transposed: keep the outputs every input term reaches
             c, d = plan.ranges[i + 1]
             off = c - (a * stage.stride - stage.pad)
@@ -160,9 +165,10 @@ def encode_window(model, audio: Array, starts: Array, lengths: Array, *, frames:
       model: a :class:`~jaxlatent.models.dac.DAC`.
       audio: ``[rows, input_size, 1]`` floating: the whole signal's samples
         ``[f0 * hop + input_start, ...)`` (zeros outside the signal).
-      starts: int32 ``[stages]`` (``encoder_plan(config, frames).starts(f0)``).
+      starts: int32 ``[stages]`` (``encoder_plan(config, frames).starts(f0)``), or
+        ``[rows, stages]``: one per row (rows of different signals or windows).
       lengths: int32 ``[stages]`` (:func:`layer_lengths` of the whole signal's samples, a
-        multiple of ``hop``).
+        multiple of ``hop``), or ``[rows, stages]``: one per row.
       frames: code frames per window (static).
       n_q: quantizers (static).
 
@@ -182,8 +188,10 @@ def decode_window(model, codes: Array, starts: Array, lengths: Array, *, frames:
       model: a :class:`~jaxlatent.models.dac.DAC`.
       codes: int32 ``[rows, n_q, input_size]``: the whole signal's code frames
         ``[f0 + input_start, ...)`` (any valid code outside the signal).
-      starts: int32 ``[stages]`` (``decoder_plan(config, frames).starts(f0)``).
-      lengths: int32 ``[stages]`` (:func:`layer_lengths` of the whole signal's frames).
+      starts: int32 ``[stages]`` (``decoder_plan(config, frames).starts(f0)``), or
+        ``[rows, stages]``: one per row.
+      lengths: int32 ``[stages]`` (:func:`layer_lengths` of the whole signal's frames), or
+        ``[rows, stages]``: one per row.
       frames: code frames per window (static).
 
     Returns:
