@@ -133,7 +133,7 @@ def dac_gan_objective(
         return fake, {"codes": out.codes}
 
     def gan(discriminator, train) -> GANLoss:
-        return GANLoss(lambda audio: discriminator(audio, train=train))
+        return GANLoss(lambda audio: discriminator(audio, train=train), joint=True)
 
     def discriminator_loss(discriminator, fake, batch, *, train):
         audio = fake["audio"]

@@ -365,19 +365,23 @@ def test_gan_loss(loss_module):
     d_ref = gan_t.discriminator_loss(fake, real)
     d_ref_grads = torch.autograd.grad(d_ref, [*tparams, yt])
 
-    def d_loss(flat, fake, real):
-        return GANLoss(_jax_discriminator(params_of(flat), weights)).discriminator_loss(fake, real)
+    # joint: fake and real through the discriminator in one call (the recipe's)
+    for joint in (False, True):
 
-    d_val, (d_gw, d_gfake, d_greal) = jax.jit(jax.value_and_grad(d_loss, argnums=(0, 1, 2)))(
-        flat, jnp.asarray(x), jnp.asarray(y)
-    )
-    assert_close(d_val, reference.to_numpy(d_ref), "dac_loss_gan")
-    for g, rg in zip(d_gw, d_ref_grads[:-1], strict=True):
-        assert_close(g, reference.to_numpy(rg), "dac_loss_gan_grad")
-    assert_close(
-        d_greal, np.moveaxis(reference.to_numpy(d_ref_grads[-1]), 1, 2), "dac_loss_gan_grad"
-    )
-    np.testing.assert_array_equal(np.asarray(d_gfake), 0.0)  # fake is detached
+        def d_loss(flat, fake, real, joint=joint):
+            gan = GANLoss(_jax_discriminator(params_of(flat), weights), joint=joint)
+            return gan.discriminator_loss(fake, real)
+
+        d_val, (d_gw, d_gfake, d_greal) = jax.jit(jax.value_and_grad(d_loss, argnums=(0, 1, 2)))(
+            flat, jnp.asarray(x), jnp.asarray(y)
+        )
+        assert_close(d_val, reference.to_numpy(d_ref), "dac_loss_gan")
+        for g, rg in zip(d_gw, d_ref_grads[:-1], strict=True):
+            assert_close(g, reference.to_numpy(rg), "dac_loss_gan_grad")
+        assert_close(
+            d_greal, np.moveaxis(reference.to_numpy(d_ref_grads[-1]), 1, 2), "dac_loss_gan_grad"
+        )
+        np.testing.assert_array_equal(np.asarray(d_gfake), 0.0)  # fake is detached
 
     # generator loss: both terms and their gradients w.r.t. the fake audio
     for term in (0, 1):

@@ -27,6 +27,12 @@ class GANLoss:
         attribute is that sequence, e.g. :class:`jaxlatent.models.dac.Discriminator` (its
         :class:`~jaxlatent.models.dac.DiscriminatorOutput`); any callable, closed over the
         parameters to differentiate.
+      joint: `discriminator_loss` calls the discriminator once on `fake` and `real`
+        concatenated along axis 0 and splits every map back (one call on twice the batch is
+        ~10% cheaper to differentiate on CPU than two). Only for a discriminator that treats
+        the examples of a batch independently (no batch statistics), whose maps all keep the
+        batch on axis 0, as :class:`~jaxlatent.models.dac.Discriminator`; then the loss is the
+        two calls' up to float rounding.
 
     Example:
       With a toy discriminator (one sub-discriminator, one feature map and a score); a
@@ -40,8 +46,9 @@ class GANLoss:
       [1.0, 1.0]
     """
 
-    def __init__(self, discriminator: Callable[[Array], Any]):
+    def __init__(self, discriminator: Callable[[Array], Any], *, joint: bool = False):
         self.discriminator = discriminator
+        self.joint = joint
 
     def __call__(self, fake: Array, real: Array) -> tuple[FeatureMaps, FeatureMaps]:
         """``(discriminator(fake), discriminator(real))`` as sequences of feature maps (the
@@ -58,7 +65,14 @@ class GANLoss:
         Raises:
           ValueError: if the two calls return different numbers of sub-discriminators.
         """
-        d_fake, d_real = self(jax.lax.stop_gradient(fake), real)
+        fake = jax.lax.stop_gradient(fake)
+        if self.joint and jnp.shape(fake) == jnp.shape(real):
+            n = jnp.shape(fake)[0]
+            both = _feature_maps(self.discriminator(jnp.concatenate([fake, real], axis=0)))
+            d_fake = [[m[:n] for m in maps] for maps in both]
+            d_real = [[m[n:] for m in maps] for maps in both]
+        else:
+            d_fake, d_real = self(fake, real)
         _check_maps(d_fake, d_real)
         loss = jnp.zeros((), jnp.float32)
         for x_fake, x_real in zip(d_fake, d_real, strict=True):
