@@ -111,7 +111,8 @@ QUANTIZERS: dict[str, Tolerance] = {
         "XLA's fusion of 2/(L-1) * b - 1 into an FMA each flip such ties (a float32 emulation "
         "in the reference's order with torch's tanh matches it exactly; with XLA's tanh or an "
         "FMA, 75% / 70% at layer 7); measured max 1.7e-7 over the test's 2 configurations "
-        "(2.2e-7 over 4 before codes_to_indices summed channels one by one; ~4 ulp allowed). The reference agrees with its own float64 evaluation on 67% of layer 7",
+        "(2.2e-7 over 4 before codes_to_indices summed channels one by one; ~4 ulp "
+        "allowed). The reference agrees with its own float64 evaluation on 67% of layer 7",
     ),
     "fsq_grad": Tolerance(
         "FSQ-family gradients of sum(w * quantized) w.r.t. the input and the projection "
