@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from flax import nnx
@@ -215,11 +215,33 @@ class PreparedAudio:
             return self.read(0, self.window_samples)
         return self.read(k * self.plan.hop - self.plan.delay, self.plan.window)
 
-    def dac_file(self, codes: Sequence[np.ndarray]) -> DACFile:
-        """The :class:`DACFile` of every window's int codes ``[rows, n_q, frames]``, in order."""
+    def dac_file(self, codes: Iterable[np.ndarray]) -> DACFile:
+        """The :class:`DACFile` of every window's int codes ``[rows, n_q, frames]``, in order.
+
+        Every window has as many frames as the first; each is written into the file's one
+        ``uint16`` array as it comes, so the host holds the output and one window, never an
+        int32 copy of all the codes.
+
+        Raises:
+          ValueError: if the windows are not ``plan.n_chunks`` windows of the same shape.
+        """
+        out, n, chunk_length = None, 0, 0
+        for c in codes:
+            if out is None:
+                chunk_length = c.shape[-1]
+                out = np.empty((*c.shape[:-1], chunk_length * self.plan.n_chunks), np.uint16)
+            if n == self.plan.n_chunks or c.shape != (*out.shape[:-1], chunk_length):
+                raise ValueError(
+                    f"window {n} has codes of shape {c.shape}; expected "
+                    f"{self.plan.n_chunks} windows of {(*out.shape[:-1], chunk_length)}"
+                )
+            out[..., n * chunk_length : (n + 1) * chunk_length] = c
+            n += 1
+        if n != self.plan.n_chunks:
+            raise ValueError(f"got codes of {n} windows; expected {self.plan.n_chunks}")
         return DACFile(
-            codes=np.concatenate(codes, axis=-1).astype(np.uint16),
-            chunk_length=codes[-1].shape[-1],
+            codes=out,
+            chunk_length=chunk_length,
             original_length=self.original_length,
             input_db=self.input_db,
             channels=self.channels,
@@ -340,7 +362,7 @@ def compress(
     fn = compiled(_encode_chunk, graphdef, n_q=prepared.n_q, padding=prepared.padding)
     n_chunks = prepared.plan.n_chunks
     windows = (prepared.window(k) for k in range(n_chunks))
-    return prepared.dac_file(list(_run_chunks(fn, state, windows, n_chunks, verbose, "compress")))
+    return prepared.dac_file(_run_chunks(fn, state, windows, n_chunks, verbose, "compress"))
 
 
 def decompress(model: nnx.Module, dac_file: DACFile, *, verbose: bool = False) -> np.ndarray:
