@@ -11,6 +11,7 @@ dac and transformers are only ever imported here and in the converters.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import warnings
 from types import ModuleType
@@ -43,6 +44,40 @@ def missing(what: str) -> NoReturn:
     )
 
 
+#: The release each parity reference is pinned to (in `.ci/setup` and pyproject's ``test``
+#: extra): top-level module -> (distribution, version). Another release fails `require` with
+#: one line naming both, instead of a page of parity mismatches (vector-quantize-pytorch 1.34
+#: changed its EMA update, for one).
+REFERENCE_VERSIONS = {
+    "speechbrain": ("speechbrain", "1.1.2"),
+    "dac": ("descript-audio-codec", "1.0.0"),
+    "audiotools": ("descript-audiotools", "0.7.2"),
+    "vector_quantize_pytorch": ("vector-quantize-pytorch", "1.32.0"),
+}
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of `distribution`, or None when it is not installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_version(module: str) -> None:
+    """Stop the test (see `missing`) if `module`'s reference is not its pinned release."""
+    pinned = REFERENCE_VERSIONS.get(module.partition(".")[0])
+    if pinned is None:
+        return
+    distribution, version = pinned
+    found = installed_version(distribution)
+    if found != version:
+        missing(
+            f"the parity tests compare against {distribution}=={version}, but "
+            f"{distribution} {found or '(no distribution metadata)'} is installed"
+        )
+
+
 def require(module: str) -> ModuleType:
     """Import `module` (e.g. ``"dac"``, ``"speechbrain.nnet.losses"``) for a test.
 
@@ -53,16 +88,20 @@ def require(module: str) -> ModuleType:
       The module.
 
     Raises:
-      pytest.fail.Exception: when it cannot be imported (``ImportError``), unless
+      pytest.fail.Exception: when it cannot be imported (``ImportError``) or is another
+        release than its pin in :data:`REFERENCE_VERSIONS`, unless
         ``JAXLATENT_SKIP_PARITY`` is set, then pytest.skip.Exception.
     """
     error = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return importlib.import_module(module)
+            imported = importlib.import_module(module)
         except ImportError as e:
             error = f"{type(e).__name__}: {e}"
+    if error is None:
+        check_version(module)
+        return imported
     missing(f"{module!r}, which this test needs, cannot be imported ({error})")
 
 

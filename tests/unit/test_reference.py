@@ -57,3 +57,21 @@ def test_no_test_imports_around_require():
             if path.name != "reference.py" and re.search(pattern, text):
                 offenders.append(f"{path.relative_to(ROOT)}: {pattern}")
     assert not offenders, offenders
+
+
+def test_another_release_of_a_reference_fails(monkeypatch):
+    monkeypatch.delenv(reference.SKIP_ENV, raising=False)
+    monkeypatch.setattr(reference, "installed_version", lambda distribution: "1.34.1")
+    with pytest.raises(pytest.fail.Exception) as info:
+        reference.require("vector_quantize_pytorch")
+    message = str(info.value)
+    assert "vector-quantize-pytorch==1.32.0" in message and "1.34.1 is installed" in message
+    assert reference.require("numpy.linalg").__name__ == "numpy.linalg"  # not pinned: no check
+
+
+@pytest.mark.parametrize("module", sorted(reference.REFERENCE_VERSIONS))
+def test_the_pinned_releases_are_installed_and_are_what_setup_installs(module):
+    distribution, version = reference.REFERENCE_VERSIONS[module]
+    assert reference.installed_version(distribution) == version
+    pins = (ROOT / ".ci" / "setup").read_text() + (ROOT / "pyproject.toml").read_text()
+    assert f'"{distribution}=={version}"' in pins
