@@ -1,18 +1,24 @@
-"""A quantizer's linear projection with a fast weight gradient for narrow code spaces.
+"""Applying a quantizer's optional projection layer, with a fast weight gradient for narrow
+code spaces.
 
-Private. ``project(layer, x)`` is ``layer(x)`` of an `nnx.Linear` (same forward operations,
-bit for bit) whose derivative spells the kernel term as a broadcast product summed over the
-batch instead of a matmul. Reverse mode then computes the kernel gradient ``Σ_n x_nᵀ g_n`` as
-one elementwise reduction that reads the batch once, where XLA:CPU's transposed-operand matmul
-with a dimension of 4 (FSQ's code space) first copies the ``[batch, dim]`` operand into a
-transposed layout and then runs a slow matrix product: measured 6x faster for a 1024 → 4
-projection on a 2-core CPU. Forward-mode (`jax.jvp`) and higher-order derivatives keep working
-(a `jax.custom_jvp` whose tangent is linear in every input).
+Private; the one way every quantizer applies its ``project_in`` / ``project_out`` (and decodes
+through them). ``project(layer, x)`` is ``layer(x)``, and ``x`` itself when `layer` is None.
+For an `nnx.Linear` with the default ``dot_general`` and a narrow kernel (one side at most
+`NARROW`) it runs the Linear's own forward operations (bit for bit) under a `jax.custom_jvp`
+whose derivative spells the kernel term as a broadcast product summed over the batch instead of
+a matmul. Reverse mode then computes the kernel gradient ``Σ_n x_nᵀ g_n`` as one elementwise
+reduction that reads the batch once, where XLA:CPU's transposed-operand matmul with a dimension
+of 4 (FSQ's code space) first copies the ``[batch, dim]`` operand into a transposed layout and
+then runs a slow matrix product: measured 6x faster for a 1024 → 4 projection on a 2-core CPU.
+Forward-mode (`jax.jvp`) and higher-order derivatives keep working (a `jax.custom_jvp` whose
+tangent is linear in every input). Any other layer (LFQ's `CosineSimLinear`, a wide kernel, a
+Linear with a custom ``dot_general`` or a ``preferred_element_type``) is simply called.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,18 +32,30 @@ Array = jax.Array
 NARROW = 16
 
 
-def project(layer: nnx.Linear | None, x: Array) -> Array:
-    """``layer(x)`` (``x`` unchanged when `layer` is None), ``[..., d_in] → [..., d_out]``."""
+def project(layer: Callable[[Array], Array] | None, x: Array) -> Array:
+    """``layer(x)`` (``x`` unchanged when `layer` is None), ``[..., d_in] → [..., d_out]``;
+    same forward values and dtype as ``layer(x)``, bit for bit."""
     if layer is None:
         return x
+    if not _narrow_linear(layer):
+        return layer(x)
     kernel = layer.kernel[...]
     bias = layer.bias[...] if layer.bias is not None else None
-    if min(kernel.shape) > NARROW or layer.preferred_element_type is not None:
-        return layer(x)
     x, kernel, bias = layer.promote_dtype((x, kernel, bias), dtype=layer.dtype)
     if bias is None:
         return _dense_no_bias(x, kernel, layer.precision)
     return _dense(x, kernel, bias, layer.precision)
+
+
+def _narrow_linear(layer) -> bool:
+    """Whether ``layer(x)`` is the plain `nnx.Linear` product that `_dense` reproduces, with a
+    kernel narrow enough for the broadcast-product gradient."""
+    return (
+        isinstance(layer, nnx.Linear)
+        and layer.dot_general is jax.lax.dot_general
+        and layer.preferred_element_type is None
+        and min(layer.kernel.shape) <= NARROW
+    )
 
 
 def _matmul(x: Array, kernel: Array, precision) -> Array:

@@ -1,7 +1,9 @@
 """Shared machinery of the implicit-codebook quantizers (FSQ, LFQ and their residual forms).
 
-Private: projections, the fixed rotation buffer, usage counts that skip dropped layers, the
-residual quantizer-dropout index and the argument checks the four modules share.
+Private: building the projections (applied by
+:func:`jaxlatent.quantizers._projection.project`), the fixed rotation buffer, usage counts
+that skip dropped layers, the residual quantizer-dropout index and the argument checks the four
+modules share.
 """
 
 from __future__ import annotations
@@ -62,10 +64,6 @@ def orthogonal(d: int, rngs) -> Buffer:
     """A random orthogonal ``[d, d]`` matrix (the reference's ``nn.init.orthogonal_``)."""
     key = need_rngs(rngs, "orthogonal_rotation").params()
     return Buffer(jax.nn.initializers.orthogonal()(key, (d, d), jnp.float32))
-
-
-def apply(layer, x: Array) -> Array:
-    return x if layer is None else layer(x)
 
 
 def check_input(x, dim: int, name: str = "x") -> Array:

@@ -280,7 +280,7 @@ class FSQ(nnx.Module):
         if self.orthogonal_rot is not None:
             codes = sc.matmul(codes, self.orthogonal_rot[...].T, self.precision)
         codes = codes.reshape((*codes.shape[:-2], self.effective_codebook_dim))
-        return sc.apply(self.project_out, codes)
+        return project(self.project_out, codes)
 
     # -- forward -----------------------------------------------------------------------------
     def _noise(self, codes: Array, key: Array) -> Array:

@@ -23,6 +23,7 @@ from jaxlatent._checks import shape_str
 from jaxlatent._collectives import psum_if
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 from jaxlatent.quantizers import _scalar as sc
+from jaxlatent.quantizers._projection import project
 from jaxlatent.quantizers.straight_through import straight_through
 
 Array = jax.Array
@@ -273,7 +274,7 @@ class LFQ(nnx.Module):
         if self.orthogonal_rot is not None:
             codes = sc.matmul(codes, self.orthogonal_rot[...].T, self.precision)
         codes = codes.reshape((*codes.shape[:-2], -1))
-        return sc.apply(self.project_out, codes) if project_out else codes
+        return project(self.project_out, codes) if project_out else codes
 
     # -- losses ------------------------------------------------------------------------------
     def _token_weights(self, n: int, mask, key) -> Array:
@@ -342,7 +343,7 @@ class LFQ(nnx.Module):
                 "key is required in training with frac_per_sample_entropy="
                 f"{self.frac_per_sample_entropy}, got None"
             )
-        z = sc.apply(self.project_in, x)
+        z = project(self.project_in, x)
         if self.soft_clamp_input_value is not None:
             c = self.soft_clamp_input_value
             z = jnp.tanh(z / c) * c
@@ -380,7 +381,7 @@ class LFQ(nnx.Module):
         out = out.astype(orig_dtype)
         if self.orthogonal_rot is not None:
             out = sc.matmul(out, self.orthogonal_rot[...].T, self.precision)
-        out = sc.apply(self.project_out, out.reshape((*out.shape[:-2], -1)))
+        out = project(self.project_out, out.reshape((*out.shape[:-2], -1)))
         counts, ppl = sc.usage(indices, self.codebook_size, axis_name, mask)
         if not self.keep_num_codebooks_dim:
             indices = indices[..., 0]

@@ -197,7 +197,7 @@ class ResidualFSQ(rs.LayerDropout, nnx.Module):
 
     def get_output_from_indices(self, indices) -> Array:
         """The quantized output ``[batch, ..., dim]`` of indices ``[batch, ..., q]``."""
-        return sc.apply(self.project_out, jnp.sum(self.get_codes_from_indices(indices), 0))
+        return project(self.project_out, jnp.sum(self.get_codes_from_indices(indices), 0))
 
     def _needs_key(self) -> tuple[bool, bool]:
         return self.quantize_dropout, self.layers[0].noise_dropout > 0

@@ -19,6 +19,7 @@ from flax import nnx
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc
+from jaxlatent.quantizers._projection import project
 from jaxlatent.quantizers.lfq import LFQ
 
 Array = jax.Array
@@ -152,7 +153,7 @@ class ResidualLFQ(rs.LayerDropout, nnx.Module):
 
     def get_output_from_indices(self, indices) -> Array:
         """The quantized output ``[batch, ..., dim]`` of indices ``[batch, ..., q]``."""
-        return sc.apply(self.project_out, jnp.sum(self.get_codes_from_indices(indices), 0))
+        return project(self.project_out, jnp.sum(self.get_codes_from_indices(indices), 0))
 
     def _needs_key(self) -> tuple[bool, bool]:
         return self.quantize_dropout, self.layers[0].frac_per_sample_entropy < 1
@@ -188,7 +189,7 @@ class ResidualLFQ(rs.LayerDropout, nnx.Module):
         return self._forward(x, train, key if train and sampled else None, last, axis_name, mask)
 
     def _forward(self, x, train, key, last, axis_name, mask) -> ResidualLFQOutput:
-        x = sc.apply(self.project_in, x)
+        x = project(self.project_in, x)
         keys = [None] * len(self.layers) if key is None else jax.random.split(key, len(self.layers))
 
         def layer_fn(i, residual):
@@ -207,7 +208,7 @@ class ResidualLFQ(rs.LayerDropout, nnx.Module):
             run.indices, [self.codebook_size] * self.num_quantizers, axis_name, mask
         )
         return ResidualLFQOutput(
-            sc.apply(self.project_out, run.quantized), run.indices, *run.values, counts, ppl
+            project(self.project_out, run.quantized), run.indices, *run.values, counts, ppl
         )
 
 

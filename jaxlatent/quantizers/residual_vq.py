@@ -33,6 +33,7 @@ from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike
 from jaxlatent.quantizers import _residual as rs
 from jaxlatent.quantizers import _scalar as sc
 from jaxlatent.quantizers import codebook_ops as ops
+from jaxlatent.quantizers._projection import project
 from jaxlatent.quantizers.ema import VectorQuantizer, VectorQuantizerConfig
 
 Array = jax.Array
@@ -204,7 +205,7 @@ class ResidualVQ(rs.LayerDropout, nnx.Module):
 
     def get_output_from_indices(self, indices) -> Array:
         """The quantized output ``[batch, ..., dim]`` of indices ``[batch, ..., q]``."""
-        return sc.apply(self.project_out, jnp.sum(self.get_codes_from_indices(indices), 0))
+        return project(self.project_out, jnp.sum(self.get_codes_from_indices(indices), 0))
 
     def __call__(
         self,
@@ -237,7 +238,7 @@ class ResidualVQ(rs.LayerDropout, nnx.Module):
         return self._forward(x, train, key, last, axis_name)
 
     def _forward(self, x, train, key, last, axis_name) -> ResidualVQOutput:
-        x = sc.apply(self.project_in, x.astype(jnp.float32))
+        x = project(self.project_in, x.astype(jnp.float32))
         keys = [None] * (self.num_quantizers + 1)
         if train and key is not None:
             keys = list(jax.random.split(key, self.num_quantizers + 1))
@@ -261,7 +262,7 @@ class ResidualVQ(rs.LayerDropout, nnx.Module):
             self._shared_update(pairs, keys[-1], axis_name, last)
         counts, ppl = rs.layer_usage(run.indices, self.codebook_sizes, axis_name)
         return ResidualVQOutput(
-            sc.apply(self.project_out, run.quantized), run.indices, *run.values, counts, ppl
+            project(self.project_out, run.quantized), run.indices, *run.values, counts, ppl
         )
 
     # -- shared codebook: one update per call, after all layers ----------------------------

@@ -200,3 +200,28 @@ def test_projection_equals_the_linear_and_its_derivatives(d_in, d_out, bias):
     np.testing.assert_array_equal(
         jax.jvp(lambda x: project(layer, x), (x,), (dx,))[1], jax.jvp(layer, (x,), (dx,))[1]
     )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nnx.Linear(24, 4, dtype=jnp.bfloat16, rngs=nnx.Rngs(1)),
+        lambda: nnx.Linear(24, 4, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(1)),
+        lambda: nnx.Linear(24, 4, use_bias=False, precision="highest", rngs=nnx.Rngs(1)),
+        lambda: nnx.Linear(24, 4, preferred_element_type=jnp.float32, rngs=nnx.Rngs(1)),
+        lambda: q.CosineSimLinear(24, 4, 2.0, rngs=nnx.Rngs(1)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_projection_keeps_every_layers_forward(make, dtype):
+    """Every layer the quantizers project with (dtype and precision settings, LFQ's
+    cosine-similarity projection): `project` returns ``layer(x)`` bit for bit, signed zeros
+    and dtype included, and `x` itself without a layer."""
+    layer = make()
+    x = (jax.random.normal(jax.random.key(0), (3, 7, 24)) * 3).astype(dtype)
+    x = x.at[0, 0].set(-0.0)
+    ours, theirs = project(layer, x), layer(x)
+    assert ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(jnp.signbit(ours), jnp.signbit(theirs))
+    assert project(None, x) is x
