@@ -27,6 +27,11 @@ shapes (benchmarks/bench_train.py), and autodiff of the polyphase form was 15-20
 the hand-written gradient on those shapes. Forward-mode differentiation (`jax.jvp`) of the
 layers is therefore not supported.
 
+:func:`conv_along_axis_as_matmul` computes a convolution along the time axis as im2col + one
+matrix product, for the narrow convolutions XLA:CPU runs slowly (a ``(k, 1)`` 2-D kernel; a 1-d
+convolution with few output rows); :class:`~jaxlatent.nn.FoldedConv` and DAC's multi-period
+discriminator use it with the kernel a layer's ``effective_kernel()`` returns.
+
 Initialisation follows torch's defaults (uniform in ``±1/sqrt(fan_in)`` for kernel and bias),
 so models trained from scratch start from the same distribution as their torch counterparts.
 
@@ -214,8 +219,11 @@ class _ConvNd(nnx.Module):
             nnx.Param(_torch_uniform(rngs, (out_channels,), fan_in, param_dtype)) if bias else None
         )
 
-    def _weight(self) -> Array:
-        """The kernel used in the forward pass, ``[*kernel_size, in/groups, out]``."""
+    def effective_kernel(self) -> Array:
+        """The kernel the forward pass applies: ``[*kernel_size, in/groups, out]``, dtype of
+        the parameters (the `kernel` parameter itself here; ``g * v / ||v||`` for the
+        weight-normalised layers of :mod:`jaxlatent.nn.weight_norm`). Computed on every call
+        (differentiable), so call it inside the computation that uses it."""
         return self.kernel[...]
 
     def _check_input(self, x: Array) -> None:
@@ -241,7 +249,7 @@ class _ConvNd(nnx.Module):
           ValueError: if `x` does not have the expected rank or channel count.
         """
         self._check_input(x)
-        w = self._weight().astype(x.dtype)
+        w = self.effective_kernel().astype(x.dtype)
         pads = self.padding if padding else (0,) * self.ndim
         if self.transposed:
             spec = TransposedConvSpec(
@@ -262,6 +270,80 @@ class _ConvNd(nnx.Module):
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
         return y
+
+
+# --------------------------------------------------------------------------------------------
+# A convolution along one axis as one matrix product (im2col)
+# --------------------------------------------------------------------------------------------
+
+
+def conv_along_axis_as_matmul(
+    x: Array,
+    w: Array,
+    *,
+    stride: int = 1,
+    dilation: int = 1,
+    padding: int = 0,
+    precision: PrecisionLike = DEFAULT_PRECISION,
+) -> Array:
+    """A convolution along axis 1 (time) of a channels-last array as one matrix product.
+
+    The `taps` views of the zero-padded `x` shifted by ``t * dilation`` samples and strided
+    by `stride` along axis 1 are stacked along channels (the im2col matrix
+    ``[batch, time_out, *other, taps * in]``) and multiplied by the kernel flattened to
+    ``[taps * in, out]`` (a free reshape): the same sums as ``conv_general_dilated`` (torch's
+    ``conv1d``, or a 2-D convolution with kernel ``(taps, 1)``), in another order. Every axis
+    between time and channels is treated as a batch axis.
+
+    It exists because XLA:CPU runs some narrow convolutions slowly: a ``(k, 1)`` 2-D
+    convolution (DAC's multi-period discriminator, ``[batch, time, period, in]``; about 1.5x
+    slower forward and gradient) and a 1-d convolution with no more output rows than output
+    channels (a streaming step of a few frames through a wide layer of a
+    :class:`~jaxlatent.nn.FoldedConv`; 1.1-1.9x slower in CPU time on DAC's widest layers).
+
+    Args:
+      x: ``[batch, time, *other, in]`` (channels-last; any number of `other` axes, e.g. none
+        for ``[batch, time, in]`` or the period for ``[batch, time, period, in]``); floating.
+      w: ``[taps, in, out]``, same dtype as `x` (a 2-D ``(taps, 1)`` kernel
+        ``[taps, 1, in, out]`` is ``w[:, 0]``).
+      stride: step along time between output samples (torch's ``stride``).
+      dilation: spacing along time between the taps (torch's ``dilation``).
+      padding: zeros added at both ends of the time axis before convolving (torch's
+        ``padding``).
+      precision: precision of the matrix product (a name of
+        :data:`jaxlatent.precision.PRECISIONS` or a `jax.lax.Precision`).
+
+    Returns:
+      ``[batch, time_out, *other, out]``, dtype of `x`, with ``time_out = (time + 2*padding -
+      dilation*(taps - 1) - 1) // stride + 1`` (torch's output length). No bias.
+
+    Raises:
+      ValueError: if `w` is not ``[taps, in, out]`` with the channel count of `x`, `x` has
+        fewer than 3 axes, or `x` is too short for one output sample.
+
+    Example:
+      >>> x, w = jnp.ones((2, 10, 3, 4)), jnp.ones((5, 4, 6))  # [batch, time, period, in]
+      >>> conv_along_axis_as_matmul(x, w, stride=3, padding=2).shape
+      (2, 4, 3, 6)
+    """
+    if x.ndim < 3 or w.ndim != 3 or w.shape[1] != x.shape[-1]:
+        raise ValueError(
+            f"conv_along_axis_as_matmul needs x [batch, time, ..., in] and w [taps, in, out], "
+            f"got shapes {tuple(x.shape)} and {tuple(w.shape)}"
+        )
+    taps, c_in, c_out = w.shape
+    span = dilation * (taps - 1) + 1
+    if x.shape[1] + 2 * padding < span:
+        raise ValueError(
+            f"conv_along_axis_as_matmul needs at least {span} time steps after padding, "
+            f"got {x.shape[1]} + 2*{padding}"
+        )
+    if padding:
+        x = jnp.pad(x, ((0, 0), (padding, padding)) + ((0, 0),) * (x.ndim - 2))
+    n = (x.shape[1] - span) // stride + 1
+    cols = [x[:, t * dilation : t * dilation + (n - 1) * stride + 1 : stride] for t in range(taps)]
+    cols = cols[0] if taps == 1 else jnp.concatenate(cols, axis=-1)  # [.., n, .., taps * in]
+    return jnp.dot(cols, w.reshape(taps * c_in, c_out), precision=resolve_precision(precision))
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,13 +21,20 @@ inference: its parameters are the folded kernels, not ``weight_g``/``weight_v``.
 from __future__ import annotations
 
 import functools
+import math
 from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxlatent.nn.conv import _ConvNd, _polyphase_applies, polyphase_apply, polyphase_kernel
+from jaxlatent.nn.conv import (
+    _ConvNd,
+    _polyphase_applies,
+    conv_along_axis_as_matmul,
+    polyphase_apply,
+    polyphase_kernel,
+)
 
 Array = jax.Array
 M = TypeVar("M", bound=nnx.Module)
@@ -53,8 +60,20 @@ def _is_polyphase(layer: _ConvNd) -> bool:
 
 def _folded_kernel(layer: _ConvNd) -> Array:
     """The kernel `layer` applies, in polyphase form where it has one."""
-    kernel = layer._weight()
+    kernel = layer.effective_kernel()
     return polyphase_kernel(kernel, layer.stride) if _is_polyphase(layer) else kernel
+
+
+def _unpolyphase(phases: Array, kernel_size: tuple[int, ...], stride: tuple[int, ...]) -> Array:
+    """The inverse of :func:`~jaxlatent.nn.conv.polyphase_kernel`: ``[*(kernel_size /
+    stride), in, prod(stride) * out]`` back to ``[*kernel_size, in, out]`` (a rearrangement)."""
+    ndim = len(stride)
+    taps, c_in = phases.shape[:ndim], phases.shape[ndim]
+    c_out = phases.shape[-1] // math.prod(stride)
+    # flipped [m1, m2, .., in, s1, s2, .., out] -> [m1, s1, m2, s2, .., in, out]
+    split = jnp.flip(phases, axis=tuple(range(ndim))).reshape(*taps, c_in, *stride, c_out)
+    order = (*(a for m in range(ndim) for a in (m, ndim + 1 + m)), ndim, 2 * ndim + 1)
+    return jnp.transpose(split, order).reshape(*kernel_size, c_in, c_out)
 
 
 @functools.lru_cache(maxsize=16)
@@ -120,13 +139,13 @@ class FoldedConv(_ConvNd):
         self._check_input(x)
         pad = self.padding[0] if padding else 0
         if not self.polyphase and self._matmul_applies(x, pad):
-            y = _conv1d_matmul(
+            y = conv_along_axis_as_matmul(
                 x,
                 self.kernel[...].astype(x.dtype),
-                self.stride[0],
-                self.dilation[0],
-                pad,
-                self.precision,
+                stride=self.stride[0],
+                dilation=self.dilation[0],
+                padding=pad,
+                precision=self.precision,
             )
             if self.bias is not None:
                 y = y + self.bias[...].astype(y.dtype).reshape(1, 1, -1)
@@ -147,6 +166,12 @@ class FoldedConv(_ConvNd):
             y = y + self.bias[...].astype(y.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
         return y
 
+    def effective_kernel(self) -> Array:
+        """The kernel the layer applies, ``[*kernel_size, in/groups, out]`` as every
+        convolution's (the stored polyphase `kernel` rearranged back when `polyphase`)."""
+        kernel = self.kernel[...]
+        return _unpolyphase(kernel, self.kernel_size, self.stride) if self.polyphase else kernel
+
     def _matmul_applies(self, x: Array, pad: int) -> bool:
         """Whether this plain 1-d convolution of `x` (padding `pad`) runs as a matmul."""
         if self.ndim != 1 or self.transposed or self.groups != 1:
@@ -154,18 +179,6 @@ class FoldedConv(_ConvNd):
         taps, stride, dilation = self.kernel_size[0], self.stride[0], self.dilation[0]
         rows = x.shape[0] * ((x.shape[1] + 2 * pad - dilation * (taps - 1) - 1) // stride + 1)
         return 0 < rows <= self.out_channels
-
-
-def _conv1d_matmul(x: Array, w: Array, stride: int, dilation: int, pad: int, precision) -> Array:
-    """``conv_general_dilated`` of ``[batch, time, in]`` with ``[k, in, out]`` (zero padding
-    `pad` both sides) as im2col + one matrix product: ``[batch, time_out, out]``."""
-    taps, c_in, c_out = w.shape
-    if pad:
-        x = jnp.pad(x, ((0, 0), (pad, pad), (0, 0)))
-    n = (x.shape[1] - dilation * (taps - 1) - 1) // stride + 1
-    cols = [x[:, t * dilation : t * dilation + (n - 1) * stride + 1 : stride] for t in range(taps)]
-    cols = cols[0] if taps == 1 else jnp.concatenate(cols, axis=-1)  # [batch, n, taps * in]
-    return jnp.dot(cols, w.reshape(taps * c_in, c_out), precision=precision)
 
 
 def fold_convolutions(module: M) -> M:

@@ -69,7 +69,10 @@ class _WeightNormMixin:
         reduce = tuple(a for a in range(v.ndim) if a != axis)
         return jnp.sqrt(jnp.sum(jnp.square(v.astype(jnp.float32)), axis=reduce)).astype(v.dtype)
 
-    def _weight(self) -> Array:
+    def effective_kernel(self) -> Array:
+        """The kernel the forward pass applies, ``g * v / ||v||``
+        (:func:`weight_norm_kernel`): ``[*kernel_size, in/groups, out]``, dtype of
+        `weight_v`."""
         return weight_norm_kernel(self.weight_g[...], self.weight_v[...], self._channel_axis())
 
 

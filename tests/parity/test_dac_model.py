@@ -193,7 +193,7 @@ def test_small_fused_weights(small, tmp_path, rng):
     config2, model = cdac.convert_checkpoint(path)
     assert config2 == config
     # the recomputed kernel g * v / ||v|| is the fused weight up to one float32 rounding
-    kernel = model.decoder.blocks[0].conv_t1._weight()
+    kernel = model.decoder.blocks[0].conv_t1.effective_kernel()
     w = state_dict["decoder.model.1.block.1.weight"]
     assert_close(kernel, np.transpose(ref.to_numpy(w), (2, 0, 1)), "dac_fused_kernel")
     audio = _audio(rng, config, SMALL_FRAMES)

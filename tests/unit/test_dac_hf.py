@@ -67,8 +67,8 @@ def test_folder_round_trip(exported):
     assert config == TINY
     # v = w, g = ||w||: the recomputed kernels are the model's up to one float32 rounding
     for conv in ("conv1", "conv2"):
-        a = getattr(converted.encoder, conv)._weight()
-        b = getattr(model.encoder, conv)._weight()
+        a = getattr(converted.encoder, conv).effective_kernel()
+        b = getattr(model.encoder, conv).effective_kernel()
         assert_close(a, b, "dac_fused_kernel", err_msg=conv)
     np.testing.assert_array_equal(
         np.asarray(converted.quantizer.quantizers[2].codebook[...]),

@@ -1,15 +1,18 @@
 """`FoldedConv` / `fold_convolutions`: every convolution of jaxlatent.nn (plain, transposed,
 weight-normalised, polyphase or not) gives its layer's outputs from a kernel computed once;
-a folded DAC codes as the DAC; the copy is independent of the original."""
+a folded DAC codes as the DAC; the copy is independent of the original. And the im2col matmul
+(`conv_along_axis_as_matmul`) that FoldedConv and the MPD use is the convolution."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from jaxlatent import nn as jnn
+from jaxlatent.nn.conv import conv_along_axis_as_matmul
 from tests.tolerances import assert_close
 from tests.unit.test_dac_compress import TINY, tiny_dac
 
@@ -34,6 +37,8 @@ def test_folded_layer_equals_the_layer(rng, index):
     assert folded.polyphase == (layer.transposed and all(
         k % s == 0 for k, s in zip(layer.kernel_size, layer.stride, strict=True)
     ))  # fmt: skip
+    # the kernel applied, in every layer's layout (the polyphase form rearranged back)
+    np.testing.assert_array_equal(folded.effective_kernel(), layer.effective_kernel())
     x = jnp.asarray(rng.standard_normal(shape).astype(np.float32))
     for padding in (True, False):
         assert_close(folded(x, padding=padding), layer(x, padding=padding), "folded_conv_f32")
@@ -57,6 +62,47 @@ def test_folded_few_rows_run_as_a_matmul(rng, make, shape):
         assert_close(folded(x, padding=padding), layer(x, padding=padding), "folded_conv_f32")
     wide = jnp.zeros((shape[0], 40, shape[2]))  # more rows than output channels: XLA's conv
     assert not folded._matmul_applies(wide, layer.padding[0])
+
+
+@pytest.mark.parametrize(
+    ("shape", "taps", "stride", "dilation", "padding"),
+    [
+        ((2, 13, 3, 4), 5, 3, 1, 2),  # the MPD's (5, 1) convolutions: [batch, time, period, in]
+        ((2, 11, 4), 3, 2, 3, 3),  # a FoldedConv's: [batch, time, in]
+        ((1, 9, 2, 3, 4), 4, 1, 2, 0),  # two axes between time and channels
+        ((3, 6, 4), 1, 2, 1, 1),  # one tap: no concatenation
+    ],
+)
+def test_conv_along_axis_as_matmul_is_the_convolution(rng, shape, taps, stride, dilation, padding):
+    """im2col + one matmul vs XLA's convolution with a ``(taps, 1)`` kernel. Small integers:
+    every sum is exact in float32 whatever the order, so the values must be equal."""
+    x = jnp.asarray(rng.integers(-3, 4, shape).astype(np.float32))
+    w = jnp.asarray(rng.integers(-3, 4, (taps, shape[-1], 5)).astype(np.float32))
+    got = conv_along_axis_as_matmul(
+        x, w, stride=stride, dilation=dilation, padding=padding, precision="highest"
+    )
+    rows = x.reshape(shape[0], shape[1], -1, shape[-1])  # the other axes as one width axis
+    want = jax.lax.conv_general_dilated(
+        rows,
+        w[:, None],
+        window_strides=(stride, 1),
+        padding=[(padding, padding), (0, 0)],
+        rhs_dilation=(dilation, 1),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST,
+    )
+    want = want.reshape(shape[0], want.shape[1], *shape[2:-1], 5)
+    assert got.shape == want.shape and got.dtype == x.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_conv_along_axis_as_matmul_rejects_bad_shapes():
+    x, w = jnp.zeros((1, 4, 3)), jnp.zeros((3, 3, 2))
+    for bad_x, bad_w in [(x, w[:, :2]), (x, w[None]), (x[0], w)]:
+        with pytest.raises(ValueError, match=r"needs x \[batch, time, \.\.\., in\]"):
+            conv_along_axis_as_matmul(bad_x, bad_w)
+    with pytest.raises(ValueError, match="needs at least 5 time steps after padding, got 4"):
+        conv_along_axis_as_matmul(x, w, dilation=2)
 
 
 def test_fold_convolutions_of_a_dac(rng):

@@ -50,6 +50,7 @@ from jaxlatent.models.dac.discriminator_config import (
     band_bins,
 )
 from jaxlatent.nn import WNConv1d, WNConv2d
+from jaxlatent.nn.conv import conv_along_axis_as_matmul
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
 
 Array = jax.Array
@@ -119,16 +120,20 @@ def _run(convs: nnx.List, post: nnx.Module, x: Array, apply=None) -> FeatureMaps
 
 
 def _time_conv(conv: WNConv2d, x: Array) -> Array:
-    """`conv` (kernel ``(k, 1)``, stride ``(s, 1)``, padding ``(p, 0)``, no dilation or groups)
-    of `x` ``[batch, L, period, in]`` as one matmul of its `k` shifted, strided views stacked
-    along channels (im2col): the same sums as the 2-D convolution, which XLA:CPU runs about
-    1.5x slower (forward and gradient) for a kernel width of 1."""
-    w = conv._weight().astype(x.dtype)  # [k, 1, in, out]
-    k, s, p = w.shape[0], conv.stride[0], conv.padding[0]
-    x = jnp.pad(x, ((0, 0), (p, p), (0, 0), (0, 0)))
-    length = (x.shape[1] - k) // s + 1
-    cols = jnp.concatenate([x[:, j : j + s * (length - 1) + 1 : s] for j in range(k)], axis=-1)
-    y = jnp.einsum("blpc,co->blpo", cols, w.reshape(-1, w.shape[-1]), precision=conv.precision)
+    """`conv` (kernel ``(k, 1)``, stride ``(s, 1)``, padding ``(p, 0)``, no groups) of `x`
+    ``[batch, L, period, in]`` as one matmul of its `k` shifted, strided views stacked along
+    channels (:func:`~jaxlatent.nn.conv.conv_along_axis_as_matmul`): the same sums as the 2-D
+    convolution, which XLA:CPU runs about 1.5x slower (forward and gradient) for a kernel
+    width of 1."""
+    w = conv.effective_kernel().astype(x.dtype)[:, 0]  # [k, 1, in, out] -> [k, in, out]
+    y = conv_along_axis_as_matmul(
+        x,
+        w,
+        stride=conv.stride[0],
+        dilation=conv.dilation[0],
+        padding=conv.padding[0],
+        precision=conv.precision,
+    )
     return y + conv.bias[...].astype(y.dtype).reshape(1, 1, 1, -1)
 
 
