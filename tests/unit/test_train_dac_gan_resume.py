@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from jaxlatent import cli, training
 from tests.unit import dac_gan_runs as runs
@@ -34,6 +35,7 @@ def _start(log: pathlib.Path, *args) -> subprocess.Popen:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_the_uninterrupted_run_bit_exactly(tmp_path):
     single_run = runs.run(tmp_path / "uninterrupted", *runs.SMALL)  # checkpoints at 2 and 4
     out = tmp_path / "run"
