@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 
 from converters.torchaudio_stub import install_torchaudio_stub
@@ -42,3 +43,23 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def key() -> jax.Array:
     return jax.random.key(0)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """CI's `--dist loadfile` sends each file whole to one worker, in xdist's default order
+    (`--loadscope-reorder`): most tests first. That puts last the one-test files that train a
+    model for a minute or more, and on CI's 2 workers one of them then runs alone at the end.
+    Here the controller keeps the collection's order instead, which the workers' collections
+    make (`pytest_collection_modifyitems` below): heavy files first."""
+    if getattr(config.option, "dist", "no") in ("loadfile", "loadscope"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: the files holding a `slow` test first, then xdist's own order
+    (most tests first); each file's tests keep their order. A serial run is left as it is."""
+    if not hasattr(config, "workerinput"):
+        return
+    count = collections.Counter(item.path for item in items)
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (item.path not in slow, -count[item.path]))
