@@ -34,6 +34,32 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """A persistent compilation cache for each test process (each xdist worker): tests build
+    new jitted functions of the same tiny models again and again (every CLI run, every
+    module's fixtures), and XLA then compiles the same programs again. Programs are the same
+    whether compiled or loaded, so no result depends on it.
+
+    The options are `jax.config`'s; JAX decides once per process whether (and where) the
+    cache is used, so the documented `reset_cache` makes it read them again."""
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    options = {
+        "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax_cache")),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+    }
+    before = {name: getattr(jax.config, name) for name in options}
+    for name, value in options.items():
+        jax.config.update(name, value)
+    cc.reset_cache()
+    yield
+    for name, value in before.items():
+        jax.config.update(name, value)
+    cc.reset_cache()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A seeded numpy generator: inputs are made in numpy and fed to both frameworks."""

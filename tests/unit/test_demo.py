@@ -32,7 +32,6 @@ from jaxlatent.apps.demo import DemoConfig
 from jaxlatent.codec import DACFile
 from jaxlatent.models.dac import DACConfig
 from tests import reference
-from tests.unit.test_train_cli import compilation_cache  # noqa: F401 (autouse fixture)
 
 sf = reference.require("soundfile")
 

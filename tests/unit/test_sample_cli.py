@@ -14,7 +14,6 @@ from flax import nnx
 from jaxlatent import cli, training
 from jaxlatent.apps import image_data, registry
 from jaxlatent.apps.runs import initial_state
-from tests.unit.test_train_cli import compilation_cache  # noqa: F401 (autouse fixture)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MODELS = ("vanilla_vae", "conditional_vae", "vqvae")

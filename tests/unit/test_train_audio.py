@@ -15,7 +15,6 @@ from jaxlatent.apps import audio_data, registry
 from jaxlatent.apps.train_data import load_train_data
 from tests.tolerances import TOLERANCES
 from tests.unit.test_train_cli import PNG, _snapshot
-from tests.unit.test_train_cli import compilation_cache as compilation_cache
 
 DAC_EVAL = {"mel_distance", "stft_distance", "si_sdr", "waveform_l1", "codes_used", "perplexity"}
 DAC_EVAL |= {f"{m}_q{i}" for m in ("codes_used", "perplexity") for i in range(3)}

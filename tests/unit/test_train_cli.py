@@ -15,31 +15,6 @@ from jaxlatent.apps import image_data, registry
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """A persistent compilation cache for this module: every CLI run builds new jitted
-    functions, so runs of the same model would otherwise compile the same programs again.
-
-    The options are `jax.config`'s; JAX decides once per process whether (and where) the
-    cache is used, so the documented `reset_cache` makes it read them again."""
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache as cc
-
-    options = {
-        "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax_cache")),
-        "jax_persistent_cache_min_compile_time_secs": 0.0,
-        "jax_persistent_cache_min_entry_size_bytes": 0,
-    }
-    before = {name: getattr(jax.config, name) for name in options}
-    for name, value in options.items():
-        jax.config.update(name, value)
-    cc.reset_cache()
-    yield
-    for name, value in before.items():
-        jax.config.update(name, value)
-    cc.reset_cache()
-
-
 def _train(out, *args, model="vanilla_vae", steps=2, batch=8):
     argv = ["train", "--model", model, "--preset", "micro", "--steps", str(steps)]
     argv += ["--batch-size", str(batch), "--out", str(out), "--quiet", *map(str, args)]

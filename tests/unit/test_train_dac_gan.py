@@ -22,7 +22,6 @@ import pytest
 
 from jaxlatent import cli, training
 from tests.unit import dac_gan_runs as runs
-from tests.unit.test_train_cli import compilation_cache as compilation_cache
 from tests.unit.test_training_fit import _wait_for
 
 #: the median logged mel loss of the last 5 logs (steps 160-200) of 200 tiny steps (batch 1,

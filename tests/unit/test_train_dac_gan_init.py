@@ -12,7 +12,6 @@ import pytest
 
 from jaxlatent import cli, training
 from tests.unit import dac_gan_runs as runs
-from tests.unit.test_train_cli import compilation_cache as compilation_cache
 
 
 class _Started(Exception):

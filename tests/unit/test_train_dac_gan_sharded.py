@@ -9,7 +9,6 @@ import pytest
 from jaxlatent import training
 from tests.tolerances import TOLERANCES, assert_close
 from tests.unit import dac_gan_runs as runs
-from tests.unit.test_train_cli import compilation_cache as compilation_cache
 
 
 @pytest.mark.slow

@@ -22,7 +22,6 @@ from jaxlatent.quantizers.piq_partition import class_of_code
 from tests.tolerances import TOLERANCES
 from tests.unit.test_train_audio import STEPS, _check_outputs, _train, _write_wav
 from tests.unit.test_train_cli import _snapshot
-from tests.unit.test_train_cli import compilation_cache as compilation_cache
 
 SPEC, _, TINY = registry.get_model("piq", "tiny")
 EVAL_KEYS = {"step", "reconstruction_mse", "accuracy", "codes_in_class_partition", "codes_used"}

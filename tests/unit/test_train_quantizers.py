@@ -12,7 +12,6 @@ from flax import nnx
 from jaxlatent import cli, training
 from jaxlatent.apps.vq_quantizers import QUANTIZERS
 from jaxlatent.models import ConvVQVAE
-from tests.unit.test_train_cli import compilation_cache as compilation_cache
 
 STEPS = 4
 RESIDUAL = {"rfsq", "rlfq", "rsimvq", "rvq"}
