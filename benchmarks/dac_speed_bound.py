@@ -106,16 +106,22 @@ def worker_jax(args) -> dict:
 
     jax_full()
     # Convolutions only: patch, then trace fresh jits (the compiled full model keeps its trace).
-    original_snake, original_weight = dac_layers.snake, weight_norm._WeightNormMixin._weight
+    original_snake, original_weight = (
+        dac_layers.snake,
+        weight_norm._WeightNormMixin.effective_kernel,
+    )
     dac_layers.snake = lambda x, alpha: x
-    weight_norm._WeightNormMixin._weight = lambda self: self.weight_v[...]
+    weight_norm._WeightNormMixin.effective_kernel = lambda self: self.weight_v[...]
     try:
         graphdef, state = nnx.split(model)
         enc = jax.jit(lambda s, a: nnx.merge(graphdef, s).encoder(a))
         dec = jax.jit(lambda s, z: nnx.merge(graphdef, s).decoder(z))
         jax.block_until_ready(dec(state, enc(state, x)))
     finally:
-        dac_layers.snake, weight_norm._WeightNormMixin._weight = original_snake, original_weight
+        dac_layers.snake, weight_norm._WeightNormMixin.effective_kernel = (
+            original_snake,
+            original_weight,
+        )
 
     def jax_convs():
         jax.block_until_ready(dec(state, enc(state, x)))
