@@ -24,13 +24,13 @@ from jaxlatent import cli, training
 from tests.unit import dac_gan_runs as runs
 from tests.unit.test_training_fit import _wait_for
 
-#: the median logged mel loss of the last 5 logs (steps 160-200) of 200 tiny steps (batch 1,
-#: the recipe's data pipeline) is below this fraction of the first 5's (steps 10-50).
-#: Measured 0.85 (3.73 -> 3.16). The pipeline normalises every excerpt to -16 LUFS, so the
-#: logged losses start lower than on the raw segments (whose mean ratio was 0.71, 5.45 ->
-#: 3.86) and most of the drop precedes the first log; single excerpts are noisy (2.65 to 5.79
-#: within the last 5 logs), hence medians of 5.
-MEL_RATIO = 0.9
+#: The mel distance of the eval (``eval.jsonl``: fixed held-out segments, deterministic for a
+#: model) after 200 tiny steps (batch 1, the recipe's data pipeline) is below this fraction
+#: of the same eval after 1 step. Measured 0.70 (5.23 -> 3.65; seeds 1 and 2: 0.68, 0.69).
+#: The logged training losses are single excerpts (2.5 to 5.5 within the last 5 logs): their
+#: medians went from ratio 0.85 to 0.92 when Snake's derivative changed by float32 round-off
+#: alone (a GAN's trajectory diverges from any change), so the test reads the eval instead.
+MEL_RATIO = 0.85
 
 
 @pytest.mark.slow
@@ -44,9 +44,12 @@ def test_recipe_lowers_the_mel_loss_in_200_tiny_steps(tmp_path, capsys):
     keys = {"mel_loss", "feature_matching_loss", "adversarial_loss", "commitment_loss"}
     keys |= {"codebook_loss", "disc_loss", "grad_norm", "grad_norm_d", "learning_rate"}
     assert keys <= set(records[0])
-    mel = [r["mel_loss"] for r in records]
-    assert np.isfinite(mel).all()
-    assert np.median(mel[-5:]) < MEL_RATIO * np.median(mel[:5]), mel
+    assert np.isfinite([r["mel_loss"] for r in records]).all()
+    assert runs.train(tmp_path / "first", *runs.SMALL, steps=1) == 0  # the same programs
+    (first,) = training.read_jsonl(str(tmp_path / "first" / "eval.jsonl"))
+    (last,) = training.read_jsonl(str(out / "eval.jsonl"))
+    assert (first["step"], last["step"]) == (1, 200)
+    assert last["mel_distance"] < MEL_RATIO * first["mel_distance"], (first, last)
     assert run["data_pipeline"] == "dac_recipe"
     # ExponentialLR: 1e-3 * 0.999996 ** step (logged at the step's update, step - 1)
     assert records[-1]["learning_rate"] == pytest.approx(1e-3 * 0.999996**199, rel=1e-5)
