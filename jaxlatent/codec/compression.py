@@ -61,7 +61,7 @@ from flax import nnx
 
 from jaxlatent._checks import check_n_quantizers
 from jaxlatent.codec import chunking
-from jaxlatent.codec.dac_file import DACFile
+from jaxlatent.codec.dac_file import DACFile, window_codes
 from jaxlatent.codec.loudness import CHANNEL_GAINS, StreamingMeter, normalize_gain
 from jaxlatent.codec.resample import Resampler
 from jaxlatent.compilation import compiled
@@ -216,29 +216,14 @@ class PreparedAudio:
         return self.read(k * self.plan.hop - self.plan.delay, self.plan.window)
 
     def dac_file(self, codes: Iterable[np.ndarray]) -> DACFile:
-        """The :class:`DACFile` of every window's int codes ``[rows, n_q, frames]``, in order.
-
-        Every window has as many frames as the first; each is written into the file's one
-        ``uint16`` array as it comes, so the host holds the output and one window, never an
-        int32 copy of all the codes.
+        """The :class:`DACFile` of every window's int codes ``[rows, n_q, frames]``, in order
+        (:func:`jaxlatent.codec.dac_file.window_codes`: one ``uint16`` array, filled window by
+        window).
 
         Raises:
           ValueError: if the windows are not ``plan.n_chunks`` windows of the same shape.
         """
-        out, n, chunk_length = None, 0, 0
-        for c in codes:
-            if out is None:
-                chunk_length = c.shape[-1]
-                out = np.empty((*c.shape[:-1], chunk_length * self.plan.n_chunks), np.uint16)
-            if n == self.plan.n_chunks or c.shape != (*out.shape[:-1], chunk_length):
-                raise ValueError(
-                    f"window {n} has codes of shape {c.shape}; expected "
-                    f"{self.plan.n_chunks} windows of {(*out.shape[:-1], chunk_length)}"
-                )
-            out[..., n * chunk_length : (n + 1) * chunk_length] = c
-            n += 1
-        if n != self.plan.n_chunks:
-            raise ValueError(f"got codes of {n} windows; expected {self.plan.n_chunks}")
+        out, chunk_length = window_codes(codes, self.plan.n_chunks)
         return DACFile(
             codes=out,
             chunk_length=chunk_length,

@@ -31,6 +31,7 @@ import dataclasses
 import io
 import operator
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ from jaxlatent.atomic import atomic_write
 from jaxlatent.codec import _npy_pickle
 from jaxlatent.codec._npy_pickle import short_repr
 
-__all__ = ["SUPPORTED_VERSIONS", "DACFile", "DACFileError"]
+__all__ = ["SUPPORTED_VERSIONS", "DACFile", "DACFileError", "window_codes"]
 
 #: ``dac_version`` values the official 1.0.0 package accepts (``dac.model.base``).
 SUPPORTED_VERSIONS = ("1.0.0",)
@@ -257,3 +258,48 @@ class DACFile:
         with open(path, "rb") as f:
             data = f.read()
         return cls.from_bytes(data, name=path)
+
+
+def window_codes(
+    codes: Iterable[np.ndarray], n_windows: int, frames: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Every window's int codes ``[rows, n_q, window_frames]``, in order, in one ``uint16``
+    array ``[rows, n_q, frames]`` (the layout of :attr:`DACFile.codes`).
+
+    Every window must have the first one's shape; each is written into the output as it
+    comes, so the host holds the output and one window, never an int32 copy of all the codes.
+
+    Args:
+      codes: the windows' codes (any int dtype whose values fit in ``uint16``).
+      n_windows: how many windows `codes` must yield.
+      frames: frames of the output; default ``n_windows * window_frames``. When smaller, the
+        frames past it (the last window's padding past the signal's end) are dropped.
+
+    Returns:
+      ``(codes, window_frames)``: the ``uint16`` array and the frames of one window.
+
+    Raises:
+      ValueError: if `codes` does not yield `n_windows` windows of one shape, or `frames`
+        does not end inside the last window.
+    """
+    out, n, width = None, 0, 0
+    for c in codes:
+        if out is None:
+            width = c.shape[-1]
+            total = n_windows * width if frames is None else frames
+            if not (n_windows - 1) * width < total <= n_windows * width:
+                raise ValueError(
+                    f"{total} frames do not end in the last of {n_windows} windows of {width}"
+                )
+            out = np.empty((*c.shape[:-1], total), np.uint16)
+        if n == n_windows or c.shape != (*out.shape[:-1], width):
+            raise ValueError(
+                f"window {n} has codes of shape {c.shape}; expected {n_windows} windows of "
+                f"{(*out.shape[:-1], width)}"
+            )
+        stop = min((n + 1) * width, out.shape[-1])
+        out[..., n * width : stop] = c[..., : stop - n * width]
+        n += 1
+    if n != n_windows:
+        raise ValueError(f"got codes of {n} windows; expected {n_windows}")
+    return out, width

@@ -46,7 +46,7 @@ from jaxlatent.codec.compression import (
     finish_decoding,
     prepare,
 )
-from jaxlatent.codec.dac_file import DACFile
+from jaxlatent.codec.dac_file import DACFile, window_codes
 from jaxlatent.compilation import compiled
 from jaxlatent.models.dac.receptive import decoder_stages, stage_lengths
 from jaxlatent.models.dac.windowed import (
@@ -132,12 +132,19 @@ class ExactWindows:
 
     def dac_file(self, codes: Iterable[np.ndarray]) -> DACFile:
         """The unchunked :class:`DACFile` of every window's int codes
-        ``[rows, n_q, window_frames]``, in order (frames past the signal's end dropped)."""
-        out = np.empty((self.prep.rows, self.prep.n_q, self.frames), np.uint16)
-        n = self.window_frames
-        for k, c in enumerate(codes):
-            out[:, :, k * n : (k + 1) * n] = c[:, :, : self.frames - k * n]
+        ``[rows, n_q, window_frames]``, in order (frames past the signal's end dropped).
+
+        Raises:
+          ValueError: if the windows are not :attr:`n_windows` windows of
+            ``[rows, n_q, window_frames]``.
+        """
         prep = self.prep
+        out, width = window_codes(codes, self.n_windows, self.frames)
+        if out.shape[:2] != (prep.rows, prep.n_q) or width != self.window_frames:
+            raise ValueError(
+                f"windows of codes {(*out.shape[:2], width)}; expected "
+                f"{(prep.rows, prep.n_q, self.window_frames)}"
+            )
         return DACFile(
             codes=out,
             chunk_length=self.frames,

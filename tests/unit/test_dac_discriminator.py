@@ -174,3 +174,39 @@ def test_msd_resampling_is_julius_filter(old_sr, new_sr):
     want = np.moveaxis(resample(np.moveaxis(x, 1, 2), old_sr, new_sr), 1, 2)
     assert got.shape == want.shape
     np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize(
+    ("bins", "kernel", "stride", "padding"),
+    [
+        (128, (3, 9), 2, (1, 4)),
+        (129, (3, 9), 2, (1, 4)),
+        (33, (3, 9), 3, (1, 1)),
+        (20, (2, 4), 2, (0, 0)),
+    ],
+)
+def test_frequency_strided_conv_is_the_strided_convolution(bins, kernel, stride, padding):
+    from jaxlatent.models.dac.discriminator import _frequency_strided_conv
+    from jaxlatent.nn import WNConv2d
+
+    conv = WNConv2d(3, 5, kernel, (1, stride), padding=padding, rngs=nnx.Rngs(0))
+    conv.bias[...] = jnp.arange(5.0)
+    rng = np.random.default_rng(0)
+    # integer-valued activations and kernel (g = ||v||: the effective kernel is v within an ulp),
+    # sums of at most 243 products up to 6: the forms may differ by the kernel's rounding only
+    x = jnp.asarray(rng.integers(-3, 4, (2, 6, bins, 3)).astype(np.float32))
+    kernel_ints = rng.integers(-2, 3, conv.weight_v.shape).astype(np.float32)
+    conv.weight_v[...] = jnp.asarray(kernel_ints)
+    conv.weight_g[...] = jnp.sqrt(jnp.sum(jnp.square(conv.weight_v[...]), axis=(0, 1, 2)))
+    expected = conv(x)
+    out = _frequency_strided_conv(conv, x)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-4)
+
+    def loss(f):
+        return lambda x: jnp.sum(
+            f(conv, x) * jnp.cos(jnp.arange(expected.size).reshape(expected.shape))
+        )
+
+    grad = jax.grad(loss(_frequency_strided_conv))(x)
+    np.testing.assert_allclose(grad, jax.grad(loss(lambda c, x: c(x)))(x), rtol=1e-5, atol=1e-5)

@@ -7,6 +7,8 @@ the tiny model's receptive field is 14 frames each side) so that each compiles o
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -252,3 +254,21 @@ def test_chunked_files_decode_as_official(model, rng):
     assert not f.padding
     got = decompress_exact(model, f, win_duration=W1)
     np.testing.assert_array_equal(got, decompress(model, f))
+
+
+def test_exact_dac_file_takes_every_window_of_one_shape(model, rng):
+    prep = compression.prepare(
+        model, _audio(rng, (1, 300, 1))[0], TINY.sample_rate, win_duration=None
+    )
+    windows = exact.exact_windows(model, prep, W4)
+    n, w = windows.n_windows, windows.window_frames
+    assert n > 1 and windows.frames < n * w
+    codes = [np.full((prep.rows, prep.n_q, w), k, np.int32) for k in range(n)]
+    f = windows.dac_file(iter(codes))
+    np.testing.assert_array_equal(f.codes, np.concatenate(codes, axis=-1)[..., : windows.frames])
+    assert f.chunk_length == windows.frames and f.padding
+    with pytest.raises(ValueError, match=f"codes of {n - 1} windows; expected {n}"):
+        windows.dac_file(codes[:-1])
+    other = [np.zeros((prep.rows, prep.n_q + 1, w), np.int32)] * n  # another n_q
+    with pytest.raises(ValueError, match=re.escape(f"expected {(prep.rows, prep.n_q, w)}")):
+        windows.dac_file(other)

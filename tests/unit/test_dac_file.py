@@ -229,3 +229,21 @@ def test_constructor_validation(rng):
     with pytest.raises(FileNotFoundError):
         DACFile.load("/nonexistent/x.dac")
     assert issubclass(DACFileError, ValueError)
+
+
+def test_window_codes_fill_one_array_and_drop_the_padding():
+    from jaxlatent.codec.dac_file import window_codes
+
+    windows = [np.full((2, 3, 4), k, np.int32) for k in range(3)]
+    out, width = window_codes(iter(windows), 3)
+    assert out.dtype == np.uint16 and width == 4
+    np.testing.assert_array_equal(out, np.concatenate(windows, axis=-1))
+    out, _ = window_codes(iter(windows), 3, frames=9)  # the last window's 3 padded frames go
+    np.testing.assert_array_equal(out, np.concatenate(windows, axis=-1)[..., :9])
+    for frames in (8, 13):  # ends in the second window / past the last one
+        with pytest.raises(ValueError, match=f"{frames} frames do not end in the last of 3"):
+            window_codes(windows, 3, frames=frames)
+    with pytest.raises(ValueError, match="codes of 0 windows; expected 1"):
+        window_codes([], 1)
+    with pytest.raises(ValueError, match=r"window 1 has codes of shape \(2, 2, 4\)"):
+        window_codes([windows[0], windows[1][:, :2]], 2)
