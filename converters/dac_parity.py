@@ -45,7 +45,12 @@ from jaxlatent.codec.resample import resample
 from jaxlatent.compilation import compiled
 from jaxlatent.datasets import read_audio
 from jaxlatent.models.dac import DAC
-from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, precision_name
+from jaxlatent.precision import (
+    DEFAULT_PRECISION,
+    PrecisionLike,
+    precision_name,
+    resolve_precision,
+)
 
 __all__ = ["ParityReport", "StageError", "parity_report", "torch_precision"]
 
@@ -214,6 +219,14 @@ def _jax_stages(model, x, *, n_q):
     return z_e, z_q, codes
 
 
+def _check_model_precision(model: DAC, precision: PrecisionLike) -> None:
+    if model.precision != resolve_precision(precision):
+        raise ValueError(
+            f"the model was built with precision {model.precision}, not {precision!r}: "
+            f"pass precision= as it was built"
+        )
+
+
 def parity_report(
     checkpoint: str | os.PathLike,
     *,
@@ -222,6 +235,7 @@ def parity_report(
     n_quantizers: int | None = None,
     precision: PrecisionLike = DEFAULT_PRECISION,
     torch_device: str = "cpu",
+    model: DAC | None = None,
 ) -> ParityReport:
     """Compare jaxlatent with the official ``dac.DAC`` on one clip, stage by stage.
 
@@ -236,6 +250,9 @@ def parity_report(
       torch_device: the torch device of the reference (``"cpu"``, ``"cuda"``, ...; its
         TF32 flags are the caller's, ``torch.backends.cuda.matmul.allow_tf32`` and
         ``torch.backends.cudnn.allow_tf32``).
+      model: the jaxlatent model of `checkpoint` when the caller has already converted it
+        (``jaxlatent demo`` does; a conversion costs seconds), built with `precision`;
+        default: converted here.
 
     Returns:
       A :class:`ParityReport` (``.format()`` gives the printed table).
@@ -243,12 +260,16 @@ def parity_report(
     Raises:
       ImportError: without torch / descript-audio-codec (transformers for its checkpoints).
       ValueError: for an unreadable checkpoint or audio file, or bad arguments (an unknown
-        `precision` included).
+        `precision` included, or a `model` built with another precision).
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
     jax_precision = f"{precision_name(precision)} ({jax.default_backend()})"
-    config, model = convert_any(checkpoint, precision=precision)
+    if model is None:
+        config, model = convert_any(checkpoint, precision=precision)
+    else:
+        config = model.config
+        _check_model_precision(model, precision)
     n_q = check_n_quantizers(n_quantizers, config.n_codebooks)
     if checkpoint_format(checkpoint) == "transformers":
         tmodel = _transformers_reference(checkpoint, config)

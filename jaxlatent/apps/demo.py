@@ -283,7 +283,7 @@ def run(cfg: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> d
     seconds = info.frames / info.samplerate
     report = timer.stage(
         "parity (jaxlatent parity dac)",  # the whole clip (a margin against float rounding)
-        lambda: parity_report(ckpt, audio=wav, seconds=seconds + 1e-3),
+        lambda: parity_report(ckpt, audio=wav, seconds=seconds + 1e-3, model=model),
     )
     log(report.format())
     codec_demo.save_parity(report, out / "parity.txt", out / "parity.json")

@@ -32,6 +32,14 @@ matrix product, for the narrow convolutions XLA:CPU runs slowly (a ``(k, 1)`` 2-
 convolution with few output rows); :class:`~jaxlatent.nn.FoldedConv` and DAC's multi-period
 discriminator use it with the kernel a layer's ``effective_kernel()`` returns.
 
+A 1-d convolution with fewer output rows (``batch * time_out``) than output channels (DAC's
+widest layers at its training size: 19-152 frames, 512-1536 channels) keeps XLA's forward
+bit for bit but takes its derivatives as matrix products (:func:`conv_with_matmul_gradient`,
+a `jax.custom_jvp`), and a transposed convolution with as few input rows takes its adjoint
+one product per tap: XLA:CPU's convolution gradients copy the whole kernel transposed there,
+and the 16 kHz DAC's gradient spends ~0.15 s less per step without those copies
+(tests/unit/test_conv_matmul_gradient.py checks the gradients against the convolution's).
+
 Initialisation follows torch's defaults (uniform in ``±1/sqrt(fan_in)`` for kernel and bias),
 so models trained from scratch start from the same distribution as their torch counterparts.
 
@@ -51,6 +59,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.custom_derivatives import SymbolicZero
 
 from jaxlatent._rng import next_key
 from jaxlatent.precision import DEFAULT_PRECISION, PrecisionLike, resolve_precision
@@ -115,6 +124,21 @@ def _adjoint_conv(z: Array, w: Array, spec: TransposedConvSpec) -> Array:
     )
 
 
+def _adjoint_conv_by_taps(z: Array, w: Array, spec: TransposedConvSpec) -> Array:
+    """:func:`_adjoint_conv` of a 1-d transposed convolution as matrix products per tap
+    against `w` as stored (faster for few rows, :func:`_few_rows`; no transposed copy of the
+    kernel)."""
+    return _conv_by_taps(
+        z,
+        w,
+        stride=spec.stride[0],
+        dilation=spec.dilation[0],
+        padding=spec.padding[0],
+        precision=spec.precision,
+        kernel_out_in=True,
+    )
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv_transpose(x: Array, w: Array, spec: TransposedConvSpec) -> Array:
     """torch's ``conv_transpose1d/2d`` (no bias, groups 1) on channels-last arrays.
@@ -148,7 +172,10 @@ def _conv_transpose_fwd(x, w, spec):
 
 def _conv_transpose_bwd(spec, residuals, g):
     x, w = residuals
-    dx, vjp_w = jax.vjp(lambda w_: _adjoint_conv(g, w_, spec), w)
+    adjoint = _adjoint_conv
+    if len(spec.stride) == 1 and _few_rows(x.shape[0] * x.shape[1], w.shape[-2], w.shape[0]):
+        adjoint = _adjoint_conv_by_taps
+    dx, vjp_w = jax.vjp(lambda w_: adjoint(g, w_, spec), w)
     # With output_padding >= stride (torch allows it when dilation > output_padding) C's
     # output is longer than x, and x is its prefix (the rest multiplies zeros).
     spatial = x.shape[1:-1]
@@ -161,6 +188,148 @@ def _conv_transpose_bwd(spec, residuals, g):
 
 
 conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+
+
+class ConvSpec(NamedTuple):
+    """Static arguments of a convolution (torch's names and meaning, one entry per spatial
+    axis; `padding` on both sides)."""
+
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int = 1
+    precision: Any = None
+
+
+def _conv(x: Array, w: Array, spec: ConvSpec) -> Array:
+    return jax.lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=spec.stride,
+        padding=[(p, p) for p in spec.padding],
+        rhs_dilation=spec.dilation,
+        dimension_numbers=_DIMENSION_NUMBERS[len(spec.stride)],
+        feature_group_count=spec.groups,
+        precision=spec.precision,
+    )
+
+
+def _conv_output_length(length: int, taps: int, spec: ConvSpec) -> int:
+    span = spec.dilation[0] * (taps - 1) + 1
+    return max(0, (length + 2 * spec.padding[0] - span) // spec.stride[0] + 1)
+
+
+def _gradient_as_matmul(rows: int, channels: int, taps: int) -> bool:
+    """Whether a 1-d convolution's gradient is taken in matrix-product form
+    (:func:`conv_with_matmul_gradient`): a kernel of several taps and fewer output rows
+    (``batch * time_out``) than output channels. There XLA:CPU's convolution gradients copy
+    the whole kernel transposed for a handful of rows; on the 16 kHz DAC's widest layers at
+    its training size (batch 2, 19-152 frames) the matrix-product gradients are 1.1-2x
+    faster."""
+    return taps > 1 and rows < channels
+
+
+def _few_rows(rows: int, channels: int, taps: int) -> bool:
+    """Whether a matrix-product convolution runs per tap (:func:`_conv_by_taps`) rather than
+    as im2col: ``rows * taps <= channels``, so the per-tap products ``[taps, rows,
+    channels]`` stay smaller than one ``[channels, channels]`` kernel slice. On the 16 kHz
+    DAC's 19-frame layers (38 rows) that form's gradients are 1.2-1.5x faster than im2col's,
+    which copy the kernel; at 152 frames im2col is faster."""
+    return taps > 1 and rows * taps <= channels
+
+
+def _conv_by_taps(
+    x: Array,
+    w: Array,
+    *,
+    stride: int,
+    dilation: int,
+    padding: int,
+    precision: PrecisionLike,
+    kernel_out_in: bool = False,
+) -> Array:
+    """:func:`conv_along_axis_as_matmul` for ``[batch, time, in]`` as one matrix product per
+    tap, batched over taps, then summed: ``sum_t x_t @ w[t]`` (``x_t`` the view shifted by
+    ``t * dilation``, strided). With ``kernel_out_in`` `w` is ``[taps, out, in]`` and the
+    products are ``x_t @ w[t].T``. Neither form copies the kernel (im2col's gradient and a
+    transposed kernel do), which dominates when there are few rows."""
+    taps = w.shape[0]
+    if padding:
+        x = jnp.pad(x, ((0, 0), (padding, padding), (0, 0)))
+    n = (x.shape[1] - dilation * (taps - 1) - 1) // stride + 1
+    views = [x[:, t * dilation : t * dilation + (n - 1) * stride + 1 : stride] for t in range(taps)]
+    stacked = jnp.stack(views).reshape(taps, -1, x.shape[-1])  # [taps, batch * n, in]
+    contract = 2 if kernel_out_in else 1
+    y = jax.lax.dot_general(
+        stacked,
+        w,
+        (((2,), (contract,)), ((0,), (0,))),
+        precision=resolve_precision(precision),
+    )
+    return jnp.sum(y, axis=0).reshape(x.shape[0], n, -1)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def conv_with_matmul_gradient(x: Array, w: Array, spec: ConvSpec) -> Array:
+    """A 1-d convolution (``groups=1``) whose value is ``conv_general_dilated`` and whose
+    derivatives are those of :func:`conv_along_axis_as_matmul`.
+
+    The value is bit for bit the plain convolution's (codes do not depend on whether a layer
+    uses it). The tangent ``conv(dx, w) + conv(x, dw)`` is computed as matrix products: two
+    im2col products, or, for very few rows (``rows * taps <= out``), one product per tap
+    batched over taps. Reverse mode (their transpose) gets the input gradient as products
+    with the kernel and a col2im sum, and the kernel gradient as products with the shifted
+    input: the same values as the convolution's gradients up to summation order, without
+    XLA:CPU's transposing copies of wide kernels. Forward and reverse mode both work; zero
+    tangents (an argument not differentiated) cost no product.
+
+    Args:
+      x: ``[batch, time, in]`` (channels-last).
+      w: ``[taps, in, out]``, dtype of `x`.
+      spec: stride, padding, dilation (one entry each), ``groups=1``, precision.
+
+    Returns:
+      ``[batch, time_out, out]`` with torch's output length.
+
+    Raises:
+      ValueError: if the spec is not 1-d with ``groups=1``.
+    """
+    if len(spec.stride) != 1 or spec.groups != 1:
+        raise ValueError(
+            f"conv_with_matmul_gradient takes 1-d convolutions with groups=1, got {spec}"
+        )
+    return _conv(x, w, spec)
+
+
+def _conv_with_matmul_gradient_jvp(spec, primals, tangents):
+    x, w = primals
+    y = conv_with_matmul_gradient(x, w, spec)
+
+    args = dict(
+        stride=spec.stride[0],
+        dilation=spec.dilation[0],
+        padding=spec.padding[0],
+        precision=spec.precision,
+    )
+    by_taps = _few_rows(y.shape[0] * y.shape[1], y.shape[2], w.shape[0])
+
+    def conv(a, b):
+        if by_taps:
+            return _conv_by_taps(a, b, **args)
+        return conv_along_axis_as_matmul(a, b, **args)
+
+    dx, dw = tangents
+    terms = []
+    if not isinstance(dx, SymbolicZero):
+        terms.append(conv(dx, w))
+    if not isinstance(dw, SymbolicZero):
+        terms.append(conv(x, dw))
+    if not terms:  # every tangent zero
+        return y, jnp.zeros_like(y)
+    return y, functools.reduce(jnp.add, terms)
+
+
+conv_with_matmul_gradient.defjvp(_conv_with_matmul_gradient_jvp, symbolic_zeros=True)
 
 
 def _torch_uniform(rngs: nnx.Rngs, shape: tuple[int, ...], fan_in: int, dtype) -> Array:
@@ -234,6 +403,12 @@ class _ConvNd(nnx.Module):
                 f"got shape {tuple(x.shape)}"
             )
 
+    def _gradient_as_matmul(self, x: Array, spec: ConvSpec) -> bool:
+        if self.ndim != 1 or self.groups != 1:
+            return False
+        rows = x.shape[0] * _conv_output_length(x.shape[1], self.kernel_size[0], spec)
+        return _gradient_as_matmul(rows, self.out_channels, self.kernel_size[0])
+
     def __call__(self, x: Array, *, padding: bool = True) -> Array:
         """Apply the convolution.
 
@@ -257,16 +432,11 @@ class _ConvNd(nnx.Module):
             )
             y = conv_transpose(x, w, spec)
         else:
-            y = jax.lax.conv_general_dilated(
-                x,
-                w,
-                window_strides=self.stride,
-                padding=[(p, p) for p in pads],
-                rhs_dilation=self.dilation,
-                dimension_numbers=_DIMENSION_NUMBERS[self.ndim],
-                feature_group_count=self.groups,
-                precision=self.precision,
-            )
+            spec = ConvSpec(self.stride, pads, self.dilation, self.groups, self.precision)
+            if self._gradient_as_matmul(x, spec):
+                y = conv_with_matmul_gradient(x, w, spec)
+            else:
+                y = _conv(x, w, spec)
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
         return y

@@ -54,6 +54,21 @@ def test_parity_report(checkpoint, capsys):
     assert f"precision: jaxlatent highest ({backend}); torch float32 (CPU)" in out
 
 
+def test_parity_report_takes_the_already_converted_model(checkpoint):
+    """`model=` (what the demo passes) gives the report of converting here, stage by stage,
+    and a model built with another precision is refused."""
+    from converters.dac import convert_checkpoint
+    from converters.dac_parity import parity_report
+
+    _, model = convert_checkpoint(checkpoint)
+    given = parity_report(checkpoint, seconds=0.5, model=model)
+    converted = parity_report(checkpoint, seconds=0.5)
+    assert given.stages == converted.stages and given.code_agreement == 1.0
+    _, default_model = convert_checkpoint(checkpoint, precision="default")
+    with pytest.raises(ValueError, match="built with precision"):
+        parity_report(checkpoint, seconds=0.5, model=default_model)
+
+
 def test_parity_bad_input(checkpoint, tmp_path, capsys):
     assert cli.main(["parity", "dac", "--model", checkpoint, "--audio", "/nope.wav"]) == 2
     assert "not a readable audio file" in capsys.readouterr().err
