@@ -29,6 +29,7 @@ from jaxlatent.nn.conv import (
     conv_with_matmul_gradient,
 )
 from tests.tolerances import assert_close
+from tests.unit.test_conv_transpose_grad import assert_trains_in_bfloat16_under_jit
 
 CONV_CASES = [
     # (batch, time, in, out, taps, stride, dilation, padding): rows, rows * taps vs out
@@ -45,6 +46,16 @@ def _data(rng, *shape):
     return jnp.asarray(rng.standard_normal(shape, dtype=np.float32) / np.sqrt(shape[-2]))
 
 
+def _assert_same_vjp(plain, custom, x, w, g):
+    """`custom`'s (dx, dw) for cotangent `g` against `plain`'s; returns `plain`'s vjp."""
+    _, vjp_plain = jax.vjp(plain, x, w)
+    _, vjp_custom = jax.vjp(custom, x, w)
+    for name, want, got in zip(("dx", "dw"), vjp_plain(g), vjp_custom(g), strict=True):
+        assert got.shape == want.shape and got.dtype == want.dtype, name
+        assert_close(got, want, "conv_gradient_forms", err_msg=name)
+    return vjp_plain
+
+
 @pytest.mark.parametrize("case", CONV_CASES, ids=[str(c) for c in CONV_CASES])
 def test_matmul_gradient_equals_the_convolutions(rng, case):
     batch, time, c_in, c_out, taps, stride, dilation, padding = case
@@ -59,11 +70,9 @@ def test_matmul_gradient_equals_the_convolutions(rng, case):
     np.testing.assert_array_equal(jitted(x, w, spec), jax.jit(_conv, static_argnums=2)(x, w, spec))
 
     g = jnp.asarray(rng.standard_normal(y.shape, dtype=np.float32))
-    _, vjp_plain = jax.vjp(lambda a, b: _conv(a, b, spec), x, w)
-    _, vjp_matmul = jax.vjp(lambda a, b: conv_with_matmul_gradient(a, b, spec), x, w)
-    for name, want, got in zip(("dx", "dw"), vjp_plain(g), vjp_matmul(g), strict=True):
-        assert got.shape == want.shape and got.dtype == want.dtype, name
-        assert_close(got, want, "conv_gradient_forms", err_msg=name)
+    vjp_plain = _assert_same_vjp(
+        lambda a, b: _conv(a, b, spec), lambda a, b: conv_with_matmul_gradient(a, b, spec), x, w, g
+    )
     # one argument differentiated (its symbolic-zero partner costs no product)
     dw = jax.grad(lambda b: jnp.vdot(g, conv_with_matmul_gradient(x, b, spec)))(w)
     assert_close(dw, vjp_plain(g)[1], "conv_gradient_forms", err_msg="dw alone")
@@ -99,11 +108,13 @@ def test_transposed_adjoint_by_taps_equals_autodiff(rng, case):
     w = _data(rng, taps, c_in, c_out)
     y = _fractionally_strided(x, w, spec)
     g = jnp.asarray(rng.standard_normal(y.shape, dtype=np.float32))
-    _, vjp_plain = jax.vjp(lambda a, b: _fractionally_strided(a, b, spec), x, w)
-    _, vjp_custom = jax.vjp(lambda a, b: conv_transpose(a, b, spec), x, w)
-    for name, want, got in zip(("dx", "dw"), vjp_plain(g), vjp_custom(g), strict=True):
-        assert got.shape == want.shape and got.dtype == want.dtype, name
-        assert_close(got, want, "conv_gradient_forms", err_msg=name)
+    _assert_same_vjp(
+        lambda a, b: _fractionally_strided(a, b, spec),
+        lambda a, b: conv_transpose(a, b, spec),
+        x,
+        w,
+        g,
+    )
 
 
 def _has_custom_jvp(fn, *args) -> bool:
@@ -139,18 +150,4 @@ def test_layers_take_the_matmul_gradient_exactly_for_few_rows(rng):
 
 def test_matmul_gradient_in_bfloat16_under_jit(rng):
     layer = jnn.WNConv1d(16, 96, kernel_size=7, padding=3, rngs=nnx.Rngs(0))
-    graphdef, params = nnx.split(layer)
-    x = _data(rng, 1, 4, 16).astype(jnp.bfloat16)
-
-    @jax.jit
-    def grads(params, x):
-        def loss(params, x):
-            return jnp.sum(nnx.merge(graphdef, params)(x).astype(jnp.float32) ** 2)
-
-        return jax.grad(loss, argnums=(0, 1))(params, x)
-
-    dp, dx = grads(params, x)
-    assert dx.dtype == jnp.bfloat16 and dx.shape == x.shape
-    for leaf in jax.tree.leaves(dp):
-        assert leaf.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(leaf)))
-        assert bool(jnp.any(leaf != 0))
+    assert_trains_in_bfloat16_under_jit(layer, _data(rng, 1, 4, 16).astype(jnp.bfloat16))

@@ -55,8 +55,14 @@ def test_custom_vjp_equals_autodiff(rng, case):
 def test_layer_gradients_in_bfloat16_and_under_jit(rng):
     """The weight-normed layer trains through the custom VJP in bf16 and under jit."""
     layer = jnn.WNConvTranspose1d(4, 2, kernel_size=4, stride=2, padding=1, rngs=nnx.Rngs(0))
-    graphdef, params = nnx.split(layer)
     x = jnp.asarray(rng.standard_normal((2, 6, 4), dtype=np.float32)).astype(jnp.bfloat16)
+    assert_trains_in_bfloat16_under_jit(layer, x)
+
+
+def assert_trains_in_bfloat16_under_jit(layer, x) -> None:
+    """`layer`'s jitted gradients for bfloat16 `x`: the input's in bfloat16, every parameter's
+    in float32, finite and not all zero (shared with test_conv_matmul_gradient.py)."""
+    graphdef, params = nnx.split(layer)
 
     @jax.jit
     def grads(params, x):
