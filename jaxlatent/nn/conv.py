@@ -113,16 +113,8 @@ def _fractionally_strided(x: Array, w: Array, spec: TransposedConvSpec) -> Array
 def _adjoint_conv(z: Array, w: Array, spec: TransposedConvSpec) -> Array:
     """The strided convolution ``C`` with ``conv_transpose(x, w) == Cᵀ x`` (kernel `w`
     ``[*k, in, out]`` of the transposed convolution is ``C``'s with the last two axes swapped)."""
-    n = len(spec.stride)
-    return jax.lax.conv_general_dilated(
-        z,
-        jnp.swapaxes(w, -1, -2),
-        window_strides=spec.stride,
-        padding=[(p, p) for p in spec.padding],
-        rhs_dilation=spec.dilation,
-        dimension_numbers=_DIMENSION_NUMBERS[n],
-        precision=spec.precision,
-    )
+    conv_spec = ConvSpec(spec.stride, spec.padding, spec.dilation, 1, spec.precision)
+    return _conv(z, jnp.swapaxes(w, -1, -2), conv_spec)
 
 
 def _adjoint_conv_by_taps(z: Array, w: Array, spec: TransposedConvSpec) -> Array:
