@@ -218,8 +218,8 @@ def _gradient_as_matmul(rows: int, channels: int, taps: int) -> bool:
     (``batch * time_out``) than output channels. There XLA:CPU's convolution gradients copy
     the whole kernel transposed for a handful of rows; on the 16 kHz DAC's widest layers at
     its training size (batch 2, 19-152 frames) the matrix-product gradients are 1.1-2x
-    faster."""
-    return taps > 1 and rows < channels
+    faster. An empty output (no rows) keeps XLA's convolution, whose gradient is zeros."""
+    return taps > 1 and 0 < rows < channels
 
 
 def _few_rows(rows: int, channels: int, taps: int) -> bool:
@@ -227,8 +227,8 @@ def _few_rows(rows: int, channels: int, taps: int) -> bool:
     as im2col: ``rows * taps <= channels``, so the per-tap products ``[taps, rows,
     channels]`` stay smaller than one ``[channels, channels]`` kernel slice. On the 16 kHz
     DAC's 19-frame layers (38 rows) that form's gradients are 1.2-1.5x faster than im2col's,
-    which copy the kernel; at 152 frames im2col is faster."""
-    return taps > 1 and rows * taps <= channels
+    which copy the kernel; at 152 frames im2col is faster. Never for an empty input."""
+    return taps > 1 and 0 < rows and rows * taps <= channels
 
 
 def _conv_by_taps(

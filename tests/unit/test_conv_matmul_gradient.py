@@ -117,6 +117,17 @@ def test_transposed_adjoint_by_taps_equals_autodiff(rng, case):
     )
 
 
+def test_empty_inputs_keep_xla_gradients_of_zeros():
+    """No rows: neither form applies, and the gradients are XLA's zeros (the per-tap forms
+    would fail on an empty input)."""
+    assert not _gradient_as_matmul(0, 64, 7) and not _few_rows(0, 64, 16)
+    spec = TransposedConvSpec((8,), (4,), (1,), (0,), "highest")
+    x, w = jnp.ones((1, 0, 16)), jnp.ones((16, 16, 8))
+    assert conv_transpose(x, w, spec).shape == (1, 0, 8)
+    dw = jax.grad(lambda w: jnp.sum(conv_transpose(x, w, spec)))(w)
+    np.testing.assert_array_equal(dw, np.zeros_like(dw))
+
+
 def _has_custom_jvp(fn, *args) -> bool:
     return "custom_jvp_call" in str(jax.make_jaxpr(fn)(*args))
 
@@ -139,6 +150,14 @@ def test_layers_take_the_matmul_gradient_exactly_for_few_rows(rng):
         else:
             y = model(x)
         return jnp.sum(jnp.sin(y))
+
+    # an empty output keeps XLA's convolution, whose parameter gradients are zeros
+    short = _data(rng, 1, 3, 16)
+    assert layer(short, padding=False).shape == (1, 0, 64)
+    assert not _has_custom_jvp(lambda x: layer(x, padding=False), short)
+    empty = jax.grad(lambda p: jnp.sum(nnx.merge(graphdef, p)(short, padding=False)))(params)
+    for path, g in jax.tree_util.tree_leaves_with_path(empty):
+        np.testing.assert_array_equal(g, np.zeros_like(g), err_msg=str(path))
 
     np.testing.assert_array_equal(layer(few), nnx.merge(graphdef, params)(few))
     want = jax.grad(loss)(params, few, True)
