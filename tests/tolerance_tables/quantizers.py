@@ -155,12 +155,14 @@ QUANTIZERS: dict[str, Tolerance] = {
         "LFQ-family gradients of loss + sum(w * quantized) w.r.t. the input and the "
         "projection parameters vs torch autograd, float32",
         1e-5,
-        1e-5,
+        5e-5,
         "projection-weight gradients sum ~100-300 products (straight-through plus the entropy "
         "softmax's) in another order, the kernel terms as broadcast products summed over the "
-        "batch (the projections' fast kernel-gradient rule); gradients reach ~60, measured max "
-        "abs error 1.3e-5 on a project_in weight gradient up to ~51 (3e-7 of the largest "
-        "entry; 9.5e-6 with the matmul kernel gradient)",
+        "batch (the projections' fast kernel-gradient rule); gradients reach ~60, so an entry "
+        "that cancels to ~1 keeps the absolute error of its ~50-sized terms. Measured max abs "
+        "error 1.3e-5 on a project_in weight gradient up to ~51 on an AMD EPYC (9.5e-6 with the "
+        "matmul kernel gradient), 2.66e-5 on an entry of 0.76 of one up to ~13 on an Intel Xeon "
+        "(1.9e-5 beyond the relative part; deterministic on each machine, 21 comparisons)",
     ),
     "scalar_vq_data_parallel": Tolerance(
         "ResidualLFQ / ResidualFSQ global-batch statistics (batch entropy, perplexities) and "
